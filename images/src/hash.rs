@@ -1,0 +1,187 @@
+//! SHA-256 hashes as Nix prints them (`sha256:<nixbase32>`), and the NAR hash of a path
+//! (what `nix hash path` and a narinfo's `NarHash` report).
+
+use std::fmt;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::str::FromStr;
+
+use base64::Engine;
+use sha2::{Digest, Sha256};
+
+use crate::nar::{self, NarError};
+use crate::nixbase32;
+
+/// A SHA-256 digest. Displays as `sha256:<nixbase32>`, Nix's form in narinfo files and fingerprints.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Sha256Hash(pub [u8; 32]);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HashParseError {
+    #[error("hash {0:?} is not SHA-256 (expected sha256:<nixbase32|hex> or sha256-<base64>)")]
+    Algorithm(String),
+    #[error("hash {0:?} has a bad encoding or length")]
+    Encoding(String),
+}
+
+impl Sha256Hash {
+    pub fn digest(data: &[u8]) -> Self {
+        Self(Sha256::digest(data).into())
+    }
+    pub fn to_nixbase32(&self) -> String {
+        nixbase32::encode(&self.0)
+    }
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+    /// SRI form, the default output of `nix hash path` in Nix 2.8.
+    pub fn to_sri(&self) -> String {
+        format!(
+            "sha256-{}",
+            base64::engine::general_purpose::STANDARD.encode(self.0)
+        )
+    }
+    /// Parse a bare digest in any of Nix's encodings (nixbase32, hex, base64), told apart by length.
+    pub fn parse_bare(s: &str) -> Result<Self, HashParseError> {
+        let bad = || HashParseError::Encoding(s.to_string());
+        let v = match s.len() {
+            52 => nixbase32::decode(s).map_err(|_| bad())?,
+            64 => hex::decode(s).map_err(|_| bad())?,
+            44 => base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| bad())?,
+            _ => return Err(bad()),
+        };
+        let a: [u8; 32] = v.try_into().map_err(|_| bad())?;
+        Ok(Self(a))
+    }
+}
+
+impl fmt::Display for Sha256Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.to_nixbase32())
+    }
+}
+
+impl fmt::Debug for Sha256Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl FromStr for Sha256Hash {
+    type Err = HashParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(rest) = s.strip_prefix("sha256:") {
+            Self::parse_bare(rest)
+        } else if let Some(rest) = s.strip_prefix("sha256-") {
+            let v = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .map_err(|_| HashParseError::Encoding(s.to_string()))?;
+            Ok(Self(
+                v.try_into()
+                    .map_err(|_| HashParseError::Encoding(s.to_string()))?,
+            ))
+        } else {
+            Err(HashParseError::Algorithm(s.to_string()))
+        }
+    }
+}
+
+impl serde::Serialize for Sha256Hash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sha256Hash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A `Write` sink that hashes everything written to it.
+#[derive(Default)]
+pub struct HashWriter {
+    hasher: Sha256,
+    count: u64,
+}
+
+impl HashWriter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn finish(self) -> (Sha256Hash, u64) {
+        (Sha256Hash(self.hasher.finalize().into()), self.count)
+    }
+}
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.hasher.update(buf);
+        self.count += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Small NAR tokens are batched by this buffer; big file chunks bypass it (BufWriter passes
+/// writes larger than its capacity straight through).
+const SMALL_WRITES: usize = 64 * 1024;
+
+/// NAR hash and NAR size of a path, exactly as `nix hash path` / `nix path-info` report them.
+pub fn nar_hash(path: &Path) -> Result<(Sha256Hash, u64), NarError> {
+    let mut w = BufWriter::with_capacity(SMALL_WRITES, HashWriter::new());
+    nar::dump_path(path, &mut w)?;
+    let hw = w
+        .into_inner()
+        .map_err(|e| NarError::Write(e.into_error()))?;
+    Ok(hw.finish())
+}
+
+/// For a regular file: NAR hash, NAR size, plain sha256 and size, all from one read.
+pub fn file_hashes(path: &Path) -> Result<FileHashes, NarError> {
+    let mut plain = Sha256::new();
+    let mut size = 0u64;
+    let mut w = BufWriter::with_capacity(SMALL_WRITES, HashWriter::new());
+    nar::dump_file_tee(path, &mut w, &mut |b: &[u8]| {
+        plain.update(b);
+        size += b.len() as u64;
+    })?;
+    let (nar_hash, nar_size) = w
+        .into_inner()
+        .map_err(|e| NarError::Write(e.into_error()))?
+        .finish();
+    Ok(FileHashes {
+        nar_hash,
+        nar_size,
+        sha256: Sha256Hash(plain.finalize().into()),
+        size,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileHashes {
+    pub nar_hash: Sha256Hash,
+    pub nar_size: u64,
+    pub sha256: Sha256Hash,
+    pub size: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_forms() {
+        let h = Sha256Hash::digest(b"abc");
+        for s in [h.to_string(), format!("sha256:{}", h.to_hex()), h.to_sri()] {
+            assert_eq!(s.parse::<Sha256Hash>().unwrap(), h, "{s}");
+        }
+        assert!("md5:abc".parse::<Sha256Hash>().is_err());
+        assert!("sha256:xyz".parse::<Sha256Hash>().is_err());
+    }
+}
