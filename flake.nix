@@ -1,0 +1,201 @@
+{
+  description = "edgeform: Terraform provider for edge stores, and their signed, reproducible NixOS node images";
+
+  inputs = {
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+    # Proxmox VE packaged for NixOS (module `proxmox-ve`, overlay with the PVE packages).
+    proxmox-nixos.url = "github:SaumonNet/proxmox-nixos";
+  };
+
+  outputs =
+    {
+      self,
+      nixpkgs,
+      proxmox-nixos,
+    }:
+    let
+      system = "x86_64-linux";
+      lib = nixpkgs.lib;
+      pkgs = import nixpkgs { inherit system; };
+      version = "0.1.0";
+      # Same commit, same inputs: same store paths and NAR hashes. The revision goes into the
+      # image so a dirty tree is visible in the manifest.
+      rev = self.shortRev or self.dirtyShortRev or "dirty";
+
+      # Only what Cargo needs, so editing docs or HCL does not rebuild the Rust packages.
+      rustSrc = lib.fileset.toSource {
+        root = ./.;
+        fileset = lib.fileset.unions [
+          ./Cargo.toml
+          ./Cargo.lock
+          ./provider
+          ./images
+          ./acceptance
+        ];
+      };
+
+      rustPackage =
+        { pname, crate, description }:
+        pkgs.rustPlatform.buildRustPackage {
+          inherit pname version;
+          src = rustSrc;
+          cargoLock.lockFile = ./Cargo.lock;
+          cargoBuildFlags = [ "-p" crate ];
+          # The test suites need the real peers (nix, ceph, terraform, wireguard-go); they run
+          # in `make test`, not in the sandbox.
+          doCheck = false;
+          nativeBuildInputs = [ pkgs.protobuf ];
+          # tonic codegen: use nixpkgs' protoc instead of the vendored binary.
+          PROTOC = "${pkgs.protobuf}/bin/protoc";
+          meta = {
+            inherit description;
+            license = lib.licenses.mpl20;
+            mainProgram = pname;
+          };
+        };
+
+      terraform-provider-edge = rustPackage {
+        pname = "terraform-provider-edge";
+        crate = "terraform-provider-edge";
+        description = "Terraform provider for edge stores (Proxmox VE, Ceph, WireGuard, PBS)";
+      };
+
+      edge-image = rustPackage {
+        pname = "edge-image";
+        crate = "edge-images";
+        description = "Nix-compatible NAR hashing, signing, binary caches and signed image manifests";
+      };
+
+      authorizedKeysFile = ./images/authorized_keys;
+
+      edgeNodeModule = {
+        imports = [
+          ./images/nixos/default.nix
+          proxmox-nixos.nixosModules.proxmox-ve
+        ];
+        nixpkgs.overlays = [ proxmox-nixos.overlays.${system} ];
+        system.configurationRevision = rev;
+      };
+
+      # The node as shipped: keys from images/authorized_keys (one per line) if present.
+      nodeConfig = {
+        edge.node = {
+          sshAuthorizedKeys = lib.optionals (builtins.pathExists authorizedKeysFile) (
+            lib.filter (l: l != "" && !(lib.hasPrefix "#" l)) (
+              lib.splitString "\n" (builtins.readFile authorizedKeysFile)
+            )
+          );
+          wireguard.enable = true;
+        };
+      };
+
+      edge-node = lib.nixosSystem {
+        inherit system;
+        modules = [
+          edgeNodeModule
+          nodeConfig
+        ];
+      };
+
+      edge-node-netboot = lib.nixosSystem {
+        inherit system;
+        modules = [
+          edgeNodeModule
+          nodeConfig
+          (nixpkgs + "/nixos/modules/installer/netboot/netboot.nix")
+        ];
+      };
+
+      node-image = edge-node.config.system.build.images.raw-efi;
+
+      node-netboot =
+        let
+          b = edge-node-netboot.config.system.build;
+        in
+        pkgs.symlinkJoin {
+          name = "edge-node-netboot-${version}";
+          paths = [
+            b.netbootRamdisk
+            b.kernel
+            b.netbootIpxeScript
+          ];
+        };
+
+      # `nix run .#sign-image -- SECRET_KEY_FILE [OUT.json]`: build the image, then write a
+      # manifest naming the system, the image file, the netboot files and the closure, signed
+      # with the given Nix-format key (never stored in the Nix store).
+      sign-image = pkgs.writeShellApplication {
+        name = "edge-sign-image";
+        runtimeInputs = [ edge-image ];
+        text = ''
+          key="''${1:?usage: sign-image SECRET_KEY_FILE [OUT.json]}"
+          out="''${2:-edge-node-${version}.manifest.json}"
+          img="${node-image}/${node-image.passthru.filePath or "nixos.img"}"
+          edge-image manifest \
+            --system ${edge-node.config.system.build.toplevel} \
+            --version ${version}-${rev} \
+            --file "nixos.img=$img" \
+            --file "bzImage=${node-netboot}/bzImage" \
+            --file "initrd=${node-netboot}/initrd" \
+            --file "netboot.ipxe=${node-netboot}/netboot.ipxe" \
+            --meta "git_rev=${rev}" \
+            --meta "nixpkgs=${nixpkgs.rev or "unknown"}" \
+            --meta "image=${node-image}" \
+            --key "$key" \
+            --out "$out"
+          edge-image sbom ${edge-node.config.system.build.toplevel} --out "''${out%.json}.sbom.json"
+        '';
+      };
+    in
+    {
+      packages.${system} = {
+        inherit
+          terraform-provider-edge
+          edge-image
+          node-image
+          node-netboot
+          ;
+        default = terraform-provider-edge;
+      };
+
+      nixosModules.edge-node = edgeNodeModule;
+      nixosModules.default = edgeNodeModule;
+
+      nixosConfigurations = {
+        inherit edge-node edge-node-netboot;
+      };
+
+      apps.${system} = {
+        sign-image = {
+          type = "app";
+          program = lib.getExe sign-image;
+        };
+        edge-image = {
+          type = "app";
+          program = lib.getExe edge-image;
+        };
+      };
+
+      checks.${system} = {
+        node-boots = pkgs.testers.runNixOSTest (import ./images/nixos/vm-test.nix { inherit edgeNodeModule; });
+        inherit edge-image terraform-provider-edge;
+      };
+
+      devShells.${system}.default = pkgs.mkShell {
+        packages = with pkgs; [
+          cargo
+          rustc
+          clippy
+          rustfmt
+          protobuf
+          nix
+          xz
+          wireguard-tools
+          openssh
+        ];
+        PROTOC = "${pkgs.protobuf}/bin/protoc";
+      };
+
+      formatter.${system} = pkgs.nixfmt-rfc-style;
+    };
+}
