@@ -1,1 +1,18 @@
-//! The edge lab.
+//! The edge lab: a schema-checked Proxmox VE + PBS store emulator with real peers attached.
+//! See README.md for the CLI, lab.json, the admin API and the fidelity rules.
+
+pub mod admin;
+pub mod api;
+pub mod artifacts;
+pub mod cli;
+pub mod formats;
+pub mod http;
+pub mod lab;
+pub mod model;
+pub mod pbs;
+pub mod peers_glue;
+pub mod pki;
+pub mod pve;
+pub mod schema;
+pub mod serve;
+pub mod state;

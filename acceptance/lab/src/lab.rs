@@ -1,0 +1,320 @@
+//! The running lab: shared state, schemas, tasks, faults, call counters and the attached
+//! real peers (behind small traits so the emulator works with or without them).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::schema::{Product, Schema};
+use crate::state::{now_ms, now_s, LabState};
+
+/// Where pools really live when `--ceph` is on. The state file stays the model of PVE's view;
+/// the backend mirrors every change into a real Ceph cluster and reports what Ceph has.
+pub trait PoolBackend: Send + Sync {
+    fn create(&self, name: &str, pg_num: i64, size: i64, min_size: i64, application: &str) -> Result<(), String>;
+    fn set(&self, name: &str, key: &str, value: &str) -> Result<(), String>;
+    fn remove(&self, name: &str) -> Result<(), String>;
+    /// (name, size, min_size, pg_num, bytes_used, percent_used)
+    fn list(&self) -> Result<Vec<RealPool>, String>;
+    fn stop(&self) {}
+    fn conf(&self) -> Option<String> {
+        None
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RealPool {
+    pub name: String,
+    pub id: i64,
+    pub size: i64,
+    pub min_size: i64,
+    pub pg_num: i64,
+    pub bytes_used: i64,
+    pub percent_used: f64,
+}
+
+/// A node's BMC as seen through Redfish.
+#[derive(Debug, Clone, Default)]
+pub struct BmcSystem {
+    pub power_on: bool,
+    pub boot_override_target: Option<String>,
+    pub media_inserted: bool,
+    pub media_image: Option<String>,
+}
+
+pub trait Bmc: Send + Sync {
+    fn system(&self, uuid: &str) -> Result<BmcSystem, String>;
+    fn set_power(&self, uuid: &str, on: bool) -> Result<(), String>;
+    fn eject(&self, uuid: &str) -> Result<(), String>;
+    fn endpoint(&self) -> String;
+    fn credentials(&self) -> (String, String);
+    fn stop(&self) {}
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Task {
+    pub upid: String,
+    pub product: Product,
+    pub store: String,
+    pub node: String,
+    pub wtype: String,
+    pub id: String,
+    pub user: String,
+    pub pid: u64,
+    pub pstart: u64,
+    pub starttime: u64,
+    pub endtime: Option<u64>,
+    pub exitstatus: Option<String>,
+    pub log: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultRule {
+    pub pattern: String,
+    #[serde(default)]
+    pub latency_ms: u64,
+    #[serde(default)]
+    pub error_rate: f64,
+    #[serde(default)]
+    pub fail_tasks: f64,
+    #[serde(default)]
+    pub drop_rate: f64,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+pub struct ActiveFault {
+    pub rule: FaultRule,
+    re: regex::Regex,
+    rng: Mutex<rand_chacha::ChaCha8Rng>,
+}
+
+/// What the fault rules decided for one request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FaultDecision {
+    pub latency_ms: u64,
+    pub error: bool,
+    pub fail_tasks: bool,
+    pub drop: bool,
+}
+
+pub struct Lab {
+    pub dir: PathBuf,
+    state: Mutex<LabState>,
+    pub pve_schema: Option<Schema>,
+    pub pbs_schema: Option<Schema>,
+    pub tasks: Mutex<BTreeMap<String, Task>>,
+    pub faults: Mutex<Vec<Arc<ActiveFault>>>,
+    pub calls: Mutex<BTreeMap<String, u64>>,
+    pub pools: Option<Box<dyn PoolBackend>>,
+    pub bmc: Option<Box<dyn Bmc>>,
+    pub admin_endpoint: Mutex<String>,
+    pub artifacts_endpoint: Mutex<String>,
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl Lab {
+    pub fn new(
+        dir: PathBuf,
+        state: LabState,
+        pve_schema: Option<Schema>,
+        pbs_schema: Option<Schema>,
+        pools: Option<Box<dyn PoolBackend>>,
+        bmc: Option<Box<dyn Bmc>>,
+    ) -> Lab {
+        Lab {
+            dir,
+            state: Mutex::new(state),
+            pve_schema,
+            pbs_schema,
+            tasks: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(Vec::new()),
+            calls: Mutex::new(BTreeMap::new()),
+            pools,
+            bmc,
+            admin_endpoint: Mutex::new(String::new()),
+            artifacts_endpoint: Mutex::new(String::new()),
+        }
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, LabState> {
+        lock(&self.state)
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// Persist after a change; failures are logged (the in-memory state stays authoritative).
+    pub fn save(&self, st: &LabState) {
+        if let Err(e) = st.save(&self.state_path()) {
+            tracing::error!(error = %e, "saving lab state");
+        }
+    }
+
+    pub fn schema(&self, p: Product) -> Option<&Schema> {
+        match p {
+            Product::Pve => self.pve_schema.as_ref(),
+            Product::Pbs => self.pbs_schema.as_ref(),
+        }
+    }
+
+    pub fn count_call(&self, key: String) {
+        *lock(&self.calls).entry(key).or_insert(0) += 1;
+    }
+
+    pub fn set_faults(&self, rules: Vec<FaultRule>) -> Result<(), String> {
+        let mut out = Vec::new();
+        for r in rules {
+            let re = regex::Regex::new(&r.pattern).map_err(|e| format!("bad pattern '{}': {e}", r.pattern))?;
+            let rng = rand_chacha::ChaCha8Rng::seed_from_u64(r.seed);
+            out.push(Arc::new(ActiveFault { rule: r, re, rng: Mutex::new(rng) }));
+        }
+        *lock(&self.faults) = out;
+        Ok(())
+    }
+
+    pub fn fault_rules(&self) -> Vec<FaultRule> {
+        lock(&self.faults).iter().map(|f| f.rule.clone()).collect()
+    }
+
+    /// Deterministic per rule: each rule draws from its own seeded generator.
+    pub fn decide_faults(&self, method_path: &str) -> FaultDecision {
+        let mut d = FaultDecision::default();
+        for f in lock(&self.faults).iter() {
+            if !f.re.is_match(method_path) {
+                continue;
+            }
+            let mut rng = lock(&f.rng);
+            d.latency_ms += f.rule.latency_ms;
+            if f.rule.drop_rate > 0.0 && rng.gen::<f64>() < f.rule.drop_rate {
+                d.drop = true;
+            }
+            if f.rule.error_rate > 0.0 && rng.gen::<f64>() < f.rule.error_rate {
+                d.error = true;
+            }
+            if f.rule.fail_tasks > 0.0 && rng.gen::<f64>() < f.rule.fail_tasks {
+                d.fail_tasks = true;
+            }
+        }
+        d
+    }
+
+    /// Registers a task and runs `op` in the background, like a PVE/PBS worker fork.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_task<F>(
+        self: &Arc<Self>,
+        product: Product,
+        store: &str,
+        node: &str,
+        wtype: &str,
+        wid: &str,
+        user: &str,
+        fail: bool,
+        op: F,
+    ) -> String
+    where
+        F: FnOnce(&Arc<Lab>) -> Result<Vec<String>, String> + Send + 'static,
+    {
+        let (pid, pstart) = {
+            let mut st = self.state();
+            let n = st.next_id();
+            let pstart = st
+                .store(store)
+                .and_then(|s| s.node(node).map(|n| n.pstart))
+                .or_else(|| st.store(store).map(|s| s.pbs.pstart))
+                .unwrap_or(1);
+            (10_000 + n, pstart)
+        };
+        let start = now_s();
+        let user_field = user.to_string();
+        let upid = match product {
+            Product::Pve => {
+                format!("UPID:{node}:{pid:08X}:{pstart:08X}:{start:08X}:{wtype}:{wid}:{user_field}:")
+            }
+            Product::Pbs => {
+                let wid_esc = wid.replace(':', "\\x3a");
+                let task_id = pid & 0xffff;
+                format!("UPID:{node}:{pid:08X}:{pstart:08X}:{task_id:08X}:{start:08X}:{wtype}:{wid_esc}:{user_field}:")
+            }
+        };
+        let task = Task {
+            upid: upid.clone(),
+            product,
+            store: store.to_string(),
+            node: node.to_string(),
+            wtype: wtype.to_string(),
+            id: wid.to_string(),
+            user: user.to_string(),
+            pid,
+            pstart,
+            starttime: start,
+            endtime: None,
+            exitstatus: None,
+            log: vec![format!("starting task {upid}")],
+        };
+        lock(&self.tasks).insert(upid.clone(), task);
+        let lab = Arc::clone(self);
+        let id = upid.clone();
+        tokio::spawn(async move {
+            // Like a forked worker: the caller gets the UPID before the work is done.
+            tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+            let lab2 = Arc::clone(&lab);
+            let res = if fail {
+                Err("command failed: injected fault".to_string())
+            } else {
+                match tokio::task::spawn_blocking(move || op(&lab2)).await {
+                    Ok(r) => r,
+                    Err(e) => Err(format!("worker panicked: {e}")),
+                }
+            };
+            let mut tasks = lock(&lab.tasks);
+            if let Some(t) = tasks.get_mut(&id) {
+                match res {
+                    Ok(lines) => {
+                        t.log.extend(lines);
+                        t.log.push("TASK OK".into());
+                        t.exitstatus = Some("OK".into());
+                    }
+                    Err(e) => {
+                        let e = e.trim_end().to_string();
+                        t.log.push(e.clone());
+                        t.log.push(format!("TASK ERROR: {e}"));
+                        t.exitstatus = Some(e);
+                    }
+                }
+                t.endtime = Some(now_s());
+            }
+        });
+        upid
+    }
+
+    pub fn task_counts(&self) -> Value {
+        let tasks = lock(&self.tasks);
+        let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut running, mut ok, mut failed) = (0, 0, 0);
+        for t in tasks.values() {
+            *by_type.entry(t.wtype.clone()).or_insert(0) += 1;
+            match &t.exitstatus {
+                None => running += 1,
+                Some(s) if s == "OK" => ok += 1,
+                Some(_) => failed += 1,
+            }
+        }
+        json!({"total": tasks.len(), "running": running, "ok": ok, "failed": failed, "by_type": by_type})
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+}

@@ -1,0 +1,275 @@
+//! `edge-lab serve`: build or load the lab, attach peers, bind every listener, write lab.json,
+//! drive the bare-metal state machine, and shut everything down on SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::lab::Lab;
+use crate::schema::{Product, Schema};
+use crate::state::{now_ms, write_atomic, BootedImage, LabOptions, LabState};
+use crate::{admin, artifacts, http, model, pbs, pki, pve};
+
+pub const PID_FILE: &str = "edge-lab.pid";
+pub const LAB_JSON: &str = "lab.json";
+pub const LOG_FILE: &str = "edge-lab.log";
+
+/// Starts real peers for a lab; the default build wires in the peers engineer's modules.
+pub type PeerStarter = fn(&Path, &LabState) -> anyhow::Result<crate::peers_glue::Peers>;
+
+pub async fn run(dir: PathBuf, opts: LabOptions, peers: PeerStarter) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = dir.canonicalize()?;
+    write_atomic(&dir.join(PID_FILE), std::process::id().to_string().as_bytes())?;
+    let state_path = dir.join("state.json");
+    let st = match LabState::load(&state_path)? {
+        Some(st) => {
+            tracing::info!(stores = st.stores.len(), "resuming lab state");
+            st
+        }
+        None => {
+            let st = model::build(opts)?;
+            st.save(&state_path)?;
+            st
+        }
+    };
+    let schema_dir = crate::schema::default_schema_dir();
+    let pve_schema = Schema::load(&schema_dir, Product::Pve)?;
+    let pbs_schema = Schema::load(&schema_dir, Product::Pbs)?;
+    match (&pve_schema, &pbs_schema) {
+        (Some(a), Some(b)) => {
+            tracing::info!(dir = %schema_dir.display(), pve = a.endpoints.len(), pbs = b.endpoints.len(), "schema validation on")
+        }
+        _ => tracing::warn!(dir = %schema_dir.display(), "schema files absent: VALIDATION IS OFF"),
+    }
+    let net = st.options.net;
+    let artifacts_dir = PathBuf::from(&st.options.artifacts_dir);
+    std::fs::create_dir_all(&artifacts_dir)?;
+
+    // Admin + artifacts first: the BMC emulator downloads from the artifact server.
+    let admin_l = bind_reuse(&dir, "admin", SocketAddr::from(([127, net, 0, 1], 0))).await?;
+    let art_l = bind_reuse(&dir, "artifacts", SocketAddr::from(([127, net, 0, 1], 0))).await?;
+    let admin_ep = format!("http://{}", admin_l.local_addr()?);
+    let art_ep = format!("http://{}", art_l.local_addr()?);
+
+    let (pools, bmc) = peers(&dir, &st).context("starting real peers")?;
+    let lab = Arc::new(Lab::new(dir.clone(), st, pve_schema, pbs_schema, pools, bmc));
+    *crate::lab::lock(&lab.admin_endpoint) = admin_ep.clone();
+    *crate::lab::lock(&lab.artifacts_endpoint) = art_ep.clone();
+    tokio::spawn(http::serve(admin_l, None, None, admin::handler(Arc::clone(&lab))));
+    tokio::spawn(http::serve(art_l, None, None, artifacts::handler(artifacts_dir.clone())));
+
+    let (ca, stores) = {
+        let st = lab.state();
+        (st.ca.clone(), st.stores.clone())
+    };
+    for s in &stores {
+        for n in &s.nodes {
+            let addr: SocketAddr = format!("{}:8006", n.address).parse()?;
+            let l = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+            let tls = pki::server_config(&n.cert, &ca)?;
+            let gate_lab = Arc::clone(&lab);
+            let (sid, nname) = (s.id.clone(), n.name.clone());
+            let gate: http::Gate = Arc::new(move || {
+                let st = gate_lab.state();
+                st.store(&sid).and_then(|s| s.node(&nname)).is_some_and(|n| n.is_up(now_ms()))
+            });
+            tokio::spawn(http::serve(
+                l,
+                Some(tls),
+                Some(gate),
+                pve::handler(Arc::clone(&lab), s.id.clone(), n.name.clone()),
+            ));
+        }
+        let addr: SocketAddr = format!("{}:8007", s.pbs.address).parse()?;
+        let l = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let cert = s.pbs.cert.clone().context("PBS certificate missing")?;
+        tokio::spawn(http::serve(
+            l,
+            Some(pki::server_config(&cert, &ca)?),
+            None,
+            pbs::handler(Arc::clone(&lab), s.id.clone()),
+        ));
+    }
+    if lab.bmc.is_some() {
+        tokio::spawn(bare_metal_loop(Arc::clone(&lab)));
+    }
+    write_lab_json(&lab, &admin_ep, &art_ep, &artifacts_dir)?;
+    tracing::info!(admin = %admin_ep, "edge-lab ready");
+
+    wait_for_shutdown().await;
+    tracing::info!("shutting down");
+    {
+        let st = lab.state();
+        lab.save(&st);
+    }
+    if let Some(b) = &lab.bmc {
+        b.stop();
+    }
+    if let Some(p) = &lab.pools {
+        p.stop();
+    }
+    let _ = std::fs::remove_file(dir.join(PID_FILE));
+    Ok(())
+}
+
+/// Reuses the port of the previous run when it is free, so endpoints stay stable across
+/// down/up; otherwise any free port.
+async fn bind_reuse(dir: &Path, what: &str, any: SocketAddr) -> anyhow::Result<TcpListener> {
+    let prev = std::fs::read_to_string(dir.join(LAB_JSON))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .and_then(|v| v[what]["endpoint"].as_str().map(str::to_string))
+        .and_then(|e| e.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
+    if let Some(port) = prev {
+        if let Ok(l) = TcpListener::bind(SocketAddr::new(any.ip(), port)).await {
+            return Ok(l);
+        }
+    }
+    TcpListener::bind(any).await.with_context(|| format!("binding {any}"))
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+pub fn lab_json(lab: &Lab, admin_ep: &str, art_ep: &str, artifacts_dir: &Path) -> Value {
+    let st = lab.state();
+    let net = st.options.net;
+    let stores: Vec<Value> = st
+        .stores
+        .iter()
+        .map(|s| {
+            let token = format!("root@pam!edge={}", s.token_secret);
+            let first = &s.nodes[0];
+            let cluster_name = s.nodes.iter().find_map(|n| n.cluster.clone());
+            let nodes: Vec<Value> = s
+                .nodes
+                .iter()
+                .map(|n| {
+                    let bmc = lab.bmc.as_ref().map(|b| {
+                        json!({"system_id": n.system_id, "endpoint": format!("{}/redfish/v1/Systems/{}", b.endpoint(), n.system_id)})
+                    });
+                    json!({
+                        "name": n.name, "address": n.address, "endpoint": format!("https://{}:8006", n.address),
+                        "tls_fingerprint": n.cert.fingerprint, "api_token": token, "mac": n.mac, "bmc": bmc,
+                    })
+                })
+                .collect();
+            let pbs_fp = s.pbs.cert.as_ref().map(|c| c.fingerprint.clone()).unwrap_or_default();
+            json!({
+                "id": s.id, "cluster_name": cluster_name,
+                "pve": {"endpoint": format!("https://{}:8006", first.address), "api_token": token,
+                        "tls_fingerprint": first.cert.fingerprint, "root_password": s.root_password,
+                        "audit_token": format!("root@pam!audit={}", pve::audit_secret(s))},
+                "pbs": {"endpoint": format!("https://{}:8007", s.pbs.address), "api_token": format!("root@pam!edge:{}", s.pbs_token_secret),
+                        "tls_fingerprint": pbs_fp, "datastore": pbs::datastore_name(s), "address": s.pbs.address,
+                        "root_password": s.root_password},
+                "nodes": nodes,
+            })
+        })
+        .collect();
+    let redfish = lab.bmc.as_ref().map(|b| {
+        let (u, p) = b.credentials();
+        json!({"endpoint": b.endpoint(), "username": u, "password": p})
+    });
+    let ceph = lab.pools.as_ref().map(|p| json!({"conf": p.conf()}));
+    json!({
+        "version": 1, "net": net, "pid": std::process::id(), "dir": lab.dir,
+        "ca_pem": st.ca.cert.cert_pem,
+        "admin": {"endpoint": admin_ep, "token": st.admin_token},
+        "artifacts": {"endpoint": art_ep, "dir": artifacts_dir},
+        "redfish": redfish, "ceph": ceph,
+        "schema_validation": lab.pve_schema.is_some() && lab.pbs_schema.is_some(),
+        "install_ms": st.options.install_ms,
+        "stores": stores,
+    })
+}
+
+fn write_lab_json(lab: &Lab, admin_ep: &str, art_ep: &str, artifacts_dir: &Path) -> anyhow::Result<()> {
+    let v = lab_json(lab, admin_ep, art_ep, artifacts_dir);
+    write_atomic(&lab.dir.join(LAB_JSON), serde_json::to_string_pretty(&v)?.as_bytes())?;
+    std::fs::write(lab.dir.join("ca.pem"), lab.state().ca.cert.cert_pem.as_bytes())?;
+    Ok(())
+}
+
+/// Watches the BMC of every node: power + boot override Cd + inserted media on a power-on
+/// installs the image; power off takes the API down; power on without media boots the disk.
+async fn bare_metal_loop(lab: Arc<Lab>) {
+    loop {
+        let lab2 = Arc::clone(&lab);
+        let _ = tokio::task::spawn_blocking(move || bare_metal_tick(&lab2)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn bare_metal_tick(lab: &Lab) {
+    let Some(bmc) = &lab.bmc else { return };
+    let nodes: Vec<(String, String, String, bool)> = {
+        let st = lab.state();
+        st.stores
+            .iter()
+            .flat_map(|s| s.nodes.iter().map(|n| (s.id.clone(), n.name.clone(), n.system_id.clone(), n.power_on)))
+            .collect()
+    };
+    let art_ep = crate::lab::lock(&lab.artifacts_endpoint).clone();
+    for (sid, name, uuid, was_on) in nodes {
+        let sys = match bmc.system(&uuid) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(node = %name, error = %e, "bmc query failed");
+                continue;
+            }
+        };
+        if sys.power_on == was_on {
+            continue;
+        }
+        let mut st = lab.state();
+        let install_ms = st.options.install_ms;
+        let artifacts_dir = PathBuf::from(&st.options.artifacts_dir);
+        if !sys.power_on {
+            if let Some(n) = st.store_mut(&sid).and_then(|s| s.node_mut(&name)) {
+                n.power_on = false;
+                n.install_until_ms = None;
+            }
+            tracing::info!(node = %name, "powered off");
+        } else {
+            let boots_cd = sys.boot_override_target.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("cd"));
+            let media = if sys.media_inserted { sys.media_image.clone().filter(|u| !u.is_empty()) } else { None };
+            match (boots_cd, media) {
+                (true, Some(url)) => {
+                    let sha = artifacts::sha256_of_url(&artifacts_dir, &art_ep, &url);
+                    tracing::info!(node = %name, %url, "booting installer from virtual media");
+                    model::reset_os(&mut st, &sid, &name);
+                    if let Some(n) = st.store_mut(&sid).and_then(|s| s.node_mut(&name)) {
+                        n.power_on = true;
+                        n.installed = true;
+                        n.install_until_ms = Some(now_ms() + install_ms);
+                        n.image = Some(BootedImage { url, sha256: sha, booted_at: crate::state::now_s() });
+                    }
+                }
+                _ => {
+                    if let Some(n) = st.store_mut(&sid).and_then(|s| s.node_mut(&name)) {
+                        n.power_on = true;
+                        n.boot_time = crate::state::now_s();
+                    }
+                    tracing::info!(node = %name, "powered on (boots from disk if installed)");
+                }
+            }
+        }
+        lab.save(&st);
+    }
+}

@@ -1,0 +1,266 @@
+//! The lab's persistent model of a fleet of stores. Written atomically to `DIR/state.json`
+//! after every change, so a lab survives `down`/`up` like a real cluster.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::pki::{Ca, CertEntry};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabOptions {
+    pub stores: u32,
+    pub nodes_per_store: u32,
+    pub ceph: bool,
+    pub redfish: bool,
+    pub seed: u64,
+    pub net: u8,
+    pub install_ms: u64,
+    pub artifacts_dir: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabState {
+    pub version: u32,
+    pub options: LabOptions,
+    pub admin_token: String,
+    pub ca: Ca,
+    pub stores: Vec<StoreState>,
+    /// Config domains (PVE's /etc/pve): `node:<store>/<node>` for a standalone node,
+    /// `cluster:<store>/<name>` for a cluster.
+    pub domains: BTreeMap<String, Domain>,
+    #[serde(default)]
+    pub redfish_credentials: Option<(String, String)>,
+    #[serde(default)]
+    pub counter: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoreState {
+    pub id: String,
+    pub index: u32,
+    pub root_password: String,
+    pub token_secret: String,
+    pub pbs_token_secret: String,
+    pub nodes: Vec<NodeState>,
+    pub pools: BTreeMap<String, Pool>,
+    #[serde(default)]
+    pub next_pool_id: i64,
+    pub pbs: PbsState,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeState {
+    pub name: String,
+    pub address: String,
+    pub mac: String,
+    pub system_id: String,
+    pub cert: CertEntry,
+    pub power_on: bool,
+    pub installed: bool,
+    /// Epoch ms when the current install completes (while installing).
+    #[serde(default)]
+    pub install_until_ms: Option<u64>,
+    #[serde(default)]
+    pub image: Option<BootedImage>,
+    pub dns: Dns,
+    pub timezone: String,
+    pub cluster: Option<String>,
+    pub ceph: CephRoles,
+    pub network: Network,
+    pub pstart: u64,
+    pub boot_time: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BootedImage {
+    pub url: String,
+    pub sha256: Option<String>,
+    pub booted_at: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Dns {
+    pub search: String,
+    pub dns1: Option<String>,
+    pub dns2: Option<String>,
+    pub dns3: Option<String>,
+}
+
+impl Default for Dns {
+    fn default() -> Self {
+        Dns { search: "localdomain".into(), dns1: Some("127.0.0.53".into()), dns2: None, dns3: None }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CephRoles {
+    pub mon: bool,
+    pub mgr: bool,
+    pub osds: Vec<Osd>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Osd {
+    pub id: i64,
+    pub dev: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Network {
+    /// Active interface configs by name.
+    pub active: BTreeMap<String, Map<String, Value>>,
+    /// Pending configs (None = pending deletion).
+    pub pending: BTreeMap<String, Option<Map<String, Value>>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pool {
+    pub id: i64,
+    pub name: String,
+    pub size: i64,
+    pub min_size: i64,
+    pub pg_num: i64,
+    #[serde(default)]
+    pub pg_num_min: Option<i64>,
+    pub crush_rule: String,
+    pub application: String,
+    pub pg_autoscale_mode: String,
+    #[serde(default)]
+    pub target_size: Option<i64>,
+    #[serde(default)]
+    pub target_size_ratio: Option<f64>,
+    #[serde(default)]
+    pub bytes_used: i64,
+}
+
+/// One PVE config domain: what lives in /etc/pve (shared by a cluster).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Domain {
+    /// Signs tickets and CSRF tokens.
+    pub authkey: String,
+    /// `USER@REALM!ID` -> token record.
+    pub tokens: BTreeMap<String, Token>,
+    pub ceph_initialized: bool,
+    #[serde(default)]
+    pub ceph_network: Option<String>,
+    /// Generic config collections: "backup" (jobs.cfg), "storage" (storage.cfg).
+    pub collections: BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
+    #[serde(default)]
+    pub cluster_name: Option<String>,
+    #[serde(default)]
+    pub members: Vec<String>,
+    #[serde(default)]
+    pub config_version: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Token {
+    pub secret: String,
+    #[serde(default)]
+    pub privsep: bool,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub expire: i64,
+    /// Read-only tokens get 403 on writes (the lab's stand-in for PVE's ACLs).
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PbsState {
+    pub address: String,
+    pub cert: Option<CertEntry>,
+    pub authkey: String,
+    pub tokens: BTreeMap<String, Token>,
+    /// "datastore", "remote", "sync", "verify", "prune" -> id -> config.
+    pub collections: BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
+    /// Last GC status per datastore.
+    pub gc: BTreeMap<String, Map<String, Value>>,
+    pub pstart: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state io {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("state json: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl LabState {
+    pub fn load(path: &Path) -> Result<Option<LabState>, StateError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| StateError::Io(path.display().to_string(), e))?;
+        Ok(Some(serde_json::from_str(&text)?))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), StateError> {
+        let text = serde_json::to_string_pretty(self)?;
+        write_atomic(path, text.as_bytes())
+    }
+
+    pub fn store(&self, id: &str) -> Option<&StoreState> {
+        self.stores.iter().find(|s| s.id == id)
+    }
+
+    pub fn store_mut(&mut self, id: &str) -> Option<&mut StoreState> {
+        self.stores.iter_mut().find(|s| s.id == id)
+    }
+
+    /// The config domain key a node currently uses.
+    pub fn domain_key(store: &StoreState, node: &NodeState) -> String {
+        match &node.cluster {
+            Some(c) => format!("cluster:{}/{}", store.id, c),
+            None => format!("node:{}/{}", store.id, node.name),
+        }
+    }
+
+    pub fn next_id(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+}
+
+impl StoreState {
+    pub fn node(&self, name: &str) -> Option<&NodeState> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut NodeState> {
+        self.nodes.iter_mut().find(|n| n.name == name)
+    }
+}
+
+impl NodeState {
+    /// Whether the node's API answers right now.
+    pub fn is_up(&self, now_ms: u64) -> bool {
+        self.power_on && self.installed && self.install_until_ms.is_none_or(|t| now_ms >= t)
+    }
+}
+
+/// Write to a temp file in the same directory, fsync, rename: readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp =
+        dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("f"), std::process::id()));
+    let io = |e| StateError::Io(path.display().to_string(), e);
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(())
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub fn now_s() -> u64 {
+    now_ms() / 1000
+}
