@@ -31,39 +31,17 @@ pub enum CacheError {
     #[error("{path}: signature by trusted key {key:?} does not verify: narinfo was altered or signed with another key of that name")]
     BadSignature { path: StorePath, key: String },
     #[error("{path}: compression {0:?} is not supported by this checker", .compression)]
-    Compression {
-        path: StorePath,
-        compression: String,
-    },
+    Compression { path: StorePath, compression: String },
     #[error("{path}: NAR file {file} has {actual} bytes, narinfo says {expected}")]
-    FileSize {
-        path: StorePath,
-        file: PathBuf,
-        expected: u64,
-        actual: u64,
-    },
+    FileSize { path: StorePath, file: PathBuf, expected: u64, actual: u64 },
     #[error("{path}: NAR file {file} hash mismatch: narinfo says {expected}, file has {actual} (tampered or corrupt)")]
-    FileHash {
-        path: StorePath,
-        file: PathBuf,
-        expected: Sha256Hash,
-        actual: Sha256Hash,
-    },
+    FileHash { path: StorePath, file: PathBuf, expected: Sha256Hash, actual: Sha256Hash },
     #[error("{path}: NAR content hash mismatch: narinfo says {expected} ({expected_size} bytes), NAR has {actual} ({actual_size} bytes)")]
-    NarHash {
-        path: StorePath,
-        expected: Sha256Hash,
-        actual: Sha256Hash,
-        expected_size: u64,
-        actual_size: u64,
-    },
+    NarHash { path: StorePath, expected: Sha256Hash, actual: Sha256Hash, expected_size: u64, actual_size: u64 },
 }
 
 fn io(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
-    move |source| CacheError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| CacheError::Io { path: path.to_path_buf(), source }
 }
 
 /// `file:///dir` or a plain absolute directory → the directory.
@@ -111,31 +89,17 @@ impl BinaryCacheWriter {
             &dir.join("nix-cache-info"),
             format!("StoreDir: {DEFAULT_STORE_DIR}\nWantMassQuery: 1\nPriority: 30\n").as_bytes(),
         )?;
-        Ok(Self {
-            dir: dir.to_path_buf(),
-        })
+        Ok(Self { dir: dir.to_path_buf() })
     }
 
     /// Add one store path whose contents are at `fs_path`; `info` must describe those contents
     /// (its NAR hash is re-checked while the NAR is written). Signs with `key` if given.
-    pub fn add(
-        &self,
-        info: &PathInfo,
-        fs_path: &Path,
-        key: Option<&SecretKey>,
-    ) -> Result<NarInfo, CacheError> {
-        let tmp = self.dir.join("nar").join(format!(
-            ".{}.tmp{}",
-            info.path.hash_part(),
-            std::process::id()
-        ));
+    pub fn add(&self, info: &PathInfo, fs_path: &Path, key: Option<&SecretKey>) -> Result<NarInfo, CacheError> {
+        let tmp = self.dir.join("nar").join(format!(".{}.tmp{}", info.path.hash_part(), std::process::id()));
         let mut hash = HashWriter::new();
         {
             let f = fs::File::create(&tmp).map_err(io(&tmp))?;
-            let mut w = TeeFile {
-                file: BufWriter::with_capacity(1 << 20, f),
-                hash: &mut hash,
-            };
+            let mut w = TeeFile { file: BufWriter::with_capacity(1 << 20, f), hash: &mut hash };
             nar::dump_path(fs_path, &mut w)?;
             w.flush().map_err(io(&tmp))?;
             w.file.get_ref().sync_all().map_err(io(&tmp))?;
@@ -170,10 +134,7 @@ impl BinaryCacheWriter {
         if let Some(k) = key {
             ni.sign(k);
         }
-        write_atomic(
-            &self.dir.join(format!("{}.narinfo", info.path.hash_part())),
-            ni.render().as_bytes(),
-        )?;
+        write_atomic(&self.dir.join(format!("{}.narinfo", info.path.hash_part())), ni.render().as_bytes())?;
         Ok(ni)
     }
 }
@@ -183,9 +144,7 @@ pub fn read_narinfo(dir: &Path, path: &StorePath) -> Result<NarInfo, CacheError>
     let f = dir.join(format!("{}.narinfo", path.hash_part()));
     let text = match fs::read_to_string(&f) {
         Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(CacheError::NotCached(path.clone(), f))
-        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(CacheError::NotCached(path.clone(), f)),
         Err(e) => return Err(CacheError::Io { path: f, source: e }),
     };
     NarInfo::parse(&text).map_err(|source| CacheError::NarInfo { path: f, source })
@@ -206,60 +165,30 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// Verify one cached path: trusted signature over the fingerprint, NAR file size and hash,
 /// NAR well-formedness (truncation), NAR hash and size.
-pub fn verify_cached(
-    dir: &Path,
-    path: &StorePath,
-    trusted: &[PublicKey],
-) -> Result<NarInfo, CacheError> {
+pub fn verify_cached(dir: &Path, path: &StorePath, trusted: &[PublicKey]) -> Result<NarInfo, CacheError> {
     let ni = read_narinfo(dir, path)?;
     match ni.check_signatures(trusted) {
         SigCheck::Valid(_) => {}
-        SigCheck::BadSignature(key) => {
-            return Err(CacheError::BadSignature {
-                path: path.clone(),
-                key,
-            })
-        }
-        SigCheck::UnknownKey(names) => {
-            return Err(CacheError::UnknownKey {
-                path: path.clone(),
-                names,
-            })
-        }
+        SigCheck::BadSignature(key) => return Err(CacheError::BadSignature { path: path.clone(), key }),
+        SigCheck::UnknownKey(names) => return Err(CacheError::UnknownKey { path: path.clone(), names }),
     }
     if ni.compression != "none" {
-        return Err(CacheError::Compression {
-            path: path.clone(),
-            compression: ni.compression.clone(),
-        });
+        return Err(CacheError::Compression { path: path.clone(), compression: ni.compression.clone() });
     }
     let file = dir.join(&ni.url);
     let f = fs::File::open(&file).map_err(io(&file))?;
     let actual = f.metadata().map_err(io(&file))?.len();
     if let Some(expected) = ni.file_size {
         if expected != actual {
-            return Err(CacheError::FileSize {
-                path: path.clone(),
-                file,
-                expected,
-                actual,
-            });
+            return Err(CacheError::FileSize { path: path.clone(), file, expected, actual });
         }
     }
-    let mut r = HashingReader {
-        inner: io::BufReader::with_capacity(1 << 20, f),
-        hash: HashWriter::new(),
-    };
+    let mut r = HashingReader { inner: io::BufReader::with_capacity(1 << 20, f), hash: HashWriter::new() };
     let parsed = nar::validate(&mut r);
     let (got, got_size) = r.hash.finish();
     if let Some(expected) = ni.file_hash {
         if expected != got {
-            return Err(CacheError::FileHash {
-                path: path.clone(),
-                file,
-                expected,
-                actual: got,
-            });
+            return Err(CacheError::FileHash { path: path.clone(), file, expected, actual: got });
         }
     }
     parsed?;

@@ -36,10 +36,7 @@ impl Sha256Hash {
     }
     /// SRI form, the default output of `nix hash path` in Nix 2.8.
     pub fn to_sri(&self) -> String {
-        format!(
-            "sha256-{}",
-            base64::engine::general_purpose::STANDARD.encode(self.0)
-        )
+        format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(self.0))
     }
     /// Parse a bare digest in any of Nix's encodings (nixbase32, hex, base64), told apart by length.
     pub fn parse_bare(s: &str) -> Result<Self, HashParseError> {
@@ -47,9 +44,7 @@ impl Sha256Hash {
         let v = match s.len() {
             52 => nixbase32::decode(s).map_err(|_| bad())?,
             64 => hex::decode(s).map_err(|_| bad())?,
-            44 => base64::engine::general_purpose::STANDARD
-                .decode(s)
-                .map_err(|_| bad())?,
+            44 => base64::engine::general_purpose::STANDARD.decode(s).map_err(|_| bad())?,
             _ => return Err(bad()),
         };
         let a: [u8; 32] = v.try_into().map_err(|_| bad())?;
@@ -78,10 +73,7 @@ impl FromStr for Sha256Hash {
             let v = base64::engine::general_purpose::STANDARD
                 .decode(rest)
                 .map_err(|_| HashParseError::Encoding(s.to_string()))?;
-            Ok(Self(
-                v.try_into()
-                    .map_err(|_| HashParseError::Encoding(s.to_string()))?,
-            ))
+            Ok(Self(v.try_into().map_err(|_| HashParseError::Encoding(s.to_string()))?))
         } else {
             Err(HashParseError::Algorithm(s.to_string()))
         }
@@ -132,14 +124,99 @@ impl Write for HashWriter {
 /// writes larger than its capacity straight through).
 const SMALL_WRITES: usize = 64 * 1024;
 
+/// Block size handed to the hashing thread.
+const BLOCK: usize = 1 << 20;
+/// Blocks in flight: bounds memory (a few MiB, whatever the input size).
+const IN_FLIGHT: usize = 4;
+
+/// A `Write` sink that hashes on a second thread, so reading files (syscalls, page-cache
+/// copies) overlaps with SHA-256 instead of taking turns with it. Memory stays at a few blocks.
+pub struct ThreadedHasher {
+    block: Vec<u8>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    free: std::sync::mpsc::Receiver<Vec<u8>>,
+    worker: Option<std::thread::JoinHandle<(Sha256Hash, u64)>>,
+}
+
+impl Default for ThreadedHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ThreadedHasher {
+    pub fn new() -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+        let (free_tx, free) = std::sync::mpsc::channel::<Vec<u8>>();
+        let worker = std::thread::spawn(move || {
+            let mut h = HashWriter::new();
+            for b in rx {
+                h.hasher.update(&b);
+                h.count += b.len() as u64;
+                // Hand the buffer back for reuse; the writer may already be gone.
+                let _ = free_tx.send(b);
+            }
+            h.finish()
+        });
+        Self { block: Vec::with_capacity(BLOCK), tx: Some(tx), free, worker: Some(worker) }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let next = match self.free.try_recv() {
+            Ok(mut v) => {
+                v.clear();
+                v
+            }
+            Err(_) => Vec::with_capacity(BLOCK),
+        };
+        let full = std::mem::replace(&mut self.block, next);
+        let tx = self.tx.as_ref().ok_or_else(|| io::Error::other("hasher already finished"))?;
+        tx.send(full).map_err(|_| io::Error::other("hashing thread stopped"))
+    }
+
+    pub fn finish(mut self) -> io::Result<(Sha256Hash, u64)> {
+        if !self.block.is_empty() {
+            self.send()?;
+        }
+        self.tx = None; // closes the channel: the worker drains and returns
+        let worker = self.worker.take().ok_or_else(|| io::Error::other("hasher already finished"))?;
+        worker.join().map_err(|_| io::Error::other("hashing thread panicked"))
+    }
+}
+
+impl Write for ThreadedHasher {
+    fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
+        let total = buf.len();
+        while !buf.is_empty() {
+            let n = (BLOCK - self.block.len()).min(buf.len());
+            self.block.extend_from_slice(&buf[..n]);
+            buf = &buf[n..];
+            if self.block.len() == BLOCK {
+                self.send()?;
+            }
+        }
+        Ok(total)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for ThreadedHasher {
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(w) = self.worker.take() {
+            let _ = w.join();
+        }
+    }
+}
+
 /// NAR hash and NAR size of a path, exactly as `nix hash path` / `nix path-info` report them.
 pub fn nar_hash(path: &Path) -> Result<(Sha256Hash, u64), NarError> {
-    let mut w = BufWriter::with_capacity(SMALL_WRITES, HashWriter::new());
+    let mut w = BufWriter::with_capacity(SMALL_WRITES, ThreadedHasher::new());
     nar::dump_path(path, &mut w)?;
-    let hw = w
-        .into_inner()
-        .map_err(|e| NarError::Write(e.into_error()))?;
-    Ok(hw.finish())
+    let hw = w.into_inner().map_err(|e| NarError::Write(e.into_error()))?;
+    hw.finish().map_err(NarError::Write)
 }
 
 /// For a regular file: NAR hash, NAR size, plain sha256 and size, all from one read.
@@ -151,16 +228,8 @@ pub fn file_hashes(path: &Path) -> Result<FileHashes, NarError> {
         plain.update(b);
         size += b.len() as u64;
     })?;
-    let (nar_hash, nar_size) = w
-        .into_inner()
-        .map_err(|e| NarError::Write(e.into_error()))?
-        .finish();
-    Ok(FileHashes {
-        nar_hash,
-        nar_size,
-        sha256: Sha256Hash(plain.finalize().into()),
-        size,
-    })
+    let (nar_hash, nar_size) = w.into_inner().map_err(|e| NarError::Write(e.into_error()))?.finish();
+    Ok(FileHashes { nar_hash, nar_size, sha256: Sha256Hash(plain.finalize().into()), size })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,12 +14,7 @@ pub enum KeyError {
     #[error("{what} {text:?} is not in Nix's `name:base64` form")]
     Format { what: &'static str, text: String },
     #[error("{what} {name:?} has {got} bytes after base64 decoding, expected {want}")]
-    Length {
-        what: &'static str,
-        name: String,
-        got: usize,
-        want: usize,
-    },
+    Length { what: &'static str, name: String, got: usize, want: usize },
     #[error("secret key {0:?} is inconsistent: its public half does not match its seed")]
     Inconsistent(String),
     #[error("public key {0:?} is not a valid Ed25519 point")]
@@ -28,10 +23,7 @@ pub enum KeyError {
 
 fn split<'a>(what: &'static str, s: &'a str) -> Result<(&'a str, Vec<u8>), KeyError> {
     let s = s.trim();
-    let fmt_err = || KeyError::Format {
-        what,
-        text: redact(what, s),
-    };
+    let fmt_err = || KeyError::Format { what, text: redact(what, s) };
     let (name, b64) = s.split_once(':').ok_or_else(fmt_err)?;
     if name.is_empty() || name.contains(char::is_whitespace) {
         return Err(fmt_err());
@@ -69,10 +61,7 @@ impl PublicKey {
             want: 32,
         })?;
         let key = VerifyingKey::from_bytes(&arr).map_err(|_| KeyError::BadPoint(name.into()))?;
-        Ok(Self {
-            name: name.to_string(),
-            key,
-        })
+        Ok(Self { name: name.to_string(), key })
     }
 
     /// Check a detached signature over `msg`. Returns false for a signature by another key name.
@@ -116,40 +105,24 @@ impl SecretKey {
             got: bytes.len(),
             want: 64,
         })?;
-        let key = SigningKey::from_keypair_bytes(&arr)
-            .map_err(|_| KeyError::Inconsistent(name.into()))?;
-        Ok(Self {
-            name: name.to_string(),
-            key,
-        })
+        let key = SigningKey::from_keypair_bytes(&arr).map_err(|_| KeyError::Inconsistent(name.into()))?;
+        Ok(Self { name: name.to_string(), key })
     }
 
     pub fn generate(name: &str) -> Result<Self, KeyError> {
         if name.is_empty() || name.contains(':') || name.contains(char::is_whitespace) {
-            return Err(KeyError::Format {
-                what: "key name",
-                text: name.into(),
-            });
+            return Err(KeyError::Format { what: "key name", text: name.into() });
         }
         let key = SigningKey::generate(&mut rand::rngs::OsRng);
-        Ok(Self {
-            name: name.to_string(),
-            key,
-        })
+        Ok(Self { name: name.to_string(), key })
     }
 
     pub fn public(&self) -> PublicKey {
-        PublicKey {
-            name: self.name.clone(),
-            key: self.key.verifying_key(),
-        }
+        PublicKey { name: self.name.clone(), key: self.key.verifying_key() }
     }
 
     pub fn sign(&self, msg: &[u8]) -> Signature {
-        Signature {
-            key_name: self.name.clone(),
-            bytes: self.key.sign(msg).to_bytes(),
-        }
+        Signature { key_name: self.name.clone(), bytes: self.key.sign(msg).to_bytes() }
     }
 
     /// The secret key file contents (keep it private).
@@ -180,10 +153,7 @@ impl Signature {
             got: bytes.len(),
             want: 64,
         })?;
-        Ok(Self {
-            key_name: name.to_string(),
-            bytes: arr,
-        })
+        Ok(Self { key_name: name.to_string(), bytes: arr })
     }
 }
 
@@ -257,10 +227,7 @@ mod tests {
             check_signatures(b"msg", std::slice::from_ref(&sig), &[other]),
             SigCheck::BadSignature("test-1".into())
         );
-        assert!(matches!(
-            check_signatures(b"msg", &[sig], &[]),
-            SigCheck::UnknownKey(_)
-        ));
+        assert!(matches!(check_signatures(b"msg", &[sig], &[]), SigCheck::UnknownKey(_)));
         assert!(PublicKey::parse("nocolon").is_err());
         let e = SecretKey::parse("k:AAAA").unwrap_err().to_string();
         assert!(!e.contains("AAAA") || e.contains("bytes"), "{e}");

@@ -17,11 +17,7 @@ use edge_images::store_path::StorePath;
 use edge_images::{nar, sbom};
 
 #[derive(Parser)]
-#[command(
-    name = "edge-image",
-    version,
-    about = "Nix-compatible signing, hashing and publishing of node images"
-)]
+#[command(name = "edge-image", version, about = "Nix-compatible signing, hashing and publishing of node images")]
 struct Cli {
     /// Store directory that store paths live in.
     #[arg(long, global = true, default_value = "/nix/store")]
@@ -147,8 +143,8 @@ enum Cmd {
 }
 
 fn read_secret(path: &Path) -> Result<SecretKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read secret key file {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read secret key file {}", path.display()))?;
     SecretKey::parse(&text).with_context(|| format!("bad secret key file {}", path.display()))
 }
 
@@ -160,12 +156,9 @@ fn trusted(keys: &[String], files: &[PathBuf]) -> Result<Vec<PublicKey>> {
         }
     }
     for f in files {
-        let text =
-            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
         for part in text.split_whitespace() {
-            out.push(
-                PublicKey::parse(part).with_context(|| format!("bad key in {}", f.display()))?,
-            );
+            out.push(PublicKey::parse(part).with_context(|| format!("bad key in {}", f.display()))?);
         }
     }
     if out.is_empty() {
@@ -184,10 +177,7 @@ fn path_infos(store_dir: &Path, paths: &[StorePath], closure: bool) -> Result<Ve
         return refs::closure(store_dir, paths).context("computing closure");
     }
     let cands = refs::store_candidates(store_dir)?;
-    paths
-        .iter()
-        .map(|p| refs::path_info(p, &store_dir.join(p.base_name()), &cands).map_err(Into::into))
-        .collect()
+    paths.iter().map(|p| refs::path_info(p, &store_dir.join(p.base_name()), &cands).map_err(Into::into)).collect()
 }
 
 fn write_secret(path: &Path, text: &str) -> Result<()> {
@@ -206,11 +196,7 @@ fn write_secret(path: &Path, text: &str) -> Result<()> {
 fn run(cli: Cli) -> Result<()> {
     let store_dir = cli.store_dir;
     match cli.cmd {
-        Cmd::Keygen {
-            name,
-            out_secret,
-            out_public,
-        } => {
+        Cmd::Keygen { name, out_secret, out_public } => {
             let sk = SecretKey::generate(&name)?;
             match out_secret {
                 Some(f) => write_secret(&f, &sk.to_nix_string())?,
@@ -223,30 +209,20 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Public { key } => println!("{}", read_secret(&key)?.public()),
-        Cmd::Sign {
-            key,
-            manifest,
-            fingerprint: show_fp,
-            paths,
-        } => {
+        Cmd::Sign { key, manifest, fingerprint: show_fp, paths } => {
             let sk = read_secret(&key)?;
             if let Some(m) = manifest {
-                let bytes =
-                    std::fs::read(&m).with_context(|| format!("cannot read {}", m.display()))?;
+                let bytes = std::fs::read(&m).with_context(|| format!("cannot read {}", m.display()))?;
                 let mut sm = SignedManifest::from_json(&bytes)?;
                 sm.add_signature(&sk);
-                std::fs::write(&m, sm.to_json())
-                    .with_context(|| format!("cannot write {}", m.display()))?;
+                std::fs::write(&m, sm.to_json()).with_context(|| format!("cannot write {}", m.display()))?;
                 println!("{}: signed by {}", m.display(), sk.name);
                 return Ok(());
             }
             if paths.is_empty() {
                 bail!("nothing to sign: give store paths or --manifest FILE");
             }
-            let sps = paths
-                .iter()
-                .map(|p| store_path(&store_dir, p))
-                .collect::<Result<Vec<_>>>()?;
+            let sps = paths.iter().map(|p| store_path(&store_dir, p)).collect::<Result<Vec<_>>>()?;
             for info in path_infos(&store_dir, &sps, false)? {
                 let refs: Vec<StorePath> = info.references.iter().cloned().collect();
                 let fp = fingerprint(&info.path, &info.nar_hash, info.nar_size, &refs);
@@ -269,16 +245,11 @@ fn run(cli: Cli) -> Result<()> {
             paths,
         } => {
             if let Some(f) = nar_file {
-                let file = std::fs::File::open(&f)
-                    .with_context(|| format!("cannot open {}", f.display()))?;
+                let file = std::fs::File::open(&f).with_context(|| format!("cannot open {}", f.display()))?;
                 let mut hw = edge_images::hash::HashWriter::new();
                 let stats = {
-                    let mut r = TeeRead {
-                        r: std::io::BufReader::with_capacity(1 << 20, file),
-                        w: &mut hw,
-                    };
-                    nar::validate(&mut r)
-                        .with_context(|| format!("{} is not a valid NAR", f.display()))?
+                    let mut r = TeeRead { r: std::io::BufReader::with_capacity(1 << 20, file), w: &mut hw };
+                    nar::validate(&mut r).with_context(|| format!("{} is not a valid NAR", f.display()))?
                 };
                 let (h, _) = hw.finish();
                 if let Some(w) = want_hash {
@@ -299,19 +270,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             let keys = trusted(&trusted_keys, &trusted_key_files)?;
             if let Some(m) = manifest {
-                let bytes = std::fs::read(&m)
-                    .with_context(|| format!("cannot read manifest {}", m.display()))?;
-                let sm = SignedManifest::from_json(&bytes)
-                    .with_context(|| format!("{}", m.display()))?;
-                let man = sm
-                    .verify(&keys)
-                    .with_context(|| format!("{}", m.display()))?;
-                println!(
-                    "{}: signature OK (version {}, system {})",
-                    m.display(),
-                    man.version,
-                    man.system
-                );
+                let bytes = std::fs::read(&m).with_context(|| format!("cannot read manifest {}", m.display()))?;
+                let sm = SignedManifest::from_json(&bytes).with_context(|| format!("{}", m.display()))?;
+                let man = sm.verify(&keys).with_context(|| format!("{}", m.display()))?;
+                println!("{}: signature OK (version {}, system {})", m.display(), man.version, man.system);
                 if let Some(d) = dir {
                     man.verify_files_in(&d)?;
                     for f in &man.files {
@@ -328,10 +290,7 @@ fn run(cli: Cli) -> Result<()> {
             if paths.is_empty() {
                 bail!("nothing to verify: give --manifest, --nar, or store paths (with --cache or --sig)");
             }
-            let sps = paths
-                .iter()
-                .map(|p| store_path(&store_dir, p))
-                .collect::<Result<Vec<_>>>()?;
+            let sps = paths.iter().map(|p| store_path(&store_dir, p)).collect::<Result<Vec<_>>>()?;
             if let Some(c) = cache {
                 let d = binary_cache::cache_dir(&c)?;
                 for p in &sps {
@@ -343,10 +302,7 @@ fn run(cli: Cli) -> Result<()> {
             if sigs.is_empty() {
                 bail!("give --cache file:///DIR or --sig NAME:BASE64 to say what to verify the paths against");
             }
-            let sigs = sigs
-                .iter()
-                .map(|s| Signature::parse(s))
-                .collect::<Result<Vec<_>, _>>()?;
+            let sigs = sigs.iter().map(|s| Signature::parse(s)).collect::<Result<Vec<_>, _>>()?;
             for info in path_infos(&store_dir, &sps, false)? {
                 let refs: Vec<StorePath> = info.references.iter().cloned().collect();
                 let fp = fingerprint(&info.path, &info.nar_hash, info.nar_size, &refs);
@@ -355,19 +311,11 @@ fn run(cli: Cli) -> Result<()> {
                     SigCheck::BadSignature(k) => {
                         bail!("{}: signature by trusted key {k:?} does not verify: contents or references differ from what was signed", info.path)
                     }
-                    SigCheck::UnknownKey(n) => bail!(
-                        "{}: no signature by a trusted key (signed by {n:?})",
-                        info.path
-                    ),
+                    SigCheck::UnknownKey(n) => bail!("{}: no signature by a trusted key (signed by {n:?})", info.path),
                 }
             }
         }
-        Cmd::Hash {
-            path,
-            nar: dump,
-            sri,
-            sign_key,
-        } => {
+        Cmd::Hash { path, nar: dump, sri, sign_key } => {
             if dump {
                 let out = std::io::stdout().lock();
                 let mut w = std::io::BufWriter::with_capacity(1 << 20, out);
@@ -391,15 +339,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", sk.sign(fingerprint(&sp, &h, size, &[]).as_bytes()));
             }
         }
-        Cmd::Manifest {
-            system,
-            files,
-            version,
-            key,
-            out,
-            meta,
-            no_closure,
-        } => {
+        Cmd::Manifest { system, files, version, key, out, meta, no_closure } => {
             let sk = read_secret(&key)?;
             let mut m = Manifest::new(&version, &system);
             if let Ok(sp) = store_path(&store_dir, &system) {
@@ -408,10 +348,8 @@ fn run(cli: Cli) -> Result<()> {
                     let (h, _) = nar_hash(&fs_path)?;
                     m.system_nar_hash = Some(h);
                     if !no_closure {
-                        m.references = refs::closure(&store_dir, &[sp])?
-                            .into_iter()
-                            .map(|i| i.path.to_string())
-                            .collect();
+                        m.references =
+                            refs::closure(&store_dir, &[sp])?.into_iter().map(|i| i.path.to_string()).collect();
                     }
                 }
             }
@@ -420,11 +358,7 @@ fn run(cli: Cli) -> Result<()> {
                     Some((n, p)) => (n.to_string(), PathBuf::from(p)),
                     None => {
                         let p = PathBuf::from(&spec);
-                        let n = p
-                            .file_name()
-                            .and_then(|n| n.to_str())
-                            .context("file has no name")?
-                            .to_string();
+                        let n = p.file_name().and_then(|n| n.to_str()).context("file has no name")?.to_string();
                         (n, p)
                     }
                 };
@@ -435,14 +369,8 @@ fn run(cli: Cli) -> Result<()> {
                 m.build.metadata.insert(k.into(), v.into());
             }
             let sm = m.sign(&[&sk]);
-            std::fs::write(&out, sm.to_json())
-                .with_context(|| format!("cannot write {}", out.display()))?;
-            println!(
-                "{}: {} file(s), signed by {}",
-                out.display(),
-                m.files.len(),
-                sk.name
-            );
+            std::fs::write(&out, sm.to_json()).with_context(|| format!("cannot write {}", out.display()))?;
+            println!("{}: {} file(s), signed by {}", out.display(), m.files.len(), sk.name);
         }
         Cmd::Sbom { path, out } => {
             let sp = store_path(&store_dir, &path)?;
@@ -451,26 +379,17 @@ fn run(cli: Cli) -> Result<()> {
             let mut text = serde_json::to_string_pretty(&doc)?;
             text.push('\n');
             match out {
-                Some(f) => std::fs::write(&f, text)
-                    .with_context(|| format!("cannot write {}", f.display()))?,
+                Some(f) => std::fs::write(&f, text).with_context(|| format!("cannot write {}", f.display()))?,
                 None => print!("{text}"),
             }
         }
-        Cmd::Publish {
-            to,
-            key,
-            no_closure,
-            paths,
-        } => {
+        Cmd::Publish { to, key, no_closure, paths } => {
             let sk = key.as_deref().map(read_secret).transpose()?;
             if sk.is_none() {
                 tracing::warn!("publishing unsigned: Nix will refuse these paths unless told not to check signatures");
             }
             let dir = binary_cache::cache_dir(&to)?;
-            let sps = paths
-                .iter()
-                .map(|p| store_path(&store_dir, p))
-                .collect::<Result<Vec<_>>>()?;
+            let sps = paths.iter().map(|p| store_path(&store_dir, p)).collect::<Result<Vec<_>>>()?;
             let w = BinaryCacheWriter::create(&dir)?;
             for info in path_infos(&store_dir, &sps, !no_closure)? {
                 let ni = w.add(&info, &store_dir.join(info.path.base_name()), sk.as_ref())?;

@@ -35,20 +35,9 @@ pub enum ManifestError {
     #[error("image file {name:?} is missing: {path} does not exist")]
     MissingFile { name: String, path: String },
     #[error("image file {name:?} ({path}) has size {actual} bytes, manifest says {expected}")]
-    SizeMismatch {
-        name: String,
-        path: String,
-        expected: u64,
-        actual: u64,
-    },
+    SizeMismatch { name: String, path: String, expected: u64, actual: u64 },
     #[error("hash mismatch for image file {name:?} ({path}): {kind} is {actual}, manifest says {expected}")]
-    HashMismatch {
-        name: String,
-        path: String,
-        kind: &'static str,
-        expected: String,
-        actual: String,
-    },
+    HashMismatch { name: String, path: String, kind: &'static str, expected: String, actual: String },
     #[error("cannot hash image file {name:?}: {source}")]
     Read { name: String, source: NarError },
 }
@@ -162,14 +151,9 @@ impl Manifest {
 
     /// Describe a file on disk under `name` (hashes taken now).
     pub fn add_file(&mut self, name: &str, path: &Path) -> Result<(), ManifestError> {
-        let read = |source| ManifestError::Read {
-            name: name.into(),
-            source,
-        };
-        let meta = std::fs::symlink_metadata(path).map_err(|_| ManifestError::MissingFile {
-            name: name.into(),
-            path: path.display().to_string(),
-        })?;
+        let read = |source| ManifestError::Read { name: name.into(), source };
+        let meta = std::fs::symlink_metadata(path)
+            .map_err(|_| ManifestError::MissingFile { name: name.into(), path: path.display().to_string() })?;
         let entry = if meta.is_file() {
             let h = file_hashes(path).map_err(read)?;
             ImageFile {
@@ -181,13 +165,7 @@ impl Manifest {
             }
         } else {
             let (nh, ns) = nar_hash(path).map_err(read)?;
-            ImageFile {
-                name: name.into(),
-                nar_hash: nh,
-                nar_size: ns,
-                sha256: None,
-                size: 0,
-            }
+            ImageFile { name: name.into(), nar_hash: nh, nar_size: ns, sha256: None, size: 0 }
         };
         self.files.retain(|f| f.name != name);
         self.files.push(entry);
@@ -199,37 +177,23 @@ impl Manifest {
         let raw = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
         let msg = canonical_bytes(&raw);
         let signatures = keys.iter().map(|k| k.sign(&msg)).collect();
-        SignedManifest {
-            raw,
-            manifest: self.clone(),
-            signatures,
-        }
+        SignedManifest { raw, manifest: self.clone(), signatures }
     }
 
     /// Check one image file on disk against its entry: exists, size, sha256, NAR hash.
     pub fn verify_file(&self, name: &str, path: &Path) -> Result<(), ManifestError> {
-        let entry = self
-            .files
-            .iter()
-            .find(|f| f.name == name)
-            .ok_or_else(|| ManifestError::NotListed(name.into()))?;
+        let entry = self.files.iter().find(|f| f.name == name).ok_or_else(|| ManifestError::NotListed(name.into()))?;
         let shown = path.display().to_string();
-        let meta = std::fs::symlink_metadata(path).map_err(|_| ManifestError::MissingFile {
+        let meta = std::fs::symlink_metadata(path)
+            .map_err(|_| ManifestError::MissingFile { name: name.into(), path: shown.clone() })?;
+        let read = |source| ManifestError::Read { name: name.into(), source };
+        let mismatch = |kind, expected: Sha256Hash, actual: Sha256Hash| ManifestError::HashMismatch {
             name: name.into(),
             path: shown.clone(),
-        })?;
-        let read = |source| ManifestError::Read {
-            name: name.into(),
-            source,
+            kind,
+            expected: expected.to_string(),
+            actual: actual.to_string(),
         };
-        let mismatch =
-            |kind, expected: Sha256Hash, actual: Sha256Hash| ManifestError::HashMismatch {
-                name: name.into(),
-                path: shown.clone(),
-                kind,
-                expected: expected.to_string(),
-                actual: actual.to_string(),
-            };
         if meta.is_file() {
             if meta.len() != entry.size {
                 return Err(ManifestError::SizeMismatch {
@@ -268,25 +232,17 @@ impl Manifest {
 
 impl SignedManifest {
     pub fn from_json(bytes: &[u8]) -> Result<Self, ManifestError> {
-        let env: Envelope =
-            serde_json::from_slice(bytes).map_err(|e| ManifestError::Parse(e.to_string()))?;
-        let manifest: Manifest = serde_json::from_value(env.manifest.clone())
-            .map_err(|e| ManifestError::Parse(e.to_string()))?;
+        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| ManifestError::Parse(e.to_string()))?;
+        let manifest: Manifest =
+            serde_json::from_value(env.manifest.clone()).map_err(|e| ManifestError::Parse(e.to_string()))?;
         if manifest.format != FORMAT {
             return Err(ManifestError::Format(manifest.format));
         }
-        Ok(Self {
-            raw: env.manifest,
-            manifest,
-            signatures: env.signatures,
-        })
+        Ok(Self { raw: env.manifest, manifest, signatures: env.signatures })
     }
 
     pub fn to_json(&self) -> Vec<u8> {
-        let env = Envelope {
-            manifest: self.raw.clone(),
-            signatures: self.signatures.clone(),
-        };
+        let env = Envelope { manifest: self.raw.clone(), signatures: self.signatures.clone() };
         let mut v = serde_json::to_vec_pretty(&env).unwrap_or_default();
         v.push(b'\n');
         v
@@ -326,10 +282,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("nixos.img");
         std::fs::write(&f, b"disk image bytes").unwrap();
-        let mut m = Manifest::new(
-            "1.0",
-            "/nix/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-nixos-system",
-        );
+        let mut m = Manifest::new("1.0", "/nix/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-nixos-system");
         m.add_file("nixos.img", &f).unwrap();
         let k = SecretKey::generate("ci-1").unwrap();
         let json = m.sign(&[&k]).to_json();
@@ -338,40 +291,20 @@ mod tests {
         v.verify_file("nixos.img", &f).unwrap();
 
         let other = SecretKey::generate("ci-2").unwrap();
-        assert!(matches!(
-            s.verify(&[other.public()]),
-            Err(ManifestError::UnknownKey(_))
-        ));
+        assert!(matches!(s.verify(&[other.public()]), Err(ManifestError::UnknownKey(_))));
         let same_name = SecretKey::generate("ci-1").unwrap();
-        assert!(matches!(
-            s.verify(&[same_name.public()]),
-            Err(ManifestError::BadSignature(_))
-        ));
+        assert!(matches!(s.verify(&[same_name.public()]), Err(ManifestError::BadSignature(_))));
 
-        let text = String::from_utf8(json)
-            .unwrap()
-            .replace("\"1.0\"", "\"1.1\"");
+        let text = String::from_utf8(json).unwrap().replace("\"1.0\"", "\"1.1\"");
         let t = SignedManifest::from_json(text.as_bytes()).unwrap();
-        assert!(matches!(
-            t.verify(&[k.public()]),
-            Err(ManifestError::BadSignature(_))
-        ));
+        assert!(matches!(t.verify(&[k.public()]), Err(ManifestError::BadSignature(_))));
 
         std::fs::write(&f, b"disk image bytez").unwrap();
         let e = v.verify_file("nixos.img", &f).unwrap_err();
-        assert!(
-            matches!(e, ManifestError::HashMismatch { kind: "sha256", .. }),
-            "{e}"
-        );
+        assert!(matches!(e, ManifestError::HashMismatch { kind: "sha256", .. }), "{e}");
         std::fs::write(&f, b"disk image").unwrap();
-        assert!(matches!(
-            v.verify_file("nixos.img", &f),
-            Err(ManifestError::SizeMismatch { .. })
-        ));
+        assert!(matches!(v.verify_file("nixos.img", &f), Err(ManifestError::SizeMismatch { .. })));
         std::fs::remove_file(&f).unwrap();
-        assert!(matches!(
-            v.verify_file("nixos.img", &f),
-            Err(ManifestError::MissingFile { .. })
-        ));
+        assert!(matches!(v.verify_file("nixos.img", &f), Err(ManifestError::MissingFile { .. })));
     }
 }

@@ -26,14 +26,8 @@ pub enum NarError {
     Write(io::Error),
     #[error("{path}: unsupported file type (only regular files, directories and symlinks can be archived)")]
     UnsupportedType { path: PathBuf },
-    #[error(
-        "{path}: file changed size while being archived (expected {expected} bytes, read {read})"
-    )]
-    Changed {
-        path: PathBuf,
-        expected: u64,
-        read: u64,
-    },
+    #[error("{path}: file changed size while being archived (expected {expected} bytes, read {read})")]
+    Changed { path: PathBuf, expected: u64, read: u64 },
     #[error("NAR is truncated: stream ended at byte {offset} while reading {what}")]
     Truncated { offset: u64, what: &'static str },
     #[error("NAR is malformed at byte {offset}: {msg}")]
@@ -43,10 +37,7 @@ pub enum NarError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> NarError + '_ {
-    move |source| NarError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| NarError::Io { path: path.to_path_buf(), source }
 }
 
 /// Counts bytes passed to the inner writer, so callers learn the NAR size while streaming.
@@ -94,8 +85,7 @@ fn write_u64<W: Write>(w: &mut W, n: u64) -> Result<(), NarError> {
 fn write_str<W: Write>(w: &mut W, s: &[u8]) -> Result<(), NarError> {
     write_u64(w, s.len() as u64)?;
     w.write_all(s).map_err(NarError::Write)?;
-    w.write_all(&[0u8; 8][..padding(s.len() as u64)])
-        .map_err(NarError::Write)
+    w.write_all(&[0u8; 8][..padding(s.len() as u64)]).map_err(NarError::Write)
 }
 
 /// Write the NAR serialisation of `path` (file, directory or symlink; not followed) to `out`.
@@ -132,55 +122,32 @@ pub fn dump_regular_file<W: Write>(
     }
     write_str(out, b"contents")?;
     write_u64(out, size)?;
+    // Read exactly the size we announced (as Nix does): one read() per small file, and a
+    // file that shrinks while we read is an error rather than a corrupt NAR.
     let mut read: u64 = 0;
-    loop {
-        let n = match f.read(buf) {
-            Ok(0) => break,
+    while read < size {
+        let want = (size - read).min(buf.len() as u64) as usize;
+        let n = match f.read(&mut buf[..want]) {
+            Ok(0) => return Err(NarError::Changed { path: path.to_path_buf(), expected: size, read }),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(NarError::Io {
-                    path: path.to_path_buf(),
-                    source: e,
-                })
-            }
+            Err(e) => return Err(NarError::Io { path: path.to_path_buf(), source: e }),
         };
         read += n as u64;
-        if read > size {
-            return Err(NarError::Changed {
-                path: path.to_path_buf(),
-                expected: size,
-                read,
-            });
-        }
         out.write_all(&buf[..n]).map_err(NarError::Write)?;
         if let Some(t) = tee.as_mut() {
             t(&buf[..n]);
         }
     }
-    if read != size {
-        return Err(NarError::Changed {
-            path: path.to_path_buf(),
-            expected: size,
-            read,
-        });
-    }
-    out.write_all(&[0u8; 8][..padding(size)])
-        .map_err(NarError::Write)?;
+    out.write_all(&[0u8; 8][..padding(size)]).map_err(NarError::Write)?;
     write_str(out, b")")
 }
 
 /// NAR of a single regular file, also handing the raw contents to `tee` (one read for two hashes).
-pub fn dump_file_tee<W: Write>(
-    path: &Path,
-    out: W,
-    tee: &mut dyn FnMut(&[u8]),
-) -> Result<u64, NarError> {
+pub fn dump_file_tee<W: Write>(path: &Path, out: W, tee: &mut dyn FnMut(&[u8])) -> Result<u64, NarError> {
     let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
     if !meta.file_type().is_file() {
-        return Err(NarError::UnsupportedType {
-            path: path.to_path_buf(),
-        });
+        return Err(NarError::UnsupportedType { path: path.to_path_buf() });
     }
     let mut w = CountingWriter::new(out);
     let mut buf = vec![0u8; CHUNK];
@@ -228,9 +195,7 @@ fn dump_node<W: Write>(path: &Path, w: &mut W, buf: &mut [u8]) -> Result<(), Nar
         }
         write_str(w, b")")
     } else {
-        Err(NarError::UnsupportedType {
-            path: path.to_path_buf(),
-        })
+        Err(NarError::UnsupportedType { path: path.to_path_buf() })
     }
 }
 
@@ -255,23 +220,13 @@ impl<R: Read> Reader<R> {
         let mut done = 0;
         while done < buf.len() {
             match self.r.read(&mut buf[done..]) {
-                Ok(0) => {
-                    return Err(NarError::Truncated {
-                        offset: self.offset,
-                        what,
-                    })
-                }
+                Ok(0) => return Err(NarError::Truncated { offset: self.offset, what }),
                 Ok(n) => {
                     done += n;
                     self.offset += n as u64;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(NarError::Io {
-                        path: PathBuf::from("<nar stream>"),
-                        source: e,
-                    })
-                }
+                Err(e) => return Err(NarError::Io { path: PathBuf::from("<nar stream>"), source: e }),
             }
         }
         Ok(())
@@ -294,10 +249,7 @@ impl<R: Read> Reader<R> {
     }
 
     fn malformed(&self, msg: String) -> NarError {
-        NarError::Malformed {
-            offset: self.offset,
-            msg,
-        }
+        NarError::Malformed { offset: self.offset, msg }
     }
 
     fn token(&mut self, what: &'static str) -> Result<Vec<u8>, NarError> {
@@ -317,10 +269,7 @@ impl<R: Read> Reader<R> {
         if got != want.as_bytes() {
             return Err(NarError::Malformed {
                 offset: start,
-                msg: format!(
-                    "expected {want:?}, found {:?}",
-                    String::from_utf8_lossy(&got)
-                ),
+                msg: format!("expected {want:?}, found {:?}", String::from_utf8_lossy(&got)),
             });
         }
         Ok(())
@@ -344,10 +293,9 @@ impl<R: Read> Reader<R> {
                     tok = self.token("regular file field")?;
                 }
                 if tok != b"contents" {
-                    return Err(self.malformed(format!(
-                        "expected \"contents\", found {:?}",
-                        String::from_utf8_lossy(&tok)
-                    )));
+                    return Err(
+                        self.malformed(format!("expected \"contents\", found {:?}", String::from_utf8_lossy(&tok)))
+                    );
                 }
                 let size = self.u64("file size")?;
                 let mut file = match dest {
@@ -382,8 +330,7 @@ impl<R: Read> Reader<R> {
                     return Err(self.malformed("invalid symlink target".into()));
                 }
                 if let Some(d) = dest {
-                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), d)
-                        .map_err(io_err(d))?;
+                    std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&target), d).map_err(io_err(d))?;
                 }
                 self.expect(")")
             }
@@ -402,25 +349,14 @@ impl<R: Read> Reader<R> {
                     if tok != b"entry" {
                         return Err(NarError::Malformed {
                             offset: at,
-                            msg: format!(
-                                "expected \"entry\" or \")\", found {:?}",
-                                String::from_utf8_lossy(&tok)
-                            ),
+                            msg: format!("expected \"entry\" or \")\", found {:?}", String::from_utf8_lossy(&tok)),
                         });
                     }
                     self.expect("(")?;
                     self.expect("name")?;
                     let name = self.token("entry name")?;
-                    if name.is_empty()
-                        || name == b"."
-                        || name == b".."
-                        || name.contains(&b'/')
-                        || name.contains(&0)
-                    {
-                        return Err(self.malformed(format!(
-                            "invalid entry name {:?}",
-                            String::from_utf8_lossy(&name)
-                        )));
+                    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0) {
+                        return Err(self.malformed(format!("invalid entry name {:?}", String::from_utf8_lossy(&name))));
                     }
                     if let Some(p) = &prev {
                         if name <= *p {
@@ -447,17 +383,10 @@ impl<R: Read> Reader<R> {
 }
 
 fn parse<R: Read>(r: R, dest: Option<&Path>) -> Result<NarStats, NarError> {
-    let mut rd = Reader {
-        r,
-        offset: 0,
-        stats: NarStats::default(),
-    };
+    let mut rd = Reader { r, offset: 0, stats: NarStats::default() };
     let magic = rd.token("the NAR magic")?;
     if magic != MAGIC.as_bytes() {
-        return Err(NarError::Malformed {
-            offset: 0,
-            msg: "not a NAR (bad magic)".into(),
-        });
+        return Err(NarError::Malformed { offset: 0, msg: "not a NAR (bad magic)".into() });
     }
     let mut buf = vec![0u8; CHUNK];
     rd.node(dest, &mut buf)?;
@@ -469,12 +398,7 @@ fn parse<R: Read>(r: R, dest: Option<&Path>) -> Result<NarStats, NarError> {
             Ok(0) => break,
             Ok(n) => trailing += n as u64,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(NarError::Io {
-                    path: PathBuf::from("<nar stream>"),
-                    source: e,
-                })
-            }
+            Err(e) => return Err(NarError::Io { path: PathBuf::from("<nar stream>"), source: e }),
         }
     }
     if trailing > 0 {
@@ -520,16 +444,10 @@ mod tests {
         dump_path(&out, &mut again).unwrap();
         assert_eq!(nar, again);
         for cut in [0, 5, 8, 100, nar.len() - 1] {
-            assert!(
-                matches!(validate(&nar[..cut]), Err(NarError::Truncated { .. })),
-                "cut {cut}"
-            );
+            assert!(matches!(validate(&nar[..cut]), Err(NarError::Truncated { .. })), "cut {cut}");
         }
         let mut longer = nar.clone();
         longer.push(0);
-        assert!(matches!(
-            validate(&longer[..]),
-            Err(NarError::TrailingData(1))
-        ));
+        assert!(matches!(validate(&longer[..]), Err(NarError::TrailingData(1))));
     }
 }

@@ -32,35 +32,16 @@ pub struct NarInfo {
 }
 
 /// The bytes Nix signs for a store path (ValidPathInfo::fingerprint).
-pub fn fingerprint(
-    path: &StorePath,
-    nar_hash: &Sha256Hash,
-    nar_size: u64,
-    references: &[StorePath],
-) -> String {
-    let mut refs: Vec<String> = references
-        .iter()
-        .map(|r| r.to_absolute(DEFAULT_STORE_DIR))
-        .collect();
+pub fn fingerprint(path: &StorePath, nar_hash: &Sha256Hash, nar_size: u64, references: &[StorePath]) -> String {
+    let mut refs: Vec<String> = references.iter().map(|r| r.to_absolute(DEFAULT_STORE_DIR)).collect();
     refs.sort();
     refs.dedup();
-    format!(
-        "1;{};{};{};{}",
-        path.to_absolute(DEFAULT_STORE_DIR),
-        nar_hash,
-        nar_size,
-        refs.join(",")
-    )
+    format!("1;{};{};{};{}", path.to_absolute(DEFAULT_STORE_DIR), nar_hash, nar_size, refs.join(","))
 }
 
 impl NarInfo {
     pub fn fingerprint(&self) -> String {
-        fingerprint(
-            &self.store_path,
-            &self.nar_hash,
-            self.nar_size,
-            &self.references,
-        )
+        fingerprint(&self.store_path, &self.nar_hash, self.nar_size, &self.references)
     }
 
     /// Add (or replace) this key's signature.
@@ -92,37 +73,19 @@ impl NarInfo {
                 continue;
             }
             let err = |msg: String| NarInfoError::Line { line: line_no, msg };
-            let (k, v) = line
-                .split_once(": ")
-                .ok_or_else(|| err(format!("expected `Key: value`, got {line:?}")))?;
-            let num = |v: &str| {
-                v.parse::<u64>()
-                    .map_err(|_| err(format!("{k} {v:?} is not a number")))
-            };
+            let (k, v) = line.split_once(": ").ok_or_else(|| err(format!("expected `Key: value`, got {line:?}")))?;
+            let num = |v: &str| v.parse::<u64>().map_err(|_| err(format!("{k} {v:?} is not a number")));
             match k {
-                "StorePath" => {
-                    store_path = Some(StorePath::from_absolute(v).map_err(|e| err(e.to_string()))?)
-                }
+                "StorePath" => store_path = Some(StorePath::from_absolute(v).map_err(|e| err(e.to_string()))?),
                 "URL" => url = Some(v.to_string()),
                 "Compression" => compression = Some(v.to_string()),
-                "FileHash" => {
-                    file_hash = Some(
-                        v.parse()
-                            .map_err(|e: crate::hash::HashParseError| err(e.to_string()))?,
-                    )
-                }
+                "FileHash" => file_hash = Some(v.parse().map_err(|e: crate::hash::HashParseError| err(e.to_string()))?),
                 "FileSize" => file_size = Some(num(v)?),
-                "NarHash" => {
-                    nar_hash = Some(
-                        v.parse()
-                            .map_err(|e: crate::hash::HashParseError| err(e.to_string()))?,
-                    )
-                }
+                "NarHash" => nar_hash = Some(v.parse().map_err(|e: crate::hash::HashParseError| err(e.to_string()))?),
                 "NarSize" => nar_size = Some(num(v)?),
                 "References" => {
                     for r in v.split(' ').filter(|r| !r.is_empty()) {
-                        references
-                            .push(StorePath::from_base_name(r).map_err(|e| err(e.to_string()))?);
+                        references.push(StorePath::from_base_name(r).map_err(|e| err(e.to_string()))?);
                     }
                 }
                 "Deriver" if v != "unknown-deriver" => {

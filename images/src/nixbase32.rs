@@ -37,11 +37,7 @@ pub fn encode(bytes: &[u8]) -> String {
         let i = b / 8;
         let j = b % 8;
         let lo = (bytes[i] as u16) >> j;
-        let hi = if i + 1 < bytes.len() {
-            (bytes[i + 1] as u16) << (8 - j)
-        } else {
-            0
-        };
+        let hi = if i + 1 < bytes.len() { (bytes[i + 1] as u16) << (8 - j) } else { 0 };
         out.push(ALPHABET[((lo | hi) & 0x1f) as usize] as char);
     }
     out
@@ -84,10 +80,7 @@ pub fn decode(s: &str) -> Result<Vec<u8>, DecodeError> {
 /// Decode into a fixed-size array, checking the length.
 pub fn decode_fixed<const N: usize>(s: &str) -> Result<[u8; N], DecodeError> {
     if s.len() != encoded_len(N) {
-        return Err(DecodeError::Length {
-            got: s.len(),
-            want: encoded_len(N),
-        });
+        return Err(DecodeError::Length { got: s.len(), want: encoded_len(N) });
     }
     let v = decode(s)?;
     let mut a = [0u8; N];
@@ -102,16 +95,9 @@ mod tests {
     #[test]
     fn known_vectors() {
         // sha256("") in nixbase32, as printed by `nix hash to-base32`.
-        let h = hex::decode("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-            .unwrap();
-        assert_eq!(
-            encode(&h),
-            "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73"
-        );
-        assert_eq!(
-            decode("0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73").unwrap(),
-            h
-        );
+        let h = hex::decode("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855").unwrap();
+        assert_eq!(encode(&h), "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73");
+        assert_eq!(decode("0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73").unwrap(), h);
         assert_eq!(encode(&[]), "");
         assert_eq!(encode(&[0x1f]), "0z");
     }

@@ -22,15 +22,8 @@ pub struct RefScanner {
 
 impl RefScanner {
     pub fn new<'a>(hash_parts: impl IntoIterator<Item = &'a str>) -> Self {
-        let wanted = hash_parts
-            .into_iter()
-            .filter_map(|h| h.as_bytes().try_into().ok())
-            .collect();
-        Self {
-            wanted,
-            found: HashSet::new(),
-            tail: Vec::with_capacity(2 * H),
-        }
+        let wanted = hash_parts.into_iter().filter_map(|h| h.as_bytes().try_into().ok()).collect();
+        Self { wanted, found: HashSet::new(), tail: Vec::with_capacity(2 * H) }
     }
 
     /// Nix's search: test the last byte of a window first and skip past non-base32 bytes.
@@ -77,9 +70,7 @@ impl RefScanner {
     }
 
     pub fn found(&self) -> impl Iterator<Item = &str> {
-        self.found
-            .iter()
-            .filter_map(|h| std::str::from_utf8(h).ok())
+        self.found.iter().filter_map(|h| std::str::from_utf8(h).ok())
     }
 }
 
@@ -110,10 +101,7 @@ pub struct PathInfo {
 
 /// Candidate store paths by hash part: the entries of a store directory.
 pub fn store_candidates(store_dir: &Path) -> Result<HashMap<String, StorePath>, NarError> {
-    let io_err = |source| NarError::Io {
-        path: store_dir.to_path_buf(),
-        source,
-    };
+    let io_err = |source| NarError::Io { path: store_dir.to_path_buf(), source };
     let mut out = HashMap::new();
     for e in std::fs::read_dir(store_dir).map_err(io_err)? {
         let e = e.map_err(io_err)?;
@@ -138,28 +126,12 @@ pub fn path_info(
     candidates: &HashMap<String, StorePath>,
 ) -> Result<PathInfo, NarError> {
     let mut scan = RefScanner::new(candidates.keys().map(String::as_str));
-    let mut w = BufWriter::with_capacity(
-        64 * 1024,
-        Tee {
-            hash: HashWriter::new(),
-            scan: &mut scan,
-        },
-    );
+    let mut w = BufWriter::with_capacity(64 * 1024, Tee { hash: HashWriter::new(), scan: &mut scan });
     nar::dump_path(fs_path, &mut w)?;
-    let tee = w
-        .into_inner()
-        .map_err(|e| NarError::Write(e.into_error()))?;
+    let tee = w.into_inner().map_err(|e| NarError::Write(e.into_error()))?;
     let (nar_hash, nar_size) = tee.hash.finish();
-    let references = scan
-        .found()
-        .filter_map(|h| candidates.get(h).cloned())
-        .collect();
-    Ok(PathInfo {
-        path: path.clone(),
-        nar_hash,
-        nar_size,
-        references,
-    })
+    let references = scan.found().filter_map(|h| candidates.get(h).cloned()).collect();
+    Ok(PathInfo { path: path.clone(), nar_hash, nar_size, references })
 }
 
 /// The closure of `roots` inside `store_dir`, computed by scanning (sorted by path).

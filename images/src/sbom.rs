@@ -56,20 +56,12 @@ pub fn cyclonedx(root: &StorePath, closure: &[PathInfo], tool_version: &str) -> 
         hex::encode(&d[10..16])
     );
     let info_of = |p: &StorePath| closure.iter().find(|i| &i.path == p);
-    let components: Vec<Value> = closure
-        .iter()
-        .filter(|i| &i.path != root)
-        .map(|i| component(&i.path, Some(i)))
-        .collect();
+    let components: Vec<Value> =
+        closure.iter().filter(|i| &i.path != root).map(|i| component(&i.path, Some(i))).collect();
     let dependencies: Vec<Value> = closure
         .iter()
         .map(|i| {
-            let deps: Vec<String> = i
-                .references
-                .iter()
-                .filter(|r| *r != &i.path)
-                .map(|r| r.to_string())
-                .collect();
+            let deps: Vec<String> = i.references.iter().filter(|r| *r != &i.path).map(|r| r.to_string()).collect();
             json!({"ref": i.path.to_string(), "dependsOn": deps})
         })
         .collect();
@@ -94,10 +86,7 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(split_name_version("openssl-3.0.12"), ("openssl", "3.0.12"));
-        assert_eq!(
-            split_name_version("nixos-system-edge-24.05"),
-            ("nixos-system-edge", "24.05")
-        );
+        assert_eq!(split_name_version("nixos-system-edge-24.05"), ("nixos-system-edge", "24.05"));
         assert_eq!(split_name_version("source"), ("source", ""));
     }
 }

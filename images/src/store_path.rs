@@ -19,7 +19,9 @@ pub enum StorePathError {
     Shape(String),
     #[error("store path hash {0:?} is not valid nixbase32")]
     Hash(String),
-    #[error("store path name {0:?} is invalid (allowed: A-Z a-z 0-9 + - . _ ? =, not starting with '.', at most 211 chars)")]
+    #[error(
+        "store path name {0:?} is invalid (allowed: A-Z a-z 0-9 + - . _ ? =, not starting with '.', at most 211 chars)"
+    )]
     Name(String),
 }
 
@@ -34,9 +36,7 @@ pub fn validate_name(name: &str) -> Result<(), StorePathError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME
         && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"+-._?=".contains(&c));
+        && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"+-._?=".contains(&c));
     if ok {
         Ok(())
     } else {
@@ -50,12 +50,9 @@ impl StorePath {
         if base.len() < HASH_CHARS + 2 || base.as_bytes()[HASH_CHARS] != b'-' {
             return Err(StorePathError::Shape(base.to_string()));
         }
-        nixbase32::decode_fixed::<20>(&base[..HASH_CHARS])
-            .map_err(|_| StorePathError::Hash(base.to_string()))?;
+        nixbase32::decode_fixed::<20>(&base[..HASH_CHARS]).map_err(|_| StorePathError::Hash(base.to_string()))?;
         validate_name(&base[HASH_CHARS + 1..])?;
-        Ok(Self {
-            base: base.to_string(),
-        })
+        Ok(Self { base: base.to_string() })
     }
 
     /// Parse a full path in `store_dir`, ignoring anything below the top-level store object.
@@ -74,9 +71,7 @@ impl StorePath {
 
     pub fn from_digest(digest: &[u8; 20], name: &str) -> Result<Self, StorePathError> {
         validate_name(name)?;
-        Ok(Self {
-            base: format!("{}-{}", nixbase32::encode(digest), name),
-        })
+        Ok(Self { base: format!("{}-{}", nixbase32::encode(digest), name) })
     }
 
     pub fn hash_part(&self) -> &str {
@@ -129,12 +124,7 @@ fn compress_hash(h: &[u8; 32]) -> [u8; 20] {
 }
 
 /// Nix's makeStorePath: sha256 of `<type>:sha256:<hex>:<storeDir>:<name>`, folded to 20 bytes.
-pub fn make_store_path(
-    ty: &str,
-    hash: &Sha256Hash,
-    name: &str,
-    store_dir: &str,
-) -> Result<StorePath, StorePathError> {
+pub fn make_store_path(ty: &str, hash: &Sha256Hash, name: &str, store_dir: &str) -> Result<StorePath, StorePathError> {
     validate_name(name)?;
     let s = format!("{ty}:sha256:{}:{store_dir}:{name}", hash.to_hex());
     let d = Sha256Hash::digest(s.as_bytes());
@@ -161,10 +151,7 @@ pub fn make_fixed_output_path(
     store_dir: &str,
 ) -> Result<StorePath, StorePathError> {
     if method == FileIngestion::Recursive {
-        let mut refs: Vec<String> = references
-            .iter()
-            .map(|r| r.to_absolute(store_dir))
-            .collect();
+        let mut refs: Vec<String> = references.iter().map(|r| r.to_absolute(store_dir)).collect();
         refs.sort();
         let mut ty = String::from("source");
         for r in refs {
@@ -183,14 +170,7 @@ pub fn make_fixed_output_path(
 
 /// The path `nix store add-path PATH --name NAME` gives a tree with this NAR hash.
 pub fn add_path_store_path(nar_hash: &Sha256Hash, name: &str) -> Result<StorePath, StorePathError> {
-    make_fixed_output_path(
-        FileIngestion::Recursive,
-        nar_hash,
-        name,
-        &[],
-        false,
-        DEFAULT_STORE_DIR,
-    )
+    make_fixed_output_path(FileIngestion::Recursive, nar_hash, name, &[], false, DEFAULT_STORE_DIR)
 }
 
 #[cfg(test)]
@@ -199,23 +179,12 @@ mod tests {
 
     #[test]
     fn parse_and_print() {
-        let p: StorePath = "/nix/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-konsole-18.12.3/bin"
-            .parse()
-            .unwrap();
+        let p: StorePath = "/nix/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-konsole-18.12.3/bin".parse().unwrap();
         assert_eq!(p.name(), "konsole-18.12.3");
         assert_eq!(p.hash_part(), "7h7qgvs4kgzsn8a6rb273saxyqh4jxlz");
-        assert_eq!(
-            p.to_string(),
-            "/nix/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-konsole-18.12.3"
-        );
-        assert!("/nix/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxle-x"
-            .parse::<StorePath>()
-            .is_err());
-        assert!("/tmp/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x"
-            .parse::<StorePath>()
-            .is_err());
-        assert!("/nix/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-.x"
-            .parse::<StorePath>()
-            .is_err());
+        assert_eq!(p.to_string(), "/nix/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-konsole-18.12.3");
+        assert!("/nix/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxle-x".parse::<StorePath>().is_err());
+        assert!("/tmp/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-x".parse::<StorePath>().is_err());
+        assert!("/nix/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-.x".parse::<StorePath>().is_err());
     }
 }
