@@ -1,0 +1,296 @@
+//! The provider block: schema, validation, environment fallbacks, and `configure` → [`Clients`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::framework::diag::{AttrPath, Diagnostics};
+use crate::framework::schema::{Attribute, Block, Nesting, Schema};
+use crate::framework::value::Type;
+
+/// One Proxmox API (PVE or PBS) as configured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ApiConfig {
+    pub endpoint: Option<String>,
+    pub api_token: Option<String>,
+    pub tls_fingerprint: Option<String>,
+    pub ca_pem: Option<String>,
+    pub insecure: Option<bool>,
+}
+
+/// Default BMC credentials for `edge_proxmox_node` blocks that leave them out.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RedfishDefaults {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub insecure: Option<bool>,
+}
+
+/// Default SSH access for resources that configure nodes over SSH.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SshDefaults {
+    pub user: Option<String>,
+    pub private_key: Option<String>,
+    pub port: Option<u16>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProviderConfig {
+    pub pve: Option<ApiConfig>,
+    pub pbs: Option<ApiConfig>,
+    pub redfish: Option<RedfishDefaults>,
+    pub ssh: Option<SshDefaults>,
+    pub trusted_image_keys: Option<Vec<String>>,
+}
+
+/// What resources get from the configured provider. Clients for each API are built from these
+/// settings by the `clients` module.
+#[derive(Clone, Debug, Default)]
+pub struct Clients {
+    pub pve: Option<ApiConfig>,
+    pub pbs: Option<ApiConfig>,
+    pub redfish: RedfishDefaults,
+    pub ssh: SshDefaults,
+    pub trusted_image_keys: Vec<String>,
+}
+
+fn api_attrs(kind: &str, port: u16, sep: char) -> Vec<Attribute> {
+    let upper = kind.to_uppercase();
+    vec![
+        Attribute::optional("endpoint", Type::String).describe(&format!(
+            "Base URL of the {upper} API, e.g. `https://10.1.0.11:{port}`. Env: `EDGE_{upper}_ENDPOINT`."
+        )),
+        Attribute::optional("api_token", Type::String)
+            .sensitive()
+            .describe(&format!("API token `USER@REALM!TOKENID{sep}SECRET`. Env: `EDGE_{upper}_API_TOKEN`.")),
+        Attribute::optional("tls_fingerprint", Type::String).describe(&format!(
+            "SHA-256 fingerprint of the server certificate (`AB:CD:…`), pinned. Env: `EDGE_{upper}_TLS_FINGERPRINT`."
+        )),
+        Attribute::optional("ca_pem", Type::String)
+            .describe(&format!("PEM CA certificate to trust instead of a fingerprint. Env: `EDGE_{upper}_CA_PEM`.")),
+        Attribute::optional("insecure", Type::Bool).describe(&format!(
+            "Skip TLS verification. Only for labs; warns on every run. Env: `EDGE_{upper}_INSECURE`."
+        )),
+    ]
+}
+
+pub fn schema() -> Schema {
+    Schema::new(
+        0,
+        Block::new("Provider for edge sites: Proxmox VE nodes, Ceph pools, WireGuard peers and PBS jobs.")
+            .attr(
+                Attribute::nested("pve", Nesting::Single, api_attrs("pve", 8006, '='))
+                    .describe("Proxmox VE API access."),
+            )
+            .attr(
+                Attribute::nested("pbs", Nesting::Single, api_attrs("pbs", 8007, ':'))
+                    .describe("Proxmox Backup Server API access."),
+            )
+            .attr(
+                Attribute::nested(
+                    "redfish",
+                    Nesting::Single,
+                    vec![
+                        Attribute::optional("username", Type::String)
+                            .describe("BMC user. Env: `EDGE_REDFISH_USERNAME`."),
+                        Attribute::optional("password", Type::String)
+                            .sensitive()
+                            .describe("BMC password. Env: `EDGE_REDFISH_PASSWORD`."),
+                        Attribute::optional("insecure", Type::Bool).describe("Skip BMC TLS verification."),
+                    ],
+                )
+                .describe("Defaults for the BMC of every node."),
+            )
+            .attr(
+                Attribute::nested(
+                    "ssh",
+                    Nesting::Single,
+                    vec![
+                        Attribute::optional("user", Type::String)
+                            .describe("SSH user on the nodes. Env: `EDGE_SSH_USER`."),
+                        Attribute::optional("private_key", Type::String)
+                            .sensitive()
+                            .describe("OpenSSH private key (PEM). Env: `EDGE_SSH_PRIVATE_KEY`."),
+                        Attribute::optional("port", Type::Number).describe("SSH port, default 22."),
+                    ],
+                )
+                .describe("Defaults for node access over SSH."),
+            )
+            .attr(Attribute::optional("trusted_image_keys", Type::list(Type::String)).describe(
+                "Nix-format public keys (`name:BASE64`) whose signatures make a node image acceptable. \
+                 Env: `EDGE_TRUSTED_IMAGE_KEYS` (comma-separated).",
+            )),
+    )
+}
+
+/// Checks what is known of the provider configuration. Unknown values are skipped: they may come
+/// from other resources and are checked again at configure time.
+pub fn validate(cfg: &ProviderConfig, diags: &mut Diagnostics) {
+    for (name, api, sep) in [("pve", &cfg.pve, '='), ("pbs", &cfg.pbs, ':')] {
+        let Some(api) = api else { continue };
+        let p = AttrPath::root(name);
+        if let Some(e) = &api.endpoint {
+            if let Err(msg) = check_endpoint(e) {
+                diags.error_at(p.clone().attr("endpoint"), "Invalid endpoint", msg);
+            }
+        }
+        if let Some(t) = &api.api_token {
+            if let Err(msg) = check_api_token(t, sep) {
+                diags.error_at(p.clone().attr("api_token"), "Invalid API token", msg);
+            }
+        }
+        if let Some(f) = &api.tls_fingerprint {
+            if let Err(msg) = check_fingerprint(f) {
+                diags.error_at(p.clone().attr("tls_fingerprint"), "Invalid TLS fingerprint", msg);
+            }
+        }
+        if api.tls_fingerprint.is_some() && api.insecure == Some(true) {
+            diags.error_at(
+                p.clone().attr("insecure"),
+                "Conflicting TLS settings",
+                "insecure = true turns off the fingerprint pin; set one or the other.",
+            );
+        }
+    }
+    if let Some(keys) = &cfg.trusted_image_keys {
+        for (i, k) in keys.iter().enumerate() {
+            if let Err(msg) = check_public_key(k) {
+                diags.error_at(AttrPath::root("trusted_image_keys").index(i), "Invalid image key", msg);
+            }
+        }
+    }
+}
+
+/// Fills in environment fallbacks for everything the configuration leaves out.
+pub fn with_env(mut cfg: ProviderConfig, env: &dyn Fn(&str) -> Option<String>) -> ProviderConfig {
+    for (name, api) in [("PVE", &mut cfg.pve), ("PBS", &mut cfg.pbs)] {
+        let a = api.get_or_insert_with(ApiConfig::default);
+        let var = |f: &str| env(&format!("EDGE_{name}_{f}")).filter(|v| !v.is_empty());
+        a.endpoint = a.endpoint.take().or_else(|| var("ENDPOINT"));
+        a.api_token = a.api_token.take().or_else(|| var("API_TOKEN"));
+        a.tls_fingerprint = a.tls_fingerprint.take().or_else(|| var("TLS_FINGERPRINT"));
+        a.ca_pem = a.ca_pem.take().or_else(|| var("CA_PEM"));
+        a.insecure = a.insecure.or_else(|| var("INSECURE").map(|v| v == "true" || v == "1"));
+        if *a == ApiConfig::default() {
+            *api = None;
+        }
+    }
+    let r = cfg.redfish.get_or_insert_with(RedfishDefaults::default);
+    r.username = r.username.take().or_else(|| env("EDGE_REDFISH_USERNAME"));
+    r.password = r.password.take().or_else(|| env("EDGE_REDFISH_PASSWORD"));
+    let s = cfg.ssh.get_or_insert_with(SshDefaults::default);
+    s.user = s.user.take().or_else(|| env("EDGE_SSH_USER"));
+    s.private_key = s.private_key.take().or_else(|| env("EDGE_SSH_PRIVATE_KEY"));
+    if cfg.trusted_image_keys.is_none() {
+        cfg.trusted_image_keys = env("EDGE_TRUSTED_IMAGE_KEYS")
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect());
+    }
+    cfg
+}
+
+pub fn configure(cfg: ProviderConfig, diags: &mut Diagnostics) -> Clients {
+    validate(&cfg, diags);
+    for (name, api) in [("pve", &cfg.pve), ("pbs", &cfg.pbs)] {
+        if let Some(a) = api {
+            if a.insecure == Some(true) {
+                diags.warn_at(
+                    AttrPath::root(name).attr("insecure"),
+                    "TLS verification is off",
+                    format!("The {name} API certificate is not checked: anyone on the path can read the API token. Pin `tls_fingerprint` instead."),
+                );
+            }
+        }
+    }
+    Clients {
+        pve: cfg.pve,
+        pbs: cfg.pbs,
+        redfish: cfg.redfish.unwrap_or_default(),
+        ssh: cfg.ssh.unwrap_or_default(),
+        trusted_image_keys: cfg.trusted_image_keys.unwrap_or_default(),
+    }
+}
+
+pub fn check_endpoint(e: &str) -> Result<(), String> {
+    let rest = e
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("{e:?} must start with https:// (Proxmox APIs are only served over TLS)"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains(' ') {
+        return Err(format!("{e:?} has no host"));
+    }
+    Ok(())
+}
+
+pub fn check_api_token(t: &str, sep: char) -> Result<(), String> {
+    let shape = format!("expected USER@REALM!TOKENID{sep}SECRET");
+    let (user, rest) = t.split_once('@').ok_or_else(|| shape.clone())?;
+    let (realm, rest) = rest.split_once('!').ok_or_else(|| shape.clone())?;
+    let (id, secret) = rest.split_once(sep).ok_or_else(|| shape.clone())?;
+    if user.is_empty() || realm.is_empty() || id.is_empty() || secret.is_empty() {
+        return Err(shape);
+    }
+    Ok(())
+}
+
+pub fn check_fingerprint(f: &str) -> Result<(), String> {
+    let parts: Vec<&str> = f.split(':').collect();
+    if parts.len() == 32 && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())) {
+        Ok(())
+    } else {
+        Err(format!("{f:?} is not a SHA-256 fingerprint: expected 32 hex pairs separated by colons"))
+    }
+}
+
+pub fn check_public_key(k: &str) -> Result<(), String> {
+    use base64::Engine;
+    let (name, b64) = k.split_once(':').ok_or_else(|| format!("{k:?}: expected NAME:BASE64 (Nix key format)"))?;
+    if name.is_empty() {
+        return Err(format!("{k:?}: the key name is empty"));
+    }
+    match base64::engine::general_purpose::STANDARD.decode(b64) {
+        Ok(bytes) if bytes.len() == 32 => Ok(()),
+        Ok(bytes) => Err(format!("{k:?}: an ed25519 public key has 32 bytes, this one {}", bytes.len())),
+        Err(e) => Err(format!("{k:?}: not base64: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_fills_gaps_but_config_wins() {
+        let cfg = ProviderConfig {
+            pve: Some(ApiConfig { endpoint: Some("https://a:8006".into()), ..Default::default() }),
+            ..Default::default()
+        };
+        let env = |k: &str| match k {
+            "EDGE_PVE_ENDPOINT" => Some("https://b:8006".to_string()),
+            "EDGE_PVE_API_TOKEN" => Some("root@pam!t=s".to_string()),
+            "EDGE_TRUSTED_IMAGE_KEYS" => Some("a:x, b:y".to_string()),
+            _ => None,
+        };
+        let out = with_env(cfg, &env);
+        let pve = out.pve.unwrap();
+        assert_eq!(pve.endpoint.as_deref(), Some("https://a:8006"));
+        assert_eq!(pve.api_token.as_deref(), Some("root@pam!t=s"));
+        assert!(out.pbs.is_none());
+        assert_eq!(out.trusted_image_keys.unwrap(), vec!["a:x", "b:y"]);
+    }
+
+    #[test]
+    fn bad_values_name_their_path() {
+        let cfg = ProviderConfig {
+            pve: Some(ApiConfig {
+                endpoint: Some("http://x".into()),
+                api_token: Some("root@pam!t:s".into()),
+                tls_fingerprint: Some("AB:CD".into()),
+                ..Default::default()
+            }),
+            trusted_image_keys: Some(vec!["k:AAAA".into()]),
+            ..Default::default()
+        };
+        let mut d = Diagnostics::new();
+        validate(&cfg, &mut d);
+        let paths: Vec<String> = d.0.iter().map(|d| d.path.clone().unwrap().to_string()).collect();
+        assert_eq!(paths, vec!["pve.endpoint", "pve.api_token", "pve.tls_fingerprint", "trusted_image_keys[0]"]);
+    }
+}

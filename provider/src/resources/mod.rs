@@ -1,0 +1,12 @@
+//! One module per resource type; they all implement `framework::Resource` the same way.
+
+pub mod wireguard_key;
+
+use std::sync::Arc;
+
+use crate::framework::resource::{DynResource, ResourceHandle};
+
+/// Every resource type this provider serves.
+pub fn all() -> Vec<Arc<dyn DynResource>> {
+    vec![Arc::new(ResourceHandle::new(wireguard_key::WireguardKey))]
+}
