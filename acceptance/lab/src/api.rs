@@ -246,6 +246,11 @@ pub fn digest_of(v: &impl serde::Serialize) -> String {
     hex::encode(&Sha256::digest(&bytes)[..20])
 }
 
+/// PBS digests are full SHA-256 hex.
+pub fn digest256_of(v: &impl serde::Serialize) -> String {
+    hex::encode(Sha256::digest(serde_json::to_vec(v).unwrap_or_default()))
+}
+
 /// `delete` lists: comma/space/semicolon separated keys.
 pub fn delete_list(p: &Map<String, Value>) -> Vec<String> {
     match p.get("delete") {

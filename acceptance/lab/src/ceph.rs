@@ -15,6 +15,7 @@
 //!
 //! Keep `dir` short (unix socket paths are limited to 107 bytes: `DIR/run/osd.N.asok`).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -612,20 +613,18 @@ impl CephCluster {
     }
 
     async fn wait_mon(&self) -> Result<(), CephError> {
-        let mut last = String::new();
-        let ok = util::poll_until(Duration::from_secs(30), || {
-            let last = &mut last;
-            async move {
-                match self.ceph(&["mon", "stat"]).await {
-                    Ok(_) => Some(()),
-                    Err(e) => {
-                        *last = e.to_string();
-                        None
-                    }
+        let last = RefCell::new(String::new());
+        let ok = util::poll_until(Duration::from_secs(30), || async {
+            match self.ceph(&["mon", "stat"]).await {
+                Ok(_) => Some(()),
+                Err(e) => {
+                    *last.borrow_mut() = e.to_string();
+                    None
                 }
             }
         })
         .await;
+        let last = last.into_inner();
         ok.ok_or_else(|| CephError::NotReady {
             what: "mon.a".into(),
             dir: self.dir.clone(),
@@ -637,27 +636,25 @@ impl CephCluster {
     /// Polls `ceph status` until HEALTH_OK, all OSDs up+in and all PGs active+clean.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<CephStatus, CephError> {
         let want = self.meta.osds.len() as u64;
-        let mut last = String::from("no answer yet");
-        let res = util::poll_until(timeout, || {
-            let last = &mut last;
-            async move {
-                match self.status().await {
-                    Ok(s) => {
-                        let ready = s.health == "HEALTH_OK"
-                            && s.num_up_osds == want
-                            && s.num_in_osds == want
-                            && s.pgs_active_clean == s.num_pgs;
-                        *last = format!("{s:?}");
-                        ready.then_some(s)
-                    }
-                    Err(e) => {
-                        *last = e.to_string();
-                        None
-                    }
+        let last = RefCell::new(String::from("no answer yet"));
+        let res = util::poll_until(timeout, || async {
+            match self.status().await {
+                Ok(s) => {
+                    let ready = s.health == "HEALTH_OK"
+                        && s.num_up_osds == want
+                        && s.num_in_osds == want
+                        && s.pgs_active_clean == s.num_pgs;
+                    *last.borrow_mut() = format!("{s:?}");
+                    ready.then_some(s)
+                }
+                Err(e) => {
+                    *last.borrow_mut() = e.to_string();
+                    None
                 }
             }
         })
         .await;
+        let last = last.into_inner();
         res.ok_or_else(|| CephError::NotReady {
             what: "cluster".into(),
             dir: self.dir.clone(),
@@ -698,6 +695,22 @@ impl CephCluster {
                 "ceph daemons still alive after SIGKILL: {left:?}"
             )))
         }
+    }
+
+    /// SIGKILL every daemon of this cluster right now, without waiting (for Drop guards and
+    /// panics; memstore objects are lost, see the module docs). Prefer [`stop`](Self::stop).
+    pub fn kill_now(&self) {
+        for (_, pid) in self.daemon_pids() {
+            util::signal(pid, libc::SIGKILL);
+        }
+    }
+
+    /// Resident memory (bytes) of each running daemon, from /proc/PID/status.
+    pub fn daemon_rss(&self) -> BTreeMap<String, u64> {
+        self.daemon_pids()
+            .into_iter()
+            .filter_map(|(n, pid)| Some((n, util::rss_bytes(pid)?)))
+            .collect()
     }
 
     // ---------------------------------------------------------------- commands

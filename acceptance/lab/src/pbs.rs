@@ -406,7 +406,7 @@ fn collection(lab: &Arc<Lab>, cx: &PbsCx, method: &str, coll: &str, key: &str, p
     }
     mutate(lab, &cx.store, |s| {
         let c = s.pbs.collections.entry(coll.to_string()).or_default();
-        let digest = digest_of(&*c);
+        let digest = api::digest256_of(&*c);
         let public = |id: &str, cfg: &Map<String, Value>| {
             let mut o = cfg.clone();
             o.remove("password");

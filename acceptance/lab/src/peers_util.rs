@@ -270,3 +270,17 @@ pub fn pids_with_cmdline_containing(needle: &str) -> Vec<u32> {
         .filter(|pid| *pid != std::process::id() && pid_alive_matching(*pid, needle))
         .collect()
 }
+
+/// Resident set size of a process in bytes (VmRSS), `None` when it is gone.
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Asks the kernel for a free TCP port on 127.0.0.1 (bind to port 0, read it, release it).
+/// Racy by nature, good enough for tests and for picking a lab's default ports.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

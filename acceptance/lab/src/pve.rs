@@ -389,12 +389,11 @@ fn dispatch(lab: &Arc<Lab>, cx: &Cx, method: &str, template: &str, p: &Map<Strin
                 }
                 out.push(o);
             }
-            // osdid-list is only present for OSD disks.
+            // The schema requires osdid-list on every disk (PVE sends null; an empty list
+            // satisfies both clients and the schema).
             for o in out.iter_mut() {
                 if o["osdid-list"].is_null() {
-                    if let Some(m) = o.as_object_mut() {
-                        m.remove("osdid-list");
-                    }
+                    o["osdid-list"] = json!([]);
                 }
             }
             Ok(Value::Array(out))
@@ -550,7 +549,7 @@ fn tokens(lab: &Arc<Lab>, cx: &Cx, method: &str, p: &Map<String, Value>) -> ApiR
 fn default_network(address: &str) -> std::collections::BTreeMap<String, Map<String, Value>> {
     let mut m = std::collections::BTreeMap::new();
     let obj = |v: Value| v.as_object().cloned().unwrap_or_default();
-    m.insert("lo".into(), obj(json!({"iface": "lo", "type": "loopback", "method": "loopback", "method6": "manual", "families": ["inet"], "active": 1, "autostart": 1, "priority": 1})));
+    // PVE's list leaves out the loopback interface.
     m.insert("eno1".into(), obj(json!({"iface": "eno1", "type": "eth", "method": "manual", "method6": "manual", "families": ["inet"], "active": 1, "exists": 1, "priority": 2})));
     m.insert("vmbr0".into(), obj(json!({"iface": "vmbr0", "type": "bridge", "method": "static", "method6": "manual", "families": ["inet"], "active": 1, "autostart": 1, "priority": 3, "bridge_ports": "eno1", "bridge_stp": "off", "bridge_fd": "0", "cidr": format!("{address}/8"), "address": address, "netmask": "8", "gateway": "127.0.0.1"})));
     m
@@ -938,7 +937,7 @@ fn ceph(lab: &Arc<Lab>, cx: &Cx, method: &str, template: &str, p: &Map<String, V
             for (rank, m) in visible_nodes(&st, &store, &node).iter().enumerate() {
                 let Some(n) = s.node(m) else { continue };
                 if is_mon && n.ceph.mon {
-                    out.push(json!({"name": n.name, "host": n.name, "addr": format!("{}:6789/0", n.address), "rank": rank, "quorum": 1, "state": "running", "service": 1, "direxists": "1", "ceph_version": "ceph version 19.2.3 (c92aebb279828e9c3c1f5d24613efca272649e62) squid (stable)", "ceph_version_short": "19.2.3"}));
+                    out.push(json!({"name": n.name, "addr": format!("{}:6789/0", n.address), "rank": rank, "quorum": 1, "state": "running", "service": 1, "direxists": "1", "ceph_version": "ceph version 19.2.3 (c92aebb279828e9c3c1f5d24613efca272649e62) squid (stable)", "ceph_version_short": "19.2.3"}));
                 } else if !is_mon && n.ceph.mgr {
                     out.push(json!({"name": n.name, "host": n.name, "addr": n.address, "state": if first_mgr { "active" } else { "standby" }}));
                     first_mgr = false;

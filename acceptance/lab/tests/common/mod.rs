@@ -1,0 +1,181 @@
+//! Shared test harness: start a lab with the real binary in a temp dir on its own loopback
+//! block, talk to it over HTTPS trusting the lab CA, and `down` it on drop (checking that no
+//! process is left).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_edge-lab");
+
+pub struct TestLab {
+    pub dir: tempfile::TempDir,
+    pub json: Value,
+    pub client: Client,
+    pub up_secs: f64,
+    args: Vec<String>,
+}
+
+pub fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN).args(args).output().expect("run edge-lab");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+impl TestLab {
+    pub fn up(net: u8, extra: &[&str]) -> TestLab {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut args: Vec<String> =
+            vec!["up".into(), "--dir".into(), dir.path().display().to_string(), "--net".into(), net.to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut lab = TestLab { dir, json: Value::Null, client: Client::new(), up_secs: 0.0, args };
+        lab.start();
+        lab
+    }
+
+    pub fn start(&mut self) {
+        let t = Instant::now();
+        let a: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let (ok, out) = run(&a);
+        assert!(
+            ok,
+            "edge-lab up failed: {out}\nlog:\n{}",
+            std::fs::read_to_string(self.dir.path().join("edge-lab.log")).unwrap_or_default()
+        );
+        self.up_secs = t.elapsed().as_secs_f64();
+        self.json = serde_json::from_str(&std::fs::read_to_string(self.dir.path().join("lab.json")).expect("lab.json"))
+            .expect("lab.json parses");
+        let ca = reqwest::Certificate::from_pem(self.json["ca_pem"].as_str().expect("ca_pem").as_bytes()).expect("ca");
+        self.client =
+            Client::builder().add_root_certificate(ca).timeout(Duration::from_secs(30)).build().expect("client");
+    }
+
+    pub fn down(&mut self) {
+        let pid = self.pid();
+        let (ok, out) = run(&["down", "--dir", &self.dir.path().display().to_string()]);
+        assert!(ok, "down failed: {out}");
+        if let Some(pid) = pid {
+            assert!(!alive(pid), "edge-lab pid {pid} still alive after down");
+        }
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.path().join("edge-lab.pid")).ok()?.trim().parse().ok()
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    pub fn store(&self, i: usize) -> &Value {
+        &self.json["stores"][i]
+    }
+
+    pub fn node_ep(&self, s: usize, n: usize) -> String {
+        self.json["stores"][s]["nodes"][n]["endpoint"].as_str().unwrap().to_string()
+    }
+
+    pub fn token(&self, s: usize) -> String {
+        format!("PVEAPIToken={}", self.json["stores"][s]["pve"]["api_token"].as_str().unwrap())
+    }
+
+    pub fn pbs_token(&self, s: usize) -> String {
+        format!("PBSAPIToken={}", self.json["stores"][s]["pbs"]["api_token"].as_str().unwrap())
+    }
+
+    /// A PVE call on node `n` of store 0 with the store's API token.
+    pub fn pve(&self, n: usize, method: &str, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let url = format!("{}/api2/json{}", self.node_ep(0, n), path);
+        self.call(&url, &self.token(0), method, form)
+    }
+
+    pub fn pbs(&self, method: &str, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let url = format!("{}/api2/json{}", self.store(0)["pbs"]["endpoint"].as_str().unwrap(), path);
+        self.call(&url, &self.pbs_token(0), method, form)
+    }
+
+    pub fn call(&self, url: &str, auth: &str, method: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut rb = self.client.request(m, url).header("Authorization", auth);
+        if method == "GET" || method == "DELETE" {
+            rb = rb.query(form);
+        } else {
+            rb = rb.form(form);
+        }
+        let r = rb.send().unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        decode(r)
+    }
+
+    pub fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let url = format!("{}{}", self.json["admin"]["endpoint"].as_str().unwrap(), path);
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut rb = Client::new().request(m, url).bearer_auth(self.json["admin"]["token"].as_str().unwrap());
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        decode(rb.send().expect("admin call"))
+    }
+
+    /// Polls a task until it stops; returns its status object.
+    pub fn wait_task(&self, n: usize, upid: &str) -> Value {
+        let node = upid.split(':').nth(1).unwrap().to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let (code, v) = self.pve(n, "GET", &format!("/nodes/{node}/tasks/{}/status", enc(upid)), &[]);
+            assert_eq!(code, 200, "task status: {v}");
+            if v["data"]["status"] == "stopped" {
+                return v["data"].clone();
+            }
+            assert!(Instant::now() < deadline, "task {upid} did not finish");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(300));
+        }
+    }
+}
+
+impl Drop for TestLab {
+    fn drop(&mut self) {
+        let pid = self.pid();
+        let _ = run(&["down", "--dir", &self.dir.path().display().to_string()]);
+        if let Some(pid) = pid {
+            if alive(pid) && !std::thread::panicking() {
+                panic!("edge-lab pid {pid} survived down");
+            }
+        }
+    }
+}
+
+pub fn decode(r: Response) -> (u16, Value) {
+    let code = r.status().as_u16();
+    let text = r.text().unwrap_or_default();
+    (code, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+pub fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat.rsplit_once(')').map(|x| x.1.trim_start().starts_with('Z')).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+pub fn schema_dir() -> PathBuf {
+    std::env::var("EDGE_LAB_SCHEMA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference"))
+}

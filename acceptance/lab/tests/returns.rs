@@ -1,0 +1,266 @@
+//! Walks every implemented PVE and PBS endpoint and checks each answer against the method's
+//! `returns` schema from Proxmox's published API description.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{enc, TestLab};
+use edge_lab::schema::{check_returns, Product, Schema};
+use serde_json::Value;
+
+struct Walker<'a> {
+    lab: &'a TestLab,
+    pve: Schema,
+    pbs: Schema,
+    seen: BTreeSet<(Product, String, String)>,
+    failures: Vec<String>,
+}
+
+impl Walker<'_> {
+    fn check(&mut self, product: Product, node: usize, method: &str, path: &str, form: &[(&str, &str)]) -> Value {
+        let (code, v) = match product {
+            Product::Pve => self.lab.pve(node, method, path, form),
+            Product::Pbs => self.lab.pbs(method, path, form),
+        };
+        let schema = if product == Product::Pve { &self.pve } else { &self.pbs };
+        let (ep, _) = schema.route(path).unwrap_or_else(|| panic!("{path} not in schema"));
+        let template = ep.path.clone();
+        assert_eq!(code, 200, "{product:?} {method} {path}: {v}");
+        let returns = ep.info.get(method).and_then(|i| i.get("returns")).cloned().unwrap_or(Value::Null);
+        for e in check_returns(schema, &returns, &v["data"]) {
+            self.failures.push(format!("{product:?} {method} {template}: {e}"));
+        }
+        self.seen.insert((product, method.to_string(), template));
+        v["data"].clone()
+    }
+
+    fn task(&mut self, product: Product, node: usize, upid: &Value) {
+        let upid = upid.as_str().expect("a UPID").to_string();
+        let n = upid.split(':').nth(1).unwrap().to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let path = match product {
+                Product::Pve => format!("/nodes/{n}/tasks/{}/status", enc(&upid)),
+                Product::Pbs => format!("/nodes/localhost/tasks/{}/status", enc(&upid)),
+            };
+            let st = self.check(product, node, "GET", &path, &[]);
+            if st["status"] == "stopped" {
+                assert_eq!(st["exitstatus"], "OK", "{upid}: {st}");
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "task {upid} hangs");
+            std::thread::sleep(std::time::Duration::from_millis(40));
+        }
+    }
+}
+
+#[test]
+fn every_implemented_endpoint_matches_returns() {
+    let dir = common::schema_dir();
+    let pve = Schema::load(&dir, Product::Pve).expect("pve schema").expect("pve-apidata.json present");
+    let pbs = Schema::load(&dir, Product::Pbs).expect("pbs schema").expect("pbs-apidata.json present");
+    let lab = TestLab::up(69, &[]);
+    let pw = lab.store(0)["pve"]["root_password"].as_str().unwrap().to_string();
+    let mut w = Walker { lab: &lab, pve, pbs, seen: BTreeSet::new(), failures: Vec::new() };
+    use Product::{Pbs, Pve};
+
+    // --- PVE ---
+    w.check(Pve, 0, "GET", "/version", &[]);
+    w.check(Pve, 0, "GET", "/access/ticket", &[]);
+    w.check(Pve, 0, "POST", "/access/ticket", &[("username", "root@pam"), ("password", &pw)]);
+    w.check(Pve, 0, "POST", "/access/users/root@pam/token/t1", &[("comment", "c")]);
+    w.check(Pve, 0, "GET", "/access/users/root@pam/token", &[]);
+    w.check(Pve, 0, "GET", "/access/users/root@pam/token/t1", &[]);
+    w.check(Pve, 0, "PUT", "/access/users/root@pam/token/t1", &[("comment", "d")]);
+    w.check(Pve, 0, "DELETE", "/access/users/root@pam/token/t1", &[]);
+    w.check(Pve, 0, "GET", "/nodes", &[]);
+    w.check(Pve, 0, "GET", "/nodes/pve1/status", &[]);
+    w.check(Pve, 0, "POST", "/nodes/pve1/status", &[("command", "reboot")]);
+    w.check(Pve, 0, "PUT", "/nodes/pve1/dns", &[("search", "edge.lan"), ("dns1", "10.0.0.1")]);
+    w.check(Pve, 0, "GET", "/nodes/pve1/dns", &[]);
+    w.check(Pve, 0, "PUT", "/nodes/pve1/time", &[("timezone", "Europe/Vienna")]);
+    w.check(Pve, 0, "GET", "/nodes/pve1/time", &[]);
+    w.check(
+        Pve,
+        0,
+        "POST",
+        "/nodes/pve1/network",
+        &[("iface", "vmbr1"), ("type", "bridge"), ("cidr", "10.1.0.11/24"), ("autostart", "1")],
+    );
+    w.check(Pve, 0, "GET", "/nodes/pve1/network", &[]);
+    w.check(Pve, 0, "GET", "/nodes/pve1/network/vmbr1", &[]);
+    w.check(Pve, 0, "PUT", "/nodes/pve1/network/vmbr1", &[("type", "bridge"), ("comments", "ceph")]);
+    let up = w.check(Pve, 0, "PUT", "/nodes/pve1/network", &[]);
+    w.task(Pve, 0, &up);
+    w.check(Pve, 0, "DELETE", "/nodes/pve1/network/vmbr1", &[]);
+    w.check(Pve, 0, "DELETE", "/nodes/pve1/network", &[]);
+    w.check(Pve, 0, "GET", "/nodes/pve1/disks/list", &[]);
+    // Ceph roles and pools.
+    w.check(Pve, 0, "POST", "/nodes/pve1/ceph/init", &[("network", "10.1.0.0/24")]);
+    let t = w.check(Pve, 0, "POST", "/nodes/pve1/ceph/mon/pve1", &[]);
+    w.task(Pve, 0, &t);
+    let t = w.check(Pve, 0, "POST", "/nodes/pve1/ceph/mgr/pve1", &[]);
+    w.task(Pve, 0, &t);
+    let t = w.check(Pve, 0, "POST", "/nodes/pve1/ceph/osd", &[("dev", "/dev/sdb")]);
+    w.task(Pve, 0, &t);
+    w.check(Pve, 0, "GET", "/nodes/pve1/ceph/status", &[]);
+    w.check(Pve, 0, "GET", "/nodes/pve1/ceph/mon", &[]);
+    w.check(Pve, 0, "GET", "/nodes/pve1/ceph/mgr", &[]);
+    w.check(Pve, 0, "GET", "/nodes/pve1/ceph/osd", &[]);
+    let t = w.check(
+        Pve,
+        0,
+        "POST",
+        "/nodes/pve1/ceph/pool",
+        &[("name", "vm-pool"), ("size", "3"), ("min_size", "2"), ("pg_num", "32"), ("add_storages", "1")],
+    );
+    w.task(Pve, 0, &t);
+    w.check(Pve, 0, "GET", "/nodes/pve1/ceph/pool", &[]);
+    w.check(Pve, 0, "GET", "/nodes/pve1/ceph/pool/vm-pool", &[]);
+    w.check(Pve, 0, "GET", "/nodes/pve1/ceph/pool/vm-pool/status", &[("verbose", "1")]);
+    let t = w.check(Pve, 0, "PUT", "/nodes/pve1/ceph/pool/vm-pool", &[("size", "2"), ("target_size_ratio", "0.5")]);
+    w.task(Pve, 0, &t);
+    let t = w.check(Pve, 0, "DELETE", "/nodes/pve1/ceph/pool/vm-pool", &[("remove_storages", "1")]);
+    w.task(Pve, 0, &t);
+    let t = w.check(Pve, 0, "DELETE", "/nodes/pve1/ceph/osd/0", &[]);
+    w.task(Pve, 0, &t);
+    let t = w.check(Pve, 0, "DELETE", "/nodes/pve1/ceph/mgr/pve1", &[]);
+    w.task(Pve, 0, &t);
+    let t = w.check(Pve, 0, "DELETE", "/nodes/pve1/ceph/mon/pve1", &[]);
+    w.task(Pve, 0, &t);
+    // Backup jobs and storages.
+    w.check(
+        Pve,
+        0,
+        "POST",
+        "/storage",
+        &[("storage", "local2"), ("type", "dir"), ("path", "/var/lib/vz2"), ("content", "images,backup")],
+    );
+    w.check(Pve, 0, "GET", "/storage", &[]);
+    w.check(Pve, 0, "GET", "/storage/local2", &[]);
+    w.check(Pve, 0, "PUT", "/storage/local2", &[("content", "backup")]);
+    w.check(
+        Pve,
+        0,
+        "POST",
+        "/cluster/backup",
+        &[("id", "nightly"), ("all", "1"), ("schedule", "mon..fri 02:30"), ("storage", "local2"), ("mode", "snapshot")],
+    );
+    w.check(Pve, 0, "GET", "/cluster/backup", &[]);
+    w.check(Pve, 0, "GET", "/cluster/backup/nightly", &[]);
+    w.check(Pve, 0, "PUT", "/cluster/backup/nightly", &[("schedule", "sun 01:00"), ("delete", "mode")]);
+    w.check(Pve, 0, "DELETE", "/cluster/backup/nightly", &[]);
+    w.check(Pve, 0, "DELETE", "/storage/local2", &[]);
+    // Cluster.
+    w.check(Pve, 0, "GET", "/cluster/config", &[]);
+    let t = w.check(Pve, 0, "POST", "/cluster/config", &[("clustername", "edge")]);
+    w.task(Pve, 0, &t);
+    w.check(Pve, 0, "GET", "/cluster/config/join", &[]);
+    let fp = lab.store(0)["nodes"][0]["tls_fingerprint"].as_str().unwrap().to_string();
+    let addr = lab.store(0)["nodes"][0]["address"].as_str().unwrap().to_string();
+    let t = w.check(
+        Pve,
+        1,
+        "POST",
+        "/cluster/config/join",
+        &[("hostname", &addr), ("fingerprint", &fp), ("password", &pw), ("link0", &addr)],
+    );
+    w.task(Pve, 1, &t);
+    w.check(Pve, 0, "GET", "/cluster/config/nodes", &[]);
+    w.check(Pve, 0, "GET", "/cluster/status", &[]);
+    // Tasks.
+    let list = w.check(Pve, 0, "GET", "/nodes/pve1/tasks", &[("limit", "5")]);
+    let upid = list[0]["upid"].as_str().unwrap().to_string();
+    w.check(Pve, 0, "GET", &format!("/nodes/pve1/tasks/{}", enc(&upid)), &[]);
+    w.check(Pve, 0, "GET", &format!("/nodes/pve1/tasks/{}/log", enc(&upid)), &[("start", "0"), ("limit", "10")]);
+    w.check(Pve, 0, "DELETE", &format!("/nodes/pve1/tasks/{}", enc(&upid)), &[]);
+
+    // --- PBS ---
+    w.check(Pbs, 0, "GET", "/version", &[]);
+    w.check(Pbs, 0, "POST", "/access/ticket", &[("username", "root@pam"), ("password", &pw)]);
+    w.check(Pbs, 0, "POST", "/access/users/root@pam/token/sync1", &[("comment", "c")]);
+    w.check(Pbs, 0, "GET", "/access/users/root@pam/token", &[]);
+    w.check(Pbs, 0, "GET", "/access/users/root@pam/token/sync1", &[]);
+    w.check(Pbs, 0, "DELETE", "/access/users/root@pam/token/sync1", &[]);
+    w.check(Pbs, 0, "POST", "/config/datastore", &[("name", "ds2"), ("path", "/mnt/ds2"), ("gc-schedule", "daily")]);
+    w.check(Pbs, 0, "GET", "/config/datastore", &[]);
+    w.check(Pbs, 0, "GET", "/config/datastore/ds2", &[]);
+    w.check(Pbs, 0, "PUT", "/config/datastore/ds2", &[("comment", "second")]);
+    w.check(Pbs, 0, "GET", "/admin/datastore", &[]);
+    w.check(
+        Pbs,
+        0,
+        "POST",
+        "/config/remote",
+        &[("name", "offsite"), ("host", "10.9.0.1"), ("auth-id", "sync@pbs"), ("password", "pw")],
+    );
+    w.check(Pbs, 0, "GET", "/config/remote", &[]);
+    w.check(Pbs, 0, "GET", "/config/remote/offsite", &[]);
+    w.check(Pbs, 0, "PUT", "/config/remote/offsite", &[("comment", "x")]);
+    w.check(
+        Pbs,
+        0,
+        "POST",
+        "/config/sync",
+        &[
+            ("id", "pull-1"),
+            ("store", "ds2"),
+            ("remote", "offsite"),
+            ("remote-store", "store9"),
+            ("schedule", "hourly"),
+        ],
+    );
+    w.check(Pbs, 0, "GET", "/config/sync", &[]);
+    w.check(Pbs, 0, "GET", "/config/sync/pull-1", &[]);
+    w.check(Pbs, 0, "PUT", "/config/sync/pull-1", &[("schedule", "daily")]);
+    w.check(Pbs, 0, "DELETE", "/config/sync/pull-1", &[]);
+    w.check(Pbs, 0, "POST", "/config/verify", &[("id", "verify-1"), ("store", "ds2"), ("schedule", "daily")]);
+    w.check(Pbs, 0, "GET", "/config/verify", &[]);
+    w.check(Pbs, 0, "GET", "/config/verify/verify-1", &[]);
+    w.check(Pbs, 0, "PUT", "/config/verify/verify-1", &[("outdated-after", "30")]);
+    w.check(Pbs, 0, "DELETE", "/config/verify/verify-1", &[]);
+    w.check(
+        Pbs,
+        0,
+        "POST",
+        "/config/prune",
+        &[("id", "prune-1"), ("store", "ds2"), ("schedule", "daily"), ("keep-last", "7")],
+    );
+    w.check(Pbs, 0, "GET", "/config/prune", &[]);
+    w.check(Pbs, 0, "GET", "/config/prune/prune-1", &[]);
+    w.check(Pbs, 0, "PUT", "/config/prune/prune-1", &[("keep-daily", "7")]);
+    w.check(Pbs, 0, "DELETE", "/config/prune/prune-1", &[]);
+    w.check(Pbs, 0, "DELETE", "/config/remote/offsite", &[]);
+    let t = w.check(Pbs, 0, "POST", "/admin/datastore/ds2/gc", &[]);
+    w.task(Pbs, 0, &t);
+    w.check(Pbs, 0, "GET", "/admin/datastore/ds2/gc", &[]);
+    let t = w.check(Pbs, 0, "DELETE", "/config/datastore/ds2", &[]);
+    w.task(Pbs, 0, &t);
+    let list = w.check(Pbs, 0, "GET", "/nodes/localhost/tasks", &[]);
+    let upid = list[0]["upid"].as_str().unwrap().to_string();
+    w.check(Pbs, 0, "GET", &format!("/nodes/localhost/tasks/{}", enc(&upid)), &[]);
+    w.check(Pbs, 0, "GET", &format!("/nodes/localhost/tasks/{}/log", enc(&upid)), &[]);
+    w.check(Pbs, 0, "DELETE", &format!("/nodes/localhost/tasks/{}", enc(&upid)), &[]);
+
+    // Every implemented endpoint was walked.
+    let mut missing = Vec::new();
+    for (p, list) in [(Pve, edge_lab::pve::IMPLEMENTED), (Pbs, edge_lab::pbs::IMPLEMENTED)] {
+        for (m, t) in list {
+            if !w.seen.contains(&(p, m.to_string(), t.to_string())) {
+                missing.push(format!("{p:?} {m} {t}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "implemented but not walked: {missing:#?}");
+    assert!(w.failures.is_empty(), "responses violating `returns`:\n{}", w.failures.join("\n"));
+    eprintln!("walked {} endpoints against `returns`", w.seen.len());
+}
+
+#[test]
+fn coverage_command_passes() {
+    let (ok, out) = common::run(&["coverage"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Pve:") && out.contains("Pbs:"), "{out}");
+    eprintln!("{out}");
+}
