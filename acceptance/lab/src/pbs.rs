@@ -4,9 +4,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use crate::api::{
-    self, delete_list, digest_of, err_resp, p_bool, p_int, p_str, random_secret, ApiErr, ApiResult, Caller,
-};
+use crate::api::{self, delete_list, err_resp, p_bool, p_int, p_str, random_secret, ApiErr, ApiResult, Caller};
 use crate::http::{self, Handler, Req, Resp};
 use crate::lab::Lab;
 use crate::pve::TaskScope;

@@ -11,7 +11,8 @@ fn schema_rejections_have_pve_error_shape() {
     assert_eq!(lab.json["schema_validation"], true, "schema files must be found for this test");
     let (c, _) = lab.pve(0, "POST", "/nodes/pve1/ceph/init", &[]);
     assert_eq!(c, 200);
-    let cases: &[(&[(&str, &str)], &str, &str)] = &[
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         (
             &[("name", "p"), ("application", "nfs")],
             "application",
