@@ -1,1 +1,370 @@
-//! Acceptance harness: real Terraform in a temp dir against the freshly built provider.
+//! Acceptance harness: the real `terraform` binary in a temp dir, with the freshly built
+//! provider served from a filesystem mirror, and (optionally) an edge lab to talk to.
+//!
+//! Binaries are found through the environment, falling back to the workspace layout:
+//! `EDGE_TERRAFORM` (default `<repo>/.tools/bin/terraform`), `EDGE_PROVIDER_BIN` and
+//! `EDGE_LAB_BIN` (default `<target>/debug/…`). `make test` builds them before the tests run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+pub use serde_json::{json, Value};
+
+/// The provider's version as the mirror publishes it.
+pub const PROVIDER_VERSION: &str = "0.1.0";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+}
+
+fn built_binary(env: &str, name: &str) -> PathBuf {
+    let p = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| target_dir().join("debug").join(name));
+    assert!(
+        p.is_file(),
+        "{} not found: build it first (`cargo build --workspace --bins`, or `make test`), or set {env}",
+        p.display()
+    );
+    p
+}
+
+pub fn provider_bin() -> PathBuf {
+    built_binary("EDGE_PROVIDER_BIN", "terraform-provider-edge")
+}
+
+pub fn lab_bin() -> PathBuf {
+    built_binary("EDGE_LAB_BIN", "edge-lab")
+}
+
+/// Terraform 1.15.x from the project's tool dir (`scripts/install-deps.sh`).
+pub fn terraform_bin() -> PathBuf {
+    let p = std::env::var_os("EDGE_TERRAFORM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".tools/bin/terraform"));
+    assert!(p.is_file(), "{} not found: run scripts/install-deps.sh (make test does)", p.display());
+    p
+}
+
+/// Terraform 1.0.3, for the compatibility run.
+pub fn terraform_legacy_bin() -> PathBuf {
+    let p = std::env::var_os("EDGE_TERRAFORM_LEGACY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".tools/bin/terraform-1.0.3"));
+    assert!(p.is_file(), "{} not found: run scripts/install-deps.sh (make test does)", p.display());
+    p
+}
+
+/// One filesystem mirror per test process, holding a copy of the built provider.
+fn mirror() -> &'static Path {
+    static MIRROR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    MIRROR
+        .get_or_init(|| {
+            let dir = tempfile::Builder::new().prefix("edge-mirror-").tempdir().expect("temp dir");
+            let plat = dir.path().join(format!("registry.terraform.io/edgeform/edge/{PROVIDER_VERSION}/linux_amd64"));
+            std::fs::create_dir_all(&plat).expect("mirror dir");
+            let dest = plat.join(format!("terraform-provider-edge_v{PROVIDER_VERSION}"));
+            std::fs::copy(provider_bin(), &dest).expect("copy provider into mirror");
+            dir
+        })
+        .path()
+}
+
+/// The outcome of one terraform command.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+    pub fn ok(&self) -> bool {
+        self.code == 0
+    }
+    /// stdout and stderr together, for assertions on messages.
+    pub fn output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// A Terraform working directory.
+pub struct Tf {
+    dir: tempfile::TempDir,
+    terraform: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Tf {
+    /// A working dir with `main.tf` = `hcl`, driven by Terraform 1.15.x.
+    pub fn new(hcl: &str) -> Tf {
+        Self::with_terraform(hcl, terraform_bin())
+    }
+
+    pub fn with_terraform(hcl: &str, terraform: PathBuf) -> Tf {
+        let dir = tempfile::Builder::new().prefix("edge-tf-").tempdir().expect("temp dir");
+        let cli = dir.path().join("cli.tfrc");
+        let mirror = mirror().display().to_string();
+        std::fs::write(
+            &cli,
+            format!(
+                "provider_installation {{\n  filesystem_mirror {{\n    path = \"{mirror}\"\n    include = [\"registry.terraform.io/edgeform/*\"]\n  }}\n  direct {{ exclude = [\"registry.terraform.io/edgeform/*\"] }}\n}}\n"
+            ),
+        )
+        .expect("write cli config");
+        let tf = Tf {
+            dir,
+            terraform,
+            env: vec![
+                ("TF_CLI_CONFIG_FILE".into(), cli.display().to_string()),
+                ("TF_IN_AUTOMATION".into(), "1".into()),
+                ("CHECKPOINT_DISABLE".into(), "1".into()),
+                ("TF_INPUT".into(), "0".into()),
+            ],
+        };
+        tf.write("main.tf", hcl);
+        tf
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Sets an environment variable for every later command (e.g. `TF_LOG`).
+    pub fn env(&mut self, k: &str, v: &str) -> &mut Self {
+        self.env.retain(|(n, _)| n != k);
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn write(&self, name: &str, content: &str) {
+        std::fs::write(self.dir.path().join(name), content).expect("write terraform file");
+    }
+
+    /// Runs `terraform ARGS` and returns what happened (no assertion).
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(&self.terraform);
+        cmd.args(args).current_dir(self.dir.path()).stdin(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        Run::from(cmd.output().expect("run terraform"))
+    }
+
+    /// Runs and asserts success, printing everything Terraform said on failure.
+    pub fn must(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert!(r.ok(), "terraform {} failed ({}):\n{}", args.join(" "), r.code, r.output());
+        r
+    }
+
+    pub fn init(&self) -> Run {
+        self.must(&["init", "-no-color"])
+    }
+    pub fn apply(&self) -> Run {
+        self.must(&["apply", "-auto-approve", "-no-color"])
+    }
+    /// `apply` that must fail; returns the output for message assertions.
+    pub fn apply_fails(&self) -> String {
+        let r = self.run(&["apply", "-auto-approve", "-no-color"]);
+        assert!(!r.ok(), "apply should have failed but succeeded:\n{}", r.output());
+        r.output()
+    }
+    /// `plan -detailed-exitcode`: 0 no changes, 2 changes; panics on errors.
+    pub fn plan_code(&self) -> i32 {
+        let r = self.run(&["plan", "-detailed-exitcode", "-no-color"]);
+        assert!(r.code == 0 || r.code == 2, "plan failed ({}):\n{}", r.code, r.output());
+        r.code
+    }
+    /// Asserts the next plan is empty, showing the plan if it is not.
+    pub fn assert_no_changes(&self) {
+        let r = self.run(&["plan", "-detailed-exitcode", "-no-color"]);
+        assert_eq!(r.code, 0, "expected an empty plan, got:\n{}", r.output());
+    }
+    pub fn plan_output(&self) -> String {
+        self.run(&["plan", "-no-color"]).output()
+    }
+    pub fn destroy(&self) -> Run {
+        self.must(&["destroy", "-auto-approve", "-no-color"])
+    }
+    pub fn import(&self, addr: &str, id: &str) -> Run {
+        self.must(&["import", "-no-color", addr, id])
+    }
+    pub fn state_rm(&self, addr: &str) -> Run {
+        self.must(&["state", "rm", "-no-color", addr])
+    }
+
+    /// `terraform show -json` of the state.
+    pub fn show(&self) -> Value {
+        let r = self.must(&["show", "-json", "-no-color"]);
+        serde_json::from_str(&r.stdout).expect("show -json output is JSON")
+    }
+
+    /// The `values` of one resource in state (root module), by address.
+    pub fn resource(&self, addr: &str) -> Value {
+        let show = self.show();
+        find_resource(&show["values"]["root_module"], addr).unwrap_or_else(|| panic!("{addr} not in state:\n{show:#}"))
+    }
+
+    /// The `values` of one resource, or `None` if it is not in state.
+    pub fn try_resource(&self, addr: &str) -> Option<Value> {
+        find_resource(&self.show()["values"]["root_module"], addr)
+    }
+
+    /// All output values.
+    pub fn outputs(&self) -> Value {
+        let r = self.must(&["output", "-json", "-no-color"]);
+        serde_json::from_str(&r.stdout).expect("output -json is JSON")
+    }
+}
+
+fn find_resource(module: &Value, addr: &str) -> Option<Value> {
+    if let Some(rs) = module["resources"].as_array() {
+        if let Some(r) = rs.iter().find(|r| r["address"] == addr) {
+            return Some(r["values"].clone());
+        }
+    }
+    module["child_modules"].as_array()?.iter().find_map(|m| find_resource(m, addr))
+}
+
+/// The standard lifecycle every acceptance test runs: init, apply, empty plan, re-import of
+/// every listed resource gives the same state, destroy. `imports` are `(address, import id)`.
+pub fn lifecycle(tf: &Tf, imports: &[(&str, &str)], ignore_on_import: &[&str]) {
+    tf.init();
+    tf.apply();
+    tf.assert_no_changes();
+    for (addr, id) in imports {
+        let before = tf.resource(addr);
+        tf.state_rm(addr);
+        tf.import(addr, id);
+        let after = tf.resource(addr);
+        assert_same_except(&before, &after, ignore_on_import, addr);
+        tf.assert_no_changes();
+    }
+    tf.destroy();
+}
+
+/// Compares two resource value objects, skipping the listed attribute names.
+pub fn assert_same_except(a: &Value, b: &Value, skip: &[&str], what: &str) {
+    let (Some(ao), Some(bo)) = (a.as_object(), b.as_object()) else {
+        assert_eq!(a, b, "{what}");
+        return;
+    };
+    for (k, v) in ao {
+        if skip.contains(&k.as_str()) {
+            continue;
+        }
+        assert_eq!(Some(v), bo.get(k), "{what}: attribute {k} differs after import");
+    }
+}
+
+/// A running edge lab (`edge-lab up`), stopped when dropped.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    /// The parsed `lab.json`.
+    pub json: Value,
+}
+
+impl Lab {
+    /// `edge-lab up --dir <temp> ARGS`. Give each test its own `--net` so labs never collide.
+    pub fn up(args: &[&str]) -> Lab {
+        let dir = tempfile::Builder::new().prefix("edge-lab-").tempdir().expect("temp dir");
+        let out = Command::new(lab_bin())
+            .arg("up")
+            .arg("--dir")
+            .arg(dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run edge-lab up");
+        assert!(
+            out.status.success(),
+            "edge-lab up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(dir.path().join("lab.json")).expect("lab.json");
+        let json = serde_json::from_str(&text).expect("lab.json is JSON");
+        Lab { dir, json }
+    }
+
+    pub fn store(&self, i: usize) -> &Value {
+        &self.json["stores"][i]
+    }
+
+    /// Environment that points the provider at store `i` (EDGE_PVE_*, EDGE_PBS_*).
+    pub fn provider_env(&self, i: usize) -> Vec<(String, String)> {
+        let s = self.store(i);
+        let mut env = vec![];
+        for (kind, key) in [("PVE", "pve"), ("PBS", "pbs")] {
+            for (var, field) in
+                [("ENDPOINT", "endpoint"), ("API_TOKEN", "api_token"), ("TLS_FINGERPRINT", "tls_fingerprint")]
+            {
+                if let Some(v) = s[key][field].as_str() {
+                    env.push((format!("EDGE_{kind}_{var}"), v.to_string()));
+                }
+            }
+        }
+        env
+    }
+
+    /// Calls the lab admin API with curl-free std networking: `method path [json body]`.
+    pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let endpoint = self.json["admin"]["endpoint"].as_str().expect("admin endpoint");
+        let token = self.json["admin"]["token"].as_str().expect("admin token");
+        http_json(method, &format!("{endpoint}{path}"), token, body)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(lab_bin()).arg("down").arg("--dir").arg(self.dir.path()).stdin(Stdio::null()).output();
+    }
+}
+
+/// Minimal HTTP/1.1 JSON request over plain TCP (the admin API is loopback-only HTTP).
+pub fn http_json(method: &str, url: &str, bearer: &str, body: Option<&Value>) -> Value {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("admin URL is http://");
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut s = std::net::TcpStream::connect(host).expect("connect to lab admin API");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {bearer}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+        payload.len()
+    );
+    s.write_all(req.as_bytes()).expect("send admin request");
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).expect("read admin response");
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    assert!((200..300).contains(&status), "admin {method} {path} -> {status}: {body}");
+    serde_json::from_str(&body).unwrap_or(Value::Null)
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((len, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(len.trim(), 16) else { break };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}

@@ -1,6 +1,7 @@
 //! Typed config/state: between [`Value`] and the serde structs resources are written with.
 //!
-//! Goes through `serde_json::Value`: unknown values become `null` (`None` in the struct),
+//! Goes through `serde_json::Value`: unknown values become `null` (`None` in the struct) and are
+//! left out of lists, sets and maps,
 //! numbers keep every digit that the struct's field type can hold, and on the way back the
 //! schema decides list vs set vs object and fills nested blocks the way Terraform expects them.
 
@@ -32,8 +33,15 @@ pub fn to_json(v: &Value) -> serde_json::Value {
         Value::String(s) => J::String(s.clone()),
         Value::Bool(b) => J::Bool(*b),
         Value::Number(n) => number_to_json(n),
-        Value::List(items) | Value::Set(items) | Value::Tuple(items) => J::Array(items.iter().map(to_json).collect()),
-        Value::Map(m) | Value::Object(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
+        // The typed view holds what is known: unknown elements are left out of collections.
+        Value::List(items) | Value::Set(items) => {
+            J::Array(items.iter().filter(|v| !v.is_unknown()).map(to_json).collect())
+        }
+        Value::Tuple(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(m) => {
+            J::Object(m.iter().filter(|(_, v)| !v.is_unknown()).map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
+        Value::Object(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), to_json(v))).collect()),
         Value::Dynamic(_, inner) => to_json(inner),
     }
 }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::framework::{
-    AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, Resource, Schema,
-    Type,
+    AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, PlanCtx, Resource,
+    Schema, Type,
 };
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -45,11 +45,10 @@ impl Resource for WireguardKey {
                         .sensitive()
                         .describe("Private key, base64 as `wg genkey` prints it. Stored in state: protect the state."),
                 )
-                .attr(
-                    Attribute::optional("keepers", Type::map(Type::String))
-                        .replace()
-                        .describe("Arbitrary values; changing any of them generates a new key pair (rotation)."),
-                ),
+                .attr(Attribute::optional("keepers", Type::map(Type::String)).describe(
+                    "Arbitrary values; changing any of them generates a new key pair (rotation). Setting them on a key \
+                     that had none (e.g. after import) keeps the key.",
+                )),
         )
     }
 
@@ -75,6 +74,18 @@ impl Resource for WireguardKey {
         Some(BTreeMap::from([("public_key".to_string(), state.public_key.clone()?)]))
     }
 
+    async fn modify_plan(&self, _ctx: &Ctx, plan: &mut PlanCtx<State>) -> Result<(), Diagnostics> {
+        // Keepers rotate the key when they change from one value to another. A key without
+        // keepers (imported, or made before they were set) just records them.
+        let Some(prior) = &plan.prior else { return Ok(()) };
+        let Some(before) = &prior.keepers else { return Ok(()) };
+        let changed = plan.is_unknown_in_config("keepers") || plan.config.keepers.as_ref() != Some(before);
+        if changed {
+            plan.require_replace(AttrPath::root("keepers"));
+        }
+        Ok(())
+    }
+
     async fn create(&self, _ctx: &Ctx, planned: State, _config: &State) -> Result<State, Diagnostics> {
         let secret = StaticSecret::random_from_rng(rand::rngs::OsRng);
         Ok(state_for(&secret, planned.keepers))
@@ -89,7 +100,7 @@ impl Resource for WireguardKey {
     }
 
     async fn update(&self, _ctx: &Ctx, _prior: State, planned: State, _config: &State) -> Result<State, Diagnostics> {
-        // Every configurable attribute forces replacement; nothing to do in place.
+        // Only keepers can change in place (first set after import); the key stays.
         Ok(planned)
     }
 
