@@ -94,7 +94,8 @@ pub fn dump_path<W: Write>(path: &Path, out: W) -> Result<u64, NarError> {
     let mut w = CountingWriter::new(out);
     let mut buf = vec![0u8; CHUNK];
     write_str(&mut w, MAGIC.as_bytes())?;
-    dump_node(path, &mut w, &mut buf)?;
+    let ft = fs::symlink_metadata(path).map_err(io_err(path))?.file_type();
+    dump_node(path, ft, &mut w, &mut buf)?;
     w.flush().map_err(NarError::Write)?;
     Ok(w.count())
 }
@@ -106,13 +107,19 @@ pub type ContentTee<'a> = &'a mut dyn FnMut(&[u8]);
 /// `tee` also receives the raw contents (used to compute a plain sha256 in the same pass).
 pub fn dump_regular_file<W: Write>(
     path: &Path,
-    executable: bool,
     out: &mut W,
     buf: &mut [u8],
     mut tee: Option<ContentTee<'_>>,
 ) -> Result<(), NarError> {
     let mut f = fs::File::open(path).map_err(io_err(path))?;
-    let size = f.metadata().map_err(io_err(path))?.len();
+    // One fstat on the open file gives size and mode (no separate lstat per file).
+    let meta = f.metadata().map_err(io_err(path))?;
+    if !meta.file_type().is_file() {
+        return Err(NarError::UnsupportedType { path: path.to_path_buf() });
+    }
+    let size = meta.len();
+    // Nix marks a file executable when the owner-execute bit is set.
+    let executable = meta.permissions().mode() & 0o100 != 0;
     write_str(out, b"(")?;
     write_str(out, b"type")?;
     write_str(out, b"regular")?;
@@ -152,19 +159,15 @@ pub fn dump_file_tee<W: Write>(path: &Path, out: W, tee: &mut dyn FnMut(&[u8])) 
     let mut w = CountingWriter::new(out);
     let mut buf = vec![0u8; CHUNK];
     write_str(&mut w, MAGIC.as_bytes())?;
-    let exec = meta.permissions().mode() & 0o100 != 0;
-    dump_regular_file(path, exec, &mut w, &mut buf, Some(tee))?;
+    dump_regular_file(path, &mut w, &mut buf, Some(tee))?;
     w.flush().map_err(NarError::Write)?;
     Ok(w.count())
 }
 
-fn dump_node<W: Write>(path: &Path, w: &mut W, buf: &mut [u8]) -> Result<(), NarError> {
-    let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
-    let ft = meta.file_type();
+/// `ft` comes from the parent's directory listing (d_type), so no lstat per entry.
+fn dump_node<W: Write>(path: &Path, ft: fs::FileType, w: &mut W, buf: &mut [u8]) -> Result<(), NarError> {
     if ft.is_file() {
-        // Nix marks a file executable when the owner-execute bit is set.
-        let exec = meta.permissions().mode() & 0o100 != 0;
-        dump_regular_file(path, exec, w, buf, None)
+        dump_regular_file(path, w, buf, None)
     } else if ft.is_symlink() {
         let target = fs::read_link(path).map_err(io_err(path))?;
         write_str(w, b"(")?;
@@ -174,23 +177,23 @@ fn dump_node<W: Write>(path: &Path, w: &mut W, buf: &mut [u8]) -> Result<(), Nar
         write_str(w, target.as_os_str().as_bytes())?;
         write_str(w, b")")
     } else if ft.is_dir() {
-        let mut names: Vec<std::ffi::OsString> = fs::read_dir(path)
+        let mut entries: Vec<(std::ffi::OsString, fs::FileType)> = fs::read_dir(path)
             .map_err(io_err(path))?
-            .map(|e| e.map(|e| e.file_name()))
+            .map(|e| e.and_then(|e| Ok((e.file_name(), e.file_type()?))))
             .collect::<Result<_, _>>()
             .map_err(io_err(path))?;
         // Nix sorts entries by raw name bytes.
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         write_str(w, b"(")?;
         write_str(w, b"type")?;
         write_str(w, b"directory")?;
-        for name in names {
+        for (name, ft) in entries {
             write_str(w, b"entry")?;
             write_str(w, b"(")?;
             write_str(w, b"name")?;
             write_str(w, name.as_bytes())?;
             write_str(w, b"node")?;
-            dump_node(&path.join(&name), w, buf)?;
+            dump_node(&path.join(&name), ft, w, buf)?;
             write_str(w, b")")?;
         }
         write_str(w, b")")
