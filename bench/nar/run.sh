@@ -57,6 +57,7 @@ with open(os.path.join(root, "big.img"), "wb") as f:
 print(f"tree: {n} small files ({small >> 20} MiB) + big.img ({big >> 20} MiB)", file=sys.stderr)
 PY
 
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 "$EI" keygen bench-1 --out-secret "$work/sk" --out-public "$work/pk" >/dev/null
 
 declare -A CMD=(
@@ -72,13 +73,15 @@ ours="$("$EI" hash --sri "$tree")"
 theirs="$(nix hash path "$tree")"
 [ "$ours" = "$theirs" ] || { echo "MISMATCH: edge-image $ours vs nix $theirs" >&2; exit 1; }
 
-now() { date +%s.%N; }
-declare -A T
+declare -A T C
 for name in "${ORDER[@]}"; do bash -c "${CMD[$name]}" >/dev/null; done   # warm-up
 for r in $(seq 1 "$RUNS"); do
   for name in "${ORDER[@]}"; do
-    s=$(now); bash -c "${CMD[$name]}" >/dev/null; e=$(now)
-    T[$name]+="$(echo "$e - $s" | bc -l) "
+    # bash's `time` keyword: wall, user and sys seconds of the command and its children.
+    t=$( { TIMEFORMAT='%R %U %S'; time bash -c "${CMD[$name]}" >/dev/null 2>&1; } 2>&1 )
+    read -r wall user sys <<<"$t"
+    T[$name]+="$wall "
+    C[$name]+="$(echo "$user + $sys" | bc -l) "
   done
 done
 
@@ -89,16 +92,18 @@ m_nix=$(echo "${T[nix hash path]}" | median)
 m_sum=$(echo "${T[sha256sum (same files)]}" | median)
 
 echo
-echo "NAR hash of a ${SIZE_MB} MiB tree ($SMALL_FILES small files + 1 big file), warm cache, median of $RUNS interleaved runs, $(nproc) cores, $(nix --version)"
+echo "NAR hash of a ${SIZE_MB} MiB tree ($SMALL_FILES small files + 1 big file), warm cache, median of $RUNS interleaved runs,"
+echo "$(nproc) cores (load average before: $load_before), $(nix --version), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo
-echo "| tool | median s | MiB/s | runs (s) | nix / tool | sha256sum / tool |"
-echo "|---|---:|---:|---|---:|---:|"
+echo "| tool | median wall s | MiB/s | wall runs (s) | median CPU s (user+sys) | nix / tool | sha256sum / tool |"
+echo "|---|---:|---:|---|---:|---:|---:|"
 for name in "${ORDER[@]}"; do
   m=$(echo "${T[$name]}" | median)
-  printf '| %s | %.3f | %.0f | %s | %.2f× | %.2f× |\n' "$name" "$m" "$(echo "$bytes / 1048576 / $m" | bc -l)" \
-    "$(echo "${T[$name]}" | xargs printf '%.2f ' | sed 's/ $//')" \
+  c=$(echo "${C[$name]}" | median)
+  printf '| %s | %.3f | %.0f | %s | %.2f | %.2f× | %.2f× |\n' "$name" "$m" "$(echo "$bytes / 1048576 / $m" | bc -l)" \
+    "$(echo "${T[$name]}" | xargs printf '%.2f ' | sed 's/ $//')" "$c" \
     "$(echo "$m_nix / $m" | bc -l)" "$(echo "$m_sum / $m" | bc -l)"
 done
 echo
-printf 'edge-image vs nix: %.2f× (goal ≥ 1.0×); edge-image vs sha256sum: %.2f× (goal ≥ 0.8×)\n' \
+printf 'edge-image vs nix: %.2f× (goal ≥ 1.0×); edge-image vs sha256sum: %.2f× (goal ≥ 0.8×)  [ratio = baseline wall / edge-image wall]\n' \
   "$(echo "$m_nix / $m_ours" | bc -l)" "$(echo "$m_sum / $m_ours" | bc -l)"

@@ -172,6 +172,23 @@ pub fn verify_cached(dir: &Path, path: &StorePath, trusted: &[PublicKey]) -> Res
         SigCheck::BadSignature(key) => return Err(CacheError::BadSignature { path: path.clone(), key }),
         SigCheck::UnknownKey(names) => return Err(CacheError::UnknownKey { path: path.clone(), names }),
     }
+    check_contents(dir, &ni)?;
+    Ok(ni)
+}
+
+/// Add `key`'s signature to a cached path's narinfo (e.g. one written by `nix copy --to
+/// file://…`), after checking that the NAR it points to really has the hash it claims.
+pub fn sign_cached(dir: &Path, path: &StorePath, key: &SecretKey) -> Result<NarInfo, CacheError> {
+    let mut ni = read_narinfo(dir, path)?;
+    check_contents(dir, &ni)?;
+    ni.sign(key);
+    write_atomic(&dir.join(format!("{}.narinfo", path.hash_part())), ni.render().as_bytes())?;
+    Ok(ni)
+}
+
+/// The NAR file a narinfo points to: size, file hash, structure, NAR hash and size.
+pub fn check_contents(dir: &Path, ni: &NarInfo) -> Result<(), CacheError> {
+    let path = &ni.store_path;
     if ni.compression != "none" {
         return Err(CacheError::Compression { path: path.clone(), compression: ni.compression.clone() });
     }
@@ -201,5 +218,5 @@ pub fn verify_cached(dir: &Path, path: &StorePath, trusted: &[PublicKey]) -> Res
             actual_size: got_size,
         });
     }
-    Ok(ni)
+    Ok(())
 }

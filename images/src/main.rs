@@ -54,6 +54,10 @@ enum Cmd {
         /// Also print the fingerprint that was signed.
         #[arg(long)]
         fingerprint: bool,
+        /// Sign the paths' narinfos in this binary cache (file:///DIR) in place, after checking
+        /// their NARs (e.g. a cache written by `nix copy --to file://…?compression=none`).
+        #[arg(long, conflicts_with = "manifest")]
+        cache: Option<String>,
         paths: Vec<String>,
     },
     /// Verify a manifest (+ its files), paths in a binary cache, a store path signature, or a NAR.
@@ -209,7 +213,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Public { key } => println!("{}", read_secret(&key)?.public()),
-        Cmd::Sign { key, manifest, fingerprint: show_fp, paths } => {
+        Cmd::Sign { key, manifest, fingerprint: show_fp, cache, paths } => {
             let sk = read_secret(&key)?;
             if let Some(m) = manifest {
                 let bytes = std::fs::read(&m).with_context(|| format!("cannot read {}", m.display()))?;
@@ -223,6 +227,17 @@ fn run(cli: Cli) -> Result<()> {
                 bail!("nothing to sign: give store paths or --manifest FILE");
             }
             let sps = paths.iter().map(|p| store_path(&store_dir, p)).collect::<Result<Vec<_>>>()?;
+            if let Some(c) = cache {
+                let d = binary_cache::cache_dir(&c)?;
+                for p in &sps {
+                    let ni = binary_cache::sign_cached(&d, p, &sk)?;
+                    if show_fp {
+                        println!("{}", ni.fingerprint());
+                    }
+                    println!("{p}: signed by {} in {}", sk.name, d.display());
+                }
+                return Ok(());
+            }
             for info in path_infos(&store_dir, &sps, false)? {
                 let refs: Vec<StorePath> = info.references.iter().cloned().collect();
                 let fp = fingerprint(&info.path, &info.nar_hash, info.nar_size, &refs);

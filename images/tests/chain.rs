@@ -44,68 +44,47 @@ fn build_sign_publish_copy_tamper() {
     assert!(!Path::new(&out).exists(), "nix store delete left {out}");
     let again = build_simple(d.path(), &name, "hello-edge");
     assert_eq!(out, again);
-    assert_eq!(
-        first,
-        nar_hash_of(&out),
-        "rebuild gave a different NAR hash"
-    );
+    assert_eq!(first, nar_hash_of(&out), "rebuild gave a different NAR hash");
 
     // Publish into our cache, signed by our key.
     let (sk, pk) = our_keypair(d.path(), "edge-ci-1");
     let (_, other_pk) = our_keypair(d.path(), "edge-ci-2");
     let cache = d.path().join("cache");
     let url = format!("file://{}", cache.display());
-    ok(edge_image()
-        .args(["publish", "--to", &url, "--key"])
-        .arg(&sk)
-        .arg(&out));
+    ok(edge_image().args(["publish", "--to", &url, "--key"]).arg(&sk).arg(&out));
 
     // Nix accepts our signature, in the cache and after copying into a fresh store.
-    ok(nix("nix").args([
-        "store",
-        "verify",
-        "--store",
-        &url,
+    ok(nix("nix").args(["store", "verify", "--store", &url, "--sigs-needed", "1", "--trusted-public-keys", &pk, &out]));
+    let store1 = d.path().join("store1");
+    nix_copy(&cache, &store1, &pk, &out).expect("nix copy --from our cache");
+    let copied = store1.join(out.trim_start_matches('/'));
+    assert_eq!(fs::read_to_string(&copied).unwrap(), "hello-edge\n");
+    ok(nix("nix").args(["store", "verify", "--store"]).arg(&store1).args([
         "--sigs-needed",
         "1",
         "--trusted-public-keys",
         &pk,
         &out,
     ]));
-    let store1 = d.path().join("store1");
-    nix_copy(&cache, &store1, &pk, &out).expect("nix copy --from our cache");
-    let copied = store1.join(out.trim_start_matches('/'));
-    assert_eq!(fs::read_to_string(&copied).unwrap(), "hello-edge\n");
-    ok(nix("nix")
-        .args(["store", "verify", "--store"])
-        .arg(&store1)
-        .args(["--sigs-needed", "1", "--trusted-public-keys", &pk, &out]));
     ok(edge_image().args(["verify", "--cache", &url, "--trusted-key", &pk, &out]));
 
     // Wrong key: both refuse.
-    let err = nix_copy(&cache, &d.path().join("store2"), &other_pk, &out)
-        .expect_err("nix must refuse an untrusted key");
-    assert!(
-        err.contains("signature") || err.contains("trusted"),
-        "{err}"
-    );
+    let err =
+        nix_copy(&cache, &d.path().join("store2"), &other_pk, &out).expect_err("nix must refuse an untrusted key");
+    assert!(err.contains("signature") || err.contains("trusted"), "{err}");
     let e = fails(edge_image().args(["verify", "--cache", &url, "--trusted-key", &other_pk, &out]));
     assert!(e.contains("not in the trusted key list"), "{e}");
 
     // One byte changed in the NAR: both refuse.
-    let ni = fs::read_to_string(cache.join(format!(
-        "{}.narinfo",
-        out.parse::<StorePath>().unwrap().hash_part()
-    )))
-    .unwrap();
+    let ni =
+        fs::read_to_string(cache.join(format!("{}.narinfo", out.parse::<StorePath>().unwrap().hash_part()))).unwrap();
     let nar_url = ni.lines().find_map(|l| l.strip_prefix("URL: ")).unwrap();
     let nar_file = cache.join(nar_url);
     let mut bytes = fs::read(&nar_file).unwrap();
     let pos = bytes.windows(10).position(|w| w == b"hello-edge").unwrap();
     bytes[pos] = b'j';
     fs::write(&nar_file, &bytes).unwrap();
-    let err = nix_copy(&cache, &d.path().join("store3"), &pk, &out)
-        .expect_err("nix must refuse a tampered NAR");
+    let err = nix_copy(&cache, &d.path().join("store3"), &pk, &out).expect_err("nix must refuse a tampered NAR");
     assert!(err.contains("hash mismatch"), "{err}");
     let e = fails(edge_image().args(["verify", "--cache", &url, "--trusted-key", &pk, &out]));
     assert!(e.contains("hash mismatch"), "{e}");
@@ -119,23 +98,10 @@ fn build_sign_publish_copy_tamper() {
     // A narinfo edited after signing (claims another size): both refuse.
     let cache2 = d.path().join("cache2");
     let url2 = format!("file://{}", cache2.display());
-    ok(edge_image()
-        .args(["publish", "--to", &url2, "--key"])
-        .arg(&sk)
-        .arg(&out));
-    let nif = cache2.join(format!(
-        "{}.narinfo",
-        out.parse::<StorePath>().unwrap().hash_part()
-    ));
+    ok(edge_image().args(["publish", "--to", &url2, "--key"]).arg(&sk).arg(&out));
+    let nif = cache2.join(format!("{}.narinfo", out.parse::<StorePath>().unwrap().hash_part()));
     let text = fs::read_to_string(&nif).unwrap();
-    fs::write(
-        &nif,
-        text.replace(
-            "References: \n",
-            "References: 00000000000000000000000000000000-x\n",
-        ),
-    )
-    .unwrap();
+    fs::write(&nif, text.replace("References: \n", "References: 00000000000000000000000000000000-x\n")).unwrap();
     let e = fails(edge_image().args(["verify", "--cache", &url2, "--trusted-key", &pk, &out]));
     assert!(e.contains("does not verify"), "{e}");
     assert!(nix_copy(&cache2, &d.path().join("store4"), &pk, &out).is_err());
@@ -153,67 +119,37 @@ fn manifest_sign_verify_and_every_failure() {
     let (sk2, pk2) = our_keypair(d.path(), "edge-ci-2");
     let m = d.path().join("manifest.json");
     ok(edge_image()
-        .args([
-            "manifest",
-            "--system",
-            &system,
-            "--version",
-            "2026.11.1",
-            "--meta",
-            "git_rev=abc",
-            "--key",
-        ])
+        .args(["manifest", "--system", &system, "--version", "2026.11.1", "--meta", "git_rev=abc", "--key"])
         .arg(&sk)
         .arg("--out")
         .arg(&m)
         .arg("--file")
         .arg(img.join("nixos.img"))
         .arg("--file")
-        .arg(format!(
-            "netboot.ipxe={}",
-            img.join("netboot.ipxe").display()
-        )));
+        .arg(format!("netboot.ipxe={}", img.join("netboot.ipxe").display())));
     let text = fs::read_to_string(&m).unwrap();
     // The system's NAR hash in the manifest is Nix's.
-    assert!(
-        text.contains(&format!("sha256:{}", nar_hash_of(&system))),
-        "{text}"
-    );
+    assert!(text.contains(&format!("sha256:{}", nar_hash_of(&system))), "{text}");
     // The file's NAR hash is Nix's too.
-    let file_hash = ok(nix("nix")
-        .args(["hash", "path", "--base32"])
-        .arg(img.join("nixos.img")));
+    let file_hash = ok(nix("nix").args(["hash", "path", "--base32"]).arg(img.join("nixos.img")));
     assert!(text.contains(&file_hash), "{text}");
 
     let verify = |key: &str| {
         let mut c = edge_image();
-        c.args(["verify", "--manifest"])
-            .arg(&m)
-            .args(["--trusted-key", key, "--dir"])
-            .arg(&img);
+        c.args(["verify", "--manifest"]).arg(&m).args(["--trusted-key", key, "--dir"]).arg(&img);
         c
     };
     ok(&mut verify(&pk));
     // Library API the provider uses.
     let sm = edge_images::manifest::SignedManifest::from_json(text.as_bytes()).unwrap();
-    let man = sm
-        .verify(&[edge_images::keys::PublicKey::parse(&pk).unwrap()])
-        .unwrap();
-    man.verify_file("nixos.img", &img.join("nixos.img"))
-        .unwrap();
+    let man = sm.verify(&[edge_images::keys::PublicKey::parse(&pk).unwrap()]).unwrap();
+    man.verify_file("nixos.img", &img.join("nixos.img")).unwrap();
 
     let e = fails(&mut verify(&pk2));
-    assert!(
-        e.contains("none of which is in the trusted key list"),
-        "{e}"
-    );
+    assert!(e.contains("none of which is in the trusted key list"), "{e}");
 
     // Co-signing with a second key makes it acceptable to either.
-    ok(edge_image()
-        .args(["sign", "--key"])
-        .arg(&sk2)
-        .arg("--manifest")
-        .arg(&m));
+    ok(edge_image().args(["sign", "--key"]).arg(&sk2).arg("--manifest").arg(&m));
     ok(&mut verify(&pk2));
     ok(&mut verify(&pk));
 
@@ -222,10 +158,7 @@ fn manifest_sign_verify_and_every_failure() {
     bytes[5_000] ^= 1;
     fs::write(img.join("nixos.img"), &bytes).unwrap();
     let e = fails(&mut verify(&pk));
-    assert!(
-        e.contains("hash mismatch for image file \"nixos.img\""),
-        "{e}"
-    );
+    assert!(e.contains("hash mismatch for image file \"nixos.img\""), "{e}");
     bytes[5_000] ^= 1;
     bytes.pop();
     fs::write(img.join("nixos.img"), &bytes).unwrap();
@@ -237,12 +170,7 @@ fn manifest_sign_verify_and_every_failure() {
 
     // One byte of the manifest changed (the version).
     fs::write(&m, text.replace("2026.11.1", "2026.11.2")).unwrap();
-    let e = fails(
-        edge_image()
-            .args(["verify", "--manifest"])
-            .arg(&m)
-            .args(["--trusted-key", &pk]),
-    );
+    let e = fails(edge_image().args(["verify", "--manifest"]).arg(&m).args(["--trusted-key", &pk]));
     assert!(e.contains("does not verify"), "{e}");
 }
 
@@ -261,15 +189,12 @@ fn sbom_lists_closure() {
         ),
     )
     .unwrap();
-    let json = ok(nix("nix")
-        .args(["build", "--impure", "--no-link", "--json", "-f"])
-        .arg(&f));
+    let json = ok(nix("nix").args(["build", "--impure", "--no-link", "--json", "-f"]).arg(&f));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let top = v[0]["outputs"]["out"].as_str().unwrap().to_string();
     let nix_refs = ok(nix("nix-store").args(["-q", "--references", &top]));
     assert_eq!(nix_refs, dep, "test setup: nix should record the reference");
-    let sbom: serde_json::Value =
-        serde_json::from_str(&ok(edge_image().args(["sbom", &top]))).unwrap();
+    let sbom: serde_json::Value = serde_json::from_str(&ok(edge_image().args(["sbom", &top]))).unwrap();
     assert_eq!(sbom["bomFormat"], "CycloneDX");
     assert_eq!(sbom["specVersion"], "1.5");
     let comps = sbom["components"].as_array().unwrap();
@@ -278,12 +203,37 @@ fn sbom_lists_closure() {
     let deps = sbom["dependencies"].as_array().unwrap();
     let top_deps = deps.iter().find(|x| x["ref"] == top.as_str()).unwrap();
     assert_eq!(top_deps["dependsOn"][0], dep.as_str());
-    assert_eq!(
-        sbom["metadata"]["component"]["version"]
-            .as_str()
+    assert_eq!(sbom["metadata"]["component"]["version"].as_str().unwrap().split('-').next(), Some("1.2"));
+}
+
+/// A cache written by real Nix (`nix copy --to file://…`, unsigned): our narinfo parser
+/// round-trips its narinfo byte for byte, `edge-image sign --cache` signs it in place, and Nix
+/// then accepts the path under our key.
+#[test]
+fn sign_a_cache_written_by_nix() {
+    let d = tempfile::tempdir().unwrap();
+    let out = build_simple(d.path(), &format!("edge-nixcache-{}", nonce()), "from-nix");
+    let cache = d.path().join("nixcache");
+    let url = format!("file://{}", cache.display());
+    ok(nix("nix").args(["copy", "--to", &format!("{url}?compression=none"), &out]));
+    let hash_part = out.parse::<StorePath>().unwrap().hash_part().to_string();
+    let text = fs::read_to_string(cache.join(format!("{hash_part}.narinfo"))).unwrap();
+    let ni = edge_images::narinfo::NarInfo::parse(&text).unwrap();
+    assert_eq!(ni.render(), text, "narinfo render differs from Nix's");
+    assert!(ni.deriver.is_some(), "Nix records the deriver: {text}");
+
+    let (sk, pk) = our_keypair(d.path(), "edge-ci-1");
+    // Unsigned: Nix refuses it under our key.
+    assert!(
+        nix("nix")
+            .args(["store", "verify", "--store", &url, "--sigs-needed", "1", "--trusted-public-keys", &pk, &out])
+            .output()
             .unwrap()
-            .split('-')
-            .next(),
-        Some("1.2")
+            .status
+            .code()
+            != Some(0)
     );
+    ok(edge_image().args(["sign", "--cache", &url, "--key"]).arg(&sk).arg(&out));
+    ok(nix("nix").args(["store", "verify", "--store", &url, "--sigs-needed", "1", "--trusted-public-keys", &pk, &out]));
+    ok(edge_image().args(["verify", "--cache", &url, "--trusted-key", &pk, &out]));
 }

@@ -9,10 +9,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn nix_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -23,11 +20,7 @@ fn nix_files(dir: &Path, out: &mut Vec<PathBuf>) {
         let ft = e.file_type().unwrap();
         if ft.is_dir() {
             // Build outputs, tool caches and VCS metadata are not ours to parse.
-            if !name.starts_with('.')
-                && name != "target"
-                && !name.starts_with("tgt")
-                && name != "node_modules"
-            {
+            if !name.starts_with('.') && name != "target" && !name.starts_with("tgt") && name != "node_modules" {
                 nix_files(&p, out);
             }
         } else if ft.is_file() && name.ends_with(".nix") {
@@ -61,19 +54,14 @@ fn every_nix_file_parses() {
 #[test]
 fn flake_and_modules_have_the_expected_shape() {
     let root = repo_root();
-    let eval = |expr: &str| {
-        ok(nix("nix-instantiate")
-            .args(["--eval", "--strict", "--json", "-E", expr])
-            .current_dir(&root))
-    };
+    let eval =
+        |expr: &str| ok(nix("nix-instantiate").args(["--eval", "--strict", "--json", "-E", expr]).current_dir(&root));
     let inputs = eval("builtins.attrNames (import ./flake.nix).inputs");
     assert_eq!(inputs, r#"["nixpkgs","proxmox-nixos"]"#);
     let args = eval("builtins.attrNames (builtins.functionArgs (import ./flake.nix).outputs)");
     assert_eq!(args, r#"["nixpkgs","proxmox-nixos","self"]"#);
     for m in ["base", "hardening", "wireguard", "ceph", "pve"] {
-        let args = eval(&format!(
-            "builtins.functionArgs (import ./images/nixos/{m}.nix)"
-        ));
+        let args = eval(&format!("builtins.functionArgs (import ./images/nixos/{m}.nix)"));
         assert!(
             args.contains("\"config\"") && args.contains("\"lib\""),
             "{m}.nix is not a NixOS module function: {args}"

@@ -45,17 +45,10 @@ fn nar_bytes_and_hash_match_nix() {
     let theirs = ok_bytes(nix("nix-store").arg("--dump").arg(&root));
     let mut ours = Vec::new();
     nar::dump_path(&root, &mut ours).unwrap();
-    assert_eq!(
-        ours.len(),
-        theirs.len(),
-        "NAR size differs from nix-store --dump"
-    );
+    assert_eq!(ours.len(), theirs.len(), "NAR size differs from nix-store --dump");
     assert!(ours == theirs, "NAR bytes differ from nix-store --dump");
     // Our reader accepts Nix's NAR.
-    assert_eq!(
-        nar::validate(&theirs[..]).unwrap().nar_size,
-        theirs.len() as u64
-    );
+    assert_eq!(nar::validate(&theirs[..]).unwrap().nar_size, theirs.len() as u64);
 
     let (h, size) = nar_hash(&root).unwrap();
     assert_eq!(size, theirs.len() as u64);
@@ -64,10 +57,7 @@ fn nar_bytes_and_hash_match_nix() {
     let nix_sri = ok(nix("nix").args(["hash", "path"]).arg(&root));
     assert_eq!(h.to_sri(), nix_sri);
     // The CLI prints the same, and its --nar is the same bytes.
-    assert_eq!(
-        ok(edge_image().arg("hash").arg(&root)),
-        format!("sha256:{nix_b32}")
-    );
+    assert_eq!(ok(edge_image().arg("hash").arg(&root)), format!("sha256:{nix_b32}"));
     assert!(ok_bytes(edge_image().args(["hash", "--nar"]).arg(&root)) == theirs);
 
     // Single files and symlinks at the top level too.
@@ -96,9 +86,7 @@ fn add_path_store_path_matches_nix() {
     let root = d.path().join("tree");
     make_tree(&root, &nonce());
     let name = format!("edge-images-test-{}", nonce());
-    let theirs = ok(nix("nix")
-        .args(["store", "add-path", "--name", &name])
-        .arg(&root));
+    let theirs = ok(nix("nix").args(["store", "add-path", "--name", &name]).arg(&root));
     let (h, _) = nar_hash(&root).unwrap();
     assert_eq!(add_path_store_path(&h, &name).unwrap().to_string(), theirs);
 
@@ -117,12 +105,8 @@ fn nix_signature_verified_by_us() {
     let d = tempfile::tempdir().unwrap();
     let out = build_simple(d.path(), &format!("edge-sig-{}", nonce()), "signed");
     let (sk, public) = nix_keypair(d.path(), "nixtest-1");
-    ok(nix("nix")
-        .args(["store", "sign", "--key-file"])
-        .arg(&sk)
-        .arg(&out));
-    let info: serde_json::Value =
-        serde_json::from_str(&ok(nix("nix").args(["path-info", "--json", &out]))).unwrap();
+    ok(nix("nix").args(["store", "sign", "--key-file"]).arg(&sk).arg(&out));
+    let info: serde_json::Value = serde_json::from_str(&ok(nix("nix").args(["path-info", "--json", &out]))).unwrap();
     let sig = info[0]["signatures"]
         .as_array()
         .unwrap()
@@ -131,12 +115,8 @@ fn nix_signature_verified_by_us() {
         .find(|s| s.starts_with("nixtest-1:"))
         .expect("nix store sign added a signature")
         .to_string();
-    let refs: Vec<StorePath> = info[0]["references"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r.as_str().unwrap().parse().unwrap())
-        .collect();
+    let refs: Vec<StorePath> =
+        info[0]["references"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().parse().unwrap()).collect();
     let path: StorePath = out.parse().unwrap();
     let (h, size) = nar_hash(Path::new(&out)).unwrap();
     assert_eq!(h, info[0]["narHash"].as_str().unwrap().parse().unwrap());
@@ -144,40 +124,19 @@ fn nix_signature_verified_by_us() {
     let fp = fingerprint(&path, &h, size, &refs);
     let pk = PublicKey::parse(&public).unwrap();
     let sig = Signature::parse(&sig).unwrap();
-    assert!(
-        pk.verify(fp.as_bytes(), &sig),
-        "Nix's signature does not verify with our fingerprint {fp}"
-    );
+    assert!(pk.verify(fp.as_bytes(), &sig), "Nix's signature does not verify with our fingerprint {fp}");
     let wrong = SecretKey::generate("nixtest-1").unwrap().public();
     assert!(!wrong.verify(fp.as_bytes(), &sig));
 
     // The CLI agrees (and computes references by scanning the store).
-    let msg = ok(edge_image().args([
-        "verify",
-        "--trusted-key",
-        &public,
-        "--sig",
-        &sig.to_string(),
-        &out,
-    ]));
+    let msg = ok(edge_image().args(["verify", "--trusted-key", &public, "--sig", &sig.to_string(), &out]));
     assert!(msg.contains("OK"), "{msg}");
-    let err = fails(edge_image().args([
-        "verify",
-        "--trusted-key",
-        &wrong.to_string(),
-        "--sig",
-        &sig.to_string(),
-        &out,
-    ]));
+    let err =
+        fails(edge_image().args(["verify", "--trusted-key", &wrong.to_string(), "--sig", &sig.to_string(), &out]));
     assert!(err.contains("does not verify"), "{err}");
 
     // Our signature over the same path equals... a valid one for Nix's key format: sign with
     // Nix's secret key file through our parser and check Nix's public key accepts it.
-    let ours = SecretKey::parse(&fs::read_to_string(&sk).unwrap())
-        .unwrap()
-        .sign(fp.as_bytes());
-    assert_eq!(
-        ours, sig,
-        "ed25519 is deterministic: same key, same message, same signature"
-    );
+    let ours = SecretKey::parse(&fs::read_to_string(&sk).unwrap()).unwrap().sign(fp.as_bytes());
+    assert_eq!(ours, sig, "ed25519 is deterministic: same key, same message, same signature");
 }

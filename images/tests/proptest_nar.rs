@@ -29,9 +29,7 @@ fn node() -> impl Strategy<Value = Node> {
             .prop_map(|(data, exec)| Node::File { data, exec }),
         1 => "[a-z/.]{1,20}".prop_map(Node::Link),
     ];
-    leaf.prop_recursive(4, 40, 6, |inner| {
-        proptest::collection::btree_map(name(), inner, 0..6).prop_map(Node::Dir)
-    })
+    leaf.prop_recursive(4, 40, 6, |inner| proptest::collection::btree_map(name(), inner, 0..6).prop_map(Node::Dir))
 }
 
 fn write(path: &Path, n: &Node) {

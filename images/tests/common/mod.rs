@@ -9,9 +9,8 @@ pub const NIX_CONFIG: &str =
     "experimental-features = nix-command flakes\nsandbox = false\nbuild-users-group =\nsubstituters =";
 
 fn require(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
+    let found =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false);
     assert!(
         found,
         "`{tool}` is not installed: these tests compare edge-images with the real Nix. \
@@ -43,30 +42,19 @@ fn show(c: &Command, o: &Output) -> String {
 
 /// Run, require success, return stdout bytes.
 pub fn ok_bytes(c: &mut Command) -> Vec<u8> {
-    let o = c
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
+    let o = c.output().unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
     assert!(o.status.success(), "{}", show(c, &o));
     o.stdout
 }
 
 pub fn ok(c: &mut Command) -> String {
-    String::from_utf8(ok_bytes(c))
-        .expect("utf-8 output")
-        .trim()
-        .to_string()
+    String::from_utf8(ok_bytes(c)).expect("utf-8 output").trim().to_string()
 }
 
 /// Run, require failure, return stderr (for checking that the message names the problem).
 pub fn fails(c: &mut Command) -> String {
-    let o = c
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
-    assert!(
-        !o.status.success(),
-        "expected failure but it succeeded: {}",
-        show(c, &o)
-    );
+    let o = c.output().unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
+    assert!(!o.status.success(), "expected failure but it succeeded: {}", show(c, &o));
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
@@ -88,33 +76,22 @@ pub fn build_simple(dir: &Path, name: &str, text: &str) -> String {
         ),
     )
     .unwrap();
-    let json = ok(nix("nix")
-        .args(["build", "--no-link", "--json", "-f"])
-        .arg(&f));
+    let json = ok(nix("nix").args(["build", "--no-link", "--json", "-f"]).arg(&f));
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-    v[0]["outputs"]["out"]
-        .as_str()
-        .expect("build output path")
-        .to_string()
+    v[0]["outputs"]["out"].as_str().expect("build output path").to_string()
 }
 
 pub fn nix_keypair(dir: &Path, name: &str) -> (PathBuf, String) {
     let sk = dir.join(format!("{name}.sk"));
     let secret = ok(nix("nix").args(["key", "generate-secret", "--key-name", name]));
     std::fs::write(&sk, &secret).unwrap();
-    let public = ok(nix("nix")
-        .args(["key", "convert-secret-to-public"])
-        .stdin(std::fs::File::open(&sk).unwrap()));
+    let public = ok(nix("nix").args(["key", "convert-secret-to-public"]).stdin(std::fs::File::open(&sk).unwrap()));
     (sk, public)
 }
 
 pub fn our_keypair(dir: &Path, name: &str) -> (PathBuf, String) {
     let sk = dir.join(format!("{name}.sk"));
     let pk = dir.join(format!("{name}.pk"));
-    ok(edge_image()
-        .args(["keygen", name, "--out-secret"])
-        .arg(&sk)
-        .arg("--out-public")
-        .arg(&pk));
+    ok(edge_image().args(["keygen", name, "--out-secret"]).arg(&sk).arg("--out-public").arg(&pk));
     (sk, std::fs::read_to_string(pk).unwrap().trim().to_string())
 }
