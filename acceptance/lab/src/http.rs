@@ -102,6 +102,7 @@ pub async fn serve(
         let local = stream.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let handler = Arc::clone(&handler);
         let acceptor = acceptor.clone();
+        let gate_conn = gate.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let handler = Arc::clone(&handler);
@@ -126,15 +127,32 @@ pub async fn serve(
                 }
             });
             let builder = hyper::server::conn::http1::Builder::new();
-            match acceptor {
-                Some(acc) => {
-                    if let Ok(tls) = acc.accept(stream).await {
-                        let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+            // A host that goes down takes its open (keep-alive) connections with it.
+            let down = async move {
+                match gate_conn {
+                    Some(g) => {
+                        while g() {
+                            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let conn = async move {
+                match acceptor {
+                    Some(acc) => {
+                        if let Ok(tls) = acc.accept(stream).await {
+                            let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                        }
+                    }
+                    None => {
+                        let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
                     }
                 }
-                None => {
-                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
-                }
+            };
+            tokio::select! {
+                _ = conn => {}
+                _ = down => {}
             }
         });
     }

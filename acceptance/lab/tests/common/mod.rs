@@ -139,6 +139,11 @@ impl TestLab {
 
 impl Drop for TestLab {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.path().join("edge-lab.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("--- edge-lab.log (tail) ---\n{}", lines[lines.len().saturating_sub(40)..].join("\n"));
+        }
         let pid = self.pid();
         let _ = run(&["down", "--dir", &self.dir.path().display().to_string()]);
         if let Some(pid) = pid {
