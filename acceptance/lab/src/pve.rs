@@ -818,7 +818,7 @@ fn pool_json(pool: &Pool) -> Value {
         "pool": pool.id, "pool_name": pool.name, "size": pool.size, "min_size": pool.min_size,
         "pg_num": pool.pg_num, "pg_num_final": pool.pg_num, "crush_rule": 0, "crush_rule_name": pool.crush_rule,
         "pg_autoscale_mode": pool.pg_autoscale_mode, "bytes_used": pool.bytes_used,
-        "percent_used": if pool.bytes_used > 0 { pool.bytes_used as f64 / 3_000_000_000_000f64 } else { 0.0 },
+        "percent_used": pool.percent_used,
         "type": "replicated",
         "application_metadata": {pool.application.clone(): {}},
         "autoscale_status": {"pool_name": pool.name, "pg_autoscale_mode": pool.pg_autoscale_mode},
@@ -868,11 +868,13 @@ pub fn refresh_pools_from_backend(lab: &Lab, store: &str) {
             target_size: None,
             target_size_ratio: None,
             bytes_used: 0,
+            percent_used: 0.0,
         });
         p.size = rp.size;
         p.min_size = rp.min_size;
         p.pg_num = rp.pg_num;
         p.bytes_used = rp.bytes_used;
+        p.percent_used = rp.percent_used;
         if rp.id > 0 {
             p.id = rp.id;
         }
@@ -1109,7 +1111,7 @@ fn ceph(lab: &Arc<Lab>, cx: &Cx, method: &str, template: &str, p: &Map<String, V
                 "nosizechange": 0, "use_gmt_hitset": 1, "write_fadvise_dontneed": 0,
             });
             if p_bool(p, "verbose").unwrap_or(false) {
-                o["statistics"] = json!({"bytes_used": pool.bytes_used, "max_avail": 1_000_000_000_000u64, "percent_used": 0.0, "stored": pool.bytes_used});
+                o["statistics"] = json!({"bytes_used": pool.bytes_used, "max_avail": 1_000_000_000_000u64, "percent_used": pool.percent_used, "stored": pool.bytes_used});
             }
             if let Some(m) = pool.pg_num_min {
                 o["pg_num_min"] = json!(m);
@@ -1362,6 +1364,7 @@ fn pool_create(lab: &Arc<Lab>, cx: &Cx, p: &Map<String, Value>) -> ApiResult {
                         target_size,
                         target_size_ratio: target_ratio,
                         bytes_used: 0,
+                        percent_used: 0.0,
                     },
                 );
             }

@@ -134,6 +134,8 @@ pub struct Pool {
     pub target_size_ratio: Option<f64>,
     #[serde(default)]
     pub bytes_used: i64,
+    #[serde(default)]
+    pub percent_used: f64,
 }
 
 /// One PVE config domain: what lives in /etc/pve (shared by a cluster).
