@@ -9,7 +9,7 @@ use std::str::FromStr;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use crate::nar::{self, NarError};
+use crate::nar::{self, NarError, NarSink};
 use crate::nixbase32;
 
 /// A SHA-256 digest. Displays as `sha256:<nixbase32>`, Nix's form in narinfo files and fingerprints.
@@ -125,18 +125,24 @@ impl Write for HashWriter {
 const SMALL_WRITES: usize = 64 * 1024;
 
 /// Block size handed to the hashing thread.
-const BLOCK: usize = 1 << 20;
+const BLOCK: usize = nar::CHUNK;
 /// Blocks in flight: bounds memory (a few MiB, whatever the input size).
 const IN_FLIGHT: usize = 4;
 
-/// A `Write` sink that hashes on a second thread, so reading files (syscalls, page-cache
-/// copies) overlaps with SHA-256 instead of taking turns with it. Memory stays at a few blocks.
+/// A NAR sink that hashes on a second thread, so reading files (syscalls, page-cache copies)
+/// overlaps with SHA-256 instead of taking turns with it. File-content buffers are handed over
+/// without copying; small NAR tokens are gathered into blocks. Memory stays at a few blocks.
 pub struct ThreadedHasher {
-    block: Vec<u8>,
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    cur: Vec<u8>,
+    fill: usize,
+    tx: Option<std::sync::mpsc::SyncSender<(Vec<u8>, usize)>>,
     free: std::sync::mpsc::Receiver<Vec<u8>>,
     worker: Option<std::thread::JoinHandle<(Sha256Hash, u64)>>,
 }
+
+/// Chunks smaller than this are copied into the current block rather than sent on their own
+/// (one channel message per small file would cost more than the copy).
+const HANDOFF_MIN: usize = 64 * 1024;
 
 impl Default for ThreadedHasher {
     fn default() -> Self {
@@ -146,59 +152,75 @@ impl Default for ThreadedHasher {
 
 impl ThreadedHasher {
     pub fn new() -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(IN_FLIGHT);
         let (free_tx, free) = std::sync::mpsc::channel::<Vec<u8>>();
         let worker = std::thread::spawn(move || {
             let mut h = HashWriter::new();
-            for b in rx {
-                h.hasher.update(&b);
-                h.count += b.len() as u64;
+            for (b, n) in rx {
+                h.hasher.update(&b[..n]);
+                h.count += n as u64;
                 // Hand the buffer back for reuse; the writer may already be gone.
                 let _ = free_tx.send(b);
             }
             h.finish()
         });
-        Self { block: Vec::with_capacity(BLOCK), tx: Some(tx), free, worker: Some(worker) }
+        Self { cur: vec![0u8; BLOCK], fill: 0, tx: Some(tx), free, worker: Some(worker) }
     }
 
-    fn send(&mut self) -> io::Result<()> {
-        let next = match self.free.try_recv() {
-            Ok(mut v) => {
-                v.clear();
-                v
-            }
-            Err(_) => Vec::with_capacity(BLOCK),
-        };
-        let full = std::mem::replace(&mut self.block, next);
+    /// A free buffer of BLOCK bytes: a returned one if any, else a new one. Allocation is
+    /// bounded because buffers only go missing while queued (at most IN_FLIGHT) or hashed.
+    fn spare(&mut self) -> Vec<u8> {
+        match self.free.try_recv() {
+            Ok(v) => v,
+            Err(_) => vec![0u8; BLOCK],
+        }
+    }
+
+    fn send(&mut self, buf: Vec<u8>, n: usize) -> io::Result<()> {
         let tx = self.tx.as_ref().ok_or_else(|| io::Error::other("hasher already finished"))?;
-        tx.send(full).map_err(|_| io::Error::other("hashing thread stopped"))
+        tx.send((buf, n)).map_err(|_| io::Error::other("hashing thread stopped"))
+    }
+
+    fn flush_cur(&mut self) -> io::Result<()> {
+        if self.fill == 0 {
+            return Ok(());
+        }
+        let next = self.spare();
+        let full = std::mem::replace(&mut self.cur, next);
+        let n = std::mem::take(&mut self.fill);
+        self.send(full, n)
     }
 
     pub fn finish(mut self) -> io::Result<(Sha256Hash, u64)> {
-        if !self.block.is_empty() {
-            self.send()?;
-        }
+        self.flush_cur()?;
         self.tx = None; // closes the channel: the worker drains and returns
         let worker = self.worker.take().ok_or_else(|| io::Error::other("hasher already finished"))?;
         worker.join().map_err(|_| io::Error::other("hashing thread panicked"))
     }
 }
 
-impl Write for ThreadedHasher {
-    fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
-        let total = buf.len();
-        while !buf.is_empty() {
-            let n = (BLOCK - self.block.len()).min(buf.len());
-            self.block.extend_from_slice(&buf[..n]);
-            buf = &buf[n..];
-            if self.block.len() == BLOCK {
-                self.send()?;
+impl NarSink for ThreadedHasher {
+    fn put(&mut self, mut b: &[u8]) -> io::Result<()> {
+        while !b.is_empty() {
+            let n = (BLOCK - self.fill).min(b.len());
+            self.cur[self.fill..self.fill + n].copy_from_slice(&b[..n]);
+            self.fill += n;
+            b = &b[n..];
+            if self.fill == BLOCK {
+                self.flush_cur()?;
             }
         }
-        Ok(total)
-    }
-    fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+
+    fn put_chunk(&mut self, buf: Vec<u8>, n: usize) -> io::Result<Vec<u8>> {
+        if n < HANDOFF_MIN || buf.len() != BLOCK {
+            self.put(&buf[..n])?;
+            return Ok(buf);
+        }
+        self.flush_cur()?; // keep byte order: pending tokens go first
+        self.send(buf, n)?;
+        Ok(self.spare())
     }
 }
 
@@ -213,10 +235,9 @@ impl Drop for ThreadedHasher {
 
 /// NAR hash and NAR size of a path, exactly as `nix hash path` / `nix path-info` report them.
 pub fn nar_hash(path: &Path) -> Result<(Sha256Hash, u64), NarError> {
-    let mut w = BufWriter::with_capacity(SMALL_WRITES, ThreadedHasher::new());
-    nar::dump_path(path, &mut w)?;
-    let hw = w.into_inner().map_err(|e| NarError::Write(e.into_error()))?;
-    hw.finish().map_err(NarError::Write)
+    let mut h = ThreadedHasher::new();
+    nar::dump_into(path, &mut h)?;
+    h.finish().map_err(NarError::Write)
 }
 
 /// For a regular file: NAR hash, NAR size, plain sha256 and size, all from one read.
@@ -243,6 +264,24 @@ pub struct FileHashes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The threaded hasher (buffer hand-off for big chunks, copies for small ones) hashes
+    /// exactly the bytes `dump_path` writes, in order.
+    #[test]
+    fn threaded_hash_equals_plain_nar_hash() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("t");
+        std::fs::create_dir(&root).unwrap();
+        let big: Vec<u8> = (0..(3 * nar::CHUNK + 12345)).map(|i| (i * 7 % 253) as u8).collect();
+        std::fs::write(root.join("big"), &big).unwrap();
+        for i in 0..50 {
+            std::fs::write(root.join(format!("s{i}")), &big[..i * 997]).unwrap();
+        }
+        std::fs::write(root.join("mid"), &big[..nar::CHUNK]).unwrap();
+        let mut nar_bytes = Vec::new();
+        let n = nar::dump_path(&root, &mut nar_bytes).unwrap();
+        assert_eq!(nar_hash(&root).unwrap(), (Sha256Hash::digest(&nar_bytes), n));
+    }
 
     #[test]
     fn parse_forms() {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 pub const MAGIC: &str = "nix-archive-1";
 /// Read buffer for file contents: big enough that syscalls and hasher calls are amortised.
-const CHUNK: usize = 1 << 20;
+pub const CHUNK: usize = 1 << 20;
 /// Longest non-content token we accept when reading (names, targets, keywords).
 const MAX_TOKEN: u64 = 4096;
 
@@ -78,26 +78,52 @@ fn padding(len: u64) -> usize {
     ((8 - (len % 8)) % 8) as usize
 }
 
-fn write_u64<W: Write>(w: &mut W, n: u64) -> Result<(), NarError> {
-    w.write_all(&n.to_le_bytes()).map_err(NarError::Write)
+/// Where the NAR writer puts bytes. `put_chunk` hands over a whole read buffer so a sink that
+/// can take ownership (the threaded hasher) avoids copying file contents; any `Write` works
+/// through [`WriteSink`].
+pub trait NarSink {
+    fn put(&mut self, b: &[u8]) -> io::Result<()>;
+    /// `buf[..n]` holds file contents; returns a buffer (same length) for the next read.
+    fn put_chunk(&mut self, buf: Vec<u8>, n: usize) -> io::Result<Vec<u8>> {
+        self.put(&buf[..n])?;
+        Ok(buf)
+    }
 }
 
-fn write_str<W: Write>(w: &mut W, s: &[u8]) -> Result<(), NarError> {
+/// Adapts any `Write` to [`NarSink`].
+pub struct WriteSink<W>(pub W);
+
+impl<W: Write> NarSink for WriteSink<W> {
+    fn put(&mut self, b: &[u8]) -> io::Result<()> {
+        self.0.write_all(b)
+    }
+}
+
+fn write_u64<S: NarSink>(w: &mut S, n: u64) -> Result<(), NarError> {
+    w.put(&n.to_le_bytes()).map_err(NarError::Write)
+}
+
+fn write_str<S: NarSink>(w: &mut S, s: &[u8]) -> Result<(), NarError> {
     write_u64(w, s.len() as u64)?;
-    w.write_all(s).map_err(NarError::Write)?;
-    w.write_all(&[0u8; 8][..padding(s.len() as u64)]).map_err(NarError::Write)
+    w.put(s).map_err(NarError::Write)?;
+    w.put(&[0u8; 8][..padding(s.len() as u64)]).map_err(NarError::Write)
 }
 
 /// Write the NAR serialisation of `path` (file, directory or symlink; not followed) to `out`.
 /// Returns the number of bytes written.
 pub fn dump_path<W: Write>(path: &Path, out: W) -> Result<u64, NarError> {
-    let mut w = CountingWriter::new(out);
+    let mut w = WriteSink(CountingWriter::new(out));
+    dump_into(path, &mut w)?;
+    w.0.flush().map_err(NarError::Write)?;
+    Ok(w.0.count())
+}
+
+/// Write the NAR serialisation of `path` into any [`NarSink`].
+pub fn dump_into<S: NarSink>(path: &Path, sink: &mut S) -> Result<(), NarError> {
     let mut buf = vec![0u8; CHUNK];
-    write_str(&mut w, MAGIC.as_bytes())?;
+    write_str(sink, MAGIC.as_bytes())?;
     let ft = fs::symlink_metadata(path).map_err(io_err(path))?.file_type();
-    dump_node(path, ft, &mut w, &mut buf)?;
-    w.flush().map_err(NarError::Write)?;
-    Ok(w.count())
+    dump_node(path, ft, sink, &mut buf)
 }
 
 /// A callback that sees a regular file's raw contents as they stream past.
@@ -105,10 +131,10 @@ pub type ContentTee<'a> = &'a mut dyn FnMut(&[u8]);
 
 /// Stream one regular file's contents into the NAR: header, data, padding.
 /// `tee` also receives the raw contents (used to compute a plain sha256 in the same pass).
-pub fn dump_regular_file<W: Write>(
+pub fn dump_regular_file<S: NarSink>(
     path: &Path,
-    out: &mut W,
-    buf: &mut [u8],
+    out: &mut S,
+    buf: &mut Vec<u8>,
     mut tee: Option<ContentTee<'_>>,
 ) -> Result<(), NarError> {
     let mut f = fs::File::open(path).map_err(io_err(path))?;
@@ -141,12 +167,12 @@ pub fn dump_regular_file<W: Write>(
             Err(e) => return Err(NarError::Io { path: path.to_path_buf(), source: e }),
         };
         read += n as u64;
-        out.write_all(&buf[..n]).map_err(NarError::Write)?;
         if let Some(t) = tee.as_mut() {
             t(&buf[..n]);
         }
+        *buf = out.put_chunk(std::mem::take(buf), n).map_err(NarError::Write)?;
     }
-    out.write_all(&[0u8; 8][..padding(size)]).map_err(NarError::Write)?;
+    out.put(&[0u8; 8][..padding(size)]).map_err(NarError::Write)?;
     write_str(out, b")")
 }
 
@@ -156,16 +182,16 @@ pub fn dump_file_tee<W: Write>(path: &Path, out: W, tee: &mut dyn FnMut(&[u8])) 
     if !meta.file_type().is_file() {
         return Err(NarError::UnsupportedType { path: path.to_path_buf() });
     }
-    let mut w = CountingWriter::new(out);
+    let mut w = WriteSink(CountingWriter::new(out));
     let mut buf = vec![0u8; CHUNK];
     write_str(&mut w, MAGIC.as_bytes())?;
     dump_regular_file(path, &mut w, &mut buf, Some(tee))?;
-    w.flush().map_err(NarError::Write)?;
-    Ok(w.count())
+    w.0.flush().map_err(NarError::Write)?;
+    Ok(w.0.count())
 }
 
 /// `ft` comes from the parent's directory listing (d_type), so no lstat per entry.
-fn dump_node<W: Write>(path: &Path, ft: fs::FileType, w: &mut W, buf: &mut [u8]) -> Result<(), NarError> {
+fn dump_node<S: NarSink>(path: &Path, ft: fs::FileType, w: &mut S, buf: &mut Vec<u8>) -> Result<(), NarError> {
     if ft.is_file() {
         dump_regular_file(path, w, buf, None)
     } else if ft.is_symlink() {
