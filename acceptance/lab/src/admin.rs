@@ -47,6 +47,8 @@ fn handle(lab: &Arc<Lab>, req: Req) -> Resp {
         ("GET", ["lab", "nodes", node]) => node_info(lab, node, query.get("store").and_then(Value::as_str)),
         ("POST", ["lab", "wipe"]) => wipe(lab, &body),
         ("POST", ["lab", "drift"]) => drift(lab, &body),
+        ("POST", ["lab", "power"]) => power(lab, &body),
+        ("POST", ["lab", "install"]) => install(lab, &body),
         ("GET", ["lab", "faults"]) => Ok(json!(lab.fault_rules())),
         ("POST", ["lab", "faults"]) => {
             let rules: Result<Vec<FaultRule>, _> = match &body {
@@ -200,6 +202,59 @@ fn wipe(lab: &Arc<Lab>, body: &Value) -> AResult {
         }
     }
     Ok(json!({"wiped_systems": uuids, "removed_pools": pools, "peer_errors": peer_errors}))
+}
+
+/// Power a node on/off: through the BMC when there is one, else directly in the model
+/// (power on boots the installed disk).
+fn power(lab: &Arc<Lab>, body: &Value) -> AResult {
+    let node = body.get("node").and_then(Value::as_str).ok_or((400, "missing \"node\"".to_string()))?;
+    let on = body.get("on").and_then(Value::as_bool).ok_or((400, "missing \"on\" (bool)".to_string()))?;
+    let uuid = {
+        let mut st = lab.state();
+        let sid = find_store(&st, body.get("store").and_then(Value::as_str), Some(node))?;
+        let n = st.store_mut(&sid).and_then(|s| s.node_mut(node)).ok_or((404, format!("no such node '{node}'")))?;
+        if lab.bmc.is_none() {
+            n.power_on = on;
+            if on {
+                n.boot_time = crate::state::now_s();
+            }
+        }
+        let u = n.system_id.clone();
+        lab.save(&st);
+        u
+    };
+    if let Some(b) = &lab.bmc {
+        b.set_power(&uuid, on).map_err(|e| (502, format!("bmc: {e}")))?;
+    }
+    Ok(json!({"node": node, "on": on, "via_bmc": lab.bmc.is_some()}))
+}
+
+/// Without a BMC: (re)install a node as if it had booted `image_url` (default: none recorded).
+fn install(lab: &Arc<Lab>, body: &Value) -> AResult {
+    if lab.bmc.is_some() {
+        return Err((409, "this lab has a BMC: install through Redfish virtual media".into()));
+    }
+    let node = body.get("node").and_then(Value::as_str).ok_or((400, "missing \"node\"".to_string()))?;
+    let mut st = lab.state();
+    let sid = find_store(&st, body.get("store").and_then(Value::as_str), Some(node))?;
+    if st.store(&sid).and_then(|s| s.node(node)).is_none() {
+        return Err((404, format!("no such node '{node}'")));
+    }
+    let install_ms = st.options.install_ms;
+    model::reset_os(&mut st, &sid, node);
+    let image = body.get("image_url").and_then(Value::as_str).map(|u| crate::state::BootedImage {
+        url: u.to_string(),
+        sha256: body.get("sha256").and_then(Value::as_str).map(str::to_string),
+        booted_at: crate::state::now_s(),
+    });
+    if let Some(n) = st.store_mut(&sid).and_then(|s| s.node_mut(node)) {
+        n.power_on = true;
+        n.installed = true;
+        n.install_until_ms = Some(crate::state::now_ms() + install_ms);
+        n.image = image;
+    }
+    lab.save(&st);
+    Ok(json!({"node": node, "store": sid, "ready_in_ms": install_ms}))
 }
 
 /// Changes made behind Terraform's back. `{"kind": ..., ...}`; see README for the kinds.

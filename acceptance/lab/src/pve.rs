@@ -847,7 +847,7 @@ pub fn refresh_pools_from_backend(lab: &Lab, store: &str) {
         let Some(name) = rp.name.strip_prefix(&prefix) else {
             continue;
         };
-        if prefix.is_empty() && rp.name.starts_with("s0") && rp.name.contains('.') {
+        if prefix.is_empty() && rp.name.starts_with("store-") && rp.name.contains('.') {
             continue;
         }
         if name == ".mgr" || name.starts_with('.') {

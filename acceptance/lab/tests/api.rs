@@ -422,6 +422,21 @@ fn admin_snapshot_drift_faults_wipe() {
     assert_eq!((n["power_on"].as_bool(), n["installed"].as_bool()), (Some(false), Some(false)));
     let url = format!("{}/api2/json/version", lab.node_ep(0, 2));
     assert!(lab.client.get(url).header("Authorization", lab.token(0)).send().is_err(), "wiped node must not answer");
+    // Reinstall it (no BMC in this lab): fresh and up again after --install-ms.
+    let (c, v) = lab.admin("POST", "/lab/install", Some(json!({"node": "pve3", "image_url": "http://x/img.raw"})));
+    assert_eq!(c, 200, "{v}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while lab
+        .client
+        .get(format!("{}/api2/json/version", lab.node_ep(0, 2)))
+        .header("Authorization", lab.token(0))
+        .send()
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "reinstalled node never came up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(lab.admin("GET", "/lab/nodes/pve3", None).1["image"]["url"], "http://x/img.raw");
     // Wipe the store: pools and jobs gone.
     assert_eq!(lab.admin("POST", "/lab/wipe", Some(json!({"store": "store-001"}))).0, 200);
     let (_, snap) = lab.admin("GET", "/lab/snapshot", None);
