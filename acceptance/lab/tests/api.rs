@@ -411,6 +411,15 @@ fn admin_snapshot_drift_faults_wipe() {
     assert_eq!(lab.pve(0, "GET", "/version", &[]).0, 200);
     lab.admin("DELETE", "/lab/faults", None);
     assert_eq!(lab.pve(0, "GET", "/nodes/pve1/dns", &[]).0, 200);
+    // Dropped connections and latency.
+    lab.admin("POST", "/lab/faults", Some(json!([{"pattern": "GET .*/time$", "drop_rate": 1.0, "seed": 3}, {"pattern": "GET /api2/json/version", "latency_ms": 300}])));
+    let url = format!("{}/api2/json/nodes/pve1/time", lab.node_ep(0, 0));
+    assert!(lab.client.get(url).header("Authorization", lab.token(0)).send().is_err(), "connection must be dropped");
+    let t = std::time::Instant::now();
+    assert_eq!(lab.pve(0, "GET", "/version", &[]).0, 200);
+    assert!(t.elapsed() >= std::time::Duration::from_millis(300));
+    assert_eq!(lab.admin("GET", "/lab/faults", None).1.as_array().map(Vec::len), Some(2));
+    lab.admin("DELETE", "/lab/faults", None);
     // Call counts per endpoint.
     let (_, calls) = lab.admin("GET", "/lab/calls", None);
     assert!(calls["total"].as_u64().unwrap() >= 8);
