@@ -468,3 +468,25 @@ fn up_time_without_ceph_is_reported() {
     let (ok, out) = common::run(&["status", "--dir", &lab.path().display().to_string()]);
     assert!(ok && out.contains("running: true"), "{out}");
 }
+
+#[test]
+fn runs_with_validation_off_when_the_schema_is_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let out = std::process::Command::new(common::BIN)
+        .args(["up", "--dir", &d, "--net", "73"])
+        .env("EDGE_LAB_SCHEMA_DIR", dir.path().join("no-such-dir"))
+        .output()
+        .unwrap();
+    let down = || common::run(&["down", "--dir", &d]);
+    if !out.status.success() {
+        down();
+        panic!("up failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("lab.json")).unwrap()).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("edge-lab.log")).unwrap_or_default();
+    let (ok, text) = down();
+    assert!(ok, "{text}");
+    assert_eq!(v["schema_validation"], false);
+    assert!(log.contains("VALIDATION IS OFF"), "{log}");
+}
