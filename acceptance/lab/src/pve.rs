@@ -1162,8 +1162,16 @@ fn ceph(lab: &Arc<Lab>, cx: &Cx, method: &str, template: &str, p: &Map<String, V
                         {
                             let st = lab.state();
                             let s = st.store(&store).ok_or("store vanished")?;
-                            if !s.pools.contains_key(&name) {
+                            let Some(cur) = s.pools.get(&name) else {
                                 return Err(format!("pool '{name}' does not exist"));
+                            };
+                            // Ceph's own consistency rule, as the mon reports it.
+                            let mut after = cur.clone();
+                            for (k, v) in &changes {
+                                apply_pool_field(&mut after, k, v);
+                            }
+                            if after.min_size > after.size {
+                                return Err(min_size_error(after.size));
                             }
                         }
                         let mut log = Vec::new();
@@ -1255,6 +1263,10 @@ fn ceph(lab: &Arc<Lab>, cx: &Cx, method: &str, template: &str, p: &Map<String, V
     }
 }
 
+fn min_size_error(size: i64) -> String {
+    format!("mon_command failed - pool min_size must be between 1 and size, which is set to {size}")
+}
+
 fn ceph_key<'a>(k: &'a str, v: &str) -> (Option<&'a str>, String) {
     match k {
         "size" | "min_size" | "pg_num" | "pg_num_min" | "crush_rule" | "pg_autoscale_mode" | "target_size_ratio" => {
@@ -1325,6 +1337,9 @@ fn pool_create(lab: &Arc<Lab>, cx: &Cx, p: &Map<String, Value>) -> ApiResult {
         &cx.caller.authid,
         cx.fail,
         move |lab| {
+            if min_size > size {
+                return Err(min_size_error(size));
+            }
             let prefix = pool_prefix(&lab.state(), &store);
             let mut log = Vec::new();
             for (pname, _kind) in &names {

@@ -159,6 +159,10 @@ fn upid_task_lifecycle() {
     let (_, v) = lab.pve(0, "PUT", "/nodes/pve1/ceph/pool/rbd1", &[("size", "3")]);
     let st = lab.wait_task(0, v["data"].as_str().unwrap());
     assert_eq!(st["exitstatus"], "pool 'rbd1' does not exist");
+    // Ceph's rule min_size <= size fails the worker, like the mon does.
+    let (_, v) = lab.pve(0, "POST", "/nodes/pve1/ceph/pool", &[("name", "odd"), ("size", "2"), ("min_size", "3")]);
+    let st = lab.wait_task(0, v["data"].as_str().unwrap());
+    assert!(st["exitstatus"].as_str().unwrap().contains("min_size must be between 1 and size"), "{st}");
     // Injected task failures are deterministic per seed.
     let (c, _) =
         lab.admin("POST", "/lab/faults", Some(json!({"pattern": "POST .*/ceph/pool$", "fail_tasks": 1.0, "seed": 7})));
