@@ -148,3 +148,25 @@ fn compatibility_with_terraform_1_0_3() {
     assert_eq!(tf.resource("edge_wireguard_key.k")["public_key"], "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=");
     tf.destroy();
 }
+
+#[test]
+fn state_from_schema_version_0_is_upgraded() {
+    let tf = Tf::new(
+        "terraform {\n  required_providers { edge = { source = \"edgeform/edge\" } }\n}\nresource \"edge_wireguard_key\" \"k\" {}\n",
+    );
+    // A state as the version-0 schema wrote it: keys named `private` and `public`.
+    tf.write(
+        "terraform.tfstate",
+        r#"{"version":4,"terraform_version":"1.15.5","serial":1,"lineage":"5b8b2f7e-0000-4000-8000-000000000000","outputs":{},
+"resources":[{"mode":"managed","type":"edge_wireguard_key","name":"k","provider":"provider[\"registry.terraform.io/edgeform/edge\"]",
+"instances":[{"schema_version":0,"attributes":{"private":"yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=","public":"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="},"sensitive_attributes":[]}]}]}"#,
+    );
+    tf.init();
+    tf.must(&["apply", "-refresh-only", "-auto-approve", "-no-color"]);
+    let k = tf.resource("edge_wireguard_key.k");
+    assert_eq!(k["public_key"], "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=");
+    assert_eq!(k["private_key"], "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=");
+    tf.assert_no_changes();
+    let state = std::fs::read_to_string(tf.dir().join("terraform.tfstate")).expect("state");
+    assert!(state.contains("\"schema_version\": 1"), "{state}");
+}
