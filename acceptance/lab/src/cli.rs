@@ -108,7 +108,9 @@ pub fn main() -> ExitCode {
 
 fn serve(a: &UpArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("EDGE_LAB_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // `up` sends stderr to DIR/edge-lab.log: colours only on a terminal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     std::fs::create_dir_all(&a.dir)?;
     let dir = a.dir.canonicalize()?;
     let opts = a.options(&dir);
