@@ -107,3 +107,53 @@ fn is_provider_running(pid: u32) -> bool {
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).map(|p| p.display().to_string()).unwrap_or_default();
     !zombie && exe.contains("terraform-provider-edge")
 }
+
+#[test]
+fn provider_config_unknown_at_plan_time_is_fine() {
+    // The PVE endpoint comes from another resource: unknown while planning, known at apply.
+    let tf = Tf::new(
+        r#"
+terraform {
+  required_providers { edge = { source = "edgeform/edge" } }
+}
+resource "terraform_data" "site" {
+  input = "10.1.0.11"
+}
+provider "edge" {
+  pve = { endpoint = "https://${terraform_data.site.output}:8006" }
+}
+resource "edge_wireguard_key" "k" {}
+"#,
+    );
+    tf.init();
+    let plan = tf.run(&["plan", "-no-color"]);
+    assert!(plan.ok(), "{}", plan.output());
+    tf.apply();
+    tf.assert_no_changes();
+    tf.destroy();
+}
+
+#[test]
+fn bad_provider_config_names_the_attribute() {
+    let tf = Tf::new(
+        r#"
+terraform {
+  required_providers { edge = { source = "edgeform/edge" } }
+}
+provider "edge" {
+  pve = { endpoint = "http://10.1.0.11:8006", api_token = "root@pam!t:secret" }
+  trusted_image_keys = ["no-colon-here"]
+}
+resource "edge_wireguard_key" "k" {}
+"#,
+    );
+    tf.init();
+    let r = tf.run(&["validate", "-no-color"]);
+    assert!(!r.ok());
+    let out = r.output();
+    for needle in ["Invalid endpoint", "must start with https://", "Invalid API token", "Invalid image key"] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    // Our diagnostics never repeat a secret (Terraform itself quotes the source line).
+    assert!(!out.lines().filter(|l| !l.contains("api_token =")).any(|l| l.contains("secret")), "{out}");
+}
