@@ -32,20 +32,11 @@ pub enum CephError {
     #[error(transparent)]
     Util(#[from] UtilError),
     #[error("`{cmd}` failed ({status}): {stderr}")]
-    Command {
-        cmd: String,
-        status: String,
-        stderr: String,
-    },
+    Command { cmd: String, status: String, stderr: String },
     #[error("parsing the output of `{cmd}`: {message}")]
     Parse { cmd: String, message: String },
     #[error("{what} in {dir} did not become ready within {secs} s; last state: {last}")]
-    NotReady {
-        what: String,
-        dir: PathBuf,
-        secs: u64,
-        last: String,
-    },
+    NotReady { what: String, dir: PathBuf, secs: u64, last: String },
     #[error("no Ceph cluster in {0} (missing cluster.json)")]
     NotFound(PathBuf),
     #[error("the Ceph cluster in {0} is not running (mon.a pid file missing or stale)")]
@@ -56,10 +47,7 @@ pub enum CephError {
 
 impl CephError {
     fn io(path: &Path, source: std::io::Error) -> Self {
-        CephError::Util(UtilError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        CephError::Util(UtilError::Io { path: path.to_path_buf(), source })
     }
 }
 
@@ -208,15 +196,7 @@ pub struct CephStatus {
     pub fsid: String,
 }
 
-const TOOLS: &[&str] = &[
-    "ceph",
-    "rados",
-    "ceph-mon",
-    "ceph-mgr",
-    "ceph-osd",
-    "ceph-authtool",
-    "monmaptool",
-];
+const TOOLS: &[&str] = &["ceph", "rados", "ceph-mon", "ceph-mgr", "ceph-osd", "ceph-authtool", "monmaptool"];
 
 /// Handle on a cluster living in a directory. Cheap to clone; holds no processes (the daemons
 /// run detached and are found through their pid files).
@@ -262,21 +242,12 @@ impl CephCluster {
     }
 
     fn open(dir: &Path, cmd_timeout: Duration) -> Result<CephCluster, CephError> {
-        let dir = dir
-            .canonicalize()
-            .map_err(|_| CephError::NotFound(dir.to_path_buf()))?;
+        let dir = dir.canonicalize().map_err(|_| CephError::NotFound(dir.to_path_buf()))?;
         let path = dir.join("cluster.json");
         let raw = std::fs::read(&path).map_err(|_| CephError::NotFound(dir.clone()))?;
-        let meta: ClusterMeta = serde_json::from_slice(&raw).map_err(|e| CephError::Parse {
-            cmd: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(CephCluster {
-            conf: dir.join("ceph.conf"),
-            dir,
-            meta,
-            cmd_timeout,
-        })
+        let meta: ClusterMeta = serde_json::from_slice(&raw)
+            .map_err(|e| CephError::Parse { cmd: path.display().to_string(), message: e.to_string() })?;
+        Ok(CephCluster { conf: dir.join("ceph.conf"), dir, meta, cmd_timeout })
     }
 
     /// The cluster directory.
@@ -335,8 +306,7 @@ impl CephCluster {
     }
 
     fn daemon_running(&self, name: &str) -> bool {
-        util::read_pid_file(&self.pid_file(name))
-            .is_some_and(|pid| util::pid_alive_matching(pid, &self.needle()))
+        util::read_pid_file(&self.pid_file(name)).is_some_and(|pid| util::pid_alive_matching(pid, &self.needle()))
     }
 
     fn bin(&self, tool: &str) -> Result<PathBuf, CephError> {
@@ -354,12 +324,7 @@ impl CephCluster {
             fsid: fsid.clone(),
             mon_v2_port: opts.mon_v2_port,
             mon_v1_port: opts.mon_v1_port,
-            osds: (0..opts.osds)
-                .map(|id| OsdMeta {
-                    id,
-                    uuid: util::random_uuid(),
-                })
-                .collect(),
+            osds: (0..opts.osds).map(|id| OsdMeta { id, uuid: util::random_uuid() }).collect(),
             bin_dir: opts.bin_dir.clone(),
         };
         for sub in ["run", "log", "mon.a", "mgr.x"] {
@@ -368,12 +333,7 @@ impl CephCluster {
         }
         let conf = dir.join("ceph.conf");
         util::write_atomic(&conf, render_conf(dir, &meta, opts.osd_bytes).as_bytes())?;
-        let c = CephCluster {
-            dir: dir.to_path_buf(),
-            conf,
-            meta,
-            cmd_timeout: opts.cmd_timeout,
-        };
+        let c = CephCluster { dir: dir.to_path_buf(), conf, meta, cmd_timeout: opts.cmd_timeout };
 
         // Keys: mon. and client.admin, the admin key imported into the mon's bootstrap keyring.
         let mon_keyring = dir.join("mon.keyring");
@@ -381,16 +341,7 @@ impl CephCluster {
         let s = |p: &Path| p.display().to_string();
         c.tool(
             "ceph-authtool",
-            &[
-                "--create-keyring",
-                &s(&mon_keyring),
-                "--gen-key",
-                "-n",
-                "mon.",
-                "--cap",
-                "mon",
-                "allow *",
-            ],
+            &["--create-keyring", &s(&mon_keyring), "--gen-key", "-n", "mon.", "--cap", "mon", "allow *"],
         )
         .await?;
         c.tool(
@@ -416,45 +367,17 @@ impl CephCluster {
             ],
         )
         .await?;
-        c.tool(
-            "ceph-authtool",
-            &[&s(&mon_keyring), "--import-keyring", &s(&admin_keyring)],
-        )
-        .await?;
+        c.tool("ceph-authtool", &[&s(&mon_keyring), "--import-keyring", &s(&admin_keyring)]).await?;
         let monmap = dir.join("monmap");
-        c.tool(
-            "monmaptool",
-            &[
-                "--create",
-                "--fsid",
-                &fsid,
-                "--addv",
-                "a",
-                &c.mon_addr(),
-                &s(&monmap),
-            ],
-        )
-        .await?;
+        c.tool("monmaptool", &["--create", "--fsid", &fsid, "--addv", "a", &c.mon_addr(), &s(&monmap)]).await?;
         c.tool(
             "ceph-mon",
-            &[
-                "-c",
-                &s(&c.conf),
-                "--mkfs",
-                "-i",
-                "a",
-                "--monmap",
-                &s(&monmap),
-                "--keyring",
-                &s(&mon_keyring),
-            ],
+            &["-c", &s(&c.conf), "--mkfs", "-i", "a", "--monmap", &s(&monmap), "--keyring", &s(&mon_keyring)],
         )
         .await?;
         // Written before any daemon runs, so a failed bootstrap can still be stopped/attached.
-        let meta_json = serde_json::to_vec_pretty(&c.meta).map_err(|e| CephError::Parse {
-            cmd: "cluster.json".into(),
-            message: e.to_string(),
-        })?;
+        let meta_json = serde_json::to_vec_pretty(&c.meta)
+            .map_err(|e| CephError::Parse { cmd: "cluster.json".into(), message: e.to_string() })?;
         util::write_atomic(&dir.join("cluster.json"), &meta_json)?;
 
         c.spawn_daemon("ceph-mon", "a").await?;
@@ -494,27 +417,14 @@ impl CephCluster {
         let key = self.tool("ceph-authtool", &["--gen-print-key"]).await?;
         let key = key.trim();
         let secret = serde_json::json!({ "cephx_secret": key }).to_string();
-        self.ceph_stdin(
-            &["osd", "new", &osd.uuid, &osd.id.to_string(), "-i", "-"],
-            secret.as_bytes(),
-        )
-        .await?;
+        self.ceph_stdin(&["osd", "new", &osd.uuid, &osd.id.to_string(), "-i", "-"], secret.as_bytes()).await?;
         let odir = self.dir.join(format!("osd.{}", osd.id));
         std::fs::create_dir_all(&odir).map_err(|e| CephError::io(&odir, e))?;
         let kr = odir.join("keyring");
-        std::fs::write(&kr, format!("[osd.{}]\n\tkey = {key}\n", osd.id))
-            .map_err(|e| CephError::io(&kr, e))?;
+        std::fs::write(&kr, format!("[osd.{}]\n\tkey = {key}\n", osd.id)).map_err(|e| CephError::io(&kr, e))?;
         self.tool(
             "ceph-osd",
-            &[
-                "-c",
-                &self.conf.display().to_string(),
-                "-i",
-                &osd.id.to_string(),
-                "--mkfs",
-                "--osd-uuid",
-                &osd.uuid,
-            ],
+            &["-c", &self.conf.display().to_string(), "-i", &osd.id.to_string(), "--mkfs", "--osd-uuid", &osd.uuid],
         )
         .await?;
         self.spawn_daemon("ceph-osd", &osd.id.to_string()).await
@@ -560,27 +470,11 @@ impl CephCluster {
         let args = ["-c".to_string(), self.conf.display().to_string(), "-i".into(), id.into()];
         let label = util::describe(&bin, &args);
         let mut cmd = Command::new(&bin);
-        cmd.args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|source| UtilError::Spawn {
-            cmd: label.clone(),
-            source,
-        })?;
+        cmd.args(&args).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err)).kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|source| UtilError::Spawn { cmd: label.clone(), source })?;
         let status = match tokio::time::timeout(self.cmd_timeout, child.wait()).await {
-            Ok(s) => s.map_err(|source| UtilError::Spawn {
-                cmd: label.clone(),
-                source,
-            })?,
-            Err(_) => {
-                return Err(UtilError::Timeout {
-                    cmd: label,
-                    secs: self.cmd_timeout.as_secs(),
-                }
-                .into())
-            }
+            Ok(s) => s.map_err(|source| UtilError::Spawn { cmd: label.clone(), source })?,
+            Err(_) => return Err(UtilError::Timeout { cmd: label, secs: self.cmd_timeout.as_secs() }.into()),
         };
         if !status.success() {
             return Err(CephError::Command {
@@ -593,10 +487,7 @@ impl CephCluster {
                 ),
             });
         }
-        let ok = util::poll_until(Duration::from_secs(10), || async {
-            self.daemon_running(&name).then_some(())
-        })
-        .await;
+        let ok = util::poll_until(Duration::from_secs(10), || async { self.daemon_running(&name).then_some(()) }).await;
         if ok.is_none() {
             return Err(CephError::NotReady {
                 what: name.clone(),
@@ -625,12 +516,7 @@ impl CephCluster {
         })
         .await;
         let last = last.into_inner();
-        ok.ok_or_else(|| CephError::NotReady {
-            what: "mon.a".into(),
-            dir: self.dir.clone(),
-            secs: 30,
-            last,
-        })
+        ok.ok_or_else(|| CephError::NotReady { what: "mon.a".into(), dir: self.dir.clone(), secs: 30, last })
     }
 
     /// Polls `ceph status` until HEALTH_OK, all OSDs up+in and all PGs active+clean.
@@ -640,9 +526,16 @@ impl CephCluster {
         let res = util::poll_until(timeout, || async {
             match self.status().await {
                 Ok(s) => {
+                    // Right after a (re)start the mgr's PG map is empty or stale; it is only
+                    // trustworthy once it covers every PG of every pool in the OSD map.
+                    let expected_pgs = match self.pools().await {
+                        Ok(pools) => pools.iter().map(|p| u64::from(p.pg_num)).sum(),
+                        Err(_) => u64::MAX,
+                    };
                     let ready = s.health == "HEALTH_OK"
                         && s.num_up_osds == want
                         && s.num_in_osds == want
+                        && s.num_pgs == expected_pgs
                         && s.pgs_active_clean == s.num_pgs;
                     *last.borrow_mut() = format!("{s:?}");
                     ready.then_some(s)
@@ -669,18 +562,9 @@ impl CephCluster {
     pub async fn stop(&self) -> Result<(), CephError> {
         let needle = self.needle();
         let pids = |names: &[String]| -> Vec<(u32, String)> {
-            names
-                .iter()
-                .filter_map(|n| util::read_pid_file(&self.pid_file(n)))
-                .map(|p| (p, needle.clone()))
-                .collect()
+            names.iter().filter_map(|n| util::read_pid_file(&self.pid_file(n))).map(|p| (p, needle.clone())).collect()
         };
-        let osds: Vec<String> = self
-            .meta
-            .osds
-            .iter()
-            .map(|o| format!("osd.{}", o.id))
-            .collect();
+        let osds: Vec<String> = self.meta.osds.iter().map(|o| format!("osd.{}", o.id)).collect();
         let mut left = Vec::new();
         for group in [osds, vec!["mgr.x".to_string()], vec!["mon.a".to_string()]] {
             left.extend(util::terminate_all(&pids(&group), Duration::from_secs(20)).await);
@@ -691,9 +575,7 @@ impl CephCluster {
         if left.is_empty() {
             Ok(())
         } else {
-            Err(CephError::Invalid(format!(
-                "ceph daemons still alive after SIGKILL: {left:?}"
-            )))
+            Err(CephError::Invalid(format!("ceph daemons still alive after SIGKILL: {left:?}")))
         }
     }
 
@@ -707,10 +589,7 @@ impl CephCluster {
 
     /// Resident memory (bytes) of each running daemon, from /proc/PID/status.
     pub fn daemon_rss(&self) -> BTreeMap<String, u64> {
-        self.daemon_pids()
-            .into_iter()
-            .filter_map(|(n, pid)| Some((n, util::rss_bytes(pid)?)))
-            .collect()
+        self.daemon_pids().into_iter().filter_map(|(n, pid)| Some((n, util::rss_bytes(pid)?))).collect()
     }
 
     // ---------------------------------------------------------------- commands
@@ -720,12 +599,7 @@ impl CephCluster {
         self.exec(&bin, args, None).await
     }
 
-    async fn exec(
-        &self,
-        bin: &Path,
-        args: &[&str],
-        stdin: Option<&[u8]>,
-    ) -> Result<String, CephError> {
+    async fn exec(&self, bin: &Path, args: &[&str], stdin: Option<&[u8]>) -> Result<String, CephError> {
         let label = util::describe(bin, args);
         let mut cmd = Command::new(bin);
         cmd.args(args);
@@ -768,14 +642,10 @@ impl CephCluster {
     async fn ceph_stdin(&self, args: &[&str], stdin: &[u8]) -> Result<String, CephError> {
         let conf = self.conf.display().to_string();
         let bin = self.bin("ceph")?;
-        self.exec(&bin, &self.ceph_args(&conf, args), Some(stdin))
-            .await
+        self.exec(&bin, &self.ceph_args(&conf, args), Some(stdin)).await
     }
 
-    async fn ceph_json<T: serde::de::DeserializeOwned>(
-        &self,
-        args: &[&str],
-    ) -> Result<T, CephError> {
+    async fn ceph_json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> Result<T, CephError> {
         let out = self.ceph(args).await?;
         serde_json::from_str(&out).map_err(|e| CephError::Parse {
             cmd: format!("ceph {}", args.join(" ")),
@@ -798,15 +668,12 @@ impl CephCluster {
         let pg = p.pg_num.to_string();
         match &p.erasure_code_profile {
             Some(profile) => {
-                self.ceph(&["osd", "pool", "create", &p.name, &pg, &pg, "erasure", profile])
-                    .await?;
+                self.ceph(&["osd", "pool", "create", &p.name, &pg, &pg, "erasure", profile]).await?;
                 // RBD on EC needs overwrites; ceph.conf lifts the bluestore-only check.
-                self.pool_set(&p.name, "allow_ec_overwrites", "true")
-                    .await?;
+                self.pool_set(&p.name, "allow_ec_overwrites", "true").await?;
             }
             None => {
-                self.ceph(&["osd", "pool", "create", &p.name, &pg, &pg, "replicated"])
-                    .await?;
+                self.ceph(&["osd", "pool", "create", &p.name, &pg, &pg, "replicated"]).await?;
             }
         }
         if let Some(rule) = &p.crush_rule {
@@ -825,12 +692,10 @@ impl CephCluster {
             self.pool_set(&p.name, "pg_num_min", &v.to_string()).await?;
         }
         if let Some(v) = p.target_size_bytes {
-            self.pool_set(&p.name, "target_size_bytes", &v.to_string())
-                .await?;
+            self.pool_set(&p.name, "target_size_bytes", &v.to_string()).await?;
         }
         if let Some(v) = p.target_size_ratio {
-            self.pool_set(&p.name, "target_size_ratio", &v.to_string())
-                .await?;
+            self.pool_set(&p.name, "target_size_ratio", &v.to_string()).await?;
         }
         if let Some(app) = &p.application {
             self.pool_application_enable(&p.name, app).await?;
@@ -851,38 +716,18 @@ impl CephCluster {
     /// `ceph osd pool application enable NAME APP` (`--yes-i-really-mean-it` so a second
     /// application can be added, as PVE allows).
     pub async fn pool_application_enable(&self, name: &str, app: &str) -> Result<(), CephError> {
-        self.ceph(&[
-            "osd",
-            "pool",
-            "application",
-            "enable",
-            name,
-            app,
-            "--yes-i-really-mean-it",
-        ])
-        .await
-        .map(|_| ())
+        self.ceph(&["osd", "pool", "application", "enable", name, app, "--yes-i-really-mean-it"]).await.map(|_| ())
     }
 
     /// `ceph osd pool rm NAME NAME --yes-i-really-really-mean-it` (ceph.conf allows pool delete).
     pub async fn pool_rm(&self, name: &str) -> Result<(), CephError> {
-        self.ceph(&[
-            "osd",
-            "pool",
-            "rm",
-            name,
-            name,
-            "--yes-i-really-really-mean-it",
-        ])
-        .await
-        .map(|_| ())
+        self.ceph(&["osd", "pool", "rm", name, name, "--yes-i-really-really-mean-it"]).await.map(|_| ())
     }
 
     /// Every pool (`ceph osd pool ls detail -f json`), including Ceph's own
     /// `device_health_metrics`, which the mgr creates on a fresh cluster (PVE lists it too).
     pub async fn pools(&self) -> Result<Vec<PoolDetail>, CephError> {
-        self.ceph_json(&["osd", "pool", "ls", "detail", "-f", "json"])
-            .await
+        self.ceph_json(&["osd", "pool", "ls", "detail", "-f", "json"]).await
     }
 
     /// One pool, or `None` when it does not exist.
@@ -897,9 +742,7 @@ impl CephCluster {
             rule_id: i64,
             rule_name: String,
         }
-        let rules: Vec<Rule> = self
-            .ceph_json(&["osd", "crush", "rule", "dump", "-f", "json"])
-            .await?;
+        let rules: Vec<Rule> = self.ceph_json(&["osd", "crush", "rule", "dump", "-f", "json"]).await?;
         Ok(rules.into_iter().map(|r| (r.rule_id, r.rule_name)).collect())
     }
 
@@ -915,24 +758,14 @@ impl CephCluster {
             stats: PoolStats,
         }
         let df: Df = self.ceph_json(&["df", "detail", "-f", "json"]).await?;
-        Ok(df
-            .pools
-            .into_iter()
-            .find(|p| p.name == name)
-            .map(|p| p.stats))
+        Ok(df.pools.into_iter().find(|p| p.name == name).map(|p| p.stats))
     }
 
     /// Writes an object with `rados put` (for tests that need data in a pool).
     pub async fn put_object(&self, pool: &str, name: &str, bytes: &[u8]) -> Result<(), CephError> {
         let conf = self.conf.display().to_string();
         let bin = self.bin("rados")?;
-        self.exec(
-            &bin,
-            &["-c", &conf, "-p", pool, "put", name, "-"],
-            Some(bytes),
-        )
-        .await
-        .map(|_| ())
+        self.exec(&bin, &["-c", &conf, "-p", pool, "put", name, "-"], Some(bytes)).await.map(|_| ())
     }
 
     /// Reads an object back with `rados get`.
@@ -956,21 +789,11 @@ impl CephCluster {
 
     /// `ceph osd erasure-code-profile set NAME k=K m=M [crush-failure-domain=…]
     /// [crush-device-class=…]`.
-    pub async fn erasure_code_profile_set(
-        &self,
-        name: &str,
-        p: &EcProfile,
-    ) -> Result<(), CephError> {
+    pub async fn erasure_code_profile_set(&self, name: &str, p: &EcProfile) -> Result<(), CephError> {
         let k = format!("k={}", p.k);
         let m = format!("m={}", p.m);
-        let fd = p
-            .failure_domain
-            .as_ref()
-            .map(|v| format!("crush-failure-domain={v}"));
-        let dc = p
-            .device_class
-            .as_ref()
-            .map(|v| format!("crush-device-class={v}"));
+        let fd = p.failure_domain.as_ref().map(|v| format!("crush-failure-domain={v}"));
+        let dc = p.device_class.as_ref().map(|v| format!("crush-device-class={v}"));
         let mut args = vec!["osd", "erasure-code-profile", "set", name, &k, &m];
         args.extend(fd.as_deref());
         args.extend(dc.as_deref());
@@ -978,24 +801,17 @@ impl CephCluster {
     }
 
     /// The profile's key/values (`k`, `m`, `crush-failure-domain`, `plugin`, …).
-    pub async fn erasure_code_profile_get(
-        &self,
-        name: &str,
-    ) -> Result<BTreeMap<String, String>, CephError> {
-        self.ceph_json(&["osd", "erasure-code-profile", "get", name, "-f", "json"])
-            .await
+    pub async fn erasure_code_profile_get(&self, name: &str) -> Result<BTreeMap<String, String>, CephError> {
+        self.ceph_json(&["osd", "erasure-code-profile", "get", name, "-f", "json"]).await
     }
 
     /// All profile names.
     pub async fn erasure_code_profile_ls(&self) -> Result<Vec<String>, CephError> {
-        self.ceph_json(&["osd", "erasure-code-profile", "ls", "-f", "json"])
-            .await
+        self.ceph_json(&["osd", "erasure-code-profile", "ls", "-f", "json"]).await
     }
 
     pub async fn erasure_code_profile_rm(&self, name: &str) -> Result<(), CephError> {
-        self.ceph(&["osd", "erasure-code-profile", "rm", name])
-            .await
-            .map(|_| ())
+        self.ceph(&["osd", "erasure-code-profile", "rm", name]).await.map(|_| ())
     }
 }
 
@@ -1020,19 +836,12 @@ fn parse_status(v: &serde_json::Value) -> CephStatus {
     let pgs_active_clean = v["pgmap"]["pgs_by_state"]
         .as_array()
         .map(|states| {
-            states
-                .iter()
-                .filter(|s| s["state_name"].as_str() == Some("active+clean"))
-                .map(|s| u(&s["count"]))
-                .sum()
+            states.iter().filter(|s| s["state_name"].as_str() == Some("active+clean")).map(|s| u(&s["count"])).sum()
         })
         .unwrap_or(0);
     CephStatus {
         health: v["health"]["status"].as_str().unwrap_or("").to_string(),
-        checks: v["health"]["checks"]
-            .as_object()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default(),
+        checks: v["health"]["checks"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default(),
         num_osds: u(&osdmap["num_osds"]),
         num_up_osds: u(&osdmap["num_up_osds"]),
         num_in_osds: u(&osdmap["num_in_osds"]),
@@ -1073,6 +882,8 @@ mon warn on insecure global id reclaim allowed = false
 # memstore is not bluestore; EC pools for RBD need overwrites anyway
 mon debug no require bluestore for ec overwrites = true
 mgr initial modules = iostat
+# a full shutdown unmounts the object store, which is when memstore saves its objects to disk
+osd fast shutdown = false
 # pool usage (ceph df) follows writes within ~1 s instead of 5
 mgr stats period = 1
 keyring = {d}/$name/keyring,{d}/keyring
@@ -1119,13 +930,8 @@ mod tests {
 
     #[test]
     fn conf_keeps_everything_under_dir() {
-        let meta = ClusterMeta {
-            fsid: "x".into(),
-            mon_v2_port: 13300,
-            mon_v1_port: 16789,
-            osds: vec![],
-            bin_dir: None,
-        };
+        let meta =
+            ClusterMeta { fsid: "x".into(), mon_v2_port: 13300, mon_v1_port: 16789, osds: vec![], bin_dir: None };
         let c = render_conf(Path::new("/l/c"), &meta, 1 << 30);
         assert!(c.contains("mon host = [v2:127.0.0.1:13300,v1:127.0.0.1:16789]"));
         for line in c.lines().filter(|l| l.contains('/') && !l.starts_with('#')) {

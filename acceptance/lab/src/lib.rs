@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod api;
 pub mod artifacts;
+pub mod ceph;
 pub mod cli;
 pub mod formats;
 pub mod http;
@@ -11,8 +12,10 @@ pub mod lab;
 pub mod model;
 pub mod pbs;
 pub mod peers_glue;
+pub mod peers_util;
 pub mod pki;
 pub mod pve;
+pub mod redfish;
 pub mod schema;
 pub mod serve;
 pub mod state;

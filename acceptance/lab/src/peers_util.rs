@@ -42,32 +42,24 @@ pub fn find_tool(name: &str, dir: Option<&Path>) -> Result<PathBuf, UtilError> {
             .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect())
             .unwrap_or_default(),
     };
-    candidates
-        .iter()
-        .find(|p| is_executable(p))
-        .cloned()
-        .ok_or_else(|| UtilError::ToolMissing {
-            tool: name.to_string(),
-            looked: match dir {
-                Some(d) => d.display().to_string(),
-                None => "PATH".to_string(),
-            },
-        })
+    candidates.iter().find(|p| is_executable(p)).cloned().ok_or_else(|| UtilError::ToolMissing {
+        tool: name.to_string(),
+        looked: match dir {
+            Some(d) => d.display().to_string(),
+            None => "PATH".to_string(),
+        },
+    })
 }
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
+    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
 }
 
 /// Renders a command line for error messages.
 pub fn describe(program: &Path, args: &[impl AsRef<OsStr>]) -> String {
-    let mut s = program
-        .file_name()
-        .map(|f| f.to_string_lossy().into_owned())
-        .unwrap_or_else(|| program.display().to_string());
+    let mut s =
+        program.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| program.display().to_string());
     for a in args {
         s.push(' ');
         s.push_str(&a.as_ref().to_string_lossy());
@@ -83,33 +75,20 @@ pub async fn run_with_timeout(
     stdin: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<Output, UtilError> {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|source| UtilError::Spawn {
-        cmd: label.to_string(),
-        source,
-    })?;
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|source| UtilError::Spawn { cmd: label.to_string(), source })?;
     if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
         // A failed write shows up as a failed command below; no need to report it twice.
         let _ = pipe.write_all(bytes).await;
         drop(pipe);
     }
     match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(res) => res.map_err(|source| UtilError::Spawn {
-            cmd: label.to_string(),
-            source,
-        }),
+        Ok(res) => res.map_err(|source| UtilError::Spawn { cmd: label.to_string(), source }),
         // Dropping the future drops the child, and kill_on_drop ends it.
-        Err(_) => Err(UtilError::Timeout {
-            cmd: label.to_string(),
-            secs: timeout.as_secs(),
-        }),
+        Err(_) => Err(UtilError::Timeout { cmd: label.to_string(), secs: timeout.as_secs() }),
     }
 }
 
@@ -128,10 +107,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), UtilError> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)
         .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|source| UtilError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(|source| UtilError::Io { path: path.to_path_buf(), source })
 }
 
 /// True when `pid` is a live (non-zombie) process whose command line contains `needle`.
@@ -181,19 +157,13 @@ pub fn signal(pid: u32, sig: i32) {
 /// [`pid_alive_matching`]; processes whose command line no longer matches are left alone.
 /// Returns the PIDs that are still alive at the end (normally none).
 pub async fn terminate_all(procs: &[(u32, String)], grace: Duration) -> Vec<u32> {
-    let live: Vec<&(u32, String)> = procs
-        .iter()
-        .filter(|(pid, needle)| pid_alive_matching(*pid, needle))
-        .collect();
+    let live: Vec<&(u32, String)> = procs.iter().filter(|(pid, needle)| pid_alive_matching(*pid, needle)).collect();
     for (pid, _) in &live {
         tracing::debug!(pid, "SIGTERM");
         signal(*pid, libc::SIGTERM);
     }
     let all_gone = || live.iter().all(|(pid, _)| !pid_alive(*pid));
-    if poll_until(grace, || async { all_gone().then_some(()) })
-        .await
-        .is_some()
-    {
+    if poll_until(grace, || async { all_gone().then_some(()) }).await.is_some() {
         return Vec::new();
     }
     for (pid, needle) in &live {
@@ -203,10 +173,7 @@ pub async fn terminate_all(procs: &[(u32, String)], grace: Duration) -> Vec<u32>
         }
     }
     let _ = poll_until(Duration::from_secs(5), || async { all_gone().then_some(()) }).await;
-    live.iter()
-        .map(|(pid, _)| *pid)
-        .filter(|pid| pid_alive(*pid))
-        .collect()
+    live.iter().map(|(pid, _)| *pid).filter(|pid| pid_alive(*pid)).collect()
 }
 
 /// Calls `probe` with exponential backoff (25 ms doubling to 1 s) until it returns `Some` or
@@ -244,20 +211,18 @@ pub fn tail(path: &Path, max: usize) -> String {
 
 /// A fresh random UUID (v4) from the kernel, for Ceph fsid / OSD ids.
 pub fn random_uuid() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| {
-            use rand::Rng;
-            let b: [u8; 16] = rand::thread_rng().gen();
-            format!(
-                "{}-{}-4{}-a{}-{}",
-                hex::encode(&b[0..4]),
-                hex::encode(&b[4..6]),
-                &hex::encode(&b[6..8])[1..],
-                &hex::encode(&b[8..10])[1..],
-                hex::encode(&b[10..16])
-            )
-        })
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid").map(|s| s.trim().to_string()).unwrap_or_else(|_| {
+        use rand::Rng;
+        let b: [u8; 16] = rand::thread_rng().gen();
+        format!(
+            "{}-{}-4{}-a{}-{}",
+            hex::encode(&b[0..4]),
+            hex::encode(&b[4..6]),
+            &hex::encode(&b[6..8])[1..],
+            &hex::encode(&b[8..10])[1..],
+            hex::encode(&b[10..16])
+        )
+    })
 }
 
 /// Lists live PIDs whose command line contains `needle` (used by tests to prove nothing of a

@@ -62,7 +62,7 @@ async fn ceph_cluster_pool_round_trip() {
     let c = match CephCluster::start(&dir, &opts).await {
         Ok(c) => c,
         Err(e @ CephError::Util(peers_util::UtilError::ToolMissing { .. })) => {
-            panic!("Ceph is not installed: {e} (run scripts/install-deps.sh)")
+            panic!("Ceph is not installed: {e}")
         }
         Err(e) => {
             // Clean up whatever did start before failing the test.
