@@ -65,7 +65,7 @@ pub struct PlanCtx<S> {
     planned: Value,
     pub requires_replace: Vec<AttrPath>,
     pub diags: Diagnostics,
-    schema: Schema,
+    schema: Arc<Schema>,
 }
 
 impl<S: Serialize + DeserializeOwned> PlanCtx<S> {
@@ -182,13 +182,13 @@ pub trait DynResource: Send + Sync {
 /// Wraps a typed [`Resource`] with its schema computed once.
 pub struct ResourceHandle<R: Resource> {
     inner: R,
-    schema: Schema,
+    schema: Arc<Schema>,
     identity: Option<IdentitySchema>,
 }
 
 impl<R: Resource> ResourceHandle<R> {
     pub fn new(inner: R) -> Self {
-        let schema = inner.schema();
+        let schema = Arc::new(inner.schema());
         let identity = inner.identity_schema();
         ResourceHandle { inner, schema, identity }
     }
