@@ -212,7 +212,9 @@ impl CephCluster {
     /// Starts a cluster in `dir`: bootstraps a new one when `dir/cluster.json` is absent,
     /// otherwise restarts whichever daemons are not running (state kept; the ports recorded at
     /// bootstrap win over `opts`). Returns once health is HEALTH_OK, every OSD is up and in
-    /// and every PG is active+clean, or fails after `opts.ready_timeout`.
+    /// and every PG is active+clean, or fails after `opts.ready_timeout`; on failure every
+    /// daemon it started is stopped again. A bootstrap that failed half-way leaves a directory
+    /// that cannot be resumed: wipe it.
     pub async fn start(dir: &Path, opts: &CephOptions) -> Result<CephCluster, CephError> {
         for t in TOOLS {
             util::find_tool(t, opts.bin_dir.as_deref())?;
@@ -220,16 +222,31 @@ impl CephCluster {
         std::fs::create_dir_all(dir).map_err(|e| CephError::io(dir, e))?;
         let dir = dir.canonicalize().map_err(|e| CephError::io(dir, e))?;
         let started = Instant::now();
-        let cluster = if dir.join("cluster.json").exists() {
-            let c = Self::open(&dir, opts.cmd_timeout)?;
-            c.resume().await?;
-            c
-        } else {
-            Self::bootstrap(&dir, opts).await?
-        };
-        cluster.wait_ready(opts.ready_timeout).await?;
-        tracing::info!(dir = %dir.display(), secs = started.elapsed().as_secs_f64(), "ceph ready");
-        Ok(cluster)
+        let res = async {
+            let cluster = if dir.join("cluster.json").exists() {
+                let c = Self::open(&dir, opts.cmd_timeout)?;
+                c.resume().await?;
+                c
+            } else {
+                Self::bootstrap(&dir, opts).await?
+            };
+            cluster.wait_ready(opts.ready_timeout).await?;
+            Ok(cluster)
+        }
+        .await;
+        match res {
+            Ok(cluster) => {
+                tracing::info!(dir = %dir.display(), secs = started.elapsed().as_secs_f64(), "ceph ready");
+                Ok(cluster)
+            }
+            Err(e) => {
+                // Leave nothing running behind a failed start (cleanly, so state survives).
+                if let Ok(c) = Self::open(&dir, opts.cmd_timeout) {
+                    let _ = c.stop().await;
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Re-opens a running cluster (no waiting, no starting). Fails when mon.a is not running.
@@ -603,7 +620,9 @@ impl CephCluster {
         let label = util::describe(bin, args);
         let mut cmd = Command::new(bin);
         cmd.args(args);
+        let t0 = Instant::now();
         let out = util::run_with_timeout(cmd, &label, stdin, self.cmd_timeout).await?;
+        tracing::debug!(cmd = %label, ms = t0.elapsed().as_millis() as u64, ok = out.status.success(), "ceph command");
         if !out.status.success() {
             return Err(CephError::Command {
                 cmd: label,
@@ -881,6 +900,8 @@ mon warn on insecure global id reclaim = false
 mon warn on insecure global id reclaim allowed = false
 # memstore is not bluestore; EC pools for RBD need overwrites anyway
 mon debug no require bluestore for ec overwrites = true
+# every osdmap change (pool create/set/rm) otherwise waits up to 1 s for the next paxos round
+paxos propose interval = 0.1
 mgr initial modules = iostat
 # a full shutdown unmounts the object store, which is when memstore saves its objects to disk
 osd fast shutdown = false
