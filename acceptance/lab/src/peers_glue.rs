@@ -1,23 +1,186 @@
 //! Glue between the emulator's peer traits (`PoolBackend`, `Bmc`) and the real-peer modules
-//! (`ceph`, `redfish`) written alongside.
+//! (`ceph`, `redfish`). The peer modules are async; the emulator calls its traits from worker
+//! threads and request handlers, so each call runs on the lab's runtime via `block_in_place`.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::lab::{Bmc, PoolBackend};
+use anyhow::Context;
+
+use crate::ceph::{CephCluster, CephOptions, PoolCreate};
+use crate::lab::{Bmc, BmcSystem, PoolBackend, RealPool};
+use crate::redfish::{RedfishPeer, SystemSpec};
 use crate::state::LabState;
 
 /// The peers a lab runs with: real Ceph for pools, a Redfish BMC for bare metal.
 pub type Peers = (Option<Box<dyn PoolBackend>>, Option<Box<dyn Bmc>>);
 
-pub fn start_peers(_dir: &Path, st: &LabState) -> anyhow::Result<Peers> {
-    if st.options.ceph {
-        anyhow::bail!("--ceph: the real Ceph peer is not wired into this build yet");
+fn run<F: Future>(handle: &tokio::runtime::Handle, f: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        // On a runtime worker: tell tokio this thread blocks for a while.
+        Ok(_) => tokio::task::block_in_place(|| handle.block_on(f)),
+        Err(_) => handle.block_on(f),
     }
-    if st.options.redfish {
-        anyhow::bail!("--redfish: the Redfish peer is not wired into this build yet");
-    }
-    Ok((None, None))
 }
 
-/// After `down`: stop peers whose pid files are still there (normally none).
-pub fn stop_leftovers(_dir: &Path) {}
+/// Ceph mon ports per `--net`, so parallel labs with `--ceph` do not collide.
+pub fn ceph_ports(net: u8) -> (u16, u16) {
+    let base = 33000 + 2 * net as u16;
+    (base, base + 1)
+}
+
+pub fn start_peers(dir: &Path, st: &LabState) -> anyhow::Result<Peers> {
+    let handle = tokio::runtime::Handle::current();
+    let net = st.options.net;
+    let bmc: Option<Box<dyn Bmc>> = if st.options.redfish {
+        let systems: Vec<SystemSpec> = st
+            .stores
+            .iter()
+            .flat_map(|s| {
+                s.nodes.iter().map(move |n| SystemSpec {
+                    uuid: n.system_id.clone(),
+                    name: format!("{}-{}", s.id, n.name),
+                    mac: n.mac.clone(),
+                })
+            })
+            .collect();
+        let (user, pass) = st.redfish_credentials.clone().unwrap_or_else(|| ("edge".into(), "edge-lab".into()));
+        let bind = SocketAddr::from(([127, net, 0, 2], 8000));
+        let peer = run(&handle, RedfishPeer::start(&dir.join("redfish"), bind, systems, &user, &pass))
+            .context("starting sushy-emulator")?;
+        Some(Box::new(RedfishBmc { peer, handle: handle.clone() }))
+    } else {
+        None
+    };
+    let pools: Option<Box<dyn PoolBackend>> = if st.options.ceph {
+        let (v2, v1) = ceph_ports(net);
+        let opts = CephOptions { mon_v2_port: v2, mon_v1_port: v1, ..Default::default() };
+        let cluster = match run(&handle, CephCluster::start(&dir.join("ceph"), &opts)).context("starting Ceph") {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(b) = &bmc {
+                    b.stop();
+                }
+                return Err(e);
+            }
+        };
+        Some(Box::new(CephPools { cluster, handle: handle.clone() }))
+    } else {
+        None
+    };
+    Ok((pools, bmc))
+}
+
+struct CephPools {
+    cluster: CephCluster,
+    handle: tokio::runtime::Handle,
+}
+
+impl PoolBackend for CephPools {
+    fn create(&self, name: &str, pg_num: i64, size: i64, min_size: i64, application: &str) -> Result<(), String> {
+        let p = PoolCreate {
+            name: name.to_string(),
+            pg_num: pg_num.clamp(1, 32768) as u32,
+            size: Some(size.clamp(1, 7) as u32),
+            min_size: Some(min_size.clamp(1, 7) as u32),
+            application: Some(application.to_string()),
+            ..Default::default()
+        };
+        run(&self.handle, self.cluster.pool_create(&p)).map_err(|e| e.to_string())
+    }
+    fn set(&self, name: &str, key: &str, value: &str) -> Result<(), String> {
+        if key == "application" {
+            return run(&self.handle, self.cluster.pool_application_enable(name, value)).map_err(|e| e.to_string());
+        }
+        run(&self.handle, self.cluster.pool_set(name, key, value)).map_err(|e| e.to_string())
+    }
+    fn remove(&self, name: &str) -> Result<(), String> {
+        run(&self.handle, self.cluster.pool_rm(name)).map_err(|e| e.to_string())
+    }
+    fn list(&self) -> Result<Vec<RealPool>, String> {
+        let pools = run(&self.handle, self.cluster.pools()).map_err(|e| e.to_string())?;
+        // One `ceph df` for everyone's usage (PVE's pool list shows bytes_used/percent_used).
+        let df = run(&self.handle, self.cluster.admin_json(&["df"])).unwrap_or_default();
+        let usage = |name: &str| {
+            df["pools"]
+                .as_array()
+                .and_then(|a| a.iter().find(|p| p["name"] == name))
+                .map(|p| {
+                    (p["stats"]["bytes_used"].as_i64().unwrap_or(0), p["stats"]["percent_used"].as_f64().unwrap_or(0.0))
+                })
+                .unwrap_or((0, 0.0))
+        };
+        Ok(pools
+            .into_iter()
+            .map(|p| {
+                let (bytes_used, percent_used) = usage(&p.name);
+                RealPool {
+                    id: p.id,
+                    size: p.size as i64,
+                    min_size: p.min_size as i64,
+                    pg_num: p.pg_num as i64,
+                    bytes_used,
+                    percent_used,
+                    name: p.name,
+                }
+            })
+            .collect())
+    }
+    fn stop(&self) {
+        if let Err(e) = run(&self.handle, self.cluster.stop()) {
+            tracing::warn!(error = %e, "stopping ceph");
+        }
+    }
+    fn conf(&self) -> Option<String> {
+        Some(self.cluster.conf_path().display().to_string())
+    }
+}
+
+struct RedfishBmc {
+    peer: RedfishPeer,
+    handle: tokio::runtime::Handle,
+}
+
+impl Bmc for RedfishBmc {
+    fn system(&self, uuid: &str) -> Result<BmcSystem, String> {
+        let s = run(&self.handle, self.peer.system(uuid)).map_err(|e| e.to_string())?;
+        Ok(BmcSystem {
+            power_on: s.power_on,
+            boot_override_target: Some(s.boot_override_target),
+            media_inserted: s.media_inserted,
+            media_image: s.media_image,
+        })
+    }
+    fn set_power(&self, uuid: &str, on: bool) -> Result<(), String> {
+        run(&self.handle, self.peer.set_power(uuid, on)).map_err(|e| e.to_string())
+    }
+    fn eject(&self, uuid: &str) -> Result<(), String> {
+        run(&self.handle, self.peer.eject(uuid)).map_err(|e| e.to_string())
+    }
+    fn endpoint(&self) -> String {
+        let base = &self.peer.endpoint().base_url;
+        base.trim_end_matches('/').trim_end_matches("/redfish/v1").to_string()
+    }
+    fn credentials(&self) -> (String, String) {
+        let e = self.peer.endpoint();
+        (e.username.clone(), e.password.clone())
+    }
+    fn stop(&self) {
+        if let Err(e) = run(&self.handle, self.peer.stop()) {
+            tracing::warn!(error = %e, "stopping sushy-emulator");
+        }
+    }
+}
+
+/// After `down`: stop peers whose pid files are still there (normally none: the lab stops
+/// them on SIGTERM).
+pub fn stop_leftovers(dir: &Path) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    if let Ok(c) = CephCluster::attach(&dir.join("ceph")) {
+        let _ = rt.block_on(c.stop());
+    }
+    if let Ok(r) = RedfishPeer::attach(&dir.join("redfish")) {
+        let _ = rt.block_on(r.stop());
+    }
+}
