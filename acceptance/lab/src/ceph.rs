@@ -767,6 +767,12 @@ impl CephCluster {
 
     /// Usage of one pool from `ceph df detail -f json`; `None` when the pool does not exist.
     pub async fn pool_stats(&self, name: &str) -> Result<Option<PoolStats>, CephError> {
+        Ok(self.pool_stats_all().await?.remove(name))
+    }
+
+    /// Usage of every pool, by name, from one `ceph df detail -f json` (for listing pools
+    /// with `bytes_used`/`percent_used` without one CLI call per pool).
+    pub async fn pool_stats_all(&self) -> Result<BTreeMap<String, PoolStats>, CephError> {
         #[derive(Deserialize)]
         struct Df {
             pools: Vec<DfPool>,
@@ -777,7 +783,7 @@ impl CephCluster {
             stats: PoolStats,
         }
         let df: Df = self.ceph_json(&["df", "detail", "-f", "json"]).await?;
-        Ok(df.pools.into_iter().find(|p| p.name == name).map(|p| p.stats))
+        Ok(df.pools.into_iter().map(|p| (p.name, p.stats)).collect())
     }
 
     /// Writes an object with `rados put` (for tests that need data in a pool).
