@@ -35,6 +35,8 @@ pub struct RealPool {
     pub pg_num: i64,
     pub bytes_used: i64,
     pub percent_used: f64,
+    /// First application enabled on the pool (`rbd`, `mgr_devicehealth`, ...).
+    pub application: Option<String>,
 }
 
 /// A node's BMC as seen through Redfish.

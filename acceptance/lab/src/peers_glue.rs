@@ -116,6 +116,7 @@ impl PoolBackend for CephPools {
             .map(|p| {
                 let (bytes_used, percent_used) = usage(&p.name);
                 RealPool {
+                    application: p.application_metadata.keys().next().cloned(),
                     id: p.id,
                     size: p.size as i64,
                     min_size: p.min_size as i64,

@@ -875,6 +875,9 @@ pub fn refresh_pools_from_backend(lab: &Lab, store: &str) {
         p.pg_num = rp.pg_num;
         p.bytes_used = rp.bytes_used;
         p.percent_used = rp.percent_used;
+        if let Some(app) = rp.application {
+            p.application = app;
+        }
         if rp.id > 0 {
             p.id = rp.id;
         }
