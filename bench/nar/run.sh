@@ -63,10 +63,11 @@ load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A CMD=(
   [edge-image hash]="$EI hash $tree"
   [edge-image hash + sign]="$EI hash --sign-key $work/sk $tree"
+  [edge-image hash, 2 threads forced]="EDGE_IMAGE_HASH_THREADS=2 $EI hash $tree"
   [nix hash path]="nix hash path $tree"
   [sha256sum (same files)]="find $tree -type f -print0 | xargs -0 sha256sum"
 )
-ORDER=("edge-image hash" "edge-image hash + sign" "nix hash path" "sha256sum (same files)")
+ORDER=("edge-image hash" "edge-image hash + sign" "edge-image hash, 2 threads forced" "nix hash path" "sha256sum (same files)")
 
 # Correctness first: our hash must equal Nix's.
 ours="$("$EI" hash --sri "$tree")"

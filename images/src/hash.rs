@@ -177,6 +177,9 @@ impl Default for ThreadedHasher {
 
 impl ThreadedHasher {
     pub fn new() -> Self {
+        Self::with_block(BLOCK)
+    }
+    pub fn with_block(block: usize) -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u8>, usize)>(IN_FLIGHT);
         let (free_tx, free) = std::sync::mpsc::channel::<Vec<u8>>();
         let worker = std::thread::spawn(move || {
@@ -189,7 +192,7 @@ impl ThreadedHasher {
             }
             h.finish()
         });
-        Self { cur: vec![0u8; BLOCK], fill: 0, tx: Some(tx), free, worker: Some(worker) }
+        Self { cur: vec![0u8; block], fill: 0, tx: Some(tx), free, worker: Some(worker) }
     }
 
     /// A free buffer of BLOCK bytes: a returned one if any, else a new one. Allocation is
@@ -197,7 +200,7 @@ impl ThreadedHasher {
     fn spare(&mut self) -> Vec<u8> {
         match self.free.try_recv() {
             Ok(v) => v,
-            Err(_) => vec![0u8; BLOCK],
+            Err(_) => vec![0u8; self.cur.len()],
         }
     }
 
@@ -227,11 +230,11 @@ impl ThreadedHasher {
 impl NarSink for ThreadedHasher {
     fn put(&mut self, mut b: &[u8]) -> io::Result<()> {
         while !b.is_empty() {
-            let n = (BLOCK - self.fill).min(b.len());
+            let n = (self.cur.len() - self.fill).min(b.len());
             self.cur[self.fill..self.fill + n].copy_from_slice(&b[..n]);
             self.fill += n;
             b = &b[n..];
-            if self.fill == BLOCK {
+            if self.fill == self.cur.len() {
                 self.flush_cur()?;
             }
         }
@@ -239,7 +242,7 @@ impl NarSink for ThreadedHasher {
     }
 
     fn put_chunk(&mut self, buf: Vec<u8>, n: usize) -> io::Result<Vec<u8>> {
-        if n < HANDOFF_MIN || buf.len() != BLOCK {
+        if n < HANDOFF_MIN || buf.len() != self.cur.len() {
             self.put(&buf[..n])?;
             return Ok(buf);
         }
@@ -260,9 +263,44 @@ impl Drop for ThreadedHasher {
 
 /// NAR hash and NAR size of a path, exactly as `nix hash path` / `nix path-info` report them.
 pub fn nar_hash(path: &Path) -> Result<(Sha256Hash, u64), NarError> {
-    let mut h = ThreadedHasher::new();
-    nar::dump_into(path, &mut h)?;
-    h.finish().map_err(NarError::Write)
+    nar_hash_with(path, use_hash_thread())
+}
+
+/// [`nar_hash`] with the threading choice made by the caller.
+pub fn nar_hash_with(path: &Path, threaded: bool) -> Result<(Sha256Hash, u64), NarError> {
+    if threaded {
+        let mut h = ThreadedHasher::new();
+        nar::dump_into_with(path, &mut h, BLOCK)?;
+        return h.finish().map_err(NarError::Write);
+    }
+    let mut h = HashWriter::new();
+    nar::dump_into_with(path, &mut nar::WriteSink(&mut h), INLINE_CHUNK)?;
+    Ok(h.finish())
+}
+
+/// Read size when hashing inline: small enough that the page-cache copy is still in L2 when
+/// the hasher reads it.
+const INLINE_CHUNK: usize = 128 * 1024;
+
+/// A second hashing thread only pays when a core is idle: it costs ~10% more CPU (hand-off,
+/// cache misses), which on a saturated machine is lost wall time. Measured on 2 shared cores:
+/// idle → threaded wins on wall time; load ≥ cores → inline wins. `EDGE_IMAGE_HASH_THREADS=1|2`
+/// overrides the guess.
+fn use_hash_thread() -> bool {
+    match std::env::var("EDGE_IMAGE_HASH_THREADS").ok().as_deref() {
+        Some("1") => return false,
+        Some("2") => return true,
+        _ => {}
+    }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if cores < 2 {
+        return false;
+    }
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|l| l.parse::<f64>().ok()))
+        .unwrap_or(0.0);
+    load + 1.0 <= cores as f64
 }
 
 /// For a regular file: NAR hash, NAR size, plain sha256 and size, all from one read.
@@ -305,7 +343,9 @@ mod tests {
         std::fs::write(root.join("mid"), &big[..nar::CHUNK]).unwrap();
         let mut nar_bytes = Vec::new();
         let n = nar::dump_path(&root, &mut nar_bytes).unwrap();
-        assert_eq!(nar_hash(&root).unwrap(), (Sha256Hash::digest(&nar_bytes), n));
+        for threaded in [false, true] {
+            assert_eq!(nar_hash_with(&root, threaded).unwrap(), (Sha256Hash::digest(&nar_bytes), n));
+        }
     }
 
     #[test]

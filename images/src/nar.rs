@@ -120,7 +120,11 @@ pub fn dump_path<W: Write>(path: &Path, out: W) -> Result<u64, NarError> {
 
 /// Write the NAR serialisation of `path` into any [`NarSink`].
 pub fn dump_into<S: NarSink>(path: &Path, sink: &mut S) -> Result<(), NarError> {
-    let mut buf = vec![0u8; CHUNK];
+    dump_into_with(path, sink, CHUNK)
+}
+
+pub fn dump_into_with<S: NarSink>(path: &Path, sink: &mut S, chunk: usize) -> Result<(), NarError> {
+    let mut buf = vec![0u8; chunk];
     write_str(sink, MAGIC.as_bytes())?;
     let ft = fs::symlink_metadata(path).map_err(io_err(path))?.file_type();
     dump_node(path, ft, sink, &mut buf)
