@@ -104,9 +104,15 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let gate_conn = gate.clone();
         tokio::spawn(async move {
+            let req_gate = gate_conn.clone();
             let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let handler = Arc::clone(&handler);
+                let req_gate = req_gate.clone();
                 async move {
+                    // A kept-alive connection must not outlive its host going down.
+                    if req_gate.as_ref().is_some_and(|g| !g()) {
+                        return Err(Dropped);
+                    }
                     let (parts, body) = req.into_parts();
                     let body = match body.collect().await {
                         Ok(b) => b.to_bytes(),

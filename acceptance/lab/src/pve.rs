@@ -42,6 +42,7 @@ pub const IMPLEMENTED: &[(&str, &str)] = &[
     ("GET", "/cluster/config/join"),
     ("POST", "/cluster/config/join"),
     ("GET", "/cluster/config/nodes"),
+    ("DELETE", "/cluster/config/nodes/{node}"),
     ("GET", "/cluster/status"),
     ("POST", "/nodes/{node}/ceph/init"),
     ("GET", "/nodes/{node}/ceph/status"),
@@ -423,6 +424,7 @@ fn dispatch(lab: &Arc<Lab>, cx: &Cx, method: &str, template: &str, p: &Map<Strin
                     .collect(),
             ))
         }
+        ("DELETE", "/cluster/config/nodes/{node}") => delnode(lab, cx, p),
         ("GET", "/cluster/status") => {
             let st = lab.state();
             let (s, n) = node_ref(&st, &cx.store, &cx.local)?;
@@ -732,6 +734,40 @@ fn cluster_create(lab: &Arc<Lab>, cx: &Cx, p: &Map<String, Value>) -> ApiResult 
     Ok(json!(upid))
 }
 
+/// `pvecm delnode`: drop a member from the cluster configuration.
+fn delnode(lab: &Arc<Lab>, cx: &Cx, p: &Map<String, Value>) -> ApiResult {
+    let target = p_str(p, "node").unwrap_or_default();
+    if target == cx.local {
+        return Err(ApiErr::die("Cannot delete myself from cluster!"));
+    }
+    mutate(lab, |st| {
+        let (_, me) = node_ref(st, &cx.store, &cx.local)?;
+        let cluster = me.cluster.clone().ok_or_else(|| ApiErr::die("node is not in a cluster"))?;
+        let key = format!("cluster:{}/{cluster}", cx.store);
+        let dom = st.domains.get_mut(&key).ok_or_else(|| ApiErr::die("no cluster configuration"))?;
+        if !dom.members.contains(&target) {
+            return Err(ApiErr::die(format!("Node/IP: {target} is not a known host of the cluster.")));
+        }
+        dom.members.retain(|m| m != &target);
+        dom.config_version += 1;
+        // The removed node keeps running on its own, outside the cluster.
+        let still_in = st
+            .store(&cx.store)
+            .and_then(|s| s.node(&target))
+            .is_some_and(|n| n.cluster.as_deref() == Some(cluster.as_str()));
+        if still_in {
+            let fresh = st.store(&cx.store).map(fresh_domain);
+            if let Some(n) = st.store_mut(&cx.store).and_then(|s| s.node_mut(&target)) {
+                n.cluster = None;
+            }
+            if let Some(d) = fresh {
+                st.domains.insert(format!("node:{}/{target}", cx.store), d);
+            }
+        }
+        Ok(Value::Null)
+    })
+}
+
 fn join_info(lab: &Arc<Lab>, cx: &Cx, p: &Map<String, Value>) -> ApiResult {
     let st = lab.state();
     let target = p_str(p, "node").unwrap_or_else(|| cx.local.clone());
@@ -777,9 +813,18 @@ fn cluster_join(lab: &Arc<Lab>, cx: &Cx, p: &Map<String, Value>) -> ApiResult {
         if password != s.root_password {
             return Err(ApiErr::die("500 authentication failure"));
         }
-        peer.cluster.clone().ok_or_else(|| {
+        let cluster = peer.cluster.clone().ok_or_else(|| {
             ApiErr::die("error fetching join information - node is not in a cluster, no join info available!")
-        })?
+        })?;
+        let members =
+            st.domains.get(&format!("cluster:{}/{cluster}", s.id)).map(|d| d.members.clone()).unwrap_or_default();
+        if members.contains(&me.name) && !p_bool(p, "force").unwrap_or(false) {
+            return Err(ApiErr::die(format!(
+                "detected the following error(s):\n* this host's name '{}' is already used in the cluster - remove it with 'pvecm delnode' or use 'force'",
+                me.name
+            )));
+        }
+        cluster
     };
     let (store, node) = (cx.store.clone(), cx.local.clone());
     let upid =

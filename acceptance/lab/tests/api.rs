@@ -248,6 +248,28 @@ fn cluster_create_join_and_token_vanishing() {
     assert_eq!(v["data"]["schedule"], "sat 02:00");
     let (_, snap) = lab.admin("GET", "/lab/snapshot", None);
     assert_eq!(snap["stores"][0]["clusters"]["edge1"]["members"], json!(["pve1", "pve2", "pve3"]));
+    // DR: pve3 is wiped and reinstalled; its old name blocks a rejoin until `delnode`.
+    assert_eq!(lab.admin("POST", "/lab/wipe", Some(json!({"node": "pve3"}))).0, 200);
+    assert_eq!(lab.admin("POST", "/lab/install", Some(json!({"node": "pve3"}))).0, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while lab
+        .client
+        .get(format!("{}/api2/json/version", lab.node_ep(0, 2)))
+        .header("Authorization", lab.token(0))
+        .send()
+        .is_err()
+    {
+        assert!(std::time::Instant::now() < deadline, "reinstalled pve3 never came up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let join = [("hostname", addr1.as_str()), ("fingerprint", fp1.as_str()), ("password", pw.as_str())];
+    let (c, v) = lab.pve(2, "POST", "/cluster/config/join", &join);
+    assert_eq!(c, 500, "{v}");
+    assert_eq!(lab.pve(0, "DELETE", "/cluster/config/nodes/pve1", &[]).0, 500, "cannot delete myself");
+    assert_eq!(lab.pve(0, "DELETE", "/cluster/config/nodes/pve3", &[]).0, 200);
+    let (c, v) = lab.pve(2, "POST", "/cluster/config/join", &join);
+    assert_eq!(c, 200, "{v}");
+    assert_eq!(lab.wait_task(2, v["data"].as_str().unwrap())["exitstatus"], "OK");
 }
 
 #[test]

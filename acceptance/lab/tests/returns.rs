@@ -168,6 +168,7 @@ fn every_implemented_endpoint_matches_returns() {
     );
     w.task(Pve, 1, &t);
     w.check(Pve, 0, "GET", "/cluster/config/nodes", &[]);
+    w.check(Pve, 0, "DELETE", "/cluster/config/nodes/pve2", &[]);
     w.check(Pve, 0, "GET", "/cluster/status", &[]);
     // Tasks.
     let list = w.check(Pve, 0, "GET", "/nodes/pve1/tasks", &[("limit", "5")]);

@@ -105,7 +105,7 @@ impl TestLab {
         } else {
             rb = rb.form(form);
         }
-        let r = rb.send().unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let r = rb.send().unwrap_or_else(|e| panic!("{method} {url}: {e:?}"));
         decode(r)
     }
 
