@@ -437,6 +437,16 @@ fn admin_snapshot_drift_faults_wipe() {
     assert_eq!(lab.pve(0, "GET", "/version", &[]).0, 200);
     lab.admin("DELETE", "/lab/faults", None);
     assert_eq!(lab.pve(0, "GET", "/nodes/pve1/dns", &[]).0, 200);
+    // The same seed gives the same sequence of failures.
+    let pattern = |lab: &TestLab| -> Vec<u16> {
+        lab.admin("DELETE", "/lab/faults", None);
+        lab.admin("POST", "/lab/faults", Some(json!({"pattern": "GET .*/status$", "error_rate": 0.5, "seed": 42})));
+        (0..24).map(|_| lab.pve(0, "GET", "/nodes/pve1/status", &[]).0).collect()
+    };
+    let (a, b) = (pattern(&lab), pattern(&lab));
+    assert_eq!(a, b, "fault sequence must be reproducible");
+    assert!(a.contains(&500) && a.contains(&200), "{a:?}");
+    lab.admin("DELETE", "/lab/faults", None);
     // Dropped connections and latency.
     lab.admin("POST", "/lab/faults", Some(json!([{"pattern": "GET .*/time$", "drop_rate": 1.0, "seed": 3}, {"pattern": "GET /api2/json/version", "latency_ms": 300}])));
     let url = format!("{}/api2/json/nodes/pve1/time", lab.node_ep(0, 0));
