@@ -249,6 +249,17 @@ fn bare_metal_tick(lab: &Lab) {
         } else {
             let boots_cd = sys.boot_override_target.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("cd"));
             let media = if sys.media_inserted { sys.media_image.clone().filter(|u| !u.is_empty()) } else { None };
+            // The override is one-time on real BMCs (sushy always reads back "Continuous"):
+            // an installed node with the same media still inserted boots its disk; new media
+            // or a blank disk boots the installer.
+            let booted = st.store(&sid).and_then(|s| s.node(&name)).and_then(|n| {
+                if n.installed {
+                    Some(n.image.as_ref().map(|i| i.url.clone()).unwrap_or_default())
+                } else {
+                    None
+                }
+            });
+            let media = media.filter(|url| booted.as_deref() != Some(url.as_str()));
             match (boots_cd, media) {
                 (true, Some(url)) => {
                     let sha = artifacts::sha256_of_url(&artifacts_dir, &art_ep, &url);

@@ -133,6 +133,36 @@ fn bare_metal_boot_from_virtual_media() {
     };
     assert_eq!(info["image"]["sha256"], want.as_str());
     assert_eq!((info["cluster"].clone(), info["dns"]["search"].clone()), (Value::Null, json!("localdomain")));
+    // A power cycle with the same media still inserted boots the disk: no reinstall.
+    assert_eq!(lab.pve(0, "PUT", "/nodes/pve1/dns", &[("search", "kept.lan"), ("dns1", "10.0.0.1")]).0, 200);
+    let wait_power = |on: bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = bmc.http.get(&sys).basic_auth(&bmc.user, Some(&bmc.pass)).send().unwrap().json::<Value>().unwrap();
+            if (r["PowerState"] == "On") == on {
+                break;
+            }
+            assert!(Instant::now() < deadline, "BMC power never became {on}: {r}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    assert!(
+        bmc.send(Method::POST, &format!("{sys}/Actions/ComputerSystem.Reset"), json!({"ResetType": "ForceOff"})) < 300
+    );
+    wait_power(false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lab.client.get(&version).header("Authorization", lab.token(0)).send().is_ok() {
+        assert!(Instant::now() < deadline, "API still up after power off");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(bmc.send(Method::POST, &format!("{sys}/Actions/ComputerSystem.Reset"), json!({"ResetType": "On"})) < 300);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lab.client.get(&version).header("Authorization", lab.token(0)).send().is_err() {
+        assert!(Instant::now() < deadline, "node never came back after the power cycle");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, dns) = lab.pve(0, "GET", "/nodes/pve1/dns", &[]);
+    assert_eq!(dns["data"]["search"], "kept.lan", "booted the disk, not the installer");
     // Other nodes are still off.
     assert!(lab.client.get(format!("{}/api2/json/version", lab.node_ep(0, 1))).send().is_err());
     // Wipe: powered off in the BMC too, API gone.
