@@ -59,6 +59,7 @@ pub async fn run(dir: PathBuf, opts: LabOptions, peers: PeerStarter) -> anyhow::
 
     let (pools, bmc) = peers(&dir, &st).context("starting real peers")?;
     let lab = Arc::new(Lab::new(dir.clone(), st, pve_schema, pbs_schema, pools, bmc));
+    load_tasks(&lab);
     *crate::lab::lock(&lab.admin_endpoint) = admin_ep.clone();
     *crate::lab::lock(&lab.artifacts_endpoint) = art_ep.clone();
     tokio::spawn(http::serve(admin_l, None, None, admin::handler(Arc::clone(&lab))));
@@ -108,6 +109,7 @@ pub async fn run(dir: PathBuf, opts: LabOptions, peers: PeerStarter) -> anyhow::
         let st = lab.state();
         lab.save(&st);
     }
+    save_tasks(&lab);
     if let Some(b) = &lab.bmc {
         b.stop();
     }
@@ -116,6 +118,42 @@ pub async fn run(dir: PathBuf, opts: LabOptions, peers: PeerStarter) -> anyhow::
     }
     let _ = std::fs::remove_file(dir.join(PID_FILE));
     Ok(())
+}
+
+const TASKS_FILE: &str = "tasks.json";
+/// Task history kept across down/up, like PVE's /var/log/pve/tasks (most recent first).
+const TASKS_KEPT: usize = 2000;
+
+fn save_tasks(lab: &Lab) {
+    let tasks = crate::lab::lock(&lab.tasks);
+    let mut list: Vec<&crate::lab::Task> = tasks.values().collect();
+    list.sort_by(|a, b| b.starttime.cmp(&a.starttime).then(b.pid.cmp(&a.pid)));
+    list.truncate(TASKS_KEPT);
+    match serde_json::to_vec(&list) {
+        Ok(bytes) => {
+            if let Err(e) = write_atomic(&lab.dir.join(TASKS_FILE), &bytes) {
+                tracing::warn!(error = %e, "saving task history");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "encoding task history"),
+    }
+}
+
+/// Tasks still running when the lab stopped ended with it, as after a PVE node reboot.
+fn load_tasks(lab: &Lab) {
+    let Ok(text) = std::fs::read_to_string(lab.dir.join(TASKS_FILE)) else { return };
+    let Ok(list) = serde_json::from_str::<Vec<crate::lab::Task>>(&text) else {
+        tracing::warn!("task history unreadable; starting without it");
+        return;
+    };
+    let mut tasks = crate::lab::lock(&lab.tasks);
+    for mut t in list {
+        if t.exitstatus.is_none() {
+            t.exitstatus = Some("unexpected status".into());
+            t.endtime = Some(crate::state::now_s());
+        }
+        tasks.insert(t.upid.clone(), t);
+    }
 }
 
 /// Reuses the port of the previous run when it is free, so endpoints stay stable across

@@ -277,7 +277,8 @@ fn down_up_persists_state() {
     let mut lab = TestLab::up(64, &[]);
     lab.pve(0, "POST", "/nodes/pve1/ceph/init", &[]);
     let (_, v) = lab.pve(0, "POST", "/nodes/pve1/ceph/pool", &[("name", "keep"), ("size", "2")]);
-    lab.wait_task(0, v["data"].as_str().unwrap());
+    let upid = v["data"].as_str().unwrap().to_string();
+    lab.wait_task(0, &upid);
     lab.pve(0, "POST", "/cluster/backup", &[("id", "job1"), ("all", "1"), ("schedule", "daily")]);
     let fp = lab.store(0)["nodes"][0]["tls_fingerprint"].clone();
     let token = lab.token(0);
@@ -290,6 +291,7 @@ fn down_up_persists_state() {
     assert_eq!(v["data"][0]["pool_name"], "keep");
     assert_eq!(v["data"][0]["size"], 2);
     assert_eq!(lab.pve(0, "GET", "/cluster/backup/job1", &[]).0, 200);
+    assert_eq!(lab.wait_task(0, &upid)["exitstatus"], "OK", "task history survives down/up");
 }
 
 #[test]
