@@ -512,7 +512,7 @@ fn runs_with_validation_off_when_the_schema_is_absent() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
     let out = std::process::Command::new(common::BIN)
-        .args(["up", "--dir", &d, "--net", "73"])
+        .args(["up", "--dir", &d, "--net", "77"])
         .env("EDGE_LAB_SCHEMA_DIR", dir.path().join("no-such-dir"))
         .output()
         .unwrap();

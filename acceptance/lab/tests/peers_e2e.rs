@@ -26,7 +26,7 @@ fn real_pool(conf: &str, name: &str) -> Option<Value> {
 
 #[test]
 fn ceph_round_trip_through_the_api() {
-    let lab = TestLab::up(72, &["--ceph"]);
+    let lab = TestLab::up(76, &["--ceph"]);
     eprintln!("edge-lab up with real Ceph: {:.1} s", lab.up_secs);
     let conf = lab.json["ceph"]["conf"].as_str().expect("ceph.conf in lab.json").to_string();
     assert_eq!(lab.pve(0, "POST", "/nodes/pve1/ceph/init", &[]).0, 200);
@@ -84,7 +84,7 @@ impl Bmc {
 
 #[test]
 fn bare_metal_boot_from_virtual_media() {
-    let lab = TestLab::up(71, &["--redfish", "--install-ms", "300"]);
+    let lab = TestLab::up(75, &["--redfish", "--install-ms", "300"]);
     let rf = lab.json["redfish"].clone();
     assert!(rf.is_object(), "redfish in lab.json: {}", lab.json);
     let bmc = Bmc {
