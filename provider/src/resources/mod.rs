@@ -1,6 +1,7 @@
 //! One module per resource type; they all implement `framework::Resource` the same way.
 
 pub mod wireguard_key;
+pub mod wireguard_peer;
 
 use std::sync::Arc;
 
@@ -8,5 +9,8 @@ use crate::framework::resource::{DynResource, ResourceHandle};
 
 /// Every resource type this provider serves.
 pub fn all() -> Vec<Arc<dyn DynResource>> {
-    vec![Arc::new(ResourceHandle::new(wireguard_key::WireguardKey))]
+    vec![
+        Arc::new(ResourceHandle::new(wireguard_key::WireguardKey)),
+        Arc::new(ResourceHandle::new(wireguard_peer::WireguardPeer)),
+    ]
 }
