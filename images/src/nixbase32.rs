@@ -118,3 +118,18 @@ mod tests {
         assert!(matches!(decode("zz"), Err(DecodeError::Padding(_))));
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn roundtrip(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let s = encode(&bytes);
+            prop_assert!(s.bytes().all(is_base32_char));
+            prop_assert_eq!(decode(&s).unwrap(), bytes);
+        }
+    }
+}

@@ -178,3 +178,37 @@ mod tests {
         assert_eq!(s.found().count(), 0);
     }
 }
+
+#[cfg(test)]
+mod prop {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A hash part anywhere in random bytes, fed in random pieces, is found; nothing else is.
+        #[test]
+        fn scanner_finds_embedded_hash(
+            before in proptest::collection::vec(any::<u8>(), 0..200),
+            after in proptest::collection::vec(any::<u8>(), 0..200),
+            cuts in proptest::collection::vec(0usize..450, 0..6),
+        ) {
+            let h = "7h7qgvs4kgzsn8a6rb273saxyqh4jxlz";
+            let other = "0000000000000000000000000000000z";
+            let mut data = before.clone();
+            data.extend_from_slice(h.as_bytes());
+            data.extend_from_slice(&after);
+            let mut s = RefScanner::new([h, other]);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            cuts.sort();
+            let mut last = 0;
+            for c in cuts.into_iter().chain([data.len()]) {
+                s.feed(&data[last..c]);
+                last = c;
+            }
+            let found: Vec<&str> = s.found().collect();
+            prop_assert!(found.contains(&h));
+            let has_other = data.windows(32).any(|w| w == other.as_bytes());
+            prop_assert_eq!(found.contains(&other), has_other);
+        }
+    }
+}
