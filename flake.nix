@@ -44,7 +44,12 @@
           # The test suites need the real peers (nix, ceph, terraform, wireguard-go); they run
           # in `make test`, not in the sandbox.
           doCheck = false;
-          nativeBuildInputs = [ pkgs.protobuf ];
+          nativeBuildInputs = [
+            pkgs.protobuf
+            pkgs.pkg-config
+          ];
+          # liblzma for edge-image's xz binary caches (xz2 / lzma-sys).
+          buildInputs = [ pkgs.xz ];
           # tonic codegen: use nixpkgs' protoc instead of the vendored binary.
           PROTOC = "${pkgs.protobuf}/bin/protoc";
           meta = {

@@ -61,67 +61,133 @@ fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), CacheError> {
     fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// How NAR files are stored in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// `nar/<filehash>.nar`: fastest, what the tests and the benchmark use.
+    #[default]
+    None,
+    /// `nar/<filehash>.nar.xz` (xz level 6, Nix's default for binary caches).
+    Xz,
+}
+
+impl Compression {
+    fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Xz => "xz",
+        }
+    }
+    fn extension(self) -> &'static str {
+        match self {
+            Compression::None => "nar",
+            Compression::Xz => "nar.xz",
+        }
+    }
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Compression::None),
+            "xz" => Ok(Compression::Xz),
+            other => Err(format!("unsupported compression {other:?} (use none or xz)")),
+        }
+    }
+}
+
 pub struct BinaryCacheWriter {
     dir: PathBuf,
+    compression: Compression,
 }
 
-struct TeeFile<'a> {
-    file: BufWriter<fs::File>,
-    hash: &'a mut HashWriter,
+/// Passes bytes on to `inner` and hashes them on the way.
+struct HashTee<W> {
+    inner: W,
+    hash: HashWriter,
 }
 
-impl Write for TeeFile<'_> {
+impl<W: Write> Write for HashTee<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write_all(buf)?;
+        self.inner.write_all(buf)?;
         self.hash.write_all(buf)?;
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.inner.flush()
     }
 }
 
 impl BinaryCacheWriter {
     /// Create (or reuse) a cache directory and write its `nix-cache-info`.
     pub fn create(dir: &Path) -> Result<Self, CacheError> {
+        Self::create_with(dir, Compression::None)
+    }
+
+    pub fn create_with(dir: &Path, compression: Compression) -> Result<Self, CacheError> {
         fs::create_dir_all(dir.join("nar")).map_err(io(dir))?;
         write_atomic(
             &dir.join("nix-cache-info"),
             format!("StoreDir: {DEFAULT_STORE_DIR}\nWantMassQuery: 1\nPriority: 30\n").as_bytes(),
         )?;
-        Ok(Self { dir: dir.to_path_buf() })
+        Ok(Self { dir: dir.to_path_buf(), compression })
+    }
+
+    /// Write the NAR of `fs_path` to `tmp`; returns (NAR hash, NAR size, file hash, file size).
+    fn write_nar(&self, fs_path: &Path, tmp: &Path) -> Result<(Sha256Hash, u64, Sha256Hash, u64), CacheError> {
+        let f = fs::File::create(tmp).map_err(io(tmp))?;
+        let file = HashTee { inner: BufWriter::with_capacity(1 << 20, f), hash: HashWriter::new() };
+        let (nar, file) = match self.compression {
+            Compression::None => {
+                let mut file = file;
+                nar::dump_path(fs_path, &mut file)?;
+                let (h, n) = file.hash.clone_finish();
+                ((h, n), file)
+            }
+            Compression::Xz => {
+                let mut w = HashTee { inner: xz2::write::XzEncoder::new(file, 6), hash: HashWriter::new() };
+                nar::dump_path(fs_path, &mut w)?;
+                let nar = w.hash.finish();
+                let file = w.inner.finish().map_err(io(tmp))?;
+                (nar, file)
+            }
+        };
+        let HashTee { inner: mut buf, hash } = file;
+        buf.flush().map_err(io(tmp))?;
+        buf.get_ref().sync_all().map_err(io(tmp))?;
+        let (fh, fsz) = hash.finish();
+        Ok((nar.0, nar.1, fh, fsz))
     }
 
     /// Add one store path whose contents are at `fs_path`; `info` must describe those contents
     /// (its NAR hash is re-checked while the NAR is written). Signs with `key` if given.
     pub fn add(&self, info: &PathInfo, fs_path: &Path, key: Option<&SecretKey>) -> Result<NarInfo, CacheError> {
         let tmp = self.dir.join("nar").join(format!(".{}.tmp{}", info.path.hash_part(), std::process::id()));
-        let mut hash = HashWriter::new();
-        {
-            let f = fs::File::create(&tmp).map_err(io(&tmp))?;
-            let mut w = TeeFile { file: BufWriter::with_capacity(1 << 20, f), hash: &mut hash };
-            nar::dump_path(fs_path, &mut w)?;
-            w.flush().map_err(io(&tmp))?;
-            w.file.get_ref().sync_all().map_err(io(&tmp))?;
-        }
-        let (file_hash, file_size) = hash.finish();
-        if file_hash != info.nar_hash || file_size != info.nar_size {
+        let (nar_hash, nar_size, file_hash, file_size) = match self.write_nar(fs_path, &tmp) {
+            Ok(v) => v,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        if nar_hash != info.nar_hash || nar_size != info.nar_size {
             let _ = fs::remove_file(&tmp);
             return Err(CacheError::NarHash {
                 path: info.path.clone(),
                 expected: info.nar_hash,
-                actual: file_hash,
+                actual: nar_hash,
                 expected_size: info.nar_size,
-                actual_size: file_size,
+                actual_size: nar_size,
             });
         }
-        let url = format!("nar/{}.nar", file_hash.to_nixbase32());
+        let url = format!("nar/{}.{}", file_hash.to_nixbase32(), self.compression.extension());
         let nar_path = self.dir.join(&url);
         fs::rename(&tmp, &nar_path).map_err(io(&nar_path))?;
         let mut ni = NarInfo {
             store_path: info.path.clone(),
             url,
-            compression: "none".into(),
+            compression: self.compression.name().into(),
             file_hash: Some(file_hash),
             file_size: Some(file_size),
             nar_hash: info.nar_hash,
@@ -189,9 +255,10 @@ pub fn sign_cached(dir: &Path, path: &StorePath, key: &SecretKey) -> Result<NarI
 /// The NAR file a narinfo points to: size, file hash, structure, NAR hash and size.
 pub fn check_contents(dir: &Path, ni: &NarInfo) -> Result<(), CacheError> {
     let path = &ni.store_path;
-    if ni.compression != "none" {
-        return Err(CacheError::Compression { path: path.clone(), compression: ni.compression.clone() });
-    }
+    let compression: Compression = ni
+        .compression
+        .parse()
+        .map_err(|_| CacheError::Compression { path: path.clone(), compression: ni.compression.clone() })?;
     let file = dir.join(&ni.url);
     let f = fs::File::open(&file).map_err(io(&file))?;
     let actual = f.metadata().map_err(io(&file))?.len();
@@ -200,12 +267,26 @@ pub fn check_contents(dir: &Path, ni: &NarInfo) -> Result<(), CacheError> {
             return Err(CacheError::FileSize { path: path.clone(), file, expected, actual });
         }
     }
-    let mut r = HashingReader { inner: io::BufReader::with_capacity(1 << 20, f), hash: HashWriter::new() };
-    let parsed = nar::validate(&mut r);
-    let (got, got_size) = r.hash.finish();
+    let mut raw = HashingReader { inner: io::BufReader::with_capacity(1 << 20, f), hash: HashWriter::new() };
+    let (parsed, got, got_size) = match compression {
+        Compression::None => {
+            let parsed = nar::validate(&mut raw);
+            let (h, n) = raw.hash.clone_finish();
+            (parsed, h, n)
+        }
+        Compression::Xz => {
+            let mut dec = HashingReader { inner: xz2::read::XzDecoder::new(&mut raw), hash: HashWriter::new() };
+            let parsed = nar::validate(&mut dec);
+            let (h, n) = dec.hash.finish();
+            (parsed, h, n)
+        }
+    };
+    // The file hash covers every byte of the file, whatever the parser stopped at.
+    io::copy(&mut raw, &mut io::sink()).map_err(io(&file))?;
+    let (file_got, _) = raw.hash.finish();
     if let Some(expected) = ni.file_hash {
-        if expected != got {
-            return Err(CacheError::FileHash { path: path.clone(), file, expected, actual: got });
+        if expected != file_got {
+            return Err(CacheError::FileHash { path: path.clone(), file, expected, actual: file_got });
         }
     }
     parsed?;

@@ -132,6 +132,10 @@ impl HashWriter {
     pub fn finish(self) -> (Sha256Hash, u64) {
         (self.hasher.finalize(), self.count)
     }
+    /// The hash so far, leaving this writer usable.
+    pub fn clone_finish(&self) -> (Sha256Hash, u64) {
+        (self.hasher.clone().finalize(), self.count)
+    }
 }
 
 impl Write for HashWriter {

@@ -142,6 +142,9 @@ enum Cmd {
         /// Publish only the given paths, not their closures.
         #[arg(long)]
         no_closure: bool,
+        /// NAR file compression: none or xz (xz is ~10x slower to write).
+        #[arg(long, default_value = "none")]
+        compression: binary_cache::Compression,
         paths: Vec<String>,
     },
 }
@@ -398,14 +401,14 @@ fn run(cli: Cli) -> Result<()> {
                 None => print!("{text}"),
             }
         }
-        Cmd::Publish { to, key, no_closure, paths } => {
+        Cmd::Publish { to, key, no_closure, compression, paths } => {
             let sk = key.as_deref().map(read_secret).transpose()?;
             if sk.is_none() {
                 tracing::warn!("publishing unsigned: Nix will refuse these paths unless told not to check signatures");
             }
             let dir = binary_cache::cache_dir(&to)?;
             let sps = paths.iter().map(|p| store_path(&store_dir, p)).collect::<Result<Vec<_>>>()?;
-            let w = BinaryCacheWriter::create(&dir)?;
+            let w = BinaryCacheWriter::create_with(&dir, compression)?;
             for info in path_infos(&store_dir, &sps, !no_closure)? {
                 let ni = w.add(&info, &store_dir.join(info.path.base_name()), sk.as_ref())?;
                 println!("{} -> {}/{}", ni.store_path, dir.display(), ni.url);

@@ -237,3 +237,31 @@ fn sign_a_cache_written_by_nix() {
     ok(nix("nix").args(["store", "verify", "--store", &url, "--sigs-needed", "1", "--trusted-public-keys", &pk, &out]));
     ok(edge_image().args(["verify", "--cache", &url, "--trusted-key", &pk, &out]));
 }
+
+/// xz-compressed cache: Nix substitutes from it; one flipped byte in the .nar.xz is refused by both.
+#[test]
+fn xz_cache_accepted_and_tamper_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let out = build_simple(d.path(), &format!("edge-xz-{}", nonce()), "compressed-contents");
+    let (sk, pk) = our_keypair(d.path(), "edge-ci-1");
+    let cache = d.path().join("xzcache");
+    let url = format!("file://{}", cache.display());
+    ok(edge_image().args(["publish", "--compression", "xz", "--to", &url, "--key"]).arg(&sk).arg(&out));
+    let hash_part = out.parse::<StorePath>().unwrap().hash_part().to_string();
+    let ni = fs::read_to_string(cache.join(format!("{hash_part}.narinfo"))).unwrap();
+    assert!(ni.contains("Compression: xz") && ni.contains(".nar.xz"), "{ni}");
+    ok(edge_image().args(["verify", "--cache", &url, "--trusted-key", &pk, &out]));
+    nix_copy(&cache, &d.path().join("store1"), &pk, &out).expect("nix copy from an xz cache");
+    let copied = d.path().join("store1").join(out.trim_start_matches('/'));
+    assert_eq!(fs::read_to_string(copied).unwrap(), "compressed-contents\n");
+
+    let nar_url = ni.lines().find_map(|l| l.strip_prefix("URL: ")).unwrap();
+    let f = cache.join(nar_url);
+    let mut bytes = fs::read(&f).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::write(&f, &bytes).unwrap();
+    let e = fails(edge_image().args(["verify", "--cache", &url, "--trusted-key", &pk, &out]));
+    assert!(e.contains("hash mismatch"), "{e}");
+    assert!(nix_copy(&cache, &d.path().join("store2"), &pk, &out).is_err());
+}
