@@ -7,14 +7,14 @@ mod netns;
 use edge_acceptance::{assert_same_except, Tf};
 use netns::Net;
 
-fn hcl(net: &Net) -> String {
+fn hcl(net: &Net, psk: &str) -> String {
     let hub = net.node("hub");
     let stores: String = net.nodes[1..]
         .iter()
         .enumerate()
         .map(|(i, s)| {
             format!(
-                "    {name} = {{ host = \"{host}\", host_key = \"{key}\", interface = \"{iface}\", tunnel_ip = \"{ip}\", hub_endpoint = \"{ep}:{port}\", config_dir = \"{dir}\" }}\n",
+                "    {name} = {{ host = \"{host}\", host_key = \"{key}\", interface = \"{iface}\", tunnel_ip = \"{ip}\", hub_endpoint = \"{ep}:{port}\", config_dir = \"{dir}\", psk = \"{psk}\" }}\n",
                 name = s.name,
                 host = s.ssh_addr,
                 key = s.host_key,
@@ -23,6 +23,8 @@ fn hcl(net: &Net) -> String {
                 ep = net.hub_link_addrs[i],
                 port = netns::WG_PORT,
                 dir = s.conf_dir.display(),
+                // Store 2's tunnel also has a preshared key; store 1's has none.
+                psk = if s.name == "store2" { psk } else { "" },
             )
         })
         .collect();
@@ -62,6 +64,7 @@ resource "edge_wireguard_peer" "store_to_hub" {{
   endpoint             = each.value.hub_endpoint
   allowed_ips          = ["192.168.77.0/24"]
   persistent_keepalive = 5
+  preshared_key        = each.value.psk == "" ? null : each.value.psk
 }}
 
 resource "edge_wireguard_peer" "hub_to_store" {{
@@ -71,6 +74,7 @@ resource "edge_wireguard_peer" "hub_to_store" {{
   config_dir  = local.hub.config_dir
   public_key  = edge_wireguard_peer.store_to_hub[each.key].node_public_key
   allowed_ips = ["${{each.value.tunnel_ip}}/32"]
+  preshared_key = each.value.psk == "" ? null : each.value.psk
 }}
 
 output "tunnel_up" {{
@@ -109,7 +113,8 @@ macro_rules! check {
 fn hub_and_spoke_over_real_wireguard_and_ssh() {
     let net = Net::up(2);
     let hub = net.node("hub");
-    let tf = tf_for(&net, &hcl(&net));
+    let psk = net.wg(&["genpsk"]).trim().to_string();
+    let tf = tf_for(&net, &hcl(&net, &psk));
     tf.init();
     tf.apply();
 
@@ -125,8 +130,15 @@ fn hub_and_spoke_over_real_wireguard_and_ssh() {
     }
     assert_eq!(net.peers("hub").len(), 3);
 
-    // The nodes' private keys never reached Terraform.
+    // The preshared key reached both ends of store 2's tunnel (on stdin), and only those.
+    let psks = |n: &str| net.wg(&["show", &net.node(n).iface, "preshared-keys"]);
+    assert!(psks("store2").contains(&format!("{hub_key}\t{psk}")), "{}", psks("store2"));
+    assert!(psks("hub").contains(&format!("{}\t{psk}", store_key("store2"))), "{}", psks("hub"));
+    assert!(psks("hub").contains(&format!("{}\t(none)", store_key("store1"))), "{}", psks("hub"));
+
+    // The nodes' private keys never reached Terraform, nor did the (write-only) preshared key.
     let state = std::fs::read_to_string(tf.dir().join("terraform.tfstate")).expect("state");
+    assert!(!state.contains(&psk), "the preshared key is in the state");
     for n in ["hub", "store1", "store2"] {
         let private = net.wg(&["show", &net.node(n).iface, "private-key"]).trim().to_string();
         assert!(!state.contains(&private), "the private key of {n} is in the state");
@@ -151,6 +163,11 @@ fn hub_and_spoke_over_real_wireguard_and_ssh() {
     for s in ["store1", "store2"] {
         assert!(conf.contains(&store_key(s)), "hub conf lacks {s}:\n{conf}");
     }
+    // Restart store 2's WireGuard from its file alone (key, hub peer, endpoint, psk): it calls in.
+    net.restart_wireguard("store2");
+    net.ping_until_ok("store2", "192.168.77.1");
+    check!(net, net.handshake("hub", &store_key("store2")) > 0, "no handshake after restart");
+    tf.assert_no_changes();
 
     // A peer removed by hand is drift: the plan puts it back, and the tunnel works again.
     let s1 = store_key("store1");
@@ -211,6 +228,14 @@ fn hub_and_spoke_over_real_wireguard_and_ssh() {
     assert!(plan.contains("0 to add, 1 to change, 0 to destroy") && plan.contains("config_dir"), "{plan}");
     tf.apply();
     tf.assert_no_changes();
+
+    // A store that cannot be reached does not block the plan: its peers keep their last known
+    // state, with a warning. (A wrong host key, by contrast, is an error: see below.)
+    net.stop_sshd("store2");
+    let r = tf.run(&["plan", "-detailed-exitcode", "-no-color"]);
+    assert_eq!(r.code, 0, "{}", r.output());
+    assert!(r.output().contains("Node unreachable"), "{}", r.output());
+    net.start_sshd_again("store2");
 
     // Destroy removes the peers from every interface (and from the config files).
     tf.destroy();

@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,7 +37,7 @@ pub struct Net {
     pub client_key: String,
     /// hub-side address of the hub ↔ store n link, per store (index n-1).
     pub hub_link_addrs: Vec<String>,
-    children: Vec<(String, Child)>,
+    children: RefCell<Vec<(String, Child)>>,
     namespaces: Vec<String>,
     ifaces: Vec<String>,
 }
@@ -93,7 +94,7 @@ impl Net {
             nodes: vec![],
             client_key,
             hub_link_addrs: vec![],
-            children: vec![],
+            children: RefCell::new(vec![]),
             namespaces: vec![],
             ifaces: vec![],
         };
@@ -138,6 +139,7 @@ impl Net {
 
         let iface = format!("wg{tag}{}", &name[..1]) + &name[name.len() - 1..];
         self.start_wireguard(&ns, &iface);
+        self.ifaces.push(iface.clone());
         let tunnel_ip = if n == 0 { "192.168.77.1".to_string() } else { format!("192.168.77.{}", 10 + n) };
         run(&["wg", "set", &iface, "listen-port", &WG_PORT.to_string()]);
         run(&["ip", "-n", &ns, "addr", "add", &format!("{tunnel_ip}/24"), "dev", &iface]);
@@ -148,8 +150,12 @@ impl Net {
         self.nodes.push(Node { name: name.into(), ns, iface, ssh_addr, host_key, tunnel_ip, conf_dir });
     }
 
-    fn start_wireguard(&mut self, ns: &str, iface: &str) {
-        let log = std::fs::File::create(self.dir.path().join(format!("{iface}.log"))).expect("log");
+    fn start_wireguard(&self, ns: &str, iface: &str) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{iface}.log")))
+            .expect("log");
         let child = Command::new("ip")
             .args(["netns", "exec", ns, "wireguard-go", "-f", iface])
             .env("WG_PROCESS_FOREGROUND", "1")
@@ -158,16 +164,17 @@ impl Net {
             .stderr(log)
             .spawn()
             .expect("start wireguard-go");
-        self.children.push((format!("wireguard-go {iface}"), child));
-        self.ifaces.push(iface.to_string());
+        self.children.borrow_mut().push((format!("wireguard-go {iface}"), child));
         let sock = PathBuf::from(format!("/var/run/wireguard/{iface}.sock"));
         poll(&format!("{} to appear", sock.display()), Duration::from_secs(10), || sock.exists().then_some(()));
     }
 
-    fn start_sshd(&mut self, name: &str, ns: &str, addr: &str) -> String {
+    fn start_sshd(&self, name: &str, ns: &str, addr: &str) -> String {
         let d = self.dir.path();
         let key = d.join(format!("{name}_host_ed25519"));
-        run(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", &key.display().to_string()]);
+        if !key.exists() {
+            run(&["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", &key.display().to_string()]);
+        }
         let config = d.join(format!("{name}_sshd_config"));
         std::fs::write(
             &config,
@@ -180,7 +187,11 @@ impl Net {
             ),
         )
         .expect("sshd config");
-        let log = std::fs::File::create(d.join(format!("{name}_sshd.log"))).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join(format!("{name}_sshd.log")))
+            .expect("log");
         let child = Command::new("ip")
             .args(["netns", "exec", ns, "/usr/sbin/sshd", "-D", "-e", "-f"])
             .arg(&config)
@@ -189,7 +200,7 @@ impl Net {
             .stderr(log)
             .spawn()
             .expect("start sshd");
-        self.children.push((format!("sshd {name}"), child));
+        self.children.borrow_mut().push((format!("sshd {name}"), child));
         let sock: std::net::SocketAddr = format!("{addr}:22").parse().expect("addr");
         poll(&format!("sshd of {name} on {sock}"), Duration::from_secs(10), || {
             std::net::TcpStream::connect_timeout(&sock, Duration::from_millis(300)).ok().map(|_| ())
@@ -263,22 +274,58 @@ impl Net {
     }
 }
 
+/// SIGTERM (so wireguard-go removes its socket), then SIGKILL after 3 s.
+fn stop(what: &str, child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM".to_string(), child.id().to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            eprintln!("{what} ignored SIGTERM; killing it");
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Net {
+    fn stop_child(&self, label: &str) {
+        let mut children = self.children.borrow_mut();
+        let i = children.iter().position(|(l, _)| l == label).unwrap_or_else(|| panic!("no process {label}"));
+        let (what, mut child) = children.remove(i);
+        stop(&what, &mut child);
+    }
+
+    /// Stops a node's sshd (the node becomes unreachable over SSH).
+    pub fn stop_sshd(&self, name: &str) {
+        self.stop_child(&format!("sshd {name}"));
+    }
+
+    /// Starts a node's sshd again, with the same host key.
+    pub fn start_sshd_again(&self, name: &str) {
+        let n = self.node(name);
+        self.start_sshd(name, &n.ns, &n.ssh_addr);
+    }
+
+    /// A node restart as far as WireGuard goes: the interface is gone with everything set at
+    /// run time, comes back empty, and is loaded from `<conf_dir>/<iface>.conf` (like
+    /// `wg setconf` at boot), then given its address again.
+    pub fn restart_wireguard(&self, name: &str) {
+        let n = self.node(name);
+        self.stop_child(&format!("wireguard-go {}", n.iface));
+        self.start_wireguard(&n.ns, &n.iface);
+        let conf = n.conf_dir.join(format!("{}.conf", n.iface));
+        run(&["wg", "setconf", &n.iface, &conf.display().to_string()]);
+        run(&["ip", "-n", &n.ns, "addr", "add", &format!("{}/24", n.tunnel_ip), "dev", &n.iface]);
+        run(&["ip", "-n", &n.ns, "link", "set", &n.iface, "up"]);
+    }
+}
+
 impl Drop for Net {
     fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = Command::new("kill").args(["-TERM".to_string(), child.id().to_string()]).status();
-        }
-        for (what, child) in &mut self.children {
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while child.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    eprintln!("{what} ignored SIGTERM; killing it");
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        for (what, child) in self.children.get_mut().iter_mut() {
+            stop(what, child);
         }
         // Deleting a namespace deletes its veth ends, and with them the root-side peers.
         for ns in &self.namespaces {

@@ -14,9 +14,10 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
-use crate::clients::ssh::{self, Session, SshTarget};
+use crate::clients::ssh::{self, Session, SshError, SshTarget};
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock,
     Nesting, Op, PlanCtx, Resource, Schema, Timeouts, Type, Value,
@@ -300,7 +301,21 @@ impl Resource for WireguardPeer {
 
     async fn read(&self, ctx: &Ctx, state: State) -> Result<Option<State>, Diagnostics> {
         let limit = Timeouts::get(&state.timeouts, Op::Read, DEFAULT_TIMEOUT);
-        let node = Node::connect(ctx, &state, limit).await?;
+        let node = match Node::open(ctx, &state, limit).await? {
+            Ok(node) => node,
+            // One dark store must not block plans for the other 499: keep what we knew, and say
+            // so. (A warning alone keeps the prior state.) A wrong host key stays an error.
+            Err(e @ (SshError::Connect { .. } | SshError::Timeout { .. })) => {
+                let mut d = Diagnostics::new();
+                d.warn_at(
+                    AttrPath::root("ssh"),
+                    "Node unreachable: peer not refreshed",
+                    format!("{e}. Kept the last known state; drift on this node shows once it is reachable again."),
+                );
+                return Err(d);
+            }
+            Err(e) => return Err(connect_diag(&e)),
+        };
         let live = node.peer(&state, limit).await;
         node.close().await;
         let Some(live) = live? else { return Ok(None) };
@@ -494,20 +509,31 @@ fn parse_read(out: &str, peer_key: &str) -> Result<Option<LiveInterface>, String
 struct Node {
     session: Session,
     host: String,
+    stop: CancellationToken,
+}
+
+fn connect_diag(e: &SshError) -> Diagnostics {
+    let summary = match e {
+        SshError::HostKeyMismatch { .. } => "SSH host key mismatch",
+        SshError::AuthFailed { .. } => "SSH authentication failed",
+        _ => "Cannot reach the node over SSH",
+    };
+    Diagnostics::at(AttrPath::root("ssh"), summary, e.to_string())
 }
 
 impl Node {
     async fn connect(ctx: &Ctx, s: &State, limit: Duration) -> Result<Node, Diagnostics> {
+        Self::open(ctx, s, limit).await?.map_err(|e| connect_diag(&e))
+    }
+
+    /// Outer error: the settings are incomplete; inner: the connection failed.
+    async fn open(ctx: &Ctx, s: &State, limit: Duration) -> Result<Result<Node, SshError>, Diagnostics> {
         let target = target(ctx, s)?;
-        let session = Session::connect(&target, limit).await.map_err(|e| {
-            let summary = match e {
-                ssh::SshError::HostKeyMismatch { .. } => "SSH host key mismatch",
-                ssh::SshError::AuthFailed { .. } => "SSH authentication failed",
-                _ => "Cannot reach the node over SSH",
-            };
-            Diagnostics::at(AttrPath::root("ssh"), summary, e.to_string())
-        })?;
-        Ok(Node { session, host: target.host })
+        let session = tokio::select! {
+            r = Session::connect(&target, limit) => r,
+            _ = ctx.stop.cancelled() => return Err(Diagnostics::error("Cancelled", "Terraform asked the provider to stop.")),
+        };
+        Ok(session.map(|session| Node { session, host: target.host, stop: ctx.stop.clone() }))
     }
 
     async fn close(self) {
@@ -524,11 +550,17 @@ impl Node {
     ) -> Result<String, Diagnostics> {
         let mut argv = vec!["sh", "-c", script, "edge-wireguard"];
         argv.extend_from_slice(args);
-        let out = self
-            .session
-            .run(&argv, stdin, limit)
-            .await
-            .map_err(|e| Diagnostics::error(format!("Cannot {what} on {}", self.host), e.to_string()))?;
+        let out = tokio::select! {
+            r = self.session.run(&argv, stdin, limit) => {
+                r.map_err(|e| Diagnostics::error(format!("Cannot {what} on {}", self.host), e.to_string()))?
+            }
+            _ = self.stop.cancelled() => {
+                return Err(Diagnostics::error(
+                    format!("Cancelled: {what} on {}", self.host),
+                    "Terraform asked the provider to stop; the command may or may not have completed on the node.",
+                ))
+            }
+        };
         if !out.success() {
             let status = out.status.map_or("no exit status".to_string(), |s| format!("exit status {s}"));
             return Err(Diagnostics::error(
