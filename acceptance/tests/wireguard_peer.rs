@@ -229,6 +229,23 @@ fn hub_and_spoke_over_real_wireguard_and_ssh() {
     tf.apply();
     tf.assert_no_changes();
 
+    // And by identity (Terraform ≥ 1.12 `import` blocks).
+    tf.state_rm(addr);
+    tf.write(
+        "import.tf",
+        &format!(
+            "import {{\n  to = {addr}\n  identity = {{\n    node = \"{}\"\n    interface = \"{}\"\n    public_key = \"{}\"\n  }}\n}}\n",
+            hub.ssh_addr,
+            hub.iface,
+            store_key("store2")
+        ),
+    );
+    let out = tf.apply().output();
+    assert!(out.contains("1 imported"), "{out}");
+    assert_same_except(&before, &tf.resource(addr), &["latest_handshake", "rx_bytes", "tx_bytes"], addr);
+    tf.assert_no_changes();
+    std::fs::remove_file(tf.dir().join("import.tf")).expect("remove import.tf");
+
     // A store that cannot be reached does not block the plan: its peers keep their last known
     // state, with a warning. (A wrong host key, by contrast, is an error: see below.)
     net.stop_sshd("store2");
@@ -320,4 +337,47 @@ resource "edge_wireguard_peer" "p" {{
         assert!(out.contains(summary), "missing {summary:?} in:\n{out}");
     }
     assert!(!marker.exists(), "a hostile string was executed");
+}
+
+#[test]
+fn lifecycle_with_terraform_1_0_3() {
+    let net = Net::up(1);
+    let store = net.node("store1");
+    let psk = net.wg(&["genpsk"]).trim().to_string();
+    let mut tf = Tf::with_terraform(
+        &format!(
+            r#"
+terraform {{
+  required_providers {{ edge = {{ source = "edgeform/edge" }} }}
+}}
+provider "edge" {{
+  ssh = {{ user = "root" }}
+}}
+resource "edge_wireguard_peer" "p" {{
+  ssh           = {{ host = "{host}", host_key = "{key}" }}
+  interface     = "{iface}"
+  config_dir    = "{dir}"
+  public_key    = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+  allowed_ips   = ["192.168.77.50/32"]
+  preshared_key = "{psk}"
+}}
+"#,
+            host = store.ssh_addr,
+            key = store.host_key,
+            iface = store.iface,
+            dir = store.conf_dir.display()
+        ),
+        edge_acceptance::terraform_legacy_bin(),
+    );
+    tf.env("EDGE_SSH_PRIVATE_KEY", &net.client_key);
+    tf.init();
+    let out = tf.apply().output();
+    // Terraform 1.0 has no write-only attributes: the key is kept in state, and we say so.
+    assert!(out.contains("Stored in state on this Terraform version"), "{out}");
+    assert_eq!(net.peers("store1"), vec!["HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="]);
+    let psks = net.wg(&["show", &store.iface, "preshared-keys"]);
+    assert!(psks.contains(&psk), "{psks}");
+    tf.assert_no_changes();
+    tf.destroy();
+    assert!(net.peers("store1").is_empty());
 }
