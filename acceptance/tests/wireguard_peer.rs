@@ -181,10 +181,12 @@ fn hub_and_spoke_over_real_wireguard_and_ssh() {
     refresh(&tf); // the tunnel_up output changed (false → true): record it
     tf.assert_no_changes();
 
-    // An altered peer (allowed IPs) is drift too.
+    // An altered peer is drift too: allowed IPs on the hub, the hub's endpoint on store 1.
     net.wg(&["set", &hub.iface, "peer", &s1, "allowed-ips", "192.168.77.99/32"]);
+    net.wg(&["set", &net.node("store1").iface, "peer", &hub_key, "endpoint", "127.0.0.1:9"]);
     let plan = tf.plan_output();
-    assert!(plan.contains("1 to change"), "{plan}");
+    assert!(plan.contains("0 to add, 2 to change, 0 to destroy"), "{plan}");
+    assert!(plan.contains("127.0.0.1:9") && plan.contains("192.168.77.99/32"), "{plan}");
     tf.apply();
     tf.assert_no_changes();
 
@@ -297,6 +299,15 @@ resource "edge_wireguard_peer" "p" {{
     assert!(out.contains("SSH host key mismatch") && out.contains("does not match the pinned key"), "{out}");
     assert!(net.peers("store1").is_empty(), "nothing was done on the node");
     assert_eq!(net.wg(&["show", &store.iface, "public-key"]).trim(), "(none)", "no key was generated");
+
+    // With the right key, a missing interface is named as such.
+    let main = std::fs::read_to_string(tf.dir().join("main.tf")).expect("main.tf");
+    tf.write(
+        "main.tf",
+        &main.replace(&hub.host_key, &store.host_key).replace(&format!("\"{}\"", store.iface), "\"wgnope0\""),
+    );
+    let out = tf.apply_fails();
+    assert!(out.contains("WireGuard interface wgnope0 does not exist on this node"), "{out}");
 }
 
 #[test]

@@ -73,6 +73,10 @@ wg show "$1" dump | tail -n +2 | awk -F '\t' -v OFS='\t' -v k="$2" '$1 == k { if
 const APPLY_SCRIPT: &str = r#"set -eu
 umask 077
 i=$1 dir=$2 peer=$3 ips=$4 ep=$5 ka=$6 psk=$7 fresh=$8
+if ! wg show "$i" public-key >/dev/null 2>&1; then
+  echo "WireGuard interface $i does not exist on this node (or wg cannot reach it): create it first" >&2
+  exit 3
+fi
 mkdir -p "$dir"
 exec 9>"$dir/.$i.lock"
 flock 9
@@ -377,7 +381,7 @@ impl Resource for WireguardPeer {
         r
     }
 
-    async fn import(&self, _ctx: &Ctx, req: ImportRequest) -> Result<State, Diagnostics> {
+    async fn import(&self, ctx: &Ctx, req: ImportRequest) -> Result<State, Diagnostics> {
         let (node, interface, public_key) = match req {
             ImportRequest::Id(id) => {
                 let mut parts = id.splitn(3, '/');
@@ -406,7 +410,7 @@ impl Resource for WireguardPeer {
         check_host(&node).map_err(|e| bad("node", e))?;
         check_interface(&interface).map_err(|e| bad("interface", e))?;
         check_key(&public_key).map_err(|e| bad("public_key", e))?;
-        let host_key = known_host_key(&node)?;
+        let host_key = known_host_key(&node, ctx.clients.ssh.port.unwrap_or(22))?;
         let mut s = State {
             ssh: Some(SshAccess { host: Some(node), host_key: Some(host_key), ..Default::default() }),
             interface: Some(interface),
@@ -429,31 +433,35 @@ fn id_of(s: &State) -> String {
     )
 }
 
-/// The pinned host key for `host` from the known_hosts file named by `EDGE_SSH_KNOWN_HOSTS`.
-fn known_host_key(host: &str) -> Result<String, Diagnostics> {
+/// The pinned host key for `host` from the known_hosts file named by `EDGE_SSH_KNOWN_HOSTS`
+/// (plain or hashed entries, `[host]:port` for other ports; ed25519 preferred).
+fn known_host_key(host: &str, port: u16) -> Result<String, Diagnostics> {
     let need = || {
         Diagnostics::error(
             "Import needs the node's pinned host key",
             format!(
                 "Import has no configuration to take ssh.host_key from. Set {KNOWN_HOSTS_ENV} to a known_hosts file \
-                 listing {host} (e.g. `{host} ssh-ed25519 AAAA…`)."
+                 listing {host} (e.g. a line `{host} ssh-ed25519 AAAA…`, or `ssh-keyscan -H` output checked out of band)."
             ),
         )
     };
     let path = std::env::var_os(KNOWN_HOSTS_ENV).ok_or_else(need)?;
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        Diagnostics::error("Cannot read the known_hosts file", format!("{}: {e}", path.to_string_lossy()))
-    })?;
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let Some((hosts, key)) = line.split_once(char::is_whitespace) else { continue };
-        let matches = hosts.split(',').any(|h| h == host || h == format!("[{host}]:22"));
-        if matches {
-            let key = ssh::parse_host_key(key.trim())
-                .map_err(|e| Diagnostics::error("Invalid known_hosts entry", e.to_string()))?;
-            return key.to_openssh().map_err(|e| Diagnostics::error("Invalid known_hosts entry", e.to_string()));
-        }
+    known_host_key_in(std::path::Path::new(&path), host, port)?.ok_or_else(need)
+}
+
+fn known_host_key_in(path: &std::path::Path, host: &str, port: u16) -> Result<Option<String>, Diagnostics> {
+    let shown = path.display();
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(Diagnostics::error("Cannot read the known_hosts file", format!("{shown}: {e}")));
     }
-    Err(need())
+    let keys = russh::keys::known_hosts::known_host_keys_path(host, port, path)
+        .map_err(|e| Diagnostics::error("Cannot read the known_hosts file", format!("{shown}: {e}")))?;
+    let key = keys
+        .iter()
+        .map(|(_, k)| k)
+        .find(|k| k.algorithm() == russh::keys::Algorithm::Ed25519)
+        .or_else(|| keys.first().map(|(_, k)| k));
+    key.map(|k| k.to_openssh().map_err(|e| Diagnostics::error("Invalid known_hosts entry", e.to_string()))).transpose()
 }
 
 /// One peer line of the read script's output.
@@ -843,6 +851,27 @@ mod tests {
         assert!(err.to_string().contains(KNOWN_HOSTS_ENV), "{err}");
         let err = rt.block_on(WireguardPeer.import_for_test("10.0.0.1/wg0")).unwrap_err();
         assert!(err.to_string().contains("Invalid import ID"), "{err}");
+    }
+
+    #[test]
+    fn known_hosts_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("known_hosts");
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOUPcMQjH32vdI+SLIVWmwW3fzWYcradp8PjJFhWrMBH";
+        std::fs::write(
+            &f,
+            format!("# comment\nother.example {key}\n10.0.0.1,hub.example {key} c\n[10.0.0.2]:2222 {key}\n"),
+        )
+        .unwrap();
+        assert_eq!(known_host_key_in(&f, "hub.example", 22).unwrap().as_deref(), Some(key));
+        assert_eq!(known_host_key_in(&f, "10.0.0.2", 2222).unwrap().as_deref(), Some(key));
+        assert_eq!(known_host_key_in(&f, "10.0.0.2", 22).unwrap(), None);
+        assert!(known_host_key_in(&dir.path().join("missing"), "h", 22).is_err());
+        // Hashed entries, as `ssh-keygen -H` writes them.
+        let hashed = std::process::Command::new("ssh-keygen").arg("-H").arg("-f").arg(&f).output().unwrap();
+        assert!(hashed.status.success());
+        assert!(!std::fs::read_to_string(&f).unwrap().contains("hub.example"));
+        assert_eq!(known_host_key_in(&f, "hub.example", 22).unwrap().as_deref(), Some(key));
     }
 
     impl WireguardPeer {
