@@ -48,12 +48,17 @@ fn terraform_handshake_uses_automtls_and_leaves_no_process() {
     assert!(log.contains("configuring client automatic mTLS"), "Terraform turned AutoMTLS on");
     assert!(log.contains("using plugin: version=6"), "protocol 6 negotiated");
     assert!(
-        log.lines().any(|l| l.contains("provider.terraform-provider-edge") && l.contains("serving") && l.contains("mtls=true")),
+        log.lines().any(|l| l.contains("provider.terraform-provider-edge")
+            && l.contains("serving")
+            && l.contains("mtls=true")),
         "our own log line, parsed by go-plugin as hclog JSON, says mTLS is on"
     );
     assert!(!log.contains("plugin failed to exit gracefully"), "GRPCController.Shutdown stops us in time");
     // Stray stdout from a plugin shows up in Terraform's log as unparsed plugin output.
-    assert!(!log.contains("plugin: unknown stdout") && !log.contains("[DEBUG] plugin.terraform-provider-edge"), "{log}");
+    assert!(
+        !log.contains("plugin: unknown stdout") && !log.contains("[DEBUG] plugin.terraform-provider-edge"),
+        "{log}"
+    );
 
     let pids = started_plugin_pids(&log);
     assert!(!pids.is_empty(), "Terraform logged the provider's pid");
