@@ -1,0 +1,341 @@
+//! edge_proxmox_node through real Terraform against the edge lab with a Redfish BMC
+//! (sushy-emulator): nodes start powered off and come up only after the provider boots a
+//! signed image from virtual media.
+//!
+//! Each test has its own lab (`--net 81..84`) and a throwaway signing key; images are small
+//! files in the lab's artifact dir with a manifest made by the `edge-image` CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use edge_acceptance::{json, repo_root, Lab, Tf, Value};
+
+fn edge_image_bin() -> PathBuf {
+    let p = std::env::var_os("EDGE_IMAGE_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target"))
+            .join("debug/edge-image")
+    });
+    assert!(p.is_file(), "{} not found: build edge-images first, or set EDGE_IMAGE_BIN", p.display());
+    p
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run command");
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A signing key (secret file, public `name:base64`).
+fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let secret = dir.join(format!("{name}.sec"));
+    let public = dir.join(format!("{name}.pub"));
+    run(Command::new(edge_image_bin())
+        .arg("keygen")
+        .arg(name)
+        .arg("--out-secret")
+        .arg(&secret)
+        .arg("--out-public")
+        .arg(&public));
+    (secret, std::fs::read_to_string(&public).expect("public key").trim().to_string())
+}
+
+/// Writes `content` as `<artifacts>/<file>` and a manifest for it signed with `key`.
+fn make_image(lab: &Lab, file: &str, content: &[u8], key: &Path, version: &str) -> (String, PathBuf) {
+    let art = PathBuf::from(lab.json["artifacts"]["dir"].as_str().expect("artifacts dir"));
+    std::fs::create_dir_all(&art).expect("artifacts dir");
+    let img = art.join(file);
+    std::fs::write(&img, content).expect("image");
+    let manifest = art.join(format!("{file}.manifest.json"));
+    run(Command::new(edge_image_bin())
+        .arg("manifest")
+        .args(["--system", "/nix/store/8bzm6cq9q3wq0j1d8yq0f2vq3wf7b0a1-nixos-system-edge-26.05"])
+        .arg("--file")
+        .arg(format!("{file}={}", img.display()))
+        .args(["--version", version, "--no-closure"])
+        .arg("--key")
+        .arg(key)
+        .arg("--out")
+        .arg(&manifest));
+    let url = format!("{}/{file}", lab.json["artifacts"]["endpoint"].as_str().expect("artifacts endpoint"));
+    (url, manifest)
+}
+
+fn tf_for(lab: &Lab, hcl: &str, trusted: &str) -> Tf {
+    let mut tf = Tf::new(hcl);
+    for (k, v) in lab.provider_env(0) {
+        tf.env(&k, &v);
+    }
+    tf.env("EDGE_REDFISH_USERNAME", lab.json["redfish"]["username"].as_str().unwrap_or_default());
+    tf.env("EDGE_REDFISH_PASSWORD", lab.json["redfish"]["password"].as_str().unwrap_or_default());
+    tf.env("EDGE_TRUSTED_IMAGE_KEYS", trusted);
+    tf.env("TF_VAR_root_password", lab.store(0)["pve"]["root_password"].as_str().unwrap_or_default());
+    tf
+}
+
+fn node(lab: &Lab, name: &str) -> Value {
+    lab.admin("GET", &format!("/lab/nodes/{name}"), None)
+}
+
+fn lab_node_json(lab: &Lab, i: usize) -> &Value {
+    &lab.store(0)["nodes"][i]
+}
+
+/// HCL for `n` nodes: pve1 creates the cluster, the others join through it.
+fn nodes_hcl(lab: &Lab, n: usize, url: &str, manifest: &Path, with_ceph: bool) -> String {
+    let mut out = String::from(
+        r#"terraform {
+  required_providers { edge = { source = "edgeform/edge" } }
+}
+provider "edge" {}
+variable "root_password" {
+  type      = string
+  sensitive = true
+}
+"#,
+    );
+    for i in 0..n {
+        let nd = lab_node_json(lab, i);
+        let name = nd["name"].as_str().unwrap_or_default();
+        let cluster = if i == 0 {
+            "cluster {\n    name   = \"edge\"\n    create = true\n  }".to_string()
+        } else {
+            "cluster {\n    join          = edge_proxmox_node.pve1.address\n    fingerprint   = edge_proxmox_node.pve1.tls_fingerprint\n    root_password = var.root_password\n  }".to_string()
+        };
+        let ceph = if with_ceph {
+            "ceph {\n    mon         = true\n    mgr         = true\n    osd_devices = [\"/dev/sdb\"]\n  }"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            r#"
+resource "edge_proxmox_node" "{name}" {{
+  name    = "{name}"
+  address = "{address}"
+  image {{
+    url      = "{url}"
+    manifest = "{manifest}"
+  }}
+  bmc {{
+    endpoint = "{bmc}"
+  }}
+  dns {{
+    servers = ["10.0.0.53", "10.0.0.54"]
+    search  = "store1.example"
+  }}
+  timezone = "Europe/Berlin"
+  {cluster}
+  {ceph}
+  timeouts {{
+    create = "3m"
+  }}
+}}
+"#,
+            address = nd["address"].as_str().unwrap_or_default(),
+            manifest = manifest.display(),
+            bmc = nd["bmc"]["endpoint"].as_str().unwrap_or_default(),
+        ));
+    }
+    out
+}
+
+fn assert_all_off(lab: &Lab, n: usize) {
+    for i in 0..n {
+        let name = lab_node_json(lab, i)["name"].as_str().unwrap_or_default().to_string();
+        let s = node(lab, &name);
+        assert_eq!(s["power_on"], false, "{name} must stay powered off: {s}");
+        assert!(s["image"].is_null(), "{name} booted nothing: {s}");
+    }
+}
+
+#[test]
+fn three_nodes_from_powered_off_to_a_ceph_cluster_then_drift_is_repaired() {
+    let lab = Lab::up(&["--net", "81", "--redfish", "--install-ms", "200"]);
+    let keys = tempfile::tempdir().expect("temp dir");
+    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "2026.11.1");
+    let tf = tf_for(&lab, &nodes_hcl(&lab, 3, &url, &manifest, true), &public);
+    tf.init();
+    assert_all_off(&lab, 3);
+    tf.apply();
+    tf.assert_no_changes();
+    assert_eq!(tf.plan_code(), 0);
+
+    let sha = {
+        let s = tf.resource("edge_proxmox_node.pve1");
+        assert_eq!(s["power"], "on");
+        assert_eq!(s["booted_image"], url.as_str());
+        assert_eq!(s["tls_fingerprint"], lab_node_json(&lab, 0)["tls_fingerprint"]);
+        s["image_sha256"].as_str().unwrap_or_default().to_string()
+    };
+    for i in 0..3 {
+        let name = lab_node_json(&lab, i)["name"].as_str().unwrap_or_default().to_string();
+        let s = node(&lab, &name);
+        assert_eq!(s["power_on"], true, "{s}");
+        assert_eq!(s["cluster"], "edge", "one cluster with every node: {s}");
+        assert_eq!(s["image"]["url"], url.as_str());
+        assert_eq!(s["image"]["sha256"], sha.as_str(), "the node booted the verified image");
+        assert_eq!(s["ceph"]["mon"], true, "{s}");
+        assert_eq!(s["ceph"]["mgr"], true, "{s}");
+        assert_eq!(s["ceph"]["osds"].as_array().map(Vec::len), Some(1), "{s}");
+        assert_eq!(s["timezone"], "Europe/Berlin");
+        assert_eq!(s["dns"]["dns2"], "10.0.0.54");
+    }
+    let write_only_clean = tf.resource("edge_proxmox_node.pve2")["cluster"]["root_password"].is_null();
+    assert!(write_only_clean, "the root password is write-only: not in state");
+
+    // Drift by hand: DNS changed on pve2, pve2 removed from the cluster, pve3 powered off.
+    lab.admin(
+        "POST",
+        "/lab/drift",
+        Some(&json!({"kind": "dns", "node": "pve2", "servers": ["192.0.2.1"], "search": "evil.example"})),
+    );
+    pve_call(&lab, 0, "DELETE", "/cluster/config/nodes/pve2");
+    assert!(node(&lab, "pve2")["cluster"].is_null());
+    let booted3 = node(&lab, "pve3")["image"]["booted_at"].clone();
+    lab.admin("POST", "/lab/power", Some(&json!({"node": "pve3", "on": false})));
+    wait_until(Duration::from_secs(30), || node(&lab, "pve3")["power_on"] == false);
+    let plan = tf.plan_output();
+    assert!(plan.contains("192.0.2.1") && plan.contains("evil.example"), "DNS drift shows:\n{plan}");
+    assert!(plan.contains("\"off\" -> \"on\""), "power drift shows:\n{plan}");
+    assert!(plan.contains("+ cluster {"), "cluster membership drift shows:\n{plan}");
+    assert!(plan.contains("0 to add, 2 to change, 0 to destroy"), "{plan}");
+    tf.apply();
+    tf.assert_no_changes();
+    let s3 = node(&lab, "pve3");
+    assert_eq!(s3["power_on"], true);
+    assert_eq!(s3["image"]["booted_at"], booted3, "powered on from disk, not re-installed: {s3}");
+    assert_eq!(s3["cluster"], "edge");
+    let s2 = node(&lab, "pve2");
+    assert_eq!(s2["dns"]["search"], "store1.example");
+    assert_eq!(s2["cluster"], "edge", "re-joined: {s2}");
+
+    // Import by node name.
+    let before = tf.resource("edge_proxmox_node.pve3");
+    tf.state_rm("edge_proxmox_node.pve3");
+    let imp = tf.import("edge_proxmox_node.pve3", "pve3");
+    assert!(imp.ok(), "{}", imp.output());
+    let after = tf.resource("edge_proxmox_node.pve3");
+    assert_eq!(after["address"], before["address"]);
+    assert_eq!(after["tls_fingerprint"], before["tls_fingerprint"]);
+    assert_eq!(after["cluster"]["name"], "edge");
+    // The first apply after an import records the configuration without booting anything.
+    tf.apply();
+    assert_eq!(node(&lab, "pve3")["image"]["booted_at"], booted3, "import never re-images");
+    tf.assert_no_changes();
+
+    // Removing a node from the configuration: it leaves the cluster (through a remaining
+    // member) and is powered off; the others stay members.
+    tf.write("main.tf", &nodes_hcl(&lab, 2, &url, &manifest, true));
+    tf.apply();
+    wait_until(Duration::from_secs(30), || node(&lab, "pve3")["power_on"] == false);
+    let snap = lab.admin("GET", "/lab/snapshot", None);
+    let members = &snap["stores"][0]["clusters"]["edge"]["members"];
+    assert_eq!(members, &json!(["pve1", "pve2"]), "{snap}");
+    tf.assert_no_changes();
+
+    // Destroy: the rest powered off.
+    tf.destroy();
+    for name in ["pve1", "pve2"] {
+        wait_until(Duration::from_secs(30), || node(&lab, name)["power_on"] == false);
+    }
+}
+
+/// A call to node `i`'s PVE API with the store's token (hand-made drift), through curl.
+fn pve_call(lab: &Lab, i: usize, method: &str, path: &str) {
+    let nd = lab_node_json(lab, i);
+    let ca = lab.dir.path().join("ca.pem");
+    run(Command::new("curl")
+        .args(["-sS", "--fail-with-body", "-X", method, "--cacert"])
+        .arg(&ca)
+        .arg("-H")
+        .arg(format!("Authorization: PVEAPIToken={}", lab.store(0)["pve"]["api_token"].as_str().unwrap_or_default()))
+        .arg(format!("{}/api2/json{path}", nd["endpoint"].as_str().unwrap_or_default())));
+}
+
+#[test]
+fn unsigned_tampered_and_untrusted_images_are_refused_and_nothing_powers_on() {
+    let lab = Lab::up(&["--net", "82", "--redfish", "--install-ms", "200"]);
+    let keys = tempfile::tempdir().expect("temp dir");
+    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (rogue, _) = keygen(keys.path(), "rogue-1");
+
+    // Signed by a key the provider does not trust: refused at plan time.
+    let (url, manifest) = make_image(&lab, "rogue.img", b"rogue image\n", &rogue, "1");
+    let tf = tf_for(&lab, &nodes_hcl(&lab, 1, &url, &manifest, false), &public);
+    tf.init();
+    let plan = tf.run(&["plan", "-input=false", "-no-color"]);
+    assert!(!plan.ok());
+    let out = flat(&plan.output());
+    assert!(out.contains("Image refused") && out.contains("signed by a trusted key"), "{out}");
+    assert!(out.contains("rogue-1"), "names the signer: {out}");
+
+    // Altered manifest (signature no longer matches): refused at plan time.
+    let (url, manifest) = make_image(&lab, "node.img", b"edge node image\n", &secret, "1");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    std::fs::write(&manifest, text.replacen("\"version\": \"1\"", "\"version\": \"9\"", 1)).expect("write");
+    tf.write("main.tf", &nodes_hcl(&lab, 1, &url, &manifest, false));
+    let out = flat(&tf.apply_fails());
+    assert!(out.contains("signature valid"), "{out}");
+
+    // Good manifest, tampered image file (same size): refused at apply, before the BMC.
+    let (url, manifest) = make_image(&lab, "node.img", b"edge node image\n", &secret, "1");
+    let art = PathBuf::from(lab.json["artifacts"]["dir"].as_str().unwrap_or_default());
+    std::fs::write(art.join("node.img"), b"EVIL node image\n").expect("tamper");
+    tf.write("main.tf", &nodes_hcl(&lab, 1, &url, &manifest, false));
+    let out = flat(&tf.apply_fails());
+    assert!(out.contains("Image refused") && out.contains("(sha256)"), "{out}");
+    assert!(out.contains("Nothing was powered on"), "{out}");
+
+    // Nothing touched the machines: the BMC (sushy) still reports them off, nothing booted.
+    assert_all_off(&lab, 3);
+    assert!(tf.try_resource("edge_proxmox_node.pve1").is_none());
+}
+
+#[test]
+fn an_apply_killed_at_the_join_resumes_without_a_second_boot_or_cluster() {
+    let lab = Lab::up(&["--net", "83", "--redfish", "--install-ms", "200"]);
+    let keys = tempfile::tempdir().expect("temp dir");
+    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "1");
+    let tf = tf_for(&lab, &nodes_hcl(&lab, 2, &url, &manifest, false), &public);
+    tf.init();
+    lab.admin(
+        "POST",
+        "/lab/faults",
+        Some(&json!({"pattern": "POST /api2/json/cluster/config/join", "fail_tasks": 1.0, "seed": 1})),
+    );
+    let out = flat(&tf.apply_fails());
+    assert!(out.contains("Cluster join failed"), "{out}");
+    let booted = node(&lab, "pve2")["image"]["booted_at"].clone();
+    assert!(!booted.is_null(), "pve2 booted before the join");
+    assert!(node(&lab, "pve2")["cluster"].is_null());
+    lab.admin("DELETE", "/lab/faults", None);
+
+    tf.apply();
+    tf.assert_no_changes();
+    let s2 = node(&lab, "pve2");
+    assert_eq!(s2["cluster"], "edge");
+    assert_eq!(s2["image"]["booted_at"], booted, "no second boot: {s2}");
+    let snap = lab.admin("GET", "/lab/snapshot", None);
+    let clusters = &snap["stores"][0]["clusters"];
+    assert_eq!(clusters.as_object().map(|c| c.len()), Some(1), "no duplicate cluster: {clusters}");
+    assert_eq!(clusters["edge"]["members"], json!(["pve1", "pve2"]), "{clusters}");
+}
+
+/// Terraform wraps diagnostics at 80 columns: compare on single-spaced text.
+fn flat(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    while !f() {
+        assert!(start.elapsed() < limit, "condition not met within {limit:?}");
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,1205 @@
+//! `edge_proxmox_node`: one Proxmox VE node, from powered-off bare metal to a configured cluster
+//! member. Create runs the steps below; each one first looks at the machine, so a re-run after
+//! an interruption (a crash, Ctrl-C, a failed join) picks up where the last one stopped:
+//!
+//! 1. verify the signed image (manifest signature against `trusted_image_keys`, then the image
+//!    file's size/sha256/NAR hash) — before anything touches the machine;
+//! 2. BMC (Redfish): insert the image as virtual media, one-time boot override to the CD,
+//!    power on (or power-cycle a node that runs something else), poll power with backoff;
+//! 3. wait for the node's PVE API, pin its TLS certificate, confirm it booted the media;
+//! 4. DNS, timezone, network (pending changes applied with the `srvreload` task);
+//! 5. cluster: create on the first node, join the others (the join replaces the node's
+//!    `/etc/pve`, so access is re-established with the cluster's token afterwards);
+//! 6. Ceph roles: init, mon, mgr, OSDs;
+//!
+//! and finally ejects the media, so a later power cycle boots the installed disk.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value as Json};
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use crate::clients::http::{parse_fingerprint, segment, ApiClient, Credentials, Product, Retry, RetryPolicy, Trust};
+use crate::clients::image::{self, VerifiedImage};
+use crate::clients::pve::PveClient;
+use crate::clients::redfish::{probe_fingerprint, BmcTrust, RedfishClient};
+use crate::framework::{
+    AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock, Op,
+    PlanCtx, Resource, Schema, Timeouts, Type, Value,
+};
+use crate::provider::check_fingerprint;
+
+const DEFAULT_CREATE: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_UPDATE: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_DELETE: Duration = Duration::from_secs(10 * 60);
+const PVE_PORT: u16 = 8006;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    pub url: Option<String>,
+    pub manifest: Option<String>,
+    pub file: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bmc {
+    pub endpoint: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls_fingerprint: Option<String>,
+    pub insecure: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dns {
+    pub servers: Option<Vec<String>>,
+    pub search: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Iface {
+    pub iface: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub cidr: Option<String>,
+    pub gateway: Option<String>,
+    pub bridge_ports: Option<String>,
+    pub bridge_vlan_aware: Option<bool>,
+    pub slaves: Option<String>,
+    pub bond_mode: Option<String>,
+    pub vlan_id: Option<i64>,
+    pub vlan_raw_device: Option<String>,
+    pub autostart: Option<bool>,
+    pub mtu: Option<i64>,
+    pub comments: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub name: Option<String>,
+    pub create: Option<bool>,
+    pub join: Option<String>,
+    pub fingerprint: Option<String>,
+    pub root_password: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ceph {
+    pub mon: Option<bool>,
+    pub mgr: Option<bool>,
+    pub osd_devices: Option<Vec<String>>,
+    pub network: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub tls_fingerprint: Option<String>,
+    pub tls_fingerprint_trusted: Option<String>,
+    pub power: Option<String>,
+    pub reimage_on_change: Option<bool>,
+    pub image_sha256: Option<String>,
+    pub image_version: Option<String>,
+    pub booted_image: Option<String>,
+    pub timezone: Option<String>,
+    pub image: Option<Image>,
+    pub bmc: Option<Bmc>,
+    pub dns: Option<Dns>,
+    pub network: Option<Vec<Iface>>,
+    pub cluster: Option<Cluster>,
+    pub ceph: Option<Ceph>,
+    pub timeouts: Option<Timeouts>,
+}
+
+pub struct ProxmoxNode;
+
+#[async_trait]
+impl Resource for ProxmoxNode {
+    type State = State;
+
+    fn type_name(&self) -> &'static str {
+        "edge_proxmox_node"
+    }
+
+    fn schema(&self) -> Schema {
+        let s = |n: &str, d: &str| Attribute::optional(n, Type::String).describe(d);
+        Schema::new(
+            0,
+            Block::new("A Proxmox VE node converged from powered-off bare metal: signed image booted through the BMC (Redfish), DNS/time/network configured, cluster created or joined, Ceph roles set up. Drift (power, DNS, timezone, network, cluster membership, Ceph roles, TLS certificate) shows as a diff.")
+                .attr(Attribute::computed("id", Type::String).describe("The node name."))
+                .attr(Attribute::required("name", Type::String).replace().describe("The node's name in PVE (its hostname, e.g. `pve1`)."))
+                .attr(Attribute::required("address", Type::String).replace().describe("Address of the node's PVE API (port 8006), an IP or host name."))
+                .attr(Attribute::optional_computed("tls_fingerprint", Type::String).describe("SHA-256 fingerprint of the node's API certificate (`AB:CD:…`). Set it to pin a known certificate; left out, the certificate the node presents after the provider booted it is pinned and stored. A different certificate later is drift, never trusted silently."))
+                .attr(Attribute::computed("tls_fingerprint_trusted", Type::String).describe("The fingerprint the provider trusts (what it pinned at install, or the one set in `tls_fingerprint`)."))
+                .attr(Attribute::optional_computed("power", Type::String).default(Value::String("on".into())).describe("`on` (default) or `off`, as the BMC reports it. A node powered off by hand shows as a diff and apply powers it on again."))
+                .attr(Attribute::optional("reimage_on_change", Type::Bool).describe("When the image changes, re-image the node in place (power-cycle into the new image, then re-run the configuration) instead of replacing the resource."))
+                .attr(Attribute::computed("image_sha256", Type::String).describe("sha256 (hex) of the boot file, from the verified manifest."))
+                .attr(Attribute::computed("image_version", Type::String).describe("Version from the verified manifest."))
+                .attr(Attribute::computed("booted_image", Type::String).describe("The image URL the node was last booted from by this provider."))
+                .attr(s("timezone", "Timezone, e.g. `Europe/Berlin` or `UTC`."))
+                .block(
+                    NestedBlock::single(
+                        "image",
+                        Block::new("The signed node image. Verified (signature against the provider's `trusted_image_keys`, then the file's size, sha256 and NAR hash) before the BMC is touched; a local manifest is checked at plan time already. Changing it replaces the node, or re-images it in place with `reimage_on_change`.")
+                            .attr(Attribute::required("url", Type::String).describe("Where the BMC fetches the image (virtual media URL, http(s)); also a local path for verification only setups."))
+                            .attr(Attribute::required("manifest", Type::String).describe("The signed manifest (`edge-image sign`), a local path or an http(s) URL."))
+                            .attr(s("file", "Which file of the manifest the URL serves; default: the only file with a sha256.")),
+                    )
+                    .items(1, 1),
+                )
+                .block(
+                    NestedBlock::single(
+                        "bmc",
+                        Block::new("The node's BMC (Redfish).")
+                            .attr(Attribute::required("endpoint", Type::String).describe("The system's Redfish URL (`https://bmc/redfish/v1/Systems/ID`), or the BMC's base URL when it has one system."))
+                            .attr(s("username", "BMC user; default: the provider's `redfish.username`."))
+                            .attr(Attribute::optional("password", Type::String).sensitive().write_only().describe("BMC password; default: the provider's `redfish.password`. Write-only on Terraform 1.11+."))
+                            .attr(s("tls_fingerprint", "SHA-256 fingerprint of the BMC certificate (https endpoints)."))
+                            .attr(Attribute::optional("insecure", Type::Bool).describe("Skip BMC certificate checks (labs only).")),
+                    )
+                    .items(1, 1),
+                )
+                .block(NestedBlock::single(
+                    "dns",
+                    Block::new("Resolver settings (`/nodes/{node}/dns`).")
+                        .attr(Attribute::optional("servers", Type::list(Type::String)).describe("Up to three DNS servers."))
+                        .attr(s("search", "Search domain.")),
+                ))
+                .block(NestedBlock::list(
+                    "network",
+                    Block::new("Interfaces to manage (bridges, bonds, VLANs); others are left alone. Pending changes are applied with PVE's network reload task.")
+                        .attr(Attribute::required("iface", Type::String).describe("Interface name, e.g. `vmbr1`, `bond0`, `vmbr0.20`."))
+                        .attr(Attribute::required("type", Type::String).describe("`bridge`, `bond`, `vlan`, `eth`, …"))
+                        .attr(s("cidr", "IPv4 address with prefix length."))
+                        .attr(s("gateway", "Default gateway."))
+                        .attr(s("bridge_ports", "Bridge ports, space separated."))
+                        .attr(Attribute::optional("bridge_vlan_aware", Type::Bool).describe("VLAN-aware bridge."))
+                        .attr(s("slaves", "Bond members, space separated."))
+                        .attr(s("bond_mode", "Bond mode, e.g. `802.3ad`, `active-backup`."))
+                        .attr(Attribute::optional("vlan_id", Type::Number).describe("VLAN tag."))
+                        .attr(s("vlan_raw_device", "VLAN parent device."))
+                        .attr(Attribute::optional("autostart", Type::Bool).describe("Bring up at boot."))
+                        .attr(Attribute::optional("mtu", Type::Number).describe("MTU."))
+                        .attr(s("comments", "Comment.")),
+                ))
+                .block(NestedBlock::single(
+                    "cluster",
+                    Block::new("Cluster membership: `create = true` on the first node, `join = <member address>` on the others.")
+                        .attr(s("name", "Cluster name (required with `create`; checked against the cluster when joining)."))
+                        .attr(Attribute::optional("create", Type::Bool).describe("Create the cluster on this node."))
+                        .attr(s("join", "Address of a member to join through."))
+                        .attr(s("fingerprint", "The member's API certificate fingerprint; default: the one it presents (pin it!)."))
+                        .attr(Attribute::optional("root_password", Type::String).sensitive().write_only().describe("root@pam password of the member (PVE's join needs it). Write-only on Terraform 1.11+.")),
+                ))
+                .block(NestedBlock::single(
+                    "ceph",
+                    Block::new("Ceph roles of the node (`pveceph init`, mon, mgr, OSDs).")
+                        .attr(Attribute::optional("mon", Type::Bool).describe("Run a monitor."))
+                        .attr(Attribute::optional("mgr", Type::Bool).describe("Run a manager."))
+                        .attr(Attribute::optional("osd_devices", Type::list(Type::String)).describe("Disks to turn into OSDs, e.g. `/dev/sdb`."))
+                        .attr(s("network", "Public network for `ceph init` (CIDR), used when the cluster's Ceph is not initialized yet.")),
+                ))
+                .block(NestedBlock::timeouts(&["create", "update", "delete"])),
+        )
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(IdentitySchema {
+            version: 0,
+            attributes: vec![IdentityAttribute {
+                name: "name".into(),
+                description: "The node name.".into(),
+                required_for_import: true,
+            }],
+        })
+    }
+
+    fn identity(&self, s: &State) -> Option<BTreeMap<String, String>> {
+        Some(BTreeMap::from([("name".to_string(), s.name.clone()?)]))
+    }
+
+    fn validate(&self, c: &State, d: &mut Diagnostics) {
+        validate_config(c, d);
+    }
+
+    async fn modify_plan(&self, ctx: &Ctx, plan: &mut PlanCtx<State>) -> Result<(), Diagnostics> {
+        let cfg = plan.config.clone();
+        // 1. The image, at plan time where it can be: manifest signature (path or URL).
+        let img_known = !plan.is_unknown_in_config("image");
+        let mut verified = None;
+        if let (true, Some(img)) = (img_known, &cfg.image) {
+            if let Some(m) = &img.manifest {
+                match image::load(m, &ctx.clients.trusted_image_keys, img.file.as_deref()).await {
+                    Ok(v) => verified = Some(v),
+                    Err(e) => {
+                        return Err(Diagnostics::at(
+                            AttrPath::root("image").attr("manifest"),
+                            "Image refused",
+                            format!("{e}. Nothing was powered on."),
+                        ))
+                    }
+                }
+            }
+        }
+        match &verified {
+            Some(v) => {
+                plan.set("image_sha256", &v.sha256_hex())?;
+                plan.set("image_version", &v.manifest.version)?;
+            }
+            None if plan.is_create() => {
+                plan.set_unknown("image_sha256");
+                plan.set_unknown("image_version");
+            }
+            None => {}
+        }
+        let Some(prior) = plan.prior.clone() else {
+            plan.set_unknown("booted_image");
+            if cfg.tls_fingerprint.is_none() {
+                plan.set_unknown("tls_fingerprint");
+            }
+            plan.set_unknown("tls_fingerprint_trusted");
+            return Ok(());
+        };
+        // Re-image: the image changed (other URL, other manifest, or the manifest now names
+        // another file). An imported node (no image in state) only records it.
+        let image_changed = prior.image.is_some()
+            && (!img_known
+                || prior.image != cfg.image
+                || verified.as_ref().and_then(|v| v.sha256_hex()) != prior.image_sha256);
+        if image_changed {
+            if cfg.reimage_on_change == Some(true) {
+                plan.diags.warn_at(
+                    AttrPath::root("image"),
+                    "The node will be re-imaged",
+                    "The image changed and reimage_on_change = true: apply power-cycles the node into the new image (its local state is lost) and configures it again in place.",
+                );
+                plan.set_unknown("booted_image");
+            } else {
+                plan.require_replace(AttrPath::root("image"));
+            }
+        }
+        // TLS: a node presenting another certificate than the trusted one is drift.
+        if cfg.tls_fingerprint.is_none() {
+            if let (Some(seen), Some(trusted)) = (&prior.tls_fingerprint, &prior.tls_fingerprint_trusted) {
+                if !seen.eq_ignore_ascii_case(trusted) {
+                    plan.set("tls_fingerprint", trusted)?;
+                }
+            }
+        } else if cfg.tls_fingerprint != prior.tls_fingerprint_trusted {
+            plan.set("tls_fingerprint_trusted", &cfg.tls_fingerprint)?;
+        }
+        Ok(())
+    }
+
+    async fn create(&self, ctx: &Ctx, planned: State, config: &State) -> Result<State, Diagnostics> {
+        let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Create, DEFAULT_CREATE);
+        let mut st = planned;
+        st.id = st.name.clone();
+        converge(ctx, &mut st, config, None, deadline).await?;
+        Ok(st)
+    }
+
+    async fn read(&self, ctx: &Ctx, state: State) -> Result<Option<State>, Diagnostics> {
+        let mut st = state;
+        let name = req(&st.name, "name")?;
+        let address = req(&st.address, "address")?;
+        // Power, through the BMC (an imported node has no BMC in state yet).
+        if st.bmc.is_some() {
+            let bmc = bmc_client(ctx, &st, None)?;
+            let sys = bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?;
+            st.power = Some(if sys.is_on() { "on" } else { "off" }.into());
+            if !sys.is_on() {
+                // Nothing else can be read from a powered-off node; keep the last known values.
+                return Ok(Some(st));
+            }
+        }
+        // The certificate the node presents now; the API is only read through the trusted pin.
+        let seen = match probe_fingerprint(&address, PVE_PORT, Duration::from_secs(5)).await {
+            Ok(fp) => fp,
+            Err(e) => {
+                tracing::warn!(node = %name, error = %e, "node API not reachable; keeping the last known configuration");
+                return Ok(Some(st));
+            }
+        };
+        st.tls_fingerprint = Some(seen.clone());
+        let trusted = st.tls_fingerprint_trusted.clone().unwrap_or_else(|| seen.clone());
+        if !seen.eq_ignore_ascii_case(&trusted) {
+            tracing::warn!(node = %name, %seen, %trusted, "node presents another certificate than the trusted one");
+            return Ok(Some(st));
+        }
+        let pve = node_client(ctx, &address, &trusted, true)?;
+        read_config(&pve, &name, &mut st).await?;
+        Ok(Some(st))
+    }
+
+    async fn update(&self, ctx: &Ctx, prior: State, planned: State, config: &State) -> Result<State, Diagnostics> {
+        let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Update, DEFAULT_UPDATE);
+        let mut st = planned;
+        st.id = st.name.clone();
+        converge(ctx, &mut st, config, Some(&prior), deadline).await?;
+        Ok(st)
+    }
+
+    async fn delete(&self, ctx: &Ctx, prior: State) -> Result<(), Diagnostics> {
+        let deadline = Instant::now() + Timeouts::get(&prior.timeouts, Op::Delete, DEFAULT_DELETE);
+        let name = req(&prior.name, "name")?;
+        let address = req(&prior.address, "address")?;
+        // Who else is in the cluster, asked while this node still answers.
+        let mut member: Option<(String, String)> = None;
+        if let Some(fp) = prior.tls_fingerprint_trusted.clone().or(prior.tls_fingerprint.clone()) {
+            if let Ok(pve) = node_client(ctx, &address, &fp, true) {
+                if let Ok(info) = pve.get::<Json>("/cluster/config/join").await {
+                    member = info["nodelist"].as_array().and_then(|l| {
+                        l.iter().filter(|n| n["name"].as_str() != Some(name.as_str())).find_map(|n| {
+                            Some((n["pve_addr"].as_str()?.to_string(), n["pve_fp"].as_str()?.to_string()))
+                        })
+                    });
+                }
+            }
+        }
+        // Power off first (PVE's rule for `pvecm delnode`: the node must not come back as is).
+        if prior.bmc.is_some() {
+            let bmc = bmc_client(ctx, &prior, None)?;
+            let _ = bmc.eject_media().await.map_err(|e| tracing::warn!(error = %e, "eject failed"));
+            if bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?.is_on() {
+                bmc.reset("ForceOff").await.map_err(|e| diag("Cannot power off the node", e))?;
+                bmc.wait_power(false, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power off", e))?;
+            }
+        }
+        if let Some((addr, fp)) = member {
+            let pve = node_client(ctx, &addr, &fp, false)?;
+            let path = format!("/cluster/config/nodes/{}", segment(&name));
+            tracing::info!(node = %name, via = %addr, "removing the node from the cluster");
+            match pve.delete::<_, Json>(&path, &()).await {
+                Ok(_) => {}
+                Err(e) if e.message().contains("does not exist") || e.message().contains("not found") => {}
+                Err(e) => return Err(diag("Cannot remove the node from the cluster", e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn import(&self, ctx: &Ctx, req: ImportRequest) -> Result<State, Diagnostics> {
+        let name = match req {
+            ImportRequest::Id(id) => id,
+            ImportRequest::Identity(mut m) => m.remove("name").unwrap_or_default(),
+        };
+        if name.is_empty() || name.contains('/') {
+            return Err(Diagnostics::error("Invalid import ID", "Import by node name, e.g. `pve1`."));
+        }
+        let cfg = ctx.clients.pve.as_ref().ok_or_else(|| {
+            Diagnostics::error("PVE API not configured", "Import finds the node through the provider's pve endpoint.")
+        })?;
+        let pve = crate::clients::pve(cfg).map_err(|e| diag("Cannot set up the PVE client", e))?;
+        let status: Vec<Json> = pve.get("/cluster/status").await.map_err(|e| diag("Cannot read the cluster", e))?;
+        let entry =
+            status.iter().find(|e| e["type"] == "node" && e["name"].as_str() == Some(name.as_str())).ok_or_else(
+                || Diagnostics::error("No such node", format!("{name} is not a node of the provider's cluster")),
+            )?;
+        let address = entry["ip"].as_str().unwrap_or_default().to_string();
+        let nodes: Vec<Json> = pve.get("/nodes").await.map_err(|e| diag("Cannot list nodes", e))?;
+        let fp = nodes
+            .iter()
+            .find(|n| n["node"].as_str() == Some(name.as_str()))
+            .and_then(|n| n["ssl_fingerprint"].as_str())
+            .map(str::to_string);
+        let cluster = status.iter().find(|e| e["type"] == "cluster").and_then(|c| c["name"].as_str());
+        Ok(State {
+            id: Some(name.clone()),
+            name: Some(name),
+            address: Some(address),
+            tls_fingerprint: fp.clone(),
+            tls_fingerprint_trusted: fp,
+            power: Some("on".into()),
+            timezone: Some(String::new()),
+            dns: Some(Dns::default()),
+            cluster: cluster.map(|c| Cluster { name: Some(c.to_string()), ..Default::default() }),
+            ceph: Some(Ceph::default()),
+            ..Default::default()
+        })
+    }
+}
+
+// --- configuration checks ------------------------------------------------------------------
+
+fn validate_config(c: &State, d: &mut Diagnostics) {
+    Timeouts::validate(&c.timeouts, d);
+    if let Some(p) = &c.power {
+        if p != "on" && p != "off" {
+            d.error_at(AttrPath::root("power"), "Invalid power state", format!("{p:?}: use \"on\" or \"off\""));
+        }
+    }
+    for (path, fp) in [
+        (AttrPath::root("tls_fingerprint"), c.tls_fingerprint.as_ref()),
+        (AttrPath::root("bmc").attr("tls_fingerprint"), c.bmc.as_ref().and_then(|b| b.tls_fingerprint.as_ref())),
+        (AttrPath::root("cluster").attr("fingerprint"), c.cluster.as_ref().and_then(|b| b.fingerprint.as_ref())),
+    ] {
+        if let Some(fp) = fp {
+            if let Err(m) = check_fingerprint(fp) {
+                d.error_at(path, "Invalid TLS fingerprint", m);
+            }
+        }
+    }
+    if let Some(b) = &c.bmc {
+        if b.tls_fingerprint.is_some() && b.insecure == Some(true) {
+            d.error_at(
+                AttrPath::root("bmc").attr("insecure"),
+                "Conflicting TLS settings",
+                "Set tls_fingerprint or insecure = true, not both.",
+            );
+        }
+    }
+    if let Some(cl) = &c.cluster {
+        let p = AttrPath::root("cluster");
+        match (cl.create == Some(true), cl.join.is_some()) {
+            (true, true) => d.error_at(
+                p.clone().attr("join"),
+                "Conflicting cluster settings",
+                "A node either creates the cluster (create = true) or joins one (join = <member address>).",
+            ),
+            (true, false) if cl.name.is_none() => {
+                d.error_at(p.clone().attr("name"), "Missing cluster name", "create = true needs the cluster's name.")
+            }
+            _ => {}
+        }
+        if let Some(n) = &cl.name {
+            if n.is_empty() || n.len() > 15 || !n.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-') {
+                d.error_at(
+                    p.clone().attr("name"),
+                    "Invalid cluster name",
+                    format!("{n:?}: PVE allows 1–15 letters, digits and '-'"),
+                );
+            }
+        }
+    }
+    if let Some(dns) = &c.dns {
+        if dns.servers.as_ref().is_some_and(|s| s.len() > 3) {
+            d.error_at(
+                AttrPath::root("dns").attr("servers"),
+                "Too many DNS servers",
+                "PVE keeps at most three (dns1..dns3).",
+            );
+        }
+    }
+    if let Some(net) = &c.network {
+        for (i, n) in net.iter().enumerate() {
+            if n.kind.as_deref() == Some("vlan")
+                && n.vlan_id.is_none()
+                && !n.iface.as_deref().unwrap_or("").contains('.')
+            {
+                d.error_at(
+                    AttrPath::root("network").index(i).attr("vlan_id"),
+                    "Missing VLAN tag",
+                    "A vlan interface needs vlan_id, or a name like vmbr0.20.",
+                );
+            }
+        }
+    }
+}
+
+// --- the converge path (create, update, re-run after an interruption) ----------------------
+
+async fn converge(
+    ctx: &Ctx,
+    st: &mut State,
+    config: &State,
+    prior: Option<&State>,
+    deadline: Instant,
+) -> Result<(), Diagnostics> {
+    let name = req(&st.name, "name")?;
+    let address = req(&st.address, "address")?;
+    let img_cfg = config.image.clone().unwrap_or_default();
+    let url = req(&img_cfg.url, "image.url")?;
+    let reimage =
+        prior.is_some_and(|p| p.image.is_some() && (p.image != config.image || p.image_sha256 != st.image_sha256));
+    let first_install = prior.is_none();
+
+    // 1. Verify the image before anything touches the machine (also at apply: the manifest or
+    //    the file may have changed since the plan).
+    let verified: Option<VerifiedImage> = if first_install || reimage {
+        let m = req(&img_cfg.manifest, "image.manifest")?;
+        let v = image::load(&m, &ctx.clients.trusted_image_keys, img_cfg.file.as_deref()).await.map_err(|e| {
+            Diagnostics::at(
+                AttrPath::root("image").attr("manifest"),
+                "Image refused",
+                format!("{e}. Nothing was powered on."),
+            )
+        })?;
+        image::verify_image(&v, &url).await.map_err(|e| {
+            Diagnostics::at(
+                AttrPath::root("image").attr("url"),
+                "Image refused",
+                format!("{e}. Nothing was powered on."),
+            )
+        })?;
+        tracing::info!(node = %name, version = %v.manifest.version, signed_by = ?v.signed_by, "image verified");
+        st.image_sha256 = v.sha256_hex();
+        st.image_version = Some(v.manifest.version.clone());
+        Some(v)
+    } else {
+        None
+    };
+
+    // 2. BMC: boot the image unless the node already runs it.
+    let bmc = bmc_client(ctx, st, Some(config))?;
+    let want_on = st.power.as_deref() != Some("off");
+    if verified.is_some() {
+        boot_image(ctx, &bmc, &name, &address, &url, config, reimage, deadline).await?;
+        st.booted_image = Some(url.clone());
+    } else if want_on {
+        // Drift repair: powered off by hand. Boot the installed disk, never the installer.
+        let sys = bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?;
+        if !sys.is_on() {
+            bmc.eject_media().await.map_err(|e| diag("Cannot eject the virtual media", e))?;
+            bmc.reset("On").await.map_err(|e| diag("Cannot power on the node", e))?;
+            bmc.wait_power(true, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power on", e))?;
+        }
+    }
+    if !want_on {
+        let sys = bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?;
+        if sys.is_on() {
+            bmc.reset("ForceOff").await.map_err(|e| diag("Cannot power off the node", e))?;
+            bmc.wait_power(false, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power off", e))?;
+        }
+        st.power = Some("off".into());
+        return Ok(());
+    }
+    st.power = Some("on".into());
+
+    // 3. The node's API: wait, pin, and (for a fresh boot) confirm it booted the media.
+    let pin = config.tls_fingerprint.clone().or_else(|| {
+        if verified.is_some() {
+            None
+        } else {
+            prior.and_then(|p| p.tls_fingerprint_trusted.clone())
+        }
+    });
+    let fp = wait_api(ctx, &name, &address, pin.as_deref(), deadline).await?;
+    st.tls_fingerprint = Some(fp.clone());
+    st.tls_fingerprint_trusted = Some(fp.clone());
+    if verified.is_some() {
+        let media = bmc.media().await.map_err(|e| diag("Cannot read the virtual media", e))?;
+        if media.image.as_deref() != Some(url.as_str()) {
+            return Err(Diagnostics::error(
+                "Cannot confirm the booted image",
+                format!("{name} answers, but the BMC's virtual CD holds {:?} instead of {url}", media.image),
+            ));
+        }
+    }
+    let pve = node_client(ctx, &address, &fp, false)?;
+
+    // 4. DNS, timezone, network.
+    configure_host(ctx, &pve, &name, config, deadline).await?;
+    // 5. Cluster.
+    if let Some(cl) = &config.cluster {
+        configure_cluster(ctx, &pve, &name, &address, &fp, cl, deadline).await?;
+    }
+    // 6. Ceph.
+    if let Some(c) = &config.ceph {
+        configure_ceph(ctx, &pve, &name, c, deadline).await?;
+    }
+    // Done: eject so the next power cycle boots the disk. (Kept inserted until now, so a re-run
+    // after an interruption recognises the node as booted from this image.)
+    if verified.is_some() {
+        bmc.eject_media().await.map_err(|e| diag("Cannot eject the virtual media", e))?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn boot_image(
+    ctx: &Ctx,
+    bmc: &RedfishClient,
+    name: &str,
+    address: &str,
+    url: &str,
+    config: &State,
+    force: bool,
+    deadline: Instant,
+) -> Result<(), Diagnostics> {
+    let sys = bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?;
+    let media = bmc.media().await.map_err(|e| diag("Cannot read the virtual media", e))?;
+    let ours = media.image.as_deref() == Some(url);
+    if sys.is_on() && ours && !force {
+        // A previous run inserted this image and powered the node on: it is installing or
+        // installed. Do not boot it a second time.
+        tracing::info!(node = %name, "node already booted from this image (re-run); not booting again");
+        return Ok(());
+    }
+    if sys.is_on() && !ours && !force && config.cluster.is_some() {
+        // A running node that is not ours to boot: only a member that already runs the
+        // wanted configuration is adopted, everything else is power-cycled below.
+        if let Some(fp) = config.tls_fingerprint.as_deref() {
+            if let Ok(pve) = node_client(ctx, address, fp, true) {
+                if pve.get::<Json>("/version").await.is_ok() {
+                    tracing::info!(node = %name, "node answers with the pinned certificate; adopting it without a reboot");
+                    return Ok(());
+                }
+            }
+        }
+    }
+    if media.inserted && !ours {
+        bmc.eject_media().await.map_err(|e| diag("Cannot eject the old virtual media", e))?;
+    }
+    if !ours {
+        bmc.insert_media(url).await.map_err(|e| diag("Cannot insert the image as virtual media", e))?;
+    }
+    bmc.boot_once_cd().await.map_err(|e| diag("Cannot set the one-time boot override", e))?;
+    if sys.is_on() {
+        // Power-cycle: off, confirmed, then on (a ForceRestart is not seen as a new boot by
+        // every BMC; an explicit off/on is).
+        bmc.reset("ForceOff").await.map_err(|e| diag("Cannot power off the node", e))?;
+        bmc.wait_power(false, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power off", e))?;
+    }
+    bmc.reset("On").await.map_err(|e| diag("Cannot power on the node", e))?;
+    let polls = bmc.wait_power(true, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power on", e))?;
+    tracing::info!(node = %name, polls, "powered on from the image");
+    Ok(())
+}
+
+/// Polls the node's API until it answers with the provider's token; returns the certificate
+/// fingerprint (checked against `pin` when given).
+async fn wait_api(
+    ctx: &Ctx,
+    name: &str,
+    address: &str,
+    pin: Option<&str>,
+    deadline: Instant,
+) -> Result<String, Diagnostics> {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(25);
+    let mut last_log = Instant::now();
+    let mut last_err: String;
+    loop {
+        match probe_fingerprint(address, PVE_PORT, Duration::from_secs(5)).await {
+            Ok(fp) => {
+                if let Some(p) = pin {
+                    if !fp.eq_ignore_ascii_case(p) {
+                        return Err(Diagnostics::at(
+                            AttrPath::root("tls_fingerprint"),
+                            "Node certificate does not match",
+                            format!("{name} ({address}) presents {fp}, but {p} is pinned. Not trusting it."),
+                        ));
+                    }
+                }
+                let pve = node_client(ctx, address, &fp, true)?;
+                match pve.get::<Json>(&format!("/nodes/{}/status", segment(name))).await {
+                    Ok(_) => {
+                        tracing::info!(node = %name, after = ?start.elapsed(), fingerprint = %fp, "node API is up");
+                        return Ok(fp);
+                    }
+                    Err(e) if e.status() == Some(401) || e.status() == Some(403) => {
+                        return Err(diag(
+                            &format!("{name} answers but refuses the provider's PVE token (a freshly installed node must accept the store's token)"),
+                            e,
+                        ))
+                    }
+                    Err(e) => last_err = e.to_string(),
+                }
+            }
+            Err(e) => last_err = e.to_string(),
+        }
+        if Instant::now() + delay > deadline {
+            return Err(Diagnostics::error(
+                "Node API did not come up",
+                format!("{name} ({address}:{PVE_PORT}) not answering after {:?}: {last_err}. Raise timeouts.create if the install takes longer.", start.elapsed()),
+            ));
+        }
+        if last_log.elapsed() > Duration::from_secs(10) {
+            tracing::info!(node = %name, waited = ?start.elapsed(), last = %last_err, "waiting for the node's API");
+            last_log = Instant::now();
+        }
+        tokio::select! {
+            _ = ctx.stop.cancelled() => return Err(Diagnostics::error("Cancelled", format!("stopped while waiting for {name}"))),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
+async fn configure_host(
+    ctx: &Ctx,
+    pve: &PveClient,
+    name: &str,
+    c: &State,
+    deadline: Instant,
+) -> Result<(), Diagnostics> {
+    let node = segment(name);
+    if let Some(dns) = &c.dns {
+        let cur: Json = pve.get(&format!("/nodes/{node}/dns")).await.map_err(|e| diag("Cannot read DNS", e))?;
+        let (servers, search) = dns_of(&cur);
+        let want_search = dns.search.clone().unwrap_or(search.clone());
+        let want_servers = dns.servers.clone().unwrap_or(servers.clone());
+        if want_search != search || want_servers != servers {
+            let mut body = Map::new();
+            body.insert("search".into(), json!(want_search));
+            for (i, s) in want_servers.iter().enumerate() {
+                body.insert(format!("dns{}", i + 1), json!(s));
+            }
+            let _: Json = pve.put(&format!("/nodes/{node}/dns"), &body).await.map_err(|e| diag("Cannot set DNS", e))?;
+        }
+    }
+    if let Some(tz) = &c.timezone {
+        let cur: Json =
+            pve.get(&format!("/nodes/{node}/time")).await.map_err(|e| diag("Cannot read the time settings", e))?;
+        if cur["timezone"].as_str() != Some(tz.as_str()) {
+            let _: Json = pve
+                .put(&format!("/nodes/{node}/time"), &json!({"timezone": tz}))
+                .await
+                .map_err(|e| diag("Cannot set the timezone", e))?;
+        }
+    }
+    if let Some(net) = &c.network {
+        let cur: Vec<Json> =
+            pve.get(&format!("/nodes/{node}/network")).await.map_err(|e| diag("Cannot read the network", e))?;
+        let mut changed = false;
+        for want in net {
+            let iface = want.iface.clone().unwrap_or_default();
+            let have = cur.iter().find(|i| i["iface"].as_str() == Some(iface.as_str())).map(iface_of);
+            let body = iface_body(want);
+            match have {
+                None => {
+                    let _: Json = pve
+                        .post(&format!("/nodes/{node}/network"), &body, Retry::Once)
+                        .await
+                        .map_err(|e| diag(&format!("Cannot create interface {iface}"), e))?;
+                    changed = true;
+                }
+                Some(h) if !iface_matches(want, &h) => {
+                    let mut b = body.clone();
+                    b.remove("iface");
+                    let _: Json = pve
+                        .put(&format!("/nodes/{node}/network/{}", segment(&iface)), &b)
+                        .await
+                        .map_err(|e| diag(&format!("Cannot update interface {iface}"), e))?;
+                    changed = true;
+                }
+                Some(_) => {}
+            }
+        }
+        if changed {
+            let upid: Option<String> = pve
+                .put(&format!("/nodes/{node}/network"), &json!({}))
+                .await
+                .map_err(|e| diag("Cannot apply the network changes", e))?;
+            pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| diag("Network reload failed", e))?;
+        }
+    }
+    Ok(())
+}
+
+async fn configure_cluster(
+    ctx: &Ctx,
+    pve: &PveClient,
+    name: &str,
+    address: &str,
+    fp: &str,
+    cl: &Cluster,
+    deadline: Instant,
+) -> Result<(), Diagnostics> {
+    let current = cluster_name(pve).await?;
+    if let Some(have) = &current {
+        if cl.name.as_ref().is_some_and(|want| want != have) {
+            return Err(Diagnostics::at(
+                AttrPath::root("cluster").attr("name"),
+                "Node is in another cluster",
+                format!("{name} is a member of {have:?}; leave it first (or re-image the node)."),
+            ));
+        }
+        return Ok(());
+    }
+    if cl.create == Some(true) {
+        let cname = req(&cl.name, "cluster.name")?;
+        tracing::info!(node = %name, cluster = %cname, "creating the cluster");
+        let upid: Option<String> = pve
+            .post("/cluster/config", &json!({"clustername": cname}), Retry::Once)
+            .await
+            .map_err(|e| diag("Cannot create the cluster", e))?;
+        pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| diag("Cluster creation failed", e))?;
+    } else if let Some(join) = &cl.join {
+        let password = cl.root_password.clone().ok_or_else(|| {
+            Diagnostics::at(
+                AttrPath::root("cluster").attr("root_password"),
+                "Missing root password",
+                "Joining a cluster needs the member's root@pam password.",
+            )
+        })?;
+        let member_fp = match &cl.fingerprint {
+            Some(f) => f.clone(),
+            None => probe_fingerprint(join, PVE_PORT, Duration::from_secs(10))
+                .await
+                .map_err(|e| diag(&format!("Cannot reach the cluster member {join}"), e))?,
+        };
+        tracing::info!(node = %name, via = %join, "joining the cluster");
+        let upid: Option<String> = pve
+            .post(
+                "/cluster/config/join",
+                &json!({"hostname": join, "fingerprint": member_fp, "password": password.as_str()}),
+                Retry::Once,
+            )
+            .await
+            .map_err(|e| diag("Cannot join the cluster", e))?;
+        pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| diag("Cluster join failed", e))?;
+        // The join replaced the node's /etc/pve: its own tokens are gone and the cluster's
+        // apply. Re-establish access (a fresh client, the cluster's token = the provider's).
+        let fresh = node_client(ctx, address, fp, false)?;
+        let mut delay = Duration::from_millis(25);
+        loop {
+            match cluster_name(&fresh).await {
+                Ok(Some(_)) => break,
+                Ok(None) => {}
+                Err(e) if Instant::now() + delay > deadline => return Err(e),
+                Err(_) => {}
+            }
+            if Instant::now() + delay > deadline {
+                return Err(Diagnostics::error(
+                    "Join did not complete",
+                    format!("{name} does not report a cluster after the join task"),
+                ));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+    }
+    Ok(())
+}
+
+async fn configure_ceph(
+    ctx: &Ctx,
+    pve: &PveClient,
+    name: &str,
+    c: &Ceph,
+    deadline: Instant,
+) -> Result<(), Diagnostics> {
+    let node = segment(name);
+    if pve.get::<Json>(&format!("/nodes/{node}/ceph/status")).await.is_err() {
+        let mut body = Map::new();
+        if let Some(n) = &c.network {
+            body.insert("network".into(), json!(n));
+        }
+        tracing::info!(node = %name, "initialising Ceph");
+        let _: Json = pve
+            .post(&format!("/nodes/{node}/ceph/init"), &body, Retry::Idempotent)
+            .await
+            .map_err(|e| diag("Cannot initialise Ceph", e))?;
+    }
+    let roles = ceph_roles(pve, name).await?;
+    for (want, have, kind) in [(c.mon, roles.mon, "mon"), (c.mgr, roles.mgr, "mgr")] {
+        if want == Some(true) && have != Some(true) {
+            tracing::info!(node = %name, kind, "creating Ceph daemon");
+            let upid: Option<String> = pve
+                .post(&format!("/nodes/{node}/ceph/{kind}/{node}"), &json!({}), Retry::Once)
+                .await
+                .map_err(|e| diag(&format!("Cannot create the Ceph {kind}"), e))?;
+            pve.wait_maybe(upid, deadline, &ctx.stop)
+                .await
+                .map_err(|e| diag(&format!("Ceph {kind} creation failed"), e))?;
+        }
+    }
+    let have = roles.osd_devices.unwrap_or_default();
+    for dev in c.osd_devices.iter().flatten().filter(|d| !have.contains(d)) {
+        tracing::info!(node = %name, %dev, "creating OSD");
+        let upid: Option<String> = pve
+            .post(&format!("/nodes/{node}/ceph/osd"), &json!({"dev": dev}), Retry::Once)
+            .await
+            .map_err(|e| diag(&format!("Cannot create an OSD on {dev}"), e))?;
+        pve.wait_maybe(upid, deadline, &ctx.stop)
+            .await
+            .map_err(|e| diag(&format!("OSD creation on {dev} failed"), e))?;
+    }
+    Ok(())
+}
+
+// --- reading -------------------------------------------------------------------------------
+
+async fn read_config(pve: &PveClient, name: &str, st: &mut State) -> Result<(), Diagnostics> {
+    let node = segment(name);
+    if st.dns.is_some() {
+        let cur: Json = pve.get(&format!("/nodes/{node}/dns")).await.map_err(|e| diag("Cannot read DNS", e))?;
+        let (servers, search) = dns_of(&cur);
+        st.dns = Some(Dns { servers: Some(servers), search: Some(search) });
+    }
+    if st.timezone.is_some() {
+        let cur: Json =
+            pve.get(&format!("/nodes/{node}/time")).await.map_err(|e| diag("Cannot read the time settings", e))?;
+        st.timezone = cur["timezone"].as_str().map(str::to_string);
+    }
+    if let Some(net) = &st.network {
+        let cur: Vec<Json> =
+            pve.get(&format!("/nodes/{node}/network")).await.map_err(|e| diag("Cannot read the network", e))?;
+        let read: Vec<Iface> = net
+            .iter()
+            .filter_map(|want| {
+                let have = cur.iter().find(|i| i["iface"].as_str() == want.iface.as_deref()).map(iface_of)?;
+                // Only what the configuration manages is compared.
+                Some(Iface {
+                    iface: want.iface.clone(),
+                    kind: have.kind.clone(),
+                    cidr: want.cidr.as_ref().and(have.cidr.clone()),
+                    gateway: want.gateway.as_ref().and(have.gateway.clone()),
+                    bridge_ports: want.bridge_ports.as_ref().and(have.bridge_ports.clone()),
+                    bridge_vlan_aware: want.bridge_vlan_aware.and(have.bridge_vlan_aware),
+                    slaves: want.slaves.as_ref().and(have.slaves.clone()),
+                    bond_mode: want.bond_mode.as_ref().and(have.bond_mode.clone()),
+                    vlan_id: want.vlan_id.and(have.vlan_id),
+                    vlan_raw_device: want.vlan_raw_device.as_ref().and(have.vlan_raw_device.clone()),
+                    autostart: want.autostart.and(have.autostart),
+                    mtu: want.mtu.and(have.mtu),
+                    comments: want.comments.as_ref().and(have.comments.clone()),
+                })
+            })
+            .collect();
+        st.network = Some(read);
+    }
+    if let Some(cl) = st.cluster.clone() {
+        st.cluster = match cluster_name(pve).await? {
+            None => None,
+            Some(have) => Some(Cluster { name: cl.name.as_ref().map(|_| have), ..cl }),
+        };
+    }
+    if let Some(c) = st.ceph.clone() {
+        let roles = ceph_roles(pve, name).await?;
+        let mut osds = roles.osd_devices.unwrap_or_default();
+        // Keep the configuration's order when the set is the same.
+        if let Some(want) = &c.osd_devices {
+            let mut a = want.clone();
+            a.sort();
+            let mut b = osds.clone();
+            b.sort();
+            if a == b {
+                osds = want.clone();
+            }
+        }
+        st.ceph = Some(Ceph {
+            mon: c.mon.map(|_| roles.mon.unwrap_or(false)),
+            mgr: c.mgr.map(|_| roles.mgr.unwrap_or(false)),
+            osd_devices: c.osd_devices.as_ref().map(|_| osds),
+            network: c.network,
+        });
+    }
+    Ok(())
+}
+
+async fn cluster_name(pve: &PveClient) -> Result<Option<String>, Diagnostics> {
+    let status: Vec<Json> = pve.get("/cluster/status").await.map_err(|e| diag("Cannot read the cluster status", e))?;
+    Ok(status.iter().find(|e| e["type"] == "cluster").and_then(|c| c["name"].as_str()).map(str::to_string))
+}
+
+/// Roles as PVE reports them; all `false`/empty when Ceph is not initialised.
+async fn ceph_roles(pve: &PveClient, name: &str) -> Result<Ceph, Diagnostics> {
+    let node = segment(name);
+    let has = |list: &[Json]| list.iter().any(|m| m["name"].as_str() == Some(name) || m["host"].as_str() == Some(name));
+    let mon = match pve.get::<Vec<Json>>(&format!("/nodes/{node}/ceph/mon")).await {
+        Ok(l) => has(&l),
+        Err(e) if e.message().contains("not initialized") => {
+            return Ok(Ceph { mon: Some(false), mgr: Some(false), osd_devices: Some(vec![]), network: None })
+        }
+        Err(e) => return Err(diag("Cannot read Ceph monitors", e)),
+    };
+    let mgr: Vec<Json> =
+        pve.get(&format!("/nodes/{node}/ceph/mgr")).await.map_err(|e| diag("Cannot read Ceph managers", e))?;
+    let disks: Vec<Json> =
+        pve.get(&format!("/nodes/{node}/disks/list")).await.map_err(|e| diag("Cannot list disks", e))?;
+    let osds = disks
+        .iter()
+        .filter(|d| {
+            d["osdid"].as_i64().is_some_and(|i| i >= 0) || d["osdid-list"].as_array().is_some_and(|l| !l.is_empty())
+        })
+        .filter_map(|d| d["devpath"].as_str().map(str::to_string))
+        .collect();
+    Ok(Ceph { mon: Some(mon), mgr: Some(has(&mgr)), osd_devices: Some(osds), network: None })
+}
+
+fn dns_of(v: &Json) -> (Vec<String>, String) {
+    let servers = ["dns1", "dns2", "dns3"].iter().filter_map(|k| v[*k].as_str()).map(str::to_string).collect();
+    (servers, v["search"].as_str().unwrap_or_default().to_string())
+}
+
+fn jstr(v: &Json) -> Option<String> {
+    match v {
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+fn jint(v: &Json) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+fn jbool(v: &Json) -> Option<bool> {
+    match v {
+        Json::Bool(b) => Some(*b),
+        Json::Number(n) => Some(n.as_i64() != Some(0)),
+        Json::String(s) => Some(matches!(s.as_str(), "1" | "yes" | "on" | "true")),
+        _ => None,
+    }
+}
+
+fn iface_of(v: &Json) -> Iface {
+    Iface {
+        iface: jstr(&v["iface"]),
+        kind: jstr(&v["type"]),
+        cidr: jstr(&v["cidr"]),
+        gateway: jstr(&v["gateway"]),
+        bridge_ports: jstr(&v["bridge_ports"]),
+        bridge_vlan_aware: jbool(&v["bridge_vlan_aware"]),
+        slaves: jstr(&v["slaves"]),
+        bond_mode: jstr(&v["bond_mode"]),
+        vlan_id: jint(&v["vlan-id"]),
+        vlan_raw_device: jstr(&v["vlan-raw-device"]),
+        autostart: jbool(&v["autostart"]),
+        mtu: jint(&v["mtu"]),
+        comments: jstr(&v["comments"]),
+    }
+}
+
+/// Every configured field equals what the node has.
+fn iface_matches(want: &Iface, have: &Iface) -> bool {
+    fn eq<T: PartialEq>(w: &Option<T>, h: &Option<T>) -> bool {
+        w.is_none() || w == h
+    }
+    eq(&want.kind, &have.kind)
+        && eq(&want.cidr, &have.cidr)
+        && eq(&want.gateway, &have.gateway)
+        && eq(&want.bridge_ports, &have.bridge_ports)
+        && eq(&want.bridge_vlan_aware, &have.bridge_vlan_aware)
+        && eq(&want.slaves, &have.slaves)
+        && eq(&want.bond_mode, &have.bond_mode)
+        && eq(&want.vlan_id, &have.vlan_id)
+        && eq(&want.vlan_raw_device, &have.vlan_raw_device)
+        && eq(&want.autostart, &have.autostart)
+        && eq(&want.mtu, &have.mtu)
+        && eq(&want.comments, &have.comments)
+}
+
+/// The PVE parameters of an interface (PVE spells some with '-').
+fn iface_body(i: &Iface) -> Map<String, Json> {
+    let mut b = Map::new();
+    let mut put = |k: &str, v: Option<Json>| {
+        if let Some(v) = v {
+            b.insert(k.to_string(), v);
+        }
+    };
+    put("iface", i.iface.clone().map(Json::from));
+    put("type", i.kind.clone().map(Json::from));
+    put("cidr", i.cidr.clone().map(Json::from));
+    put("gateway", i.gateway.clone().map(Json::from));
+    put("bridge_ports", i.bridge_ports.clone().map(Json::from));
+    put("bridge_vlan_aware", i.bridge_vlan_aware.map(|x| json!(x as u8)));
+    put("slaves", i.slaves.clone().map(Json::from));
+    put("bond_mode", i.bond_mode.clone().map(Json::from));
+    put("vlan-id", i.vlan_id.map(Json::from));
+    put("vlan-raw-device", i.vlan_raw_device.clone().map(Json::from));
+    put("autostart", i.autostart.map(|x| json!(x as u8)));
+    put("mtu", i.mtu.map(Json::from));
+    put("comments", i.comments.clone().map(Json::from));
+    b
+}
+
+// --- clients -------------------------------------------------------------------------------
+
+/// A client for the node's own API, trusting exactly `fingerprint`, with the provider's PVE
+/// token (a fresh node accepts the store's token; after a join the cluster's, which is the same).
+fn node_client(ctx: &Ctx, address: &str, fingerprint: &str, quick: bool) -> Result<PveClient, Diagnostics> {
+    let token = ctx.clients.pve.as_ref().and_then(|p| p.api_token.clone()).ok_or_else(|| {
+        Diagnostics::error(
+            "PVE token not configured",
+            "edge_proxmox_node talks to each node with the provider's pve.api_token (or EDGE_PVE_API_TOKEN).",
+        )
+    })?;
+    let fp = parse_fingerprint(fingerprint).map_err(|e| diag("Invalid node fingerprint", e))?;
+    let host =
+        if address.contains(':') && !address.starts_with('[') { format!("[{address}]") } else { address.to_string() };
+    let api = ApiClient::new(
+        Product::Pve,
+        &format!("https://{host}:{PVE_PORT}"),
+        Credentials::Token(Zeroizing::new(token)),
+        Trust::Fingerprint(fp),
+    )
+    .map_err(|e| diag("Cannot set up the node's API client", e))?;
+    // While waiting for a node the caller polls itself; one attempt per poll is enough.
+    let api = if quick {
+        api.with_retry(RetryPolicy {
+            attempts: 1,
+            first_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(50),
+        })
+    } else {
+        api
+    };
+    Ok(PveClient::new(api))
+}
+
+fn bmc_client(ctx: &Ctx, st: &State, config: Option<&State>) -> Result<Arc<RedfishClient>, Diagnostics> {
+    let b = st.bmc.clone().unwrap_or_default();
+    let from_cfg = config.and_then(|c| c.bmc.clone()).unwrap_or_default();
+    let endpoint = from_cfg.endpoint.or(b.endpoint).ok_or_else(|| {
+        Diagnostics::at(AttrPath::root("bmc").attr("endpoint"), "Missing BMC endpoint", "Set bmc.endpoint.")
+    })?;
+    let defaults = &ctx.clients.redfish;
+    let username = from_cfg.username.or(b.username).or(defaults.username.clone()).unwrap_or_default();
+    // The password is write-only: from the configuration, else the provider's default.
+    let password = from_cfg.password.or(b.password).or(defaults.password.clone()).unwrap_or_default();
+    let insecure = from_cfg.insecure.or(b.insecure).or(defaults.insecure).unwrap_or(false);
+    let trust = match from_cfg.tls_fingerprint.or(b.tls_fingerprint) {
+        Some(fp) => BmcTrust::Fingerprint(fp),
+        None if insecure => BmcTrust::Insecure,
+        None => BmcTrust::Unset,
+    };
+    RedfishClient::new(&endpoint, &username, &password, trust)
+        .map(Arc::new)
+        .map_err(|e| Diagnostics::at(AttrPath::root("bmc"), "Cannot set up the BMC client", e.to_string()))
+}
+
+fn req(v: &Option<String>, attr: &str) -> Result<String, Diagnostics> {
+    v.clone().ok_or_else(|| Diagnostics::error("Missing value", format!("{attr} must be known at apply")))
+}
+
+fn diag(summary: &str, e: impl std::fmt::Display) -> Diagnostics {
+    Diagnostics::error(summary, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let mut d = Diagnostics::new();
+        let c = State {
+            cluster: Some(Cluster { create: Some(true), join: Some("10.0.0.1".into()), ..Default::default() }),
+            power: Some("sideways".into()),
+            ..Default::default()
+        };
+        validate_config(&c, &mut d);
+        let paths: Vec<String> = d.0.iter().filter_map(|x| x.path.clone()).map(|p| p.to_string()).collect();
+        assert_eq!(paths, vec!["power", "cluster.join"]);
+    }
+
+    #[test]
+    fn interfaces_compare_only_configured_fields() {
+        let have = iface_of(
+            &json!({"iface": "vmbr1", "type": "bridge", "bridge_ports": "eno2", "autostart": 1, "vlan-id": "20"}),
+        );
+        assert_eq!(have.vlan_id, Some(20));
+        assert_eq!(have.autostart, Some(true));
+        let want = Iface {
+            iface: Some("vmbr1".into()),
+            kind: Some("bridge".into()),
+            bridge_ports: Some("eno2".into()),
+            ..Default::default()
+        };
+        assert!(iface_matches(&want, &have));
+        let want = Iface { bridge_ports: Some("eno3".into()), ..want };
+        assert!(!iface_matches(&want, &have));
+        let b = iface_body(&Iface { vlan_id: Some(5), vlan_raw_device: Some("bond0".into()), ..Default::default() });
+        assert_eq!(b["vlan-id"], 5);
+        assert_eq!(b["vlan-raw-device"], "bond0");
+    }
+}
