@@ -537,8 +537,25 @@ impl Node {
     /// Outer error: the settings are incomplete; inner: the connection failed.
     async fn open(ctx: &Ctx, s: &State, limit: Duration) -> Result<Result<Node, SshError>, Diagnostics> {
         let target = target(ctx, s)?;
+        let connect = async {
+            // A busy hub's sshd drops connections beyond MaxStartups before the key exchange:
+            // try again briefly. Never for a key or login refusal, nor after a timeout.
+            let mut wait = Duration::from_millis(250);
+            let mut attempts = 1;
+            loop {
+                match Session::connect(&target, limit).await {
+                    Err(e @ (SshError::Connect { .. } | SshError::Protocol { .. })) if attempts < 3 => {
+                        tracing::debug!(host = %target.host, error = %e, "ssh: connect failed, retrying");
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                        attempts += 1;
+                    }
+                    r => return r,
+                }
+            }
+        };
         let session = tokio::select! {
-            r = Session::connect(&target, limit) => r,
+            r = connect => r,
             _ = ctx.stop.cancelled() => return Err(Diagnostics::error("Cancelled", "Terraform asked the provider to stop.")),
         };
         Ok(session.map(|session| Node { session, host: target.host, stop: ctx.stop.clone() }))
