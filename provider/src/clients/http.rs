@@ -1,0 +1,718 @@
+//! The HTTPS client the Proxmox APIs (PVE and PBS) share: TLS trust (a pinned leaf fingerprint,
+//! a CA, or — only when asked — nothing), authentication (API token header or ticket + CSRF),
+//! the `{"data": …}` envelope, and retries of idempotent calls with backoff.
+//!
+//! Secrets (tokens, passwords, tickets) are never logged and never appear in errors.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+use zeroize::Zeroizing;
+
+use crate::clients::ClientError;
+use crate::provider::ApiConfig;
+
+/// Which Proxmox product an endpoint is: they differ in header and cookie names only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Product {
+    Pve,
+    Pbs,
+}
+
+impl Product {
+    pub fn name(self) -> &'static str {
+        match self {
+            Product::Pve => "PVE",
+            Product::Pbs => "PBS",
+        }
+    }
+    fn token_prefix(self) -> &'static str {
+        match self {
+            Product::Pve => "PVEAPIToken=",
+            Product::Pbs => "PBSAPIToken=",
+        }
+    }
+    fn cookie(self) -> &'static str {
+        match self {
+            Product::Pve => "PVEAuthCookie",
+            Product::Pbs => "PBSAuthCookie",
+        }
+    }
+}
+
+/// How the client proves who it is.
+#[derive(Clone)]
+pub enum Credentials {
+    /// `USER@REALM!TOKENID=SECRET` (PVE) or `USER@REALM!TOKENID:SECRET` (PBS).
+    Token(Zeroizing<String>),
+    /// A password login: `POST /access/ticket`, then the ticket cookie and the CSRF header.
+    Password { user: String, password: Zeroizing<String> },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Token(_) => f.write_str("Token(<redacted>)"),
+            Credentials::Password { user, .. } => write!(f, "Password({user}, <redacted>)"),
+        }
+    }
+}
+
+/// Where the server certificate's trust comes from.
+#[derive(Clone, Debug)]
+pub enum Trust {
+    /// SHA-256 of the leaf certificate (DER), 32 bytes.
+    Fingerprint([u8; 32]),
+    /// PEM CA certificate(s).
+    CaPem(String),
+    /// No verification at all (labs only).
+    Insecure,
+    /// The system's... nothing: without a CA bundle dependency we refuse instead.
+    Unset,
+}
+
+/// How persistent a call may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Safe to repeat (GET, PUT of a full value, DELETE): retried on 5xx and connection errors.
+    Idempotent,
+    /// Not safe to repeat blindly: retried only when the request never reached the server.
+    Once,
+}
+
+/// Retry budget: attempts and backoff between them.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { attempts: 6, first_delay: Duration::from_millis(100), max_delay: Duration::from_secs(2) }
+    }
+}
+
+#[derive(Default)]
+struct Ticket {
+    cookie: Zeroizing<String>,
+    csrf: String,
+}
+
+/// One Proxmox API endpoint (`https://host:port/api2/json`).
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    product: Product,
+    creds: Credentials,
+    ticket: Mutex<Option<Ticket>>,
+    retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient").field("base", &self.base).field("product", &self.product).finish()
+    }
+}
+
+/// Parses `AB:CD:…` (32 hex pairs) into bytes.
+pub fn parse_fingerprint(s: &str) -> Result<[u8; 32], ClientError> {
+    let hex: String = s.split(':').collect();
+    let bytes = hex::decode(&hex).map_err(|_| ClientError::Config(format!("{s:?} is not a SHA-256 fingerprint")))?;
+    bytes.try_into().map_err(|_| ClientError::Config(format!("{s:?} is not a SHA-256 fingerprint (32 bytes)")))
+}
+
+/// `AB:CD:…` of a certificate (what Proxmox shows as the fingerprint).
+pub fn fingerprint_of(der: &[u8]) -> String {
+    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+impl ApiClient {
+    /// Builds a client from the provider's settings for one API.
+    pub fn from_config(product: Product, cfg: &ApiConfig) -> Result<ApiClient, ClientError> {
+        let endpoint = cfg.endpoint.as_deref().ok_or_else(|| {
+            ClientError::Config(format!(
+                "no {} endpoint: set it in the provider block or EDGE_{}_ENDPOINT",
+                product.name(),
+                product.name()
+            ))
+        })?;
+        let token = cfg.api_token.as_deref().ok_or_else(|| {
+            ClientError::Config(format!(
+                "no {} api_token: set it in the provider block or EDGE_{}_API_TOKEN",
+                product.name(),
+                product.name()
+            ))
+        })?;
+        let trust = if cfg.insecure == Some(true) {
+            Trust::Insecure
+        } else if let Some(fp) = &cfg.tls_fingerprint {
+            Trust::Fingerprint(parse_fingerprint(fp)?)
+        } else if let Some(pem) = &cfg.ca_pem {
+            Trust::CaPem(pem.clone())
+        } else {
+            Trust::Unset
+        };
+        Self::new(product, endpoint, Credentials::Token(Zeroizing::new(token.to_string())), trust)
+    }
+
+    pub fn new(product: Product, endpoint: &str, creds: Credentials, trust: Trust) -> Result<ApiClient, ClientError> {
+        let tls = tls_config(&trust)?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Config(format!("HTTP client: {e}")))?;
+        let base = format!("{}/api2/json", endpoint.trim_end_matches('/'));
+        Ok(ApiClient { http, base, product, creds, ticket: Mutex::new(None), retry: RetryPolicy::default() })
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn product(&self) -> Product {
+        self.product
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::GET, path, None::<&()>, Retry::Idempotent).await
+    }
+
+    /// GET with query parameters.
+    pub async fn get_query<Q: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &Q,
+    ) -> Result<T, ClientError> {
+        self.call(Method::GET, path, Some(query), Retry::Idempotent).await
+    }
+
+    /// POST: only retried when the request never reached the server, unless `retry` says it
+    /// is safe (the caller then copes with "already exists" on a repeat).
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        retry: Retry,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, Some(body), retry).await
+    }
+
+    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        self.call(Method::PUT, path, Some(body), Retry::Idempotent).await
+    }
+
+    pub async fn delete<Q: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &Q,
+    ) -> Result<T, ClientError> {
+        self.call(Method::DELETE, path, Some(query), Retry::Idempotent).await
+    }
+
+    /// One API call with the envelope unwrapped. GET and DELETE send parameters in the query,
+    /// POST and PUT as a JSON body.
+    pub async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        params: Option<&B>,
+        retry: Retry,
+    ) -> Result<T, ClientError> {
+        let mut delay = self.retry.first_delay;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.once(&method, path, params).await {
+                Ok(v) => {
+                    return serde_json::from_value(v).map_err(|e| ClientError::Decode {
+                        method: method.to_string(),
+                        path: path.to_string(),
+                        message: e.to_string(),
+                    })
+                }
+                Err(e) => {
+                    let again = attempt < self.retry.attempts
+                        && match retry {
+                            Retry::Idempotent => e.is_transient(),
+                            Retry::Once => e.never_sent(),
+                        };
+                    if !again {
+                        return Err(e);
+                    }
+                    tracing::debug!(%method, path, attempt, error = %e, "retrying {} call", self.product.name());
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.retry.max_delay);
+                }
+            }
+        }
+    }
+
+    async fn once<B: Serialize + ?Sized>(
+        &self,
+        method: &Method,
+        path: &str,
+        params: Option<&B>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(p) = params {
+            req = if *method == Method::GET || *method == Method::DELETE { req.query(p) } else { req.json(p) };
+        }
+        req = self.authorize(req, method).await?;
+        let resp = req.send().await.map_err(|e| ClientError::Transport {
+            method: method.to_string(),
+            path: path.to_string(),
+            connect: e.is_connect(),
+            message: error_text(&e),
+        })?;
+        let status = resp.status();
+        let reason = status.canonical_reason().unwrap_or("").to_string();
+        let body = resp.bytes().await.map_err(|e| ClientError::Transport {
+            method: method.to_string(),
+            path: path.to_string(),
+            connect: false,
+            message: error_text(&e),
+        })?;
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        if !status.is_success() {
+            if status.as_u16() == 401 {
+                // A ticket may have expired: log in again on the next attempt.
+                *self.ticket.lock().await = None;
+            }
+            let errors: BTreeMap<String, String> = json
+                .get("errors")
+                .and_then(|e| e.as_object())
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or(v.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let message = json
+                .get("message")
+                .and_then(|m| m.as_str())
+                .map(|m| m.trim().to_string())
+                .filter(|m| !m.is_empty())
+                .unwrap_or(reason);
+            return Err(ClientError::Api {
+                method: method.to_string(),
+                path: path.to_string(),
+                status: status.as_u16(),
+                message,
+                errors,
+            });
+        }
+        Ok(json.get("data").cloned().unwrap_or(serde_json::Value::Null))
+    }
+
+    async fn authorize(
+        &self,
+        req: reqwest::RequestBuilder,
+        method: &Method,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
+        match &self.creds {
+            Credentials::Token(t) => {
+                Ok(req.header("Authorization", format!("{}{}", self.product.token_prefix(), t.as_str())))
+            }
+            Credentials::Password { user, password } => {
+                let mut guard = self.ticket.lock().await;
+                if guard.is_none() {
+                    *guard = Some(self.login(user, password).await?);
+                }
+                let t = guard.as_ref().ok_or_else(|| ClientError::Config("login gave no ticket".into()))?;
+                let mut req = req.header("Cookie", format!("{}={}", self.product.cookie(), t.cookie.as_str()));
+                if *method != Method::GET {
+                    req = req.header("CSRFPreventionToken", &t.csrf);
+                }
+                Ok(req)
+            }
+        }
+    }
+
+    async fn login(&self, user: &str, password: &str) -> Result<Ticket, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Login {
+            ticket: String,
+            #[serde(rename = "CSRFPreventionToken")]
+            csrf: String,
+        }
+        let url = format!("{}/access/ticket", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .json(&serde_json::json!({"username": user, "password": password}))
+            .send()
+            .await
+            .map_err(|e| ClientError::Transport {
+                method: "POST".into(),
+                path: "/access/ticket".into(),
+                connect: e.is_connect(),
+                message: error_text(&e),
+            })?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+        if !status.is_success() {
+            return Err(ClientError::Api {
+                method: "POST".into(),
+                path: "/access/ticket".into(),
+                status: status.as_u16(),
+                message: format!("login as {user} failed"),
+                errors: BTreeMap::new(),
+            });
+        }
+        let l: Login = serde_json::from_value(body.get("data").cloned().unwrap_or_default()).map_err(|e| {
+            ClientError::Decode { method: "POST".into(), path: "/access/ticket".into(), message: e.to_string() }
+        })?;
+        Ok(Ticket { cookie: Zeroizing::new(l.ticket), csrf: l.csrf })
+    }
+}
+
+/// Polling of worker tasks (UPIDs), the same on PVE and PBS.
+impl ApiClient {
+    /// Waits until the task `upid` ends: polls its status starting at ~50 ms and backing off to
+    /// ~1 s, gives up at `deadline` or when `stop` fires. A failed task's error carries the last
+    /// lines of its log.
+    pub async fn wait_task(
+        &self,
+        upid: &str,
+        deadline: tokio::time::Instant,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Status {
+            status: String,
+            #[serde(default)]
+            exitstatus: Option<String>,
+        }
+        let node = upid_node(upid)?;
+        let started = tokio::time::Instant::now();
+        let path = format!("/nodes/{}/tasks/{}/status", segment(node), segment(upid));
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let st: Status = self.get(&path).await?;
+            if st.status != "running" {
+                let exit = st.exitstatus.unwrap_or_else(|| "unknown".into());
+                // PVE says "OK", PBS too; "WARNINGS: n" still succeeded.
+                if exit == "OK" || exit.starts_with("WARNINGS") {
+                    return Ok(());
+                }
+                let log = self.task_log_tail(upid, 12).await;
+                return Err(ClientError::TaskFailed { upid: upid.to_string(), exitstatus: exit, log });
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Err(ClientError::Timeout { upid: upid.to_string(), after: now - started });
+            }
+            let sleep = delay.min(deadline - now);
+            tokio::select! {
+                _ = stop.cancelled() => return Err(ClientError::Cancelled { upid: upid.to_string() }),
+                _ = tokio::time::sleep(sleep) => {}
+            }
+            delay = (delay * 3 / 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// The last `n` lines of a task's log (best effort: empty when the log cannot be read).
+    pub async fn task_log_tail(&self, upid: &str, n: usize) -> Vec<String> {
+        #[derive(serde::Deserialize)]
+        struct Line {
+            #[serde(default)]
+            t: String,
+        }
+        let Ok(node) = upid_node(upid) else { return vec![] };
+        let path = format!("/nodes/{}/tasks/{}/log", segment(node), segment(upid));
+        let lines: Vec<Line> = match self.get_query(&path, &[("start", "0"), ("limit", "5000")]).await {
+            Ok(l) => l,
+            Err(_) => return vec![],
+        };
+        let skip = lines.len().saturating_sub(n);
+        lines.into_iter().skip(skip).map(|l| l.t).collect()
+    }
+}
+
+/// The node a UPID ran on: `UPID:node:…`.
+pub fn upid_node(upid: &str) -> Result<&str, ClientError> {
+    let mut parts = upid.split(':');
+    match (parts.next(), parts.next()) {
+        (Some("UPID"), Some(node)) if !node.is_empty() => Ok(node),
+        _ => Err(ClientError::Decode {
+            method: "task".into(),
+            path: upid.to_string(),
+            message: "not a UPID (expected UPID:node:…)".into(),
+        }),
+    }
+}
+
+/// Percent-encodes one path segment (UPIDs hold `:` and PBS ones `\`).
+pub fn segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':' | b'@' | b'!') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Lenient readers for Proxmox JSON, which sends numbers and booleans as numbers, strings
+/// or `true`/`false` depending on the endpoint and version.
+pub mod de {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    pub fn int(v: &Value) -> Option<i64> {
+        match v {
+            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+            Value::String(s) => s.trim().parse().ok(),
+            Value::Bool(b) => Some(*b as i64),
+            _ => None,
+        }
+    }
+    pub fn float(v: &Value) -> Option<f64> {
+        match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    }
+    pub fn boolean(v: &Value) -> Option<bool> {
+        match v {
+            Value::Bool(b) => Some(*b),
+            Value::Number(n) => n.as_i64().map(|i| i != 0),
+            Value::String(s) => match s.trim() {
+                "1" | "true" | "yes" | "on" => Some(true),
+                "0" | "false" | "no" | "off" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+    pub fn string(v: &Value) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            Value::Bool(b) => Some(b.to_string()),
+            _ => None,
+        }
+    }
+
+    pub fn opt_int<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(int))
+    }
+    pub fn opt_float<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(float))
+    }
+    pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(boolean))
+    }
+    pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(string))
+    }
+    /// A list that may come as a JSON array or as one string (PBS `group-filter`).
+    pub fn opt_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        Ok(match Option::<Value>::deserialize(d)? {
+            Some(Value::Array(a)) => Some(a.iter().filter_map(string).collect()),
+            Some(Value::String(s)) => Some(vec![s]),
+            _ => None,
+        })
+    }
+}
+
+/// The error and its causes on one line (reqwest hides the useful part in `source()`).
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        src = s.source();
+    }
+    out
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Config(format!("TLS: {e}")))?;
+    let cfg =
+        match trust {
+            Trust::Fingerprint(fp) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint: *fp, provider: provider() }))
+                .with_no_client_auth(),
+            Trust::Insecure => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint: [0; 32], provider: provider() }.any()))
+                .with_no_client_auth(),
+            Trust::CaPem(pem) => {
+                let mut roots = rustls::RootCertStore::empty();
+                let mut n = 0;
+                for c in rustls_pemfile::certs(&mut pem.as_bytes()) {
+                    let c = c.map_err(|e| ClientError::Config(format!("ca_pem: {e}")))?;
+                    roots.add(c).map_err(|e| ClientError::Config(format!("ca_pem: {e}")))?;
+                    n += 1;
+                }
+                if n == 0 {
+                    return Err(ClientError::Config("ca_pem holds no PEM certificate".into()));
+                }
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+            Trust::Unset => return Err(ClientError::Config(
+                "no way to trust the server: set tls_fingerprint (recommended, `pvenode cert info` shows it) or ca_pem"
+                    .into(),
+            )),
+        };
+    Ok(cfg)
+}
+
+/// Accepts exactly the certificate whose SHA-256 is pinned (Proxmox nodes use self-signed
+/// certificates, so a pin is the normal way to trust them), and still checks the handshake
+/// signatures so the peer must hold the certificate's key.
+#[derive(Debug)]
+struct Pinned {
+    fingerprint: [u8; 32],
+    provider: Arc<CryptoProvider>,
+}
+
+#[derive(Debug)]
+struct AnyCert(Pinned);
+
+impl Pinned {
+    fn any(self) -> AnyCert {
+        AnyCert(self)
+    }
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        if got == self.fingerprint {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "certificate fingerprint mismatch: the server presented {}, the provider pins another one",
+                fingerprint_of(end_entity.as_ref())
+            )))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_round_trip() {
+        let fp = fingerprint_of(b"hello");
+        assert_eq!(fp.len(), 32 * 3 - 1);
+        assert_eq!(parse_fingerprint(&fp).ok(), Some(<[u8; 32]>::from(Sha256::digest(b"hello"))));
+        assert!(parse_fingerprint("AB:CD").is_err());
+        assert!(parse_fingerprint("zz").is_err());
+    }
+
+    #[test]
+    fn credentials_never_print_secrets() {
+        let c = Credentials::Token(Zeroizing::new("root@pam!t=SECRET".into()));
+        assert!(!format!("{c:?}").contains("SECRET"));
+        let c = Credentials::Password { user: "root@pam".into(), password: Zeroizing::new("SECRET".into()) };
+        assert!(!format!("{c:?}").contains("SECRET"));
+    }
+
+    #[test]
+    fn no_trust_is_refused() {
+        assert!(tls_config(&Trust::Unset).is_err());
+        assert!(tls_config(&Trust::CaPem("nothing".into())).is_err());
+        assert!(tls_config(&Trust::Insecure).is_ok());
+    }
+}
