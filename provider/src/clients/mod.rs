@@ -4,6 +4,7 @@
 pub mod http;
 pub mod pbs;
 pub mod pve;
+pub mod ssh;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
