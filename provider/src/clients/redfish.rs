@@ -386,7 +386,7 @@ impl RedfishClient {
     /// deadline passes, or `stop` fires. Returns how many polls it took.
     pub async fn wait_power(&self, on: bool, deadline: Instant, stop: &CancellationToken) -> Result<u32, RedfishError> {
         let start = Instant::now();
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
         let mut polls = 0;
         loop {
             polls += 1;
@@ -396,7 +396,7 @@ impl RedfishClient {
                 Err(e) if e.is_transient() => format!("unknown ({e})"),
                 Err(e) => return Err(e),
             };
-            if Instant::now() + delay > deadline {
+            if Instant::now() + backoff.peek() > deadline {
                 return Err(RedfishError::PowerTimeout {
                     system: self.system_path().await.unwrap_or("?").to_string(),
                     wanted: if on { "On".into() } else { "Off".into() },
@@ -406,10 +406,36 @@ impl RedfishClient {
             }
             tokio::select! {
                 _ = stop.cancelled() => return Err(RedfishError::Cancelled),
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep(backoff.step()) => {}
             }
-            delay = (delay * 2).min(Duration::from_secs(1));
         }
+    }
+}
+
+/// The delays between polls of something that changes on its own (power state, a booting
+/// node): exponential from `first` up to `max`. `EDGE_FIXED_POLL_MS` replaces it by a fixed
+/// interval — only for `bench/converge`, which compares with a fixed-poll baseline.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+    fixed: Option<Duration>,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, max: Duration) -> Backoff {
+        let fixed = std::env::var("EDGE_FIXED_POLL_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
+        Backoff { next: first, max, fixed }
+    }
+    /// The delay before the next poll.
+    pub fn peek(&self) -> Duration {
+        self.fixed.unwrap_or(self.next)
+    }
+    /// Returns the delay and grows the next one.
+    pub fn step(&mut self) -> Duration {
+        let d = self.peek();
+        self.next = (self.next * 2).min(self.max);
+        d
     }
 }
 

@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 use crate::clients::http::{parse_fingerprint, segment, ApiClient, Credentials, Product, Retry, RetryPolicy, Trust};
 use crate::clients::image::{self, VerifiedImage};
 use crate::clients::pve::PveClient;
-use crate::clients::redfish::{probe_fingerprint, BmcTrust, RedfishClient};
+use crate::clients::redfish::{probe_fingerprint, Backoff, BmcTrust, RedfishClient};
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock, Op,
     PlanCtx, Resource, Schema, Timeouts, Type, Value,
@@ -238,6 +238,15 @@ impl Resource for ProxmoxNode {
             if let Some(m) = &img.manifest {
                 match image::load(m, &ctx.clients.trusted_image_keys, img.file.as_deref()).await {
                     Ok(v) => verified = Some(v),
+                    // The node already runs this image: nothing will be booted, so a manifest
+                    // that no longer verifies (key rotated out, file moved) is only a warning.
+                    Err(e) if plan.prior.as_ref().is_some_and(|p| p.image.is_some() && p.image == cfg.image) => {
+                        plan.diags.warn_at(
+                            AttrPath::root("image").attr("manifest"),
+                            "Image no longer verifies",
+                            format!("{e}. The node keeps running it; a re-image with this manifest would be refused."),
+                        );
+                    }
                     Err(e) => {
                         return Err(Diagnostics::at(
                             AttrPath::root("image").attr("manifest"),
@@ -272,7 +281,7 @@ impl Resource for ProxmoxNode {
         let image_changed = prior.image.is_some()
             && (!img_known
                 || prior.image != cfg.image
-                || verified.as_ref().and_then(|v| v.sha256_hex()) != prior.image_sha256);
+                || verified.as_ref().is_some_and(|v| v.sha256_hex() != prior.image_sha256));
         if image_changed {
             if cfg.reimage_on_change == Some(true) {
                 plan.diags.warn_at(
@@ -610,6 +619,7 @@ async fn converge(
     if verified.is_some() {
         bmc.eject_media().await.map_err(|e| diag("Cannot eject the virtual media", e))?;
     }
+    tracing::info!(node = %name, redfish_calls = bmc.calls(), "node converged");
     Ok(())
 }
 
@@ -674,7 +684,7 @@ async fn wait_api(
     deadline: Instant,
 ) -> Result<String, Diagnostics> {
     let start = Instant::now();
-    let mut delay = Duration::from_millis(25);
+    let mut backoff = Backoff::new(Duration::from_millis(25), Duration::from_millis(500));
     let mut last_log = Instant::now();
     let mut last_err: String;
     loop {
@@ -706,7 +716,7 @@ async fn wait_api(
             }
             Err(e) => last_err = e.to_string(),
         }
-        if Instant::now() + delay > deadline {
+        if Instant::now() + backoff.peek() > deadline {
             return Err(Diagnostics::error(
                 "Node API did not come up",
                 format!("{name} ({address}:{PVE_PORT}) not answering after {:?}: {last_err}. Raise timeouts.create if the install takes longer.", start.elapsed()),
@@ -718,9 +728,8 @@ async fn wait_api(
         }
         tokio::select! {
             _ = ctx.stop.cancelled() => return Err(Diagnostics::error("Cancelled", format!("stopped while waiting for {name}"))),
-            _ = tokio::time::sleep(delay) => {}
+            _ = tokio::time::sleep(backoff.step()) => {}
         }
-        delay = (delay * 2).min(Duration::from_millis(500));
     }
 }
 
@@ -837,6 +846,10 @@ async fn configure_cluster(
                 .await
                 .map_err(|e| diag(&format!("Cannot reach the cluster member {join}"), e))?,
         };
+        // The member may still be forming the cluster (nodes boot in parallel when the
+        // configuration does not chain them): wait until it is in one, then join.
+        let member = node_client(ctx, join, &member_fp, true)?;
+        wait_in_cluster(ctx, &member, join, deadline).await?;
         tracing::info!(node = %name, via = %join, "joining the cluster");
         let upid: Option<String> = pve
             .post(
@@ -849,26 +862,32 @@ async fn configure_cluster(
         pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| diag("Cluster join failed", e))?;
         // The join replaced the node's /etc/pve: its own tokens are gone and the cluster's
         // apply. Re-establish access (a fresh client, the cluster's token = the provider's).
-        let fresh = node_client(ctx, address, fp, false)?;
-        let mut delay = Duration::from_millis(25);
-        loop {
-            match cluster_name(&fresh).await {
-                Ok(Some(_)) => break,
-                Ok(None) => {}
-                Err(e) if Instant::now() + delay > deadline => return Err(e),
-                Err(_) => {}
-            }
-            if Instant::now() + delay > deadline {
-                return Err(Diagnostics::error(
-                    "Join did not complete",
-                    format!("{name} does not report a cluster after the join task"),
-                ));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(500));
-        }
+        let fresh = node_client(ctx, address, fp, true)?;
+        wait_in_cluster(ctx, &fresh, name, deadline).await?;
     }
     Ok(())
+}
+
+/// Polls (with backoff) until the node behind `pve` reports a cluster.
+async fn wait_in_cluster(ctx: &Ctx, pve: &PveClient, who: &str, deadline: Instant) -> Result<(), Diagnostics> {
+    let mut backoff = Backoff::new(Duration::from_millis(25), Duration::from_millis(500));
+    loop {
+        let last = match cluster_name(pve).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => "no cluster yet".to_string(),
+            Err(e) => e.0.iter().map(|d| d.detail.clone()).collect::<Vec<_>>().join("; "),
+        };
+        if Instant::now() + backoff.peek() > deadline {
+            return Err(Diagnostics::error(
+                "Cluster not ready",
+                format!("{who} is not in a cluster before the deadline: {last}"),
+            ));
+        }
+        tokio::select! {
+            _ = ctx.stop.cancelled() => return Err(Diagnostics::error("Cancelled", format!("stopped while waiting for {who}"))),
+            _ = tokio::time::sleep(backoff.step()) => {}
+        }
+    }
 }
 
 async fn configure_ceph(
