@@ -129,6 +129,8 @@ fn hub_and_spoke_over_real_wireguard_and_ssh() {
         assert!(net.peers("hub").contains(&store_key(s)), "hub has {s}");
     }
     assert_eq!(net.peers("hub").len(), 3);
+    // The three hub peers shared one SSH connection (one login) in the apply.
+    check!(net, net.logins("hub") == 1, "hub logins: {}", net.logins("hub"));
 
     // The preshared key reached both ends of store 2's tunnel (on stdin), and only those.
     let psks = |n: &str| net.wg(&["show", &net.node(n).iface, "preshared-keys"]);

@@ -257,6 +257,12 @@ impl Net {
             .unwrap_or(0)
     }
 
+    /// How many logins a node's sshd has accepted so far.
+    pub fn logins(&self, name: &str) -> usize {
+        let log = std::fs::read_to_string(self.dir.path().join(format!("{name}_sshd.log"))).unwrap_or_default();
+        log.matches("Accepted publickey").count()
+    }
+
     /// Logs of all daemons, for failure messages.
     pub fn logs(&self) -> String {
         let mut s = String::new();

@@ -3,17 +3,22 @@
 //! syntax by the remote login shell. Secrets go over the channel's stdin, never on a command line.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use russh::client::{self, Handle};
 use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect, Preferred};
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 /// Output beyond this is an error: the commands we run print a few lines per peer.
 const MAX_OUTPUT: usize = 16 << 20;
+/// Commands run at once over one connection. OpenSSH allows 10 sessions per connection
+/// (`MaxSessions`): stay below it.
+const MAX_CHANNELS: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -126,10 +131,11 @@ impl Output {
     }
 }
 
-/// One logged-in SSH connection.
+/// One logged-in SSH connection; commands may run on it concurrently.
 pub struct Session {
     handle: Handle<PinnedHost>,
     addr: String,
+    channels: tokio::sync::Semaphore,
 }
 
 impl Session {
@@ -194,7 +200,7 @@ impl Session {
             return Err(SshError::AuthFailed { addr, user: target.user.clone() });
         }
         tracing::debug!(%addr, user = %target.user, "ssh: logged in");
-        Ok(Session { handle, addr })
+        Ok(Session { handle, addr, channels: tokio::sync::Semaphore::new(MAX_CHANNELS) })
     }
 
     /// Runs `argv` (every word quoted, see [`command_line`]) with `stdin` sent and closed,
@@ -213,6 +219,8 @@ impl Session {
 
     async fn exec(&self, cmd: String, stdin: Option<&[u8]>) -> Result<Output, SshError> {
         let proto = |source| SshError::Protocol { addr: self.addr.clone(), source };
+        // Never closed, so acquiring cannot fail.
+        let _permit = self.channels.acquire().await.map_err(|_| proto(russh::Error::Disconnect))?;
         let mut ch = self.handle.channel_open_session().await.map_err(proto)?;
         ch.exec(true, cmd).await.map_err(proto)?;
         if let Some(input) = stdin {
@@ -240,6 +248,50 @@ impl Session {
 
     pub async fn close(self) {
         let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Session>>>>;
+
+/// Sessions shared by all resources of this provider process: a hub with 500 peers is one
+/// connection (and one login) per run, not 500.
+static POOL: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
+
+/// Everything that makes a session: a different key or pin is a different session. The private
+/// key enters the map only as a hash.
+fn pool_key(t: &SshTarget) -> String {
+    let key_hash = hex::encode(Sha256::digest(t.private_key.as_bytes()));
+    format!("{}\n{}\n{}\n{}\n{key_hash}", t.host, t.port, t.user, t.host_key.trim())
+}
+
+fn slot(t: &SshTarget) -> Slot {
+    let mut pool = POOL.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    pool.entry(pool_key(t)).or_default().clone()
+}
+
+/// The shared logged-in session to `target`, connecting (once, however many callers wait)
+/// when there is none or it has closed.
+pub async fn shared(target: &SshTarget, timeout: Duration) -> Result<Arc<Session>, SshError> {
+    let slot = slot(target);
+    let mut current = slot.lock().await;
+    if let Some(s) = current.as_ref().filter(|s| !s.is_closed()) {
+        return Ok(s.clone());
+    }
+    let s = Arc::new(Session::connect(target, timeout).await?);
+    *current = Some(s.clone());
+    Ok(s)
+}
+
+/// Forgets `session` (it failed) if it is still the shared one for `target`.
+pub async fn evict(target: &SshTarget, session: &Arc<Session>) {
+    let slot = slot(target);
+    let mut current = slot.lock().await;
+    if current.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
+        *current = None;
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -515,7 +516,8 @@ fn parse_read(out: &str, peer_key: &str) -> Result<Option<LiveInterface>, String
 
 /// A logged-in node and the three things we do there.
 struct Node {
-    session: Session,
+    session: Arc<Session>,
+    target: SshTarget,
     host: String,
     stop: CancellationToken,
 }
@@ -543,7 +545,7 @@ impl Node {
             let mut wait = Duration::from_millis(250);
             let mut attempts = 1;
             loop {
-                match Session::connect(&target, limit).await {
+                match ssh::shared(&target, limit).await {
                     Err(e @ (SshError::Connect { .. } | SshError::Protocol { .. })) if attempts < 3 => {
                         tracing::debug!(host = %target.host, error = %e, "ssh: connect failed, retrying");
                         tokio::time::sleep(wait).await;
@@ -558,12 +560,12 @@ impl Node {
             r = connect => r,
             _ = ctx.stop.cancelled() => return Err(Diagnostics::error("Cancelled", "Terraform asked the provider to stop.")),
         };
-        Ok(session.map(|session| Node { session, host: target.host, stop: ctx.stop.clone() }))
+        let host = target.host.clone();
+        Ok(session.map(|session| Node { session, target, host, stop: ctx.stop.clone() }))
     }
 
-    async fn close(self) {
-        self.session.close().await;
-    }
+    /// The session stays open for the other resources on this node (see `ssh::shared`).
+    async fn close(self) {}
 
     async fn script(
         &self,
@@ -575,8 +577,19 @@ impl Node {
     ) -> Result<String, Diagnostics> {
         let mut argv = vec!["sh", "-c", script, "edge-wireguard"];
         argv.extend_from_slice(args);
+        let run = async {
+            match self.session.run(&argv, stdin, limit).await {
+                // The shared connection broke (closed while idle, node restarted): the scripts
+                // are idempotent, so run once more on a fresh one.
+                Err(SshError::Protocol { .. }) => {
+                    ssh::evict(&self.target, &self.session).await;
+                    ssh::shared(&self.target, limit).await?.run(&argv, stdin, limit).await
+                }
+                r => r,
+            }
+        };
         let out = tokio::select! {
-            r = self.session.run(&argv, stdin, limit) => {
+            r = run => {
                 r.map_err(|e| Diagnostics::error(format!("Cannot {what} on {}", self.host), e.to_string()))?
             }
             _ = self.stop.cancelled() => {
