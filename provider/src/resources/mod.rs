@@ -1,5 +1,8 @@
 //! One module per resource type; they all implement `framework::Resource` the same way.
 
+pub mod calendar;
+pub mod ceph_pool;
+pub mod pbs_job;
 pub mod wireguard_key;
 pub mod wireguard_peer;
 
@@ -12,5 +15,7 @@ pub fn all() -> Vec<Arc<dyn DynResource>> {
     vec![
         Arc::new(ResourceHandle::new(wireguard_key::WireguardKey)),
         Arc::new(ResourceHandle::new(wireguard_peer::WireguardPeer)),
+        Arc::new(ResourceHandle::new(ceph_pool::CephPool)),
+        Arc::new(ResourceHandle::new(pbs_job::PbsJob)),
     ]
 }

@@ -1,0 +1,276 @@
+//! edge_pbs_job through real Terraform against the edge lab (schema validation on): every kind
+//! (backup, sync, verify, prune, gc) is created, updated, drifted, imported and destroyed, then
+//! the whole chain is applied again under injected faults.
+
+use std::process::Command;
+
+use edge_acceptance::{assert_same_except, json, Lab, Tf, Value};
+
+const NET: &str = "72";
+
+const HEAD: &str = r#"
+terraform {
+  required_providers { edge = { source = "edgeform/edge" } }
+}
+provider "edge" {}
+"#;
+
+/// The chain; `v` switches the settings that the update step changes.
+fn chain(v: u32) -> String {
+    let (sched, keep, comment, depth) = if v == 1 {
+        ("mon..fri 02:00", "3", "guests to PBS", "")
+    } else {
+        ("*-*-* 01:15", "5", "guests to PBS, v2", "    max_depth = 2\n")
+    };
+    let mut s = HEAD.to_string();
+    s.push_str(&format!(
+        r#"
+resource "edge_pbs_job" "backup" {{
+  id       = "nightly"
+  schedule = "{sched}"
+  comment  = "{comment}"
+  backup {{
+    storage           = "pbs-store1"
+    vmids             = [100, 101]
+    mode              = "snapshot"
+    prune_backups     = {{ keep_daily = 7, keep_last = {keep} }}
+    repeat_missed     = true
+    notification_mode = "auto"
+  }}
+}}
+
+resource "edge_pbs_job" "sync" {{
+  id       = "archive-sync"
+  schedule = "*-*-* 02:30"
+  comment  = "{comment}"
+  sync {{
+    store           = "archive"
+    remote_store    = "store1"
+    remove_vanished = true
+    group_filter    = ["type:vm"]
+    transfer_last   = {keep}
+    rate_in         = "10MiB"
+  }}
+}}
+
+resource "edge_pbs_job" "verify" {{
+  id       = "verify-monthly"
+  schedule = "sat *-1..7 15:00"
+  verify {{
+    store           = "store1"
+    ignore_verified = true
+    outdated_after  = {keep}0
+{depth}  }}
+}}
+
+resource "edge_pbs_job" "prune" {{
+  id       = "prune-daily"
+  schedule = "daily"
+  disable  = {disable}
+  prune {{
+    store      = "store1"
+    keep_last  = {keep}
+    keep_daily = 7
+  }}
+}}
+
+resource "edge_pbs_job" "gc" {{
+  id       = "store1"
+  schedule = "{gc}"
+  gc {{}}
+}}
+"#,
+        disable = v != 1,
+        gc = if v == 1 { "sun 03:00" } else { "daily" },
+    ));
+    s
+}
+
+fn tf_for(lab: &Lab, hcl: &str) -> Tf {
+    let mut tf = Tf::new(hcl);
+    for (k, v) in lab.provider_env(0) {
+        tf.env(&k, &v);
+    }
+    tf
+}
+
+/// An API call with curl, trusting the lab CA (set-up the resources do not cover).
+fn api(lab: &Lab, product: &str, method: &str, path: &str, body: &Value) -> Value {
+    let s = &lab.store(0)[product];
+    let url = format!("{}/api2/json{path}", s["endpoint"].as_str().unwrap_or_default());
+    let scheme = if product == "pve" { "PVEAPIToken" } else { "PBSAPIToken" };
+    let auth = format!("Authorization: {scheme}={}", s["api_token"].as_str().unwrap_or_default());
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "--cacert"])
+        .arg(lab.dir.path().join("ca.pem"))
+        .args(["-X", method, "-H", &auth, "-H", "Content-Type: application/json", "--data", &body.to_string(), &url])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "{method} {path}: {}", String::from_utf8_lossy(&out.stdout));
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn snapshot(lab: &Lab) -> Value {
+    lab.admin("GET", "/lab/snapshot", None)["stores"][0].clone()
+}
+
+const ADDRS: [(&str, &str); 5] = [
+    ("edge_pbs_job.backup", "backup/nightly"),
+    ("edge_pbs_job.sync", "sync/archive-sync"),
+    ("edge_pbs_job.verify", "verify/verify-monthly"),
+    ("edge_pbs_job.prune", "prune/prune-daily"),
+    ("edge_pbs_job.gc", "gc/store1"),
+];
+
+#[test]
+fn every_kind_lifecycle() {
+    let lab = Lab::up(&["--net", NET]);
+    assert_eq!(lab.json["schema_validation"], true, "the lab must validate requests against the PVE/PBS schema");
+    let pbs = lab.store(0)["pbs"].clone();
+    // What the chain needs around it: a second datastore, and the PVE storage of type pbs.
+    api(&lab, "pbs", "POST", "/config/datastore", &json!({"name": "archive", "path": "/mnt/datastore/archive"}));
+    let token = pbs["api_token"].as_str().unwrap_or_default();
+    let (user, secret) = token.rsplit_once(':').unwrap_or_default();
+    api(
+        &lab,
+        "pve",
+        "POST",
+        "/storage",
+        &json!({"storage": "pbs-store1", "type": "pbs", "server": pbs["address"], "datastore": "store1",
+                "username": user, "password": secret, "fingerprint": pbs["tls_fingerprint"], "content": "backup"}),
+    );
+
+    // Create.
+    let tf = tf_for(&lab, &chain(1));
+    tf.init();
+    tf.apply();
+    tf.assert_no_changes();
+    let snap = snapshot(&lab);
+    let backup = &snap["backup_jobs"]["nightly"]["config"];
+    assert_eq!(backup["schedule"], "mon..fri 02:00", "{snap:#}");
+    assert_eq!(backup["storage"], "pbs-store1");
+    assert_eq!(backup["prune-backups"], "keep-daily=7,keep-last=3");
+    assert_eq!(snap["pbs"]["sync_jobs"]["archive-sync"]["remote-store"], "store1", "{snap:#}");
+    assert_eq!(snap["pbs"]["verify_jobs"]["verify-monthly"]["schedule"], "sat *-1..7 15:00");
+    assert_eq!(snap["pbs"]["prune_jobs"]["prune-daily"]["keep-last"], 3);
+    assert_eq!(snap["pbs"]["datastores"]["store1"]["gc-schedule"], "sun 03:00");
+    for (addr, _) in ADDRS {
+        assert_eq!(tf.resource(addr)["kind"], addr.trim_start_matches("edge_pbs_job."));
+    }
+
+    // Update in place.
+    tf.write("main.tf", &chain(2));
+    let plan = tf.plan_output();
+    assert!(plan.contains("0 to add, 5 to change, 0 to destroy"), "{plan}");
+    tf.apply();
+    tf.assert_no_changes();
+    let snap = snapshot(&lab);
+    assert_eq!(snap["backup_jobs"]["nightly"]["config"]["prune-backups"], "keep-daily=7,keep-last=5");
+    assert_eq!(snap["pbs"]["sync_jobs"]["archive-sync"]["transfer-last"], 5);
+    assert_eq!(snap["pbs"]["verify_jobs"]["verify-monthly"]["max-depth"], 2);
+    let disabled = &snap["pbs"]["prune_jobs"]["prune-daily"]["disable"];
+    assert!(*disabled == json!(true) || *disabled == json!(1), "prune disable: {disabled}");
+    assert_eq!(snap["pbs"]["datastores"]["store1"]["gc-schedule"], "daily");
+
+    // Drift behind Terraform's back: every kind shows a diff, apply repairs it.
+    lab.admin(
+        "POST",
+        "/lab/drift",
+        Some(&json!({"kind": "backup_job_field", "id": "nightly", "field": "schedule", "value": "weekly"})),
+    );
+    for (coll, id) in [("sync", "archive-sync"), ("verify", "verify-monthly"), ("prune", "prune-daily")] {
+        lab.admin(
+            "POST",
+            "/lab/drift",
+            Some(&json!({"kind": "pbs_job_field", "job_type": coll, "id": id, "field": "schedule", "value": "weekly"})),
+        );
+    }
+    api(&lab, "pbs", "PUT", "/config/datastore/store1", &json!({"gc-schedule": "weekly"}));
+    let plan = tf.plan_output();
+    assert!(plan.contains("0 to add, 5 to change, 0 to destroy"), "{plan}");
+    assert!(plan.contains("\"weekly\" -> \"*-*-* 01:15\""), "{plan}");
+    tf.apply();
+    tf.assert_no_changes();
+
+    // A job deleted by hand is created again.
+    lab.admin(
+        "POST",
+        "/lab/drift",
+        Some(&json!({"kind": "delete_pbs_job", "job_type": "verify", "id": "verify-monthly"})),
+    );
+    let plan = tf.plan_output();
+    assert!(plan.contains("1 to add, 0 to change, 0 to destroy"), "{plan}");
+    tf.apply();
+    tf.assert_no_changes();
+
+    // Import by KIND/ID gives the same state.
+    for (addr, id) in ADDRS {
+        let before = tf.resource(addr);
+        tf.state_rm(addr);
+        tf.import(addr, id);
+        assert_same_except(&before, &tf.resource(addr), &[], addr);
+    }
+    tf.assert_no_changes();
+
+    // Destroy removes every job; the gc schedule is taken off the datastore.
+    tf.destroy();
+    let snap = snapshot(&lab);
+    assert!(snap["backup_jobs"].get("nightly").is_none(), "{snap:#}");
+    for coll in ["sync_jobs", "verify_jobs", "prune_jobs"] {
+        assert!(snap["pbs"][coll].as_object().is_none_or(|o| o.is_empty()), "{coll}: {snap:#}");
+    }
+    assert!(snap["pbs"]["datastores"]["store1"].get("gc-schedule").is_none(), "{snap:#}");
+
+    // Faults: 20 % 5xx and 200 ms latency on every endpoint the jobs use; apply converges.
+    lab.admin(
+        "POST",
+        "/lab/faults",
+        Some(&json!({"pattern": "/config/|/cluster/backup", "error_rate": 0.2, "latency_ms": 200, "seed": 11})),
+    );
+    tf.write("main.tf", &chain(1));
+    tf.apply();
+    tf.assert_no_changes();
+    tf.destroy();
+    lab.admin("DELETE", "/lab/faults", None);
+    let calls = lab.admin("GET", "/lab/calls", None);
+    assert!(calls["total"].as_u64().unwrap_or(0) > 0);
+}
+
+#[test]
+fn import_by_identity_and_refusals() {
+    let lab = Lab::up(&["--net", "73"]);
+    let tf = tf_for(
+        &lab,
+        &format!(
+            "{HEAD}\nresource \"edge_pbs_job\" \"p\" {{\n  id = \"keep\"\n  schedule = \"daily\"\n  prune {{\n    store = \"store1\"\n    keep_last = 2\n  }}\n}}\n"
+        ),
+    );
+    tf.init();
+    tf.apply();
+    let before = tf.resource("edge_pbs_job.p");
+    tf.state_rm("edge_pbs_job.p");
+    tf.write(
+        "import.tf",
+        "import {\n  to       = edge_pbs_job.p\n  identity = { kind = \"prune\", id = \"keep\" }\n}\n",
+    );
+    tf.apply();
+    assert_same_except(&before, &tf.resource("edge_pbs_job.p"), &[], "import by identity");
+    std::fs::remove_file(tf.dir().join("import.tf")).expect("rm import.tf");
+    tf.assert_no_changes();
+
+    // Creating a job that already exists points at import instead of taking it over.
+    tf.state_rm("edge_pbs_job.p");
+    let out = tf.apply_fails();
+    assert!(out.contains("already exists") && out.contains("prune/keep"), "{out}");
+
+    // A gc job for a datastore PBS does not have.
+    let bad = tf_for(
+        &lab,
+        &format!(
+            "{HEAD}\nresource \"edge_pbs_job\" \"g\" {{\n  id = \"nostore\"\n  schedule = \"daily\"\n  gc {{}}\n}}\n"
+        ),
+    );
+    bad.init();
+    let out = bad.apply_fails();
+    assert!(out.contains("No such datastore") && out.contains("gc {}"), "{out}");
+}

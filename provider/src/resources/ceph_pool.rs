@@ -1,0 +1,714 @@
+//! `edge_ceph_pool`: a Ceph pool of a Proxmox VE cluster, through PVE's
+//! `/nodes/{node}/ceph/pool` API (the cluster's real Ceph does the work).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::clients::pve::{PoolCreate, PoolDelete, PoolUpdate, PveClient};
+use crate::clients::{self, ClientError};
+use crate::framework::{
+    AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock, Op,
+    PlanCtx, Resource, Schema, Timeouts, Type, Value,
+};
+use crate::path;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ErasureCoding {
+    pub k: Option<i64>,
+    pub m: Option<i64>,
+    pub device_class: Option<String>,
+    pub failure_domain: Option<String>,
+    pub profile: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub id: Option<i64>,
+    pub node: Option<String>,
+    pub name: Option<String>,
+    pub size: Option<i64>,
+    pub min_size: Option<i64>,
+    pub pg_num: Option<i64>,
+    pub pg_num_min: Option<i64>,
+    pub pg_autoscale_mode: Option<String>,
+    pub application: Option<String>,
+    pub crush_rule: Option<String>,
+    pub erasure_coding: Option<ErasureCoding>,
+    pub target_size: Option<String>,
+    pub target_size_ratio: Option<f64>,
+    pub add_storages: Option<bool>,
+    pub force_destroy: Option<bool>,
+    pub timeouts: Option<Timeouts>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub pg_num_final: Option<i64>,
+    pub bytes_used: Option<i64>,
+    pub percent_used: Option<f64>,
+}
+
+pub struct CephPool;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+#[async_trait]
+impl Resource for CephPool {
+    type State = State;
+
+    fn type_name(&self) -> &'static str {
+        "edge_ceph_pool"
+    }
+
+    fn schema(&self) -> Schema {
+        let n = |name: &str, d: &str| Attribute::optional_computed(name, Type::Number).describe(d);
+        let s = |name: &str, d: &str| Attribute::optional_computed(name, Type::String).describe(d);
+        Schema::new(
+            0,
+            Block::new("A Ceph pool of a Proxmox VE cluster (PVE `/nodes/{node}/ceph/pool`). Changes PVE can make in place are updates; only `name` and `erasure_coding` replace the pool.")
+                .attr(Attribute::computed("id", Type::Number).describe("Ceph's pool number."))
+                .attr(Attribute::required("node", Type::String).describe("The PVE node whose API manages the pool (any node of the cluster)."))
+                .attr(Attribute::required("name", Type::String).replace().describe("Pool name (no `:`, `/` or whitespace). Changing it replaces the pool."))
+                .attr(n("size", "Replicas per object, 1..7 (PVE default 3)."))
+                .attr(n("min_size", "Replicas needed for I/O, 1..7 and at most `size` (PVE default 2)."))
+                .attr(n("pg_num", "Placement groups, 1..32768 (PVE default 128); a power of two is best. With `pg_autoscale_mode = \"on\"` Ceph may change it: see `pg_num_final`."))
+                .attr(n("pg_num_min", "Lower bound for the autoscaler, at most 32768."))
+                .attr(s("pg_autoscale_mode", "`on`, `off` or `warn` (PVE default `warn`)."))
+                .attr(s("application", "`rbd`, `cephfs` or `rgw` (PVE default `rbd`)."))
+                .attr(s("crush_rule", "CRUSH rule name (default `replicated_rule`)."))
+                .attr(s("target_size", "Expected size for the autoscaler, e.g. `100G` (number with optional K, M, G, T)."))
+                .attr(n("target_size_ratio", "Expected share of the cluster for the autoscaler (0 or more)."))
+                .attr(Attribute::optional("add_storages", Type::Bool).describe("At create only: also add PVE storages for the pool. Destroy then removes them too."))
+                .attr(Attribute::optional("force_destroy", Type::Bool).default(Value::Bool(false)).describe("Allow destroying a pool that still holds data. Set it and apply before the destroy."))
+                .attr(Attribute::computed("type", Type::String).describe("`replicated` or `erasure`."))
+                .attr(Attribute::computed("pg_num_final", Type::Number).describe("The pg_num Ceph works towards (differs from `pg_num` while the autoscaler acts)."))
+                .attr(Attribute::computed("bytes_used", Type::Number).describe("Bytes stored, as of the last refresh."))
+                .attr(Attribute::computed("percent_used", Type::Number).describe("Share of the raw capacity used (0..1), as of the last refresh."))
+                .block(
+                    NestedBlock::single(
+                        "erasure_coding",
+                        Block::new("Make an erasure-coded pool (PVE creates `<name>-data` and `<name>-metadata`). Replaces the pool when changed.")
+                            .attr(Attribute::required("k", Type::Number).describe("Data chunks (2 or more)."))
+                            .attr(Attribute::required("m", Type::Number).describe("Coding chunks (1 or more)."))
+                            .attr(Attribute::optional("device_class", Type::String).describe("CRUSH device class, e.g. `ssd`."))
+                            .attr(Attribute::optional("failure_domain", Type::String).describe("CRUSH failure domain, default `host`."))
+                            .attr(Attribute::optional("profile", Type::String).describe("An existing erasure-code profile to use.")),
+                    )
+                    .replace(),
+                )
+                .block(NestedBlock::timeouts(&["create", "update", "delete"])),
+        )
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(IdentitySchema {
+            version: 0,
+            attributes: vec![
+                IdentityAttribute {
+                    name: "node".into(),
+                    description: "PVE node whose API manages the pool.".into(),
+                    required_for_import: true,
+                },
+                IdentityAttribute { name: "name".into(), description: "Pool name.".into(), required_for_import: true },
+            ],
+        })
+    }
+
+    fn identity(&self, s: &State) -> Option<BTreeMap<String, String>> {
+        Some(BTreeMap::from([("node".to_string(), s.node.clone()?), ("name".to_string(), s.name.clone()?)]))
+    }
+
+    fn validate(&self, c: &State, d: &mut Diagnostics) {
+        validate_pool(c, d);
+    }
+
+    async fn modify_plan(&self, _ctx: &Ctx, plan: &mut PlanCtx<State>) -> Result<(), Diagnostics> {
+        // Usage figures move on their own: when anything is applied they are unknown until read.
+        if let Some(prior) = &plan.prior {
+            let planned = plan.planned()?;
+            if changed(prior, &planned) {
+                for a in ["bytes_used", "percent_used", "pg_num_final"] {
+                    plan.set_unknown(a);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(&self, ctx: &Ctx, planned: State, _config: &State) -> Result<State, Diagnostics> {
+        let pve = client(ctx)?;
+        let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Create, DEFAULT_TIMEOUT);
+        let node = req(&planned.node, "node")?;
+        let name = req(&planned.name, "name")?;
+        if find(&pve, &node, &name, planned.erasure_coding.is_some()).await?.is_some() {
+            return Err(Diagnostics::at(
+                AttrPath::root("name"),
+                "Pool already exists",
+                format!("Ceph already has a pool {name:?}. To manage it, import it: terraform import <address> {node}/{name}"),
+            ));
+        }
+        let body = PoolCreate {
+            name: name.clone(),
+            size: planned.size,
+            min_size: planned.min_size,
+            pg_num: planned.pg_num,
+            pg_num_min: planned.pg_num_min,
+            pg_autoscale_mode: planned.pg_autoscale_mode.clone(),
+            application: planned.application.clone(),
+            crush_rule: planned.crush_rule.clone(),
+            erasure_coding: planned.erasure_coding.as_ref().map(ec_string),
+            target_size: planned.target_size.clone(),
+            target_size_ratio: planned.target_size_ratio,
+            add_storages: planned.add_storages,
+        };
+        match pve.pool_create(&node, &body).await {
+            Ok(upid) => pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| task_diag("create", &name, e))?,
+            // A repeat after a 5xx whose first attempt went through: the pool was absent above.
+            Err(e) if e.message().contains("already exists") => {}
+            Err(e) => return Err(api_diag("Cannot create the Ceph pool", e)),
+        }
+        let fresh = read_pool(&pve, planned.clone()).await?.ok_or_else(|| {
+            Diagnostics::error(
+                "Pool missing after create",
+                format!("PVE reported success but pool {name:?} is not listed"),
+            )
+        })?;
+        Ok(fill_unknowns(planned, fresh))
+    }
+
+    async fn read(&self, ctx: &Ctx, state: State) -> Result<Option<State>, Diagnostics> {
+        let pve = client(ctx)?;
+        read_pool(&pve, state).await
+    }
+
+    async fn update(&self, ctx: &Ctx, prior: State, planned: State, _config: &State) -> Result<State, Diagnostics> {
+        let pve = client(ctx)?;
+        let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Update, DEFAULT_TIMEOUT);
+        let node = req(&planned.node, "node")?;
+        let name = req(&planned.name, "name")?;
+        let pool = data_pool(&name, planned.erasure_coding.is_some());
+        let diff = |a: &Option<i64>, b: &Option<i64>| if b.is_some() && a != b { *b } else { None };
+        let diff_s = |a: &Option<String>, b: &Option<String>| if b.is_some() && a != b { b.clone() } else { None };
+        let mut upd = PoolUpdate {
+            size: diff(&prior.size, &planned.size),
+            min_size: diff(&prior.min_size, &planned.min_size),
+            pg_num: diff(&prior.pg_num, &planned.pg_num),
+            pg_num_min: diff(&prior.pg_num_min, &planned.pg_num_min),
+            pg_autoscale_mode: diff_s(&prior.pg_autoscale_mode, &planned.pg_autoscale_mode),
+            application: diff_s(&prior.application, &planned.application),
+            crush_rule: diff_s(&prior.crush_rule, &planned.crush_rule),
+            target_size: diff_s(&prior.target_size, &planned.target_size),
+            target_size_ratio: if planned.target_size_ratio.is_some()
+                && prior.target_size_ratio != planned.target_size_ratio
+            {
+                planned.target_size_ratio
+            } else {
+                None
+            },
+        };
+        // Ceph wants min_size <= size at every step: shrink min_size first, grow size first.
+        let mut steps = Vec::new();
+        if let (Some(size), Some(min)) = (upd.size, upd.min_size) {
+            let (first, second) = if size >= prior.size.unwrap_or(0) {
+                (
+                    PoolUpdate { size: Some(size), ..Default::default() },
+                    PoolUpdate { min_size: Some(min), ..Default::default() },
+                )
+            } else {
+                (
+                    PoolUpdate { min_size: Some(min), ..Default::default() },
+                    PoolUpdate { size: Some(size), ..Default::default() },
+                )
+            };
+            upd.size = None;
+            upd.min_size = None;
+            steps.push(first);
+            steps.push(second);
+        }
+        if !upd.is_empty() {
+            steps.push(upd);
+        }
+        for step in steps {
+            let upid =
+                pve.pool_update(&node, &pool, &step).await.map_err(|e| api_diag("Cannot update the Ceph pool", e))?;
+            pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| task_diag("update", &name, e))?;
+        }
+        // Values planned unknown (usage figures after a change) come from a fresh read; known
+        // ones must stay exactly as planned.
+        let fresh = read_pool(&pve, planned.clone()).await?.unwrap_or_else(|| planned.clone());
+        Ok(State {
+            id: planned.id.or(fresh.id),
+            kind: planned.kind.clone().or(fresh.kind),
+            pg_num_final: planned.pg_num_final.or(fresh.pg_num_final),
+            bytes_used: planned.bytes_used.or(fresh.bytes_used),
+            percent_used: planned.percent_used.or(fresh.percent_used),
+            ..planned
+        })
+    }
+
+    async fn delete(&self, ctx: &Ctx, prior: State) -> Result<(), Diagnostics> {
+        let pve = client(ctx)?;
+        let deadline = Instant::now() + Timeouts::get(&prior.timeouts, Op::Delete, DEFAULT_TIMEOUT);
+        let node = req(&prior.node, "node")?;
+        let name = req(&prior.name, "name")?;
+        let ec = prior.erasure_coding.is_some();
+        let Some(entry) = find(&pve, &node, &name, ec).await? else {
+            return Ok(()); // already gone
+        };
+        let force = prior.force_destroy == Some(true);
+        let pool = data_pool(&name, ec);
+        let status = pve.pool_status(&node, &pool).await.map_err(|e| api_diag("Cannot read the Ceph pool", e))?;
+        let used = status.statistics.as_ref().and_then(|s| s.bytes_used.or(s.stored)).or(entry.bytes_used).unwrap_or(0);
+        if used > 0 && !force {
+            return Err(Diagnostics::at(
+                AttrPath::root("force_destroy"),
+                "Pool holds data",
+                format!(
+                    "Pool {name:?} still holds {} ({used} bytes). Destroying it would delete that data for good, so the provider \
+                     refuses. Move the data away, or set force_destroy = true, apply, and destroy again.",
+                    human_bytes(used)
+                ),
+            ));
+        }
+        let q = PoolDelete {
+            force: force.then_some(1),
+            remove_storages: (prior.add_storages == Some(true) || ec).then_some(1),
+            remove_ecprofile: None,
+        };
+        let pools = if ec { vec![format!("{name}-data"), format!("{name}-metadata")] } else { vec![name.clone()] };
+        for p in pools {
+            match pve.pool_delete(&node, &p, &q).await {
+                Ok(upid) => {
+                    pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| task_diag("delete", &name, e))?
+                }
+                Err(e) if e.message().contains("does not exist") || e.message().contains("not found") => {}
+                Err(e) => return Err(api_diag("Cannot delete the Ceph pool", e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn import(&self, _ctx: &Ctx, req: ImportRequest) -> Result<State, Diagnostics> {
+        let (node, name) = match req {
+            ImportRequest::Id(id) => {
+                let (n, p) = id.split_once('/').filter(|(n, p)| !n.is_empty() && !p.is_empty()).ok_or_else(|| {
+                    Diagnostics::error("Invalid import ID", format!("{id:?}: expected NODE/POOL, e.g. pve1/rbd"))
+                })?;
+                (n.to_string(), p.to_string())
+            }
+            ImportRequest::Identity(m) => {
+                let get = |k: &str| {
+                    m.get(k)
+                        .cloned()
+                        .ok_or_else(|| Diagnostics::error("Incomplete identity", format!("identity.{k} is required")))
+                };
+                (get("node")?, get("name")?)
+            }
+        };
+        Ok(State { node: Some(node), name: Some(name), force_destroy: Some(false), ..Default::default() })
+    }
+}
+
+fn changed(prior: &State, planned: &State) -> bool {
+    prior.size != planned.size
+        || prior.min_size != planned.min_size
+        || prior.pg_num != planned.pg_num
+        || prior.pg_num_min != planned.pg_num_min
+        || prior.pg_autoscale_mode != planned.pg_autoscale_mode
+        || prior.application != planned.application
+        || prior.crush_rule != planned.crush_rule
+        || prior.target_size != planned.target_size
+        || prior.target_size_ratio != planned.target_size_ratio
+}
+
+fn client(ctx: &Ctx) -> Result<std::sync::Arc<PveClient>, Diagnostics> {
+    let cfg = ctx.clients.pve.as_ref().ok_or_else(|| {
+        Diagnostics::error(
+            "PVE API not configured",
+            "edge_ceph_pool needs the provider's pve block (endpoint, api_token, tls_fingerprint) or EDGE_PVE_* variables.",
+        )
+    })?;
+    clients::pve(cfg).map_err(|e| Diagnostics::error("Cannot set up the PVE client", e.to_string()))
+}
+
+fn req(v: &Option<String>, attr: &str) -> Result<String, Diagnostics> {
+    v.clone()
+        .ok_or_else(|| Diagnostics::at(AttrPath::root(attr), "Missing value", format!("{attr} must be known at apply")))
+}
+
+fn data_pool(name: &str, ec: bool) -> String {
+    if ec {
+        format!("{name}-data")
+    } else {
+        name.to_string()
+    }
+}
+
+/// The pool's list entry, or `None` when Ceph has no such pool (the list answers 200 either
+/// way; the status endpoint would answer a missing pool with a 500).
+async fn find(
+    pve: &PveClient,
+    node: &str,
+    name: &str,
+    ec: bool,
+) -> Result<Option<crate::clients::pve::PoolListEntry>, Diagnostics> {
+    let pools = pve.pools(node).await.map_err(|e| api_diag("Cannot list Ceph pools", e))?;
+    let want = data_pool(name, ec);
+    Ok(pools.into_iter().find(|p| p.pool_name.as_deref() == Some(want.as_str())))
+}
+
+/// Refreshes `state` from PVE; `None` when the pool is gone.
+async fn read_pool(pve: &PveClient, mut state: State) -> Result<Option<State>, Diagnostics> {
+    let node = req(&state.node, "node")?;
+    let name = req(&state.name, "name")?;
+    let mut ec = state.erasure_coding.is_some();
+    let mut entry = find(pve, &node, &name, ec).await?;
+    if entry.is_none() && state.id.is_none() && !ec {
+        // Import of an erasure-coded pool by its base name.
+        entry = find(pve, &node, &name, true).await?;
+        ec = entry.is_some();
+    }
+    let Some(entry) = entry else { return Ok(None) };
+    let st =
+        pve.pool_status(&node, &data_pool(&name, ec)).await.map_err(|e| api_diag("Cannot read the Ceph pool", e))?;
+    state.id = st.id.or(entry.pool);
+    state.size = st.size.or(state.size);
+    state.min_size = st.min_size.or(state.min_size);
+    state.pg_autoscale_mode = st.pg_autoscale_mode.clone().or(state.pg_autoscale_mode);
+    // With the autoscaler on, Ceph moves pg_num itself: keep the declared starting value and
+    // report the live one in pg_num_final, so autoscaling is not drift.
+    let live_pg = st.pg_num;
+    if !(state.pg_autoscale_mode.as_deref() == Some("on") && state.pg_num.is_some()) {
+        state.pg_num = live_pg.or(state.pg_num);
+    }
+    state.pg_num_final = entry.pg_num_final.or(st.pg_num_final).or(live_pg);
+    state.pg_num_min = st.pg_num_min.or(state.pg_num_min);
+    state.application = st.application.clone().or(state.application);
+    state.crush_rule = st.crush_rule.clone().or(state.crush_rule);
+    state.target_size = match (st.target_size.clone(), state.target_size.take()) {
+        // Keep the user's spelling ("1G") when it means the bytes Ceph reports.
+        (Some(remote), Some(mine)) if size_bytes(&remote) == size_bytes(&mine) => Some(mine),
+        (Some(remote), _) if size_bytes(&remote) == Some(0) => None,
+        (remote, _) => remote,
+    };
+    state.target_size_ratio = match st.target_size_ratio {
+        Some(r) if r > 0.0 => Some(r),
+        // Ceph reports an unset ratio as absent or 0: a declared 0 is the same thing.
+        _ => state.target_size_ratio.filter(|r| *r == 0.0),
+    };
+    state.kind = Some(entry.kind.clone().unwrap_or_else(|| if ec { "erasure".into() } else { "replicated".into() }));
+    let stats = st.statistics.as_ref();
+    state.bytes_used = stats.and_then(|s| s.bytes_used).or(entry.bytes_used).or(Some(0));
+    state.percent_used = stats.and_then(|s| s.percent_used).or(entry.percent_used).or(Some(0.0));
+    if state.force_destroy.is_none() {
+        state.force_destroy = Some(false);
+    }
+    if ec && state.erasure_coding.is_none() {
+        // Import cannot recover k/m from the pool status; the configuration supplies them.
+        state.erasure_coding = None;
+    }
+    Ok(Some(state))
+}
+
+/// Planned values stay as planned; what was unknown comes from the fresh read.
+fn fill_unknowns(planned: State, fresh: State) -> State {
+    State {
+        id: fresh.id,
+        size: planned.size.or(fresh.size),
+        min_size: planned.min_size.or(fresh.min_size),
+        pg_num: planned.pg_num.or(fresh.pg_num),
+        pg_num_min: planned.pg_num_min.or(fresh.pg_num_min),
+        pg_autoscale_mode: planned.pg_autoscale_mode.clone().or(fresh.pg_autoscale_mode),
+        application: planned.application.clone().or(fresh.application),
+        crush_rule: planned.crush_rule.clone().or(fresh.crush_rule),
+        target_size: planned.target_size.clone().or(fresh.target_size),
+        target_size_ratio: planned.target_size_ratio.or(fresh.target_size_ratio),
+        kind: fresh.kind,
+        pg_num_final: fresh.pg_num_final,
+        bytes_used: fresh.bytes_used,
+        percent_used: fresh.percent_used,
+        ..planned
+    }
+}
+
+fn ec_string(ec: &ErasureCoding) -> String {
+    let mut s = format!("k={},m={}", ec.k.unwrap_or(2), ec.m.unwrap_or(1));
+    if let Some(v) = &ec.device_class {
+        s.push_str(&format!(",device-class={v}"));
+    }
+    if let Some(v) = &ec.failure_domain {
+        s.push_str(&format!(",failure-domain={v}"));
+    }
+    if let Some(v) = &ec.profile {
+        s.push_str(&format!(",profile={v}"));
+    }
+    s
+}
+
+/// `100G` → bytes (PVE's target_size pattern `^(\d+(\.\d+)?)([KMGT])?$`).
+pub fn size_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last()? {
+        'K' => (&s[..s.len() - 1], 1u64 << 10),
+        'M' => (&s[..s.len() - 1], 1 << 20),
+        'G' => (&s[..s.len() - 1], 1 << 30),
+        'T' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    if num.is_empty() || !num.chars().all(|c| c.is_ascii_digit() || c == '.') || num.matches('.').count() > 1 {
+        return None;
+    }
+    if num.starts_with('.') || num.ends_with('.') {
+        return None;
+    }
+    num.parse::<f64>().ok().map(|f| (f * mult as f64) as u64)
+}
+
+fn human_bytes(n: i64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// Offline checks mirroring PVE's parameter schema, with attribute paths.
+pub fn validate_pool(c: &State, d: &mut Diagnostics) {
+    if let Some(n) = &c.name {
+        if n.is_empty() || n.chars().any(|ch| ch == ':' || ch == '/' || ch.is_whitespace()) {
+            d.error_at(
+                path!["name"],
+                "Invalid pool name",
+                format!("{n:?}: a pool name must be non-empty and hold no ':', '/' or whitespace"),
+            );
+        }
+    }
+    if let Some(n) = &c.node {
+        if !is_node_name(n) {
+            d.error_at(
+                path!["node"],
+                "Invalid node name",
+                format!("{n:?} is not a PVE node name (letters, digits and '-', not starting or ending with '-')"),
+            );
+        }
+    }
+    let range = |d: &mut Diagnostics, attr: &str, v: Option<i64>, lo: i64, hi: i64| {
+        if let Some(v) = v {
+            if v < lo || v > hi {
+                d.error_at(
+                    AttrPath::root(attr),
+                    "Value out of range",
+                    format!("{attr} = {v}: must be between {lo} and {hi}"),
+                );
+            }
+        }
+    };
+    range(d, "size", c.size, 1, 7);
+    range(d, "min_size", c.min_size, 1, 7);
+    range(d, "pg_num", c.pg_num, 1, 32768);
+    if let Some(v) = c.pg_num_min {
+        if v > 32768 {
+            d.error_at(path!["pg_num_min"], "Value out of range", format!("pg_num_min = {v}: must be at most 32768"));
+        }
+    }
+    if let (Some(size), Some(min)) = (c.size, c.min_size) {
+        if min > size {
+            d.error_at(
+                path!["min_size"],
+                "min_size larger than size",
+                format!("min_size = {min} but size = {size}: a pool cannot need more replicas for I/O than it keeps"),
+            );
+        }
+    }
+    if let Some(pg) = c.pg_num {
+        if (1..=32768).contains(&pg) && !(pg as u64).is_power_of_two() {
+            d.warn_at(
+                path!["pg_num"],
+                "pg_num is not a power of two",
+                format!(
+                    "pg_num = {pg}: Ceph balances data best with a power of two, e.g. {}",
+                    (pg as u64).next_power_of_two()
+                ),
+            );
+        }
+    }
+    if let (Some(pg), Some(min)) = (c.pg_num, c.pg_num_min) {
+        if min > pg {
+            d.error_at(
+                path!["pg_num_min"],
+                "pg_num_min larger than pg_num",
+                format!("pg_num_min = {min} but pg_num = {pg}"),
+            );
+        }
+    }
+    enum_check(d, "pg_autoscale_mode", &c.pg_autoscale_mode, &["on", "off", "warn"]);
+    enum_check(d, "application", &c.application, &["rbd", "cephfs", "rgw"]);
+    if let Some(r) = &c.crush_rule {
+        if r.is_empty() || r.chars().any(char::is_whitespace) {
+            d.error_at(path!["crush_rule"], "Invalid CRUSH rule", format!("{r:?} is not a CRUSH rule name"));
+        }
+    }
+    if let Some(t) = &c.target_size {
+        if size_bytes(t).is_none() {
+            d.error_at(
+                path!["target_size"],
+                "Invalid target_size",
+                format!("{t:?}: use a number with an optional unit K, M, G or T, e.g. \"100G\""),
+            );
+        }
+    }
+    if let Some(r) = c.target_size_ratio {
+        if r < 0.0 || !r.is_finite() {
+            d.error_at(
+                path!["target_size_ratio"],
+                "Value out of range",
+                format!("target_size_ratio = {r}: must be 0 or more"),
+            );
+        }
+    }
+    if let Some(ec) = &c.erasure_coding {
+        if let Some(k) = ec.k {
+            if k < 2 {
+                d.error_at(
+                    path!["erasure_coding", "k"],
+                    "Value out of range",
+                    format!("k = {k}: erasure coding needs at least 2 data chunks"),
+                );
+            }
+        }
+        if let Some(m) = ec.m {
+            if m < 1 {
+                d.error_at(
+                    path!["erasure_coding", "m"],
+                    "Value out of range",
+                    format!("m = {m}: erasure coding needs at least 1 coding chunk"),
+                );
+            }
+        }
+        for (attr, v) in
+            [("device_class", &ec.device_class), ("failure_domain", &ec.failure_domain), ("profile", &ec.profile)]
+        {
+            if let Some(v) = v {
+                if v.is_empty() || v.chars().any(|ch| ch.is_whitespace() || ch == ',' || ch == '=') {
+                    d.error_at(
+                        path!["erasure_coding", attr],
+                        "Invalid value",
+                        format!("{v:?} must be one word (no spaces, ',' or '=')"),
+                    );
+                }
+            }
+        }
+        if c.size.is_some() || c.min_size.is_some() {
+            let attr = if c.size.is_some() { "size" } else { "min_size" };
+            d.error_at(
+                AttrPath::root(attr),
+                "Conflicting settings",
+                format!("{attr} is decided by erasure_coding (k + m) and cannot be set with it"),
+            );
+        }
+    }
+    Timeouts::validate(&c.timeouts, d);
+}
+
+fn enum_check(d: &mut Diagnostics, attr: &str, v: &Option<String>, allowed: &[&str]) {
+    if let Some(v) = v {
+        if !allowed.contains(&v.as_str()) {
+            d.error_at(
+                AttrPath::root(attr),
+                "Invalid value",
+                format!("{attr} = {v:?}: must be one of {}", allowed.join(", ")),
+            );
+        }
+    }
+}
+
+pub fn is_node_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 63
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !n.starts_with('-')
+        && !n.ends_with('-')
+}
+
+/// An API error as a diagnostic; parameter errors point at the attribute they belong to.
+fn api_diag(summary: &str, e: ClientError) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    if let Some(errs) = e.param_errors() {
+        for (param, msg) in errs {
+            let attr = param.replace('-', "_");
+            d.error_at(AttrPath::root(&attr), summary, format!("PVE rejected {param}: {msg}"));
+        }
+    } else {
+        d.push_error(summary, e.to_string());
+    }
+    d
+}
+
+fn task_diag(op: &str, name: &str, e: ClientError) -> Diagnostics {
+    match &e {
+        ClientError::TaskFailed { upid, exitstatus, log } => Diagnostics::error(
+            format!("Ceph pool {op} failed"),
+            format!(
+                "Pool {name:?}: the PVE task {upid} ended with: {exitstatus}\nLast lines of its log:\n  {}",
+                log.join("\n  ")
+            ),
+        ),
+        _ => Diagnostics::error(format!("Ceph pool {op} did not finish"), format!("Pool {name:?}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(d: &Diagnostics) -> Vec<String> {
+        d.0.iter().filter_map(|x| x.path.as_ref().map(|p| p.to_string())).collect()
+    }
+
+    #[test]
+    fn validation_names_paths() {
+        let s = State {
+            name: Some("a b".into()),
+            size: Some(2),
+            min_size: Some(3),
+            pg_num: Some(100),
+            target_size: Some("10X".into()),
+            erasure_coding: Some(ErasureCoding { k: Some(1), m: Some(0), ..Default::default() }),
+            ..Default::default()
+        };
+        let mut d = Diagnostics::new();
+        validate_pool(&s, &mut d);
+        let p = paths(&d);
+        for want in ["name", "min_size", "pg_num", "target_size", "erasure_coding.k", "erasure_coding.m", "size"] {
+            assert!(p.contains(&want.to_string()), "{want} missing in {p:?}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(size_bytes("1G"), Some(1 << 30));
+        assert_eq!(size_bytes("1.5K"), Some(1536));
+        assert_eq!(size_bytes("1024"), Some(1024));
+        assert_eq!(size_bytes("G"), None);
+        assert_eq!(size_bytes("1.G"), None);
+        assert_eq!(size_bytes("1g"), None);
+        assert_eq!(
+            ec_string(&ErasureCoding {
+                k: Some(2),
+                m: Some(1),
+                device_class: Some("ssd".into()),
+                ..Default::default()
+            }),
+            "k=2,m=1,device-class=ssd"
+        );
+    }
+}

@@ -1,0 +1,1018 @@
+//! `edge_pbs_job`: one resource for a store's whole backup chain. The kind is chosen by exactly
+//! one nested block:
+//! - `backup {}` → a PVE vzdump job (`/cluster/backup`) writing to a PBS storage,
+//! - `sync {}`, `verify {}`, `prune {}` → PBS `/config/sync|verify|prune`,
+//! - `gc {}` → the datastore's `gc-schedule` (`/config/datastore/{name}`).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clients::pbs::{JobKind, PbsClient, PruneJob, SyncJob, VerifyJob};
+use crate::clients::pve::{BackupJob, PveClient};
+use crate::clients::{self, ClientError};
+use crate::framework::{
+    AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock,
+    PlanCtx, Resource, Schema, Type, Value,
+};
+use crate::path;
+use crate::resources::calendar;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Backup {
+    pub storage: Option<String>,
+    pub node: Option<String>,
+    pub mode: Option<String>,
+    pub compress: Option<String>,
+    pub prune_backups: Option<BTreeMap<String, i64>>,
+    pub notes_template: Option<String>,
+    pub vmids: Option<Vec<i64>>,
+    pub all: Option<bool>,
+    pub pool: Option<String>,
+    pub exclude: Option<Vec<i64>>,
+    pub repeat_missed: Option<bool>,
+    pub notification_mode: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Sync {
+    pub store: Option<String>,
+    pub ns: Option<String>,
+    pub remote: Option<String>,
+    pub remote_store: Option<String>,
+    pub remote_ns: Option<String>,
+    pub sync_direction: Option<String>,
+    pub remove_vanished: Option<bool>,
+    pub group_filter: Option<Vec<String>>,
+    pub transfer_last: Option<i64>,
+    pub rate_in: Option<String>,
+    pub rate_out: Option<String>,
+    pub burst_in: Option<String>,
+    pub burst_out: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Verify {
+    pub store: Option<String>,
+    pub ns: Option<String>,
+    pub ignore_verified: Option<bool>,
+    pub outdated_after: Option<i64>,
+    pub max_depth: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Prune {
+    pub store: Option<String>,
+    pub ns: Option<String>,
+    pub keep_last: Option<i64>,
+    pub keep_hourly: Option<i64>,
+    pub keep_daily: Option<i64>,
+    pub keep_weekly: Option<i64>,
+    pub keep_monthly: Option<i64>,
+    pub keep_yearly: Option<i64>,
+    pub max_depth: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Gc {
+    pub store: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub id: Option<String>,
+    pub kind: Option<String>,
+    pub schedule: Option<String>,
+    pub comment: Option<String>,
+    pub disable: Option<bool>,
+    pub backup: Option<Backup>,
+    pub sync: Option<Sync>,
+    pub verify: Option<Verify>,
+    pub prune: Option<Prune>,
+    pub gc: Option<Gc>,
+}
+
+const KINDS: [&str; 5] = ["backup", "sync", "verify", "prune", "gc"];
+const PRUNE_KEYS: [&str; 7] =
+    ["keep_all", "keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"];
+
+impl State {
+    /// The kinds whose block is present.
+    fn kinds(&self) -> Vec<&'static str> {
+        let present = [
+            self.backup.is_some(),
+            self.sync.is_some(),
+            self.verify.is_some(),
+            self.prune.is_some(),
+            self.gc.is_some(),
+        ];
+        KINDS.iter().zip(present).filter(|(_, p)| *p).map(|(k, _)| *k).collect()
+    }
+    fn kind(&self) -> Option<&'static str> {
+        match self.kinds().as_slice() {
+            [one] => Some(one),
+            _ => self.kind.as_deref().and_then(|k| KINDS.iter().find(|x| **x == k).copied()),
+        }
+    }
+}
+
+pub struct PbsJob;
+
+#[async_trait]
+impl Resource for PbsJob {
+    type State = State;
+
+    fn type_name(&self) -> &'static str {
+        "edge_pbs_job"
+    }
+
+    fn schema(&self) -> Schema {
+        let s = |n: &str, d: &str| Attribute::optional(n, Type::String).describe(d);
+        let num = |n: &str, d: &str| Attribute::optional(n, Type::Number).describe(d);
+        let b = |n: &str, d: &str| Attribute::optional(n, Type::Bool).describe(d);
+        let store = Attribute::required("store", Type::String).describe("PBS datastore.");
+        let ns = s("ns", "Namespace inside the datastore (`a/b`, at most 8 levels).");
+        let max_depth = num("max_depth", "How many namespace levels below `ns` to include (0..7).");
+        let mut prune = Block::new("A PBS prune job (`/config/prune`).").attr(store.clone()).attr(ns.clone());
+        for k in &PRUNE_KEYS[1..] {
+            prune = prune.attr(num(k, &format!("Keep this many {} backups (1 or more).", &k[5..])));
+        }
+        prune = prune.attr(max_depth.clone());
+        Schema::new(
+            0,
+            Block::new("A backup-chain job of a store: the PVE vzdump job that writes to PBS, or a PBS sync, verify, prune or garbage-collection schedule. Exactly one of the blocks `backup`, `sync`, `verify`, `prune`, `gc` chooses the kind.")
+                .attr(Attribute::required("id", Type::String).replace().describe("Job ID (for `gc`: the datastore name). Changing it replaces the job."))
+                .attr(Attribute::computed("kind", Type::String).describe("`backup`, `sync`, `verify`, `prune` or `gc`, from the block used."))
+                .attr(Attribute::required("schedule", Type::String).describe("Calendar event, e.g. `daily`, `mon..fri 02:00`, `*-*-* 02:30`, `sat *-1..7 15:00`."))
+                .attr(s("comment", "Free text (not for `gc`)."))
+                .attr(Attribute::optional("disable", Type::Bool).default(Value::Bool(false)).describe("Keep the job but do not run it (`backup` and `prune` only; PBS has no switch for the others)."))
+                .block(NestedBlock::single("backup", Block::new("A PVE backup job (`/cluster/backup`) writing to a storage, normally of type `pbs`.")
+                    .attr(Attribute::required("storage", Type::String).describe("PVE storage ID to back up to."))
+                    .attr(s("node", "Only back up guests on this node."))
+                    .attr(s("mode", "`snapshot`, `suspend` or `stop`."))
+                    .attr(s("compress", "`0`, `1`, `gzip`, `lzo` or `zstd` (PBS storages compress themselves)."))
+                    .attr(Attribute::optional("prune_backups", Type::map(Type::Number)).describe("Retention, keys `keep_last`, `keep_hourly`, `keep_daily`, `keep_weekly`, `keep_monthly`, `keep_yearly`, `keep_all`."))
+                    .attr(s("notes_template", "Notes for each backup, e.g. `{{guestname}}`."))
+                    .attr(Attribute::optional("vmids", Type::list(Type::Number)).describe("Guests to back up (exactly one of `vmids`, `all`, `pool`)."))
+                    .attr(b("all", "Back up all guests."))
+                    .attr(s("pool", "Back up the guests of this PVE pool."))
+                    .attr(Attribute::optional("exclude", Type::list(Type::Number)).describe("Guests to leave out (with `all` or `pool`)."))
+                    .attr(b("repeat_missed", "Run a missed schedule as soon as possible."))
+                    .attr(s("notification_mode", "`auto`, `legacy-sendmail` or `notification-system`."))))
+                .block(NestedBlock::single("sync", Block::new("A PBS sync job (`/config/sync`): pull from or push to a remote, or between local datastores when `remote` is left out.")
+                    .attr(store.clone()).attr(ns.clone())
+                    .attr(s("remote", "Remote (`/config/remote`); leave out for a local sync."))
+                    .attr(Attribute::required("remote_store", Type::String).describe("Datastore on the remote (or the local source)."))
+                    .attr(s("remote_ns", "Namespace on the remote."))
+                    .attr(s("sync_direction", "`pull` (default) or `push`."))
+                    .attr(b("remove_vanished", "Delete local groups/snapshots that vanished on the source."))
+                    .attr(Attribute::optional("group_filter", Type::list(Type::String)).describe("Filters like `type:vm`, `group:vm/100`, `regex:…`, optionally prefixed `exclude:`."))
+                    .attr(num("transfer_last", "Only the newest N snapshots of each group (1 or more)."))
+                    .attr(s("rate_in", "Inbound rate limit, e.g. `10MiB`.")).attr(s("rate_out", "Outbound rate limit."))
+                    .attr(s("burst_in", "Inbound burst.")).attr(s("burst_out", "Outbound burst."))
+                    .attr(max_depth.clone())))
+                .block(NestedBlock::single("verify", Block::new("A PBS verification job (`/config/verify`).")
+                    .attr(store.clone()).attr(ns)
+                    .attr(b("ignore_verified", "Skip snapshots verified recently (see `outdated_after`)."))
+                    .attr(num("outdated_after", "Days after which a verification is stale (0 or more)."))
+                    .attr(max_depth)))
+                .block(NestedBlock::single("prune", prune))
+                .block(NestedBlock::single("gc", Block::new("The datastore's garbage-collection schedule. `id` names the datastore.")
+                    .attr(Attribute::optional_computed("store", Type::String).describe("The datastore; defaults to `id` and must equal it.")))),
+        )
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(IdentitySchema {
+            version: 0,
+            attributes: vec![
+                IdentityAttribute {
+                    name: "kind".into(),
+                    description: "backup, sync, verify, prune or gc.".into(),
+                    required_for_import: true,
+                },
+                IdentityAttribute {
+                    name: "id".into(),
+                    description: "Job ID (gc: datastore).".into(),
+                    required_for_import: true,
+                },
+            ],
+        })
+    }
+
+    fn identity(&self, s: &State) -> Option<BTreeMap<String, String>> {
+        Some(BTreeMap::from([("kind".to_string(), s.kind()?.to_string()), ("id".to_string(), s.id.clone()?)]))
+    }
+
+    fn validate(&self, c: &State, d: &mut Diagnostics) {
+        validate_job(c, d);
+    }
+
+    async fn modify_plan(&self, _ctx: &Ctx, plan: &mut PlanCtx<State>) -> Result<(), Diagnostics> {
+        let Some(kind) = plan.config.kind() else { return Ok(()) };
+        plan.set("kind", &kind)?;
+        if let Some(prior) = plan.prior.clone() {
+            if prior.kind() != Some(kind) {
+                plan.require_replace(AttrPath::root(kind));
+            }
+            // A gc schedule belongs to its datastore: another datastore is another object.
+            if kind == "gc" {
+                let planned = plan.planned()?;
+                let before = prior.gc.as_ref().and_then(|g| g.store.clone());
+                let after = planned.gc.as_ref().and_then(|g| g.store.clone());
+                if after.is_some() && before != after {
+                    plan.require_replace(path!["gc", "store"]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn create(&self, ctx: &Ctx, planned: State, _config: &State) -> Result<State, Diagnostics> {
+        let mut s = planned;
+        let kind = s.kind().ok_or_else(no_kind)?;
+        let id = s.id.clone().ok_or_else(|| Diagnostics::at(path!["id"], "Missing id", "id must be known at apply"))?;
+        s.kind = Some(kind.to_string());
+        match kind {
+            "backup" => {
+                let pve = pve(ctx)?;
+                if pve
+                    .backup_job(&id)
+                    .await
+                    .map_err(|e| api_diag("Cannot read PVE backup jobs", "backup", e))?
+                    .is_some()
+                {
+                    return Err(exists(kind, &id));
+                }
+                let job = backup_to_api(&s);
+                if let Err(e) = pve.backup_job_create(&job).await {
+                    // A repeat after a 5xx whose first attempt went through.
+                    if !(e.message().contains("already exists") && pve.backup_job(&id).await.ok().flatten().is_some()) {
+                        return Err(api_diag("Cannot create the PVE backup job", "backup", e));
+                    }
+                }
+            }
+            "gc" => {
+                let pbs = pbs(ctx)?;
+                let store = gc_store(&s);
+                let ds = pbs.datastore(&store).await.map_err(|e| api_diag("Cannot read the datastore", "gc", e))?;
+                if ds.is_none() {
+                    return Err(Diagnostics::at(
+                        path!["gc", "store"],
+                        "No such datastore",
+                        format!("PBS has no datastore {store:?}"),
+                    ));
+                }
+                pbs.set_gc_schedule(&store, s.schedule.as_deref())
+                    .await
+                    .map_err(|e| api_diag("Cannot set the gc schedule", "gc", e))?;
+                s.gc = Some(Gc { store: Some(store) });
+            }
+            _ => {
+                let pbs = pbs(ctx)?;
+                let jk = job_kind(kind);
+                let body = pbs_body(&s)?;
+                if pbs
+                    .job::<serde_json::Value>(jk, &id)
+                    .await
+                    .map_err(|e| api_diag("Cannot read PBS jobs", kind, e))?
+                    .is_some()
+                {
+                    return Err(exists(kind, &id));
+                }
+                if let Err(e) = pbs.job_create(jk, &body).await {
+                    let there = pbs.job::<serde_json::Value>(jk, &id).await.ok().flatten().is_some();
+                    if !(e.message().contains("already exists") && there) {
+                        return Err(api_diag(&format!("Cannot create the PBS {kind} job"), kind, e));
+                    }
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    async fn read(&self, ctx: &Ctx, state: State) -> Result<Option<State>, Diagnostics> {
+        let kind = state.kind().ok_or_else(no_kind)?;
+        let id = state.id.clone().unwrap_or_default();
+        let mut s = state;
+        s.kind = Some(kind.to_string());
+        match kind {
+            "backup" => {
+                let Some(job) = pve(ctx)?
+                    .backup_job(&id)
+                    .await
+                    .map_err(|e| api_diag("Cannot read PVE backup jobs", "backup", e))?
+                else {
+                    return Ok(None);
+                };
+                backup_from_api(&mut s, job);
+            }
+            "gc" => {
+                let store = gc_store(&s);
+                let Some(ds) =
+                    pbs(ctx)?.datastore(&store).await.map_err(|e| api_diag("Cannot read the datastore", "gc", e))?
+                else {
+                    return Ok(None);
+                };
+                let Some(sched) = ds.gc_schedule else { return Ok(None) };
+                s.schedule = Some(sched);
+                s.gc = Some(Gc { store: Some(store) });
+                s.disable = Some(false);
+            }
+            "sync" => {
+                let Some(j) = pbs(ctx)?
+                    .job::<SyncJob>(JobKind::Sync, &id)
+                    .await
+                    .map_err(|e| api_diag("Cannot read the PBS sync job", kind, e))?
+                else {
+                    return Ok(None);
+                };
+                s.schedule = j.schedule;
+                s.comment = j.comment;
+                s.disable = Some(false);
+                s.sync = Some(Sync {
+                    store: j.store,
+                    ns: j.ns,
+                    remote: j.remote,
+                    remote_store: j.remote_store,
+                    remote_ns: j.remote_ns,
+                    sync_direction: j.sync_direction,
+                    remove_vanished: j.remove_vanished,
+                    group_filter: j.group_filter,
+                    transfer_last: j.transfer_last,
+                    rate_in: j.rate_in,
+                    rate_out: j.rate_out,
+                    burst_in: j.burst_in,
+                    burst_out: j.burst_out,
+                });
+            }
+            "verify" => {
+                let Some(j) = pbs(ctx)?
+                    .job::<VerifyJob>(JobKind::Verify, &id)
+                    .await
+                    .map_err(|e| api_diag("Cannot read the PBS verify job", kind, e))?
+                else {
+                    return Ok(None);
+                };
+                s.schedule = j.schedule;
+                s.comment = j.comment;
+                s.disable = Some(false);
+                s.verify = Some(Verify {
+                    store: j.store,
+                    ns: j.ns,
+                    ignore_verified: j.ignore_verified,
+                    outdated_after: j.outdated_after,
+                    max_depth: j.max_depth,
+                });
+            }
+            _ => {
+                let Some(j) = pbs(ctx)?
+                    .job::<PruneJob>(JobKind::Prune, &id)
+                    .await
+                    .map_err(|e| api_diag("Cannot read the PBS prune job", kind, e))?
+                else {
+                    return Ok(None);
+                };
+                s.schedule = j.schedule;
+                s.comment = j.comment;
+                s.disable = Some(j.disable.unwrap_or(false));
+                s.prune = Some(Prune {
+                    store: j.store,
+                    ns: j.ns,
+                    keep_last: j.keep_last,
+                    keep_hourly: j.keep_hourly,
+                    keep_daily: j.keep_daily,
+                    keep_weekly: j.keep_weekly,
+                    keep_monthly: j.keep_monthly,
+                    keep_yearly: j.keep_yearly,
+                    max_depth: j.max_depth,
+                });
+            }
+        }
+        Ok(Some(s))
+    }
+
+    async fn update(&self, ctx: &Ctx, prior: State, planned: State, _config: &State) -> Result<State, Diagnostics> {
+        let kind = planned.kind().ok_or_else(no_kind)?;
+        let id = planned.id.clone().unwrap_or_default();
+        let mut s = planned;
+        s.kind = Some(kind.to_string());
+        match kind {
+            "backup" => {
+                let new = backup_to_api(&s);
+                let old = backup_to_api(&prior);
+                let delete = removed(&old, &new)?;
+                pve(ctx)?
+                    .backup_job_update(&id, &new, &delete)
+                    .await
+                    .map_err(|e| api_diag("Cannot update the PVE backup job", "backup", e))?;
+            }
+            "gc" => {
+                let store = gc_store(&s);
+                pbs(ctx)?
+                    .set_gc_schedule(&store, s.schedule.as_deref())
+                    .await
+                    .map_err(|e| api_diag("Cannot set the gc schedule", "gc", e))?;
+                s.gc = Some(Gc { store: Some(store) });
+            }
+            _ => {
+                let new = pbs_body(&s)?;
+                let old = pbs_body(&prior)?;
+                let delete = removed(&old, &new)?;
+                pbs(ctx)?
+                    .job_update(job_kind(kind), &id, &new, &delete)
+                    .await
+                    .map_err(|e| api_diag(&format!("Cannot update the PBS {kind} job"), kind, e))?;
+            }
+        }
+        Ok(s)
+    }
+
+    async fn delete(&self, ctx: &Ctx, prior: State) -> Result<(), Diagnostics> {
+        let kind = prior.kind().ok_or_else(no_kind)?;
+        let id = prior.id.clone().unwrap_or_default();
+        match kind {
+            "backup" => {
+                let pve = pve(ctx)?;
+                if let Err(e) = pve.backup_job_delete(&id).await {
+                    // Gone already (deleted by hand, or a repeat after a 5xx): fine.
+                    if pve
+                        .backup_job(&id)
+                        .await
+                        .map_err(|e| api_diag("Cannot read PVE backup jobs", "backup", e))?
+                        .is_some()
+                    {
+                        return Err(api_diag("Cannot delete the PVE backup job", "backup", e));
+                    }
+                }
+            }
+            "gc" => {
+                let pbs = pbs(ctx)?;
+                let store = gc_store(&prior);
+                if pbs.datastore(&store).await.map_err(|e| api_diag("Cannot read the datastore", "gc", e))?.is_some() {
+                    pbs.set_gc_schedule(&store, None)
+                        .await
+                        .map_err(|e| api_diag("Cannot remove the gc schedule", "gc", e))?;
+                }
+            }
+            _ => pbs(ctx)?
+                .job_delete(job_kind(kind), &id)
+                .await
+                .map_err(|e| api_diag(&format!("Cannot delete the PBS {kind} job"), kind, e))?,
+        }
+        Ok(())
+    }
+
+    async fn import(&self, _ctx: &Ctx, req: ImportRequest) -> Result<State, Diagnostics> {
+        let (kind, id) = match req {
+            ImportRequest::Id(s) => {
+                s.split_once('/').map(|(k, i)| (k.to_string(), i.to_string())).ok_or_else(|| {
+                    Diagnostics::error(
+                        "Invalid import ID",
+                        format!("{s:?}: expected KIND/ID, e.g. sync/offsite (kinds: {})", KINDS.join(", ")),
+                    )
+                })?
+            }
+            ImportRequest::Identity(m) => {
+                let get = |k: &str| {
+                    m.get(k)
+                        .cloned()
+                        .ok_or_else(|| Diagnostics::error("Incomplete identity", format!("identity.{k} is required")))
+                };
+                (get("kind")?, get("id")?)
+            }
+        };
+        if id.is_empty() {
+            return Err(Diagnostics::error("Invalid import ID", "the job ID after KIND/ is empty"));
+        }
+        let mut s =
+            State { id: Some(id.clone()), kind: Some(kind.clone()), disable: Some(false), ..Default::default() };
+        match kind.as_str() {
+            "backup" => s.backup = Some(Backup::default()),
+            "sync" => s.sync = Some(Sync::default()),
+            "verify" => s.verify = Some(Verify::default()),
+            "prune" => s.prune = Some(Prune::default()),
+            "gc" => s.gc = Some(Gc { store: Some(id) }),
+            other => {
+                return Err(Diagnostics::error(
+                    "Invalid import ID",
+                    format!("unknown kind {other:?}: use one of {}", KINDS.join(", ")),
+                ))
+            }
+        }
+        Ok(s)
+    }
+}
+
+fn no_kind() -> Diagnostics {
+    Diagnostics::at(
+        path!["backup"],
+        "No job kind",
+        "exactly one of the blocks backup, sync, verify, prune, gc must be set",
+    )
+}
+
+fn exists(kind: &str, id: &str) -> Diagnostics {
+    Diagnostics::at(
+        path!["id"],
+        "Job already exists",
+        format!("A {kind} job {id:?} already exists. To manage it, import it: terraform import <address> {kind}/{id}"),
+    )
+}
+
+fn gc_store(s: &State) -> String {
+    s.gc.as_ref().and_then(|g| g.store.clone()).or_else(|| s.id.clone()).unwrap_or_default()
+}
+
+fn job_kind(kind: &str) -> JobKind {
+    match kind {
+        "sync" => JobKind::Sync,
+        "verify" => JobKind::Verify,
+        _ => JobKind::Prune,
+    }
+}
+
+fn pve(ctx: &Ctx) -> Result<std::sync::Arc<PveClient>, Diagnostics> {
+    let cfg = ctx.clients.pve.as_ref().ok_or_else(|| {
+        Diagnostics::error(
+            "PVE API not configured",
+            "backup jobs need the provider's pve block or EDGE_PVE_* variables.",
+        )
+    })?;
+    clients::pve(cfg).map_err(|e| Diagnostics::error("Cannot set up the PVE client", e.to_string()))
+}
+
+fn pbs(ctx: &Ctx) -> Result<std::sync::Arc<PbsClient>, Diagnostics> {
+    let cfg = ctx.clients.pbs.as_ref().ok_or_else(|| {
+        Diagnostics::error("PBS API not configured", "PBS jobs need the provider's pbs block or EDGE_PBS_* variables.")
+    })?;
+    clients::pbs(cfg).map_err(|e| Diagnostics::error("Cannot set up the PBS client", e.to_string()))
+}
+
+/// The keys set in `old` that `new` leaves out: what an update must `delete`.
+fn removed<T: Serialize>(old: &T, new: &T) -> Result<Vec<String>, Diagnostics> {
+    let o = serde_json::to_value(old).map_err(|e| Diagnostics::error("Provider bug", e.to_string()))?;
+    let n = serde_json::to_value(new).map_err(|e| Diagnostics::error("Provider bug", e.to_string()))?;
+    let empty = serde_json::Map::new();
+    let (o, n) = (o.as_object().unwrap_or(&empty), n.as_object().unwrap_or(&empty));
+    Ok(o.keys().filter(|k| *k != "id" && !n.contains_key(*k)).cloned().collect())
+}
+
+fn pbs_body(s: &State) -> Result<serde_json::Value, Diagnostics> {
+    let id = s.id.clone();
+    let v = match s.kind() {
+        Some("sync") => {
+            let b = s.sync.clone().unwrap_or_default();
+            serde_json::to_value(SyncJob {
+                id,
+                store: b.store,
+                ns: b.ns,
+                remote: b.remote,
+                remote_store: b.remote_store,
+                remote_ns: b.remote_ns,
+                sync_direction: b.sync_direction,
+                remove_vanished: b.remove_vanished,
+                group_filter: b.group_filter,
+                transfer_last: b.transfer_last,
+                rate_in: b.rate_in,
+                rate_out: b.rate_out,
+                burst_in: b.burst_in,
+                burst_out: b.burst_out,
+                schedule: s.schedule.clone(),
+                comment: s.comment.clone(),
+            })
+        }
+        Some("verify") => {
+            let b = s.verify.clone().unwrap_or_default();
+            serde_json::to_value(VerifyJob {
+                id,
+                store: b.store,
+                ns: b.ns,
+                ignore_verified: b.ignore_verified,
+                outdated_after: b.outdated_after,
+                max_depth: b.max_depth,
+                schedule: s.schedule.clone(),
+                comment: s.comment.clone(),
+            })
+        }
+        _ => {
+            let b = s.prune.clone().unwrap_or_default();
+            serde_json::to_value(PruneJob {
+                id,
+                store: b.store,
+                ns: b.ns,
+                keep_last: b.keep_last,
+                keep_hourly: b.keep_hourly,
+                keep_daily: b.keep_daily,
+                keep_weekly: b.keep_weekly,
+                keep_monthly: b.keep_monthly,
+                keep_yearly: b.keep_yearly,
+                max_depth: b.max_depth,
+                // Only sent when set: PBS's default is "enabled".
+                disable: s.disable.filter(|d| *d),
+                schedule: s.schedule.clone(),
+                comment: s.comment.clone(),
+            })
+        }
+    };
+    v.map_err(|e| Diagnostics::error("Provider bug", e.to_string()))
+}
+
+fn join_ids(v: &Option<Vec<i64>>) -> Option<String> {
+    v.as_ref().filter(|v| !v.is_empty()).map(|v| v.iter().map(i64::to_string).collect::<Vec<_>>().join(","))
+}
+
+fn split_ids(s: Option<String>) -> Option<Vec<i64>> {
+    s.map(|s| {
+        s.split(|c: char| c == ',' || c == ';' || c.is_whitespace()).filter_map(|x| x.trim().parse().ok()).collect()
+    })
+}
+
+fn backup_to_api(s: &State) -> BackupJob {
+    let b = s.backup.clone().unwrap_or_default();
+    BackupJob {
+        id: s.id.clone(),
+        schedule: s.schedule.clone(),
+        storage: b.storage,
+        node: b.node,
+        mode: b.mode,
+        compress: b.compress,
+        prune_backups: b
+            .prune_backups
+            .as_ref()
+            .filter(|m| !m.is_empty())
+            .map(|m| m.iter().map(|(k, v)| format!("{}={v}", k.replace('_', "-"))).collect::<Vec<_>>().join(",")),
+        notes_template: b.notes_template,
+        vmid: join_ids(&b.vmids),
+        all: b.all,
+        pool: b.pool,
+        exclude: join_ids(&b.exclude),
+        enabled: Some(s.disable != Some(true)),
+        repeat_missed: b.repeat_missed,
+        notification_mode: b.notification_mode,
+        comment: s.comment.clone(),
+    }
+}
+
+fn backup_from_api(s: &mut State, j: BackupJob) {
+    s.schedule = j.schedule;
+    s.comment = j.comment;
+    s.disable = Some(j.enabled == Some(false));
+    s.backup = Some(Backup {
+        storage: j.storage,
+        node: j.node,
+        mode: j.mode,
+        compress: j.compress,
+        prune_backups: j.prune_backups.map(|p| {
+            p.split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .filter_map(|(k, v)| Some((k.trim().replace('-', "_"), v.trim().parse().ok()?)))
+                .collect()
+        }),
+        notes_template: j.notes_template,
+        vmids: split_ids(j.vmid),
+        all: j.all,
+        pool: j.pool,
+        exclude: split_ids(j.exclude),
+        repeat_missed: j.repeat_missed,
+        notification_mode: j.notification_mode,
+    });
+}
+
+fn api_diag(summary: &str, block: &str, e: ClientError) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    if let Some(errs) = e.param_errors() {
+        for (param, msg) in errs {
+            let attr = param.replace('-', "_");
+            let p = match attr.as_str() {
+                "id" | "schedule" | "comment" | "disable" => AttrPath::root(&attr),
+                "vmid" => path![block, "vmids"],
+                "enabled" => AttrPath::root("disable"),
+                _ => path![block, attr.as_str()],
+            };
+            d.error_at(p, summary, format!("rejected {param}: {msg}"));
+        }
+    } else {
+        d.push_error(summary, e.to_string());
+    }
+    d
+}
+
+// --- validation ------------------------------------------------------------------------------
+
+fn is_pbs_id(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(f) if f.is_ascii_alphanumeric() || f == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'))
+        && s.len() <= 32
+}
+
+fn is_ns(s: &str) -> bool {
+    s.is_empty() || (s.split('/').count() <= 8 && s.split('/').all(is_pbs_id) && s.len() <= 256)
+}
+
+fn is_pve_id(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(f) if f.is_ascii_alphabetic())
+        && c.all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-'))
+        && s.len() >= 2
+        && s.len() <= 64
+}
+
+fn is_storage_id(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(f) if f.is_ascii_alphabetic())
+        && s.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '.' | '-'))
+        && s.chars().last().is_some_and(|l| l.is_ascii_alphanumeric())
+}
+
+fn is_rate(s: &str) -> bool {
+    let t = s.trim();
+    let num_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    if num_end == 0 || t[..num_end].parse::<f64>().is_err() {
+        return false;
+    }
+    let unit = t[num_end..].trim();
+    let unit = unit.strip_suffix("/s").unwrap_or(unit);
+    ["", "B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB", "K", "M", "G", "T"].contains(&unit)
+}
+
+fn is_group_filter(s: &str) -> bool {
+    let f = s.strip_prefix("exclude:").or_else(|| s.strip_prefix("include:")).unwrap_or(s);
+    if let Some(t) = f.strip_prefix("type:") {
+        return matches!(t, "vm" | "ct" | "host");
+    }
+    if let Some(g) = f.strip_prefix("group:") {
+        return g.split_once('/').is_some_and(|(t, id)| matches!(t, "vm" | "ct" | "host") && !id.is_empty());
+    }
+    f.strip_prefix("regex:").is_some_and(|r| !r.is_empty())
+}
+
+fn validate_job(c: &State, d: &mut Diagnostics) {
+    let kinds = c.kinds();
+    if kinds.len() > 1 {
+        // Point at the second block's main attribute (Terraform shows that line).
+        let attr = if kinds[1] == "backup" { "storage" } else { "store" };
+        d.error_at(
+            path![kinds[1], attr],
+            "More than one job kind",
+            format!("blocks {} are set; a job has exactly one of backup, sync, verify, prune, gc", kinds.join(" and ")),
+        );
+    }
+    if let Some(s) = &c.schedule {
+        if let Err(e) = calendar::check(s) {
+            d.error_at(path!["schedule"], "Invalid schedule", e);
+        }
+    }
+    if let Some(cm) = &c.comment {
+        let max = if c.backup.is_some() { 512 } else { 128 };
+        if cm.len() > max || cm.chars().any(char::is_control) {
+            d.error_at(path!["comment"], "Invalid comment", format!("at most {max} characters on one line"));
+        }
+    }
+    let kind = kinds.first().copied();
+    if let Some(id) = &c.id {
+        let ok = if kind == Some("backup") { is_pve_id(id) } else { is_pbs_id(id) };
+        if !ok {
+            d.error_at(
+                path!["id"],
+                "Invalid job ID",
+                format!("{id:?}: use letters, digits, '_', '-' (and '.' for PBS), starting with a letter (PVE) or letter/digit (PBS); PBS allows at most 32 characters"),
+            );
+        }
+    }
+    if c.disable == Some(true) && matches!(kind, Some("sync" | "verify" | "gc")) {
+        d.error_at(
+            path!["disable"],
+            "Cannot disable this kind",
+            format!("PBS {} jobs have no disable switch; remove the job instead", kind.unwrap_or("")),
+        );
+    }
+    let range = |d: &mut Diagnostics, p: AttrPath, v: Option<i64>, lo: i64, hi: i64| {
+        if let Some(v) = v {
+            if v < lo || v > hi {
+                d.error_at(p.clone(), "Value out of range", format!("{p} = {v}: must be between {lo} and {hi}"));
+            }
+        }
+    };
+    let store_check = |d: &mut Diagnostics, p: AttrPath, v: &Option<String>| {
+        if let Some(v) = v {
+            if !is_pbs_id(v) {
+                d.error_at(
+                    p,
+                    "Invalid datastore name",
+                    format!("{v:?}: letters, digits, '_', '.', '-', at most 32 characters"),
+                );
+            }
+        }
+    };
+    let ns_check = |d: &mut Diagnostics, p: AttrPath, v: &Option<String>| {
+        if let Some(v) = v {
+            if !is_ns(v) {
+                d.error_at(p, "Invalid namespace", format!("{v:?}: names separated by '/', at most 8 levels"));
+            }
+        }
+    };
+    if let Some(b) = &c.backup {
+        if let Some(st) = &b.storage {
+            if !is_storage_id(st) {
+                d.error_at(path!["backup", "storage"], "Invalid storage ID", format!("{st:?} is not a PVE storage ID"));
+            }
+        }
+        if let Some(n) = &b.node {
+            if !crate::resources::ceph_pool::is_node_name(n) {
+                d.error_at(path!["backup", "node"], "Invalid node name", format!("{n:?} is not a PVE node name"));
+            }
+        }
+        one_of(d, path!["backup", "mode"], &b.mode, &["snapshot", "suspend", "stop"]);
+        one_of(d, path!["backup", "compress"], &b.compress, &["0", "1", "gzip", "lzo", "zstd"]);
+        one_of(
+            d,
+            path!["backup", "notification_mode"],
+            &b.notification_mode,
+            &["auto", "legacy-sendmail", "notification-system"],
+        );
+        let sel = [b.vmids.as_ref().is_some_and(|v| !v.is_empty()), b.all == Some(true), b.pool.is_some()];
+        let n = sel.iter().filter(|x| **x).count();
+        if n != 1 {
+            d.error_at(
+                path!["backup", "vmids"],
+                "Choose what to back up",
+                "set exactly one of vmids, all = true, pool",
+            );
+        }
+        for (list, name) in [(&b.vmids, "vmids"), (&b.exclude, "exclude")] {
+            for (i, id) in list.iter().flatten().enumerate() {
+                if !(100..=999_999_999).contains(id) {
+                    d.error_at(
+                        path!["backup", name, i],
+                        "Invalid VM ID",
+                        format!("{id}: guest IDs run from 100 to 999999999"),
+                    );
+                }
+            }
+        }
+        if b.exclude.is_some() && b.all != Some(true) && b.pool.is_none() {
+            d.error_at(
+                path!["backup", "exclude"],
+                "exclude needs all or pool",
+                "exclude only applies with all = true or pool",
+            );
+        }
+        if let Some(m) = &b.prune_backups {
+            for (k, v) in m {
+                let p = AttrPath::root("backup").attr("prune_backups").key(k);
+                if !PRUNE_KEYS.contains(&k.as_str()) {
+                    d.error_at(p, "Unknown retention key", format!("{k:?}: use one of {}", PRUNE_KEYS.join(", ")));
+                } else if k == "keep_all" && !(0..=1).contains(v) || k != "keep_all" && *v < 1 {
+                    d.error_at(
+                        p,
+                        "Value out of range",
+                        format!("{k} = {v}: keep_* must be 1 or more (keep_all 0 or 1)"),
+                    );
+                }
+            }
+        }
+        if let Some(t) = &b.notes_template {
+            if t.len() > 1024 {
+                d.error_at(path!["backup", "notes_template"], "Too long", "at most 1024 characters");
+            }
+        }
+    }
+    if let Some(s) = &c.sync {
+        store_check(d, path!["sync", "store"], &s.store);
+        store_check(d, path!["sync", "remote_store"], &s.remote_store);
+        store_check(d, path!["sync", "remote"], &s.remote);
+        ns_check(d, path!["sync", "ns"], &s.ns);
+        ns_check(d, path!["sync", "remote_ns"], &s.remote_ns);
+        one_of(d, path!["sync", "sync_direction"], &s.sync_direction, &["pull", "push"]);
+        if s.sync_direction.as_deref() == Some("push") && s.remote.is_none() {
+            d.error_at(path!["sync", "remote"], "push needs a remote", "a push sync job sends to a remote: set remote");
+        }
+        if s.remote.is_none() && s.store.is_some() && s.store == s.remote_store && s.ns == s.remote_ns {
+            d.error_at(
+                path!["sync", "remote_store"],
+                "Sync onto itself",
+                "a local sync needs a different source datastore or namespace",
+            );
+        }
+        range(d, path!["sync", "transfer_last"], s.transfer_last, 1, i64::MAX);
+        for (name, v) in
+            [("rate_in", &s.rate_in), ("rate_out", &s.rate_out), ("burst_in", &s.burst_in), ("burst_out", &s.burst_out)]
+        {
+            if let Some(v) = v {
+                if !is_rate(v) {
+                    d.error_at(
+                        path!["sync", name],
+                        "Invalid rate",
+                        format!("{v:?}: use a number with an optional unit, e.g. \"10MiB\""),
+                    );
+                }
+            }
+        }
+        for (i, f) in s.group_filter.iter().flatten().enumerate() {
+            if !is_group_filter(f) {
+                d.error_at(
+                    path!["sync", "group_filter", i],
+                    "Invalid group filter",
+                    format!("{f:?}: use type:vm|ct|host, group:TYPE/ID or regex:RE, optionally prefixed exclude:"),
+                );
+            }
+        }
+    }
+    if let Some(v) = &c.verify {
+        store_check(d, path!["verify", "store"], &v.store);
+        ns_check(d, path!["verify", "ns"], &v.ns);
+        range(d, path!["verify", "outdated_after"], v.outdated_after, 0, i64::MAX);
+        range(d, path!["verify", "max_depth"], v.max_depth, 0, 7);
+    }
+    if let Some(p) = &c.prune {
+        store_check(d, path!["prune", "store"], &p.store);
+        ns_check(d, path!["prune", "ns"], &p.ns);
+        for (name, v) in [
+            ("keep_last", p.keep_last),
+            ("keep_hourly", p.keep_hourly),
+            ("keep_daily", p.keep_daily),
+            ("keep_weekly", p.keep_weekly),
+            ("keep_monthly", p.keep_monthly),
+            ("keep_yearly", p.keep_yearly),
+        ] {
+            range(d, path!["prune", name], v, 1, i64::MAX);
+        }
+        range(d, path!["prune", "max_depth"], p.max_depth, 0, 7);
+    }
+    if let Some(g) = &c.gc {
+        store_check(d, path!["gc", "store"], &g.store);
+        if let (Some(st), Some(id)) = (&g.store, &c.id) {
+            if st != id {
+                d.error_at(
+                    path!["gc", "store"],
+                    "gc store must equal id",
+                    format!("a gc job's id names its datastore: id = {id:?} but store = {st:?}"),
+                );
+            }
+        }
+        if c.comment.is_some() {
+            d.error_at(
+                path!["comment"],
+                "No comment for gc",
+                "a gc schedule is a datastore setting and has no comment",
+            );
+        }
+    }
+}
+
+fn one_of(d: &mut Diagnostics, p: AttrPath, v: &Option<String>, allowed: &[&str]) {
+    if let Some(v) = v {
+        if !allowed.contains(&v.as_str()) {
+            d.error_at(p.clone(), "Invalid value", format!("{p} = {v:?}: must be one of {}", allowed.join(", ")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_round_trip() {
+        let s = State {
+            id: Some("nightly".into()),
+            schedule: Some("daily".into()),
+            disable: Some(true),
+            backup: Some(Backup {
+                storage: Some("pbs".into()),
+                vmids: Some(vec![100, 101]),
+                prune_backups: Some(BTreeMap::from([("keep_daily".to_string(), 7), ("keep_last".to_string(), 3)])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let api = backup_to_api(&s);
+        assert_eq!(api.vmid.as_deref(), Some("100,101"));
+        assert_eq!(api.prune_backups.as_deref(), Some("keep-daily=7,keep-last=3"));
+        assert_eq!(api.enabled, Some(false));
+        let mut back = State { id: s.id.clone(), ..Default::default() };
+        backup_from_api(&mut back, api);
+        assert_eq!(back.backup, s.backup);
+        assert_eq!(back.disable, Some(true));
+    }
+
+    #[test]
+    fn removed_keys_are_deleted() {
+        let old = SyncJob { store: Some("a".into()), comment: Some("x".into()), ..Default::default() };
+        let new = SyncJob { store: Some("a".into()), ..Default::default() };
+        assert_eq!(removed(&old, &new).unwrap(), vec!["comment".to_string()]);
+    }
+
+    #[test]
+    fn filters_and_rates() {
+        assert!(is_group_filter("type:vm"));
+        assert!(is_group_filter("exclude:group:ct/101"));
+        assert!(!is_group_filter("type:lxc"));
+        assert!(is_rate("10MiB"));
+        assert!(is_rate("1.5 GB/s"));
+        assert!(!is_rate("fast"));
+    }
+}
