@@ -192,6 +192,16 @@ fn hub_and_spoke_over_real_wireguard_and_ssh() {
     tf.apply();
     tf.assert_no_changes();
 
+    // A preshared key removed by hand is drift as well (its presence; the value is write-only).
+    let s2 = store_key("store2");
+    net.wg(&["set", &hub.iface, "peer", &s2, "preshared-key", "/dev/null"]);
+    let plan = tf.plan_output();
+    assert!(plan.contains("0 to add, 1 to change, 0 to destroy"), "{plan}");
+    assert!(plan.contains("preshared_key_present = false -> true"), "{plan}");
+    tf.apply();
+    assert!(psks("hub").contains(&format!("{s2}\t{psk}")), "{}", psks("hub"));
+    tf.assert_no_changes();
+
     // Store 1 gets a new interface key: the hub's peer for it follows, and it handshakes again.
     let (ok, out) = net.exec(
         "store1",

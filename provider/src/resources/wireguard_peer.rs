@@ -44,6 +44,7 @@ pub struct State {
     pub persistent_keepalive: Option<i64>,
     pub preshared_key: Option<String>,
     pub preshared_key_version: Option<String>,
+    pub preshared_key_present: Option<bool>,
     pub config_dir: Option<String>,
     pub node_public_key: Option<String>,
     pub latest_handshake: Option<i64>,
@@ -178,6 +179,10 @@ impl Resource for WireguardPeer {
                 Attribute::optional("preshared_key_version", Type::String)
                     .describe("Any value; changing it sends `preshared_key` to the node again."),
             )
+            .attr(Attribute::computed("preshared_key_present", Type::Bool).describe(
+                "Whether the node has a preshared key for this peer. A key added or removed on the node is \
+                 drift (its value cannot be read back: use `preshared_key_version` to replace it).",
+            ))
             .attr(Attribute::optional("config_dir", Type::String).default(Value::str(DEFAULT_CONFIG_DIR)).describe(
                 "Directory on the node for `<interface>.conf` (`wg setconf` format), rewritten atomically after \
                  every change so peers survive a restart.",
@@ -273,7 +278,7 @@ impl Resource for WireguardPeer {
     }
 
     async fn modify_plan(&self, _ctx: &Ctx, plan: &mut PlanCtx<State>) -> Result<(), Diagnostics> {
-        let Some(prior) = plan.prior.clone() else { return Ok(()) };
+        let Some(prior) = plan.prior.clone() else { return plan_psk_presence(plan) };
         // Another host is another node: the peer there is a different object.
         let host = |s: &State| s.ssh.as_ref().and_then(|s| s.host.clone());
         let ssh_v = plan.config_value.attr("ssh");
@@ -285,7 +290,7 @@ impl Resource for WireguardPeer {
         if prior.node_public_key.is_none() {
             plan.set_unknown("node_public_key");
         }
-        Ok(())
+        plan_psk_presence(plan)
     }
 
     async fn create(&self, ctx: &Ctx, planned: State, config: &State) -> Result<State, Diagnostics> {
@@ -297,6 +302,7 @@ impl Resource for WireguardPeer {
         let mut s = planned;
         s.id = Some(id_of(&s));
         s.node_public_key = Some(node_key);
+        s.preshared_key_present = Some(config.preshared_key.is_some() || s.preshared_key.is_some());
         let live = live?.and_then(|l| l.peer);
         s.latest_handshake = Some(live.as_ref().map_or(0, |p| p.latest_handshake));
         s.rx_bytes = Some(live.as_ref().map_or(0, |p| p.rx_bytes));
@@ -351,6 +357,7 @@ impl Resource for WireguardPeer {
         if keepalive.unwrap_or(0) != s.persistent_keepalive.unwrap_or(0) {
             s.persistent_keepalive = keepalive;
         }
+        s.preshared_key_present = Some(peer.has_psk);
         s.latest_handshake = Some(peer.latest_handshake);
         s.rx_bytes = Some(peer.rx_bytes);
         s.tx_bytes = Some(peer.tx_bytes);
@@ -425,6 +432,22 @@ impl Resource for WireguardPeer {
     }
 }
 
+/// Plans `preshared_key_present` from the configuration: a write-only key is never compared,
+/// but whether there is one is. When the node disagrees (a key added or removed by hand), the
+/// change shows in the plan and the update puts the configured key (or none) back.
+fn plan_psk_presence(plan: &mut PlanCtx<State>) -> Result<(), Diagnostics> {
+    let psk = plan.config_value.attr("preshared_key");
+    if psk.is_unknown() {
+        plan.set_unknown("preshared_key_present");
+        return Ok(());
+    }
+    let want = !psk.is_null();
+    if plan.prior.as_ref().and_then(|p| p.preshared_key_present) != Some(want) {
+        plan.set("preshared_key_present", &want)?;
+    }
+    Ok(())
+}
+
 fn id_of(s: &State) -> String {
     format!(
         "{}/{}/{}",
@@ -469,6 +492,7 @@ fn known_host_key_in(path: &std::path::Path, host: &str, port: u16) -> Result<Op
 #[derive(Debug, PartialEq)]
 struct LivePeer {
     public_key: String,
+    has_psk: bool,
     endpoint: Option<SocketAddr>,
     allowed_ips: Vec<String>,
     latest_handshake: i64,
@@ -495,7 +519,7 @@ fn parse_read(out: &str, peer_key: &str) -> Result<Option<LiveInterface>, String
     let mut peer = None;
     for line in lines.filter(|l| !l.is_empty()) {
         let f: Vec<&str> = line.split('\t').collect();
-        let [key, _psk, endpoint, ips, handshake, rx, tx, keepalive] = f[..] else {
+        let [key, psk, endpoint, ips, handshake, rx, tx, keepalive] = f[..] else {
             return Err(format!("unexpected line in wg show dump: {} fields", f.len()));
         };
         if key != peer_key {
@@ -503,6 +527,7 @@ fn parse_read(out: &str, peer_key: &str) -> Result<Option<LiveInterface>, String
         }
         peer = Some(LivePeer {
             public_key: key.to_string(),
+            has_psk: psk != "(none)",
             endpoint: endpoint.parse().ok(),
             allowed_ips: if ips == "(none)" { vec![] } else { ips.split(',').map(String::from).collect() },
             latest_handshake: num(handshake)?,
@@ -861,6 +886,7 @@ mod tests {
         assert_eq!(live.node_public_key.as_deref(), Some("NODEKEY="));
         let p = live.peer.unwrap();
         assert_eq!(p.endpoint, Some("10.1.0.1:51820".parse().unwrap()));
+        assert!(p.has_psk);
         assert_eq!(p.allowed_ips, vec!["10.99.0.0/24", "fd00::/64"]);
         assert_eq!(
             (p.latest_handshake, p.rx_bytes, p.tx_bytes, p.persistent_keepalive),
@@ -868,6 +894,7 @@ mod tests {
         );
         let other = parse_read(&out, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap().unwrap().peer.unwrap();
         assert_eq!((other.endpoint, other.allowed_ips.len(), other.persistent_keepalive), (None, 0, None));
+        assert!(!other.has_psk);
         assert!(parse_read("edge-no-interface\n", KEY).unwrap().is_none());
         assert!(parse_read("(none)\n", KEY).unwrap().unwrap().node_public_key.is_none());
         assert!(parse_read("K\nbroken line\n", KEY).is_err());
