@@ -263,6 +263,35 @@ fn import_by_identity_and_refusals() {
     let out = tf.apply_fails();
     assert!(out.contains("already exists") && out.contains("prune/keep"), "{out}");
 
+    // TLS: a wrong pin is refused and says what the server presented; the lab CA works too.
+    let job = "\nresource \"edge_pbs_job\" \"v\" {\n  id = \"tls\"\n  schedule = \"daily\"\n  verify {\n    store = \"store1\"\n  }\n}\n";
+    let wrong = ["AB"; 32].join(":");
+    let pinned = tf_for(
+        &lab,
+        &format!("{HEAD}{job}").replace(
+            "provider \"edge\" {}",
+            &format!("provider \"edge\" {{\n  pbs = {{ tls_fingerprint = \"{wrong}\" }}\n}}"),
+        ),
+    );
+    pinned.init();
+    let out = pinned.apply_fails();
+    assert!(out.contains("fingerprint mismatch"), "{out}");
+    let presented = lab.store(0)["pbs"]["tls_fingerprint"].as_str().unwrap_or("?").to_uppercase();
+    assert!(out.to_uppercase().contains(&presented), "names the presented fingerprint: {out}");
+    let ca = lab.dir.path().join("ca.pem").display().to_string();
+    let mut by_ca = tf_for(
+        &lab,
+        &format!("{HEAD}{job}").replace(
+            "provider \"edge\" {}",
+            &format!("provider \"edge\" {{\n  pbs = {{ ca_pem = file(\"{ca}\") }}\n}}"),
+        ),
+    );
+    by_ca.env("EDGE_PBS_TLS_FINGERPRINT", "");
+    by_ca.init();
+    by_ca.apply();
+    by_ca.assert_no_changes();
+    by_ca.destroy();
+
     // A gc job for a datastore PBS does not have.
     let bad = tf_for(
         &lab,

@@ -42,7 +42,8 @@ impl ClientError {
     /// (except 501, which never gets better).
     pub fn is_transient(&self) -> bool {
         match self {
-            ClientError::Transport { .. } => true,
+            // A certificate that does not match the pin or CA will not match on a retry either.
+            ClientError::Transport { message, .. } => !message.contains("certificate"),
             ClientError::Api { status, .. } => *status >= 500 && *status != 501,
             _ => false,
         }
