@@ -231,6 +231,25 @@ impl Resource for ProxmoxNode {
 
     async fn modify_plan(&self, ctx: &Ctx, plan: &mut PlanCtx<State>) -> Result<(), Diagnostics> {
         let cfg = plan.config.clone();
+        // The framework warns for top-level write-only attributes; these sit in blocks.
+        if !ctx.write_only_supported {
+            let nested = [
+                (
+                    AttrPath::root("cluster").attr("root_password"),
+                    cfg.cluster.as_ref().and_then(|c| c.root_password.as_ref()),
+                ),
+                (AttrPath::root("bmc").attr("password"), cfg.bmc.as_ref().and_then(|b| b.password.as_ref())),
+            ];
+            for (path, v) in nested {
+                if v.is_some() {
+                    plan.diags.warn_at(
+                        path,
+                        "Stored in state on this Terraform version",
+                        "This password is write-only on Terraform 1.11 and later. This Terraform version does not support write-only attributes, so the value is kept in state, marked sensitive.",
+                    );
+                }
+            }
+        }
         // 1. The image, at plan time where it can be: manifest signature (path or URL).
         let img_known = !plan.is_unknown_in_config("image");
         let mut verified = None;
