@@ -2,8 +2,10 @@
 //! these; clients never see Terraform types.
 
 pub mod http;
+pub mod image;
 pub mod pbs;
 pub mod pve;
+pub mod redfish;
 pub mod ssh;
 
 use std::collections::{BTreeMap, HashMap};

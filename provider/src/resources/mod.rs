@@ -3,6 +3,7 @@
 pub mod calendar;
 pub mod ceph_pool;
 pub mod pbs_job;
+pub mod proxmox_node;
 pub mod wireguard_key;
 pub mod wireguard_peer;
 
@@ -17,5 +18,6 @@ pub fn all() -> Vec<Arc<dyn DynResource>> {
         Arc::new(ResourceHandle::new(wireguard_peer::WireguardPeer)),
         Arc::new(ResourceHandle::new(ceph_pool::CephPool)),
         Arc::new(ResourceHandle::new(pbs_job::PbsJob)),
+        Arc::new(ResourceHandle::new(proxmox_node::ProxmoxNode)),
     ]
 }
