@@ -709,6 +709,229 @@ mod tests {
         assert!(!format!("{c:?}").contains("SECRET"));
     }
 
+    /// A scripted HTTPS server on 127.0.0.1: one request per connection, answers by path.
+    mod server {
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex};
+
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        pub struct Server {
+            pub endpoint: String,
+            pub fingerprint: String,
+            pub ca_pem: String,
+            pub hits: Arc<Mutex<HashMap<String, usize>>>,
+        }
+
+        pub async fn start() -> Server {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+            params.is_ca = rcgen::IsCa::NoCa;
+            let cert = params.self_signed(&key).unwrap();
+            let der = cert.der().to_vec();
+            let cfg = rustls::ServerConfig::builder_with_provider(super::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![CertificateDer::from(der.clone())],
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+                )
+                .unwrap();
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+            let h = Arc::clone(&hits);
+            tokio::spawn(async move {
+                while let Ok((tcp, _)) = listener.accept().await {
+                    let acceptor = acceptor.clone();
+                    let h = Arc::clone(&h);
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                        let mut buf = Vec::new();
+                        let mut chunk = [0u8; 4096];
+                        let head_end = loop {
+                            let Ok(n) = tls.read(&mut chunk).await else { return };
+                            if n == 0 {
+                                return;
+                            }
+                            buf.extend_from_slice(&chunk[..n]);
+                            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break i + 4;
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        while buf.len() < head_end + len {
+                            let Ok(n) = tls.read(&mut chunk).await else { return };
+                            if n == 0 {
+                                break;
+                            }
+                            buf.extend_from_slice(&chunk[..n]);
+                        }
+                        let mut first = head.lines().next().unwrap_or("").split_whitespace();
+                        let (method, target) =
+                            (first.next().unwrap_or("").to_string(), first.next().unwrap_or("").to_string());
+                        let path = target.split('?').next().unwrap_or("").to_string();
+                        let n = {
+                            let mut m = h.lock().unwrap();
+                            let c = m.entry(format!("{method} {path}")).or_insert(0);
+                            *c += 1;
+                            *c
+                        };
+                        let header = |name: &str| {
+                            head.lines().find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                            })
+                        };
+                        let (status, body) = respond(&method, &path, n, &header);
+                        let resp = format!(
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = tls.write_all(resp.as_bytes()).await;
+                        let _ = tls.shutdown().await;
+                    });
+                }
+            });
+            Server {
+                endpoint: format!("https://{addr}"),
+                fingerprint: super::fingerprint_of(&der),
+                ca_pem: cert.pem(),
+                hits,
+            }
+        }
+
+        fn respond(method: &str, path: &str, n: usize, header: &dyn Fn(&str) -> Option<String>) -> (u16, String) {
+            let p = path.trim_start_matches("/api2/json");
+            match (method, p) {
+                ("GET", "/token") => match header("authorization").as_deref() {
+                    Some("PVEAPIToken=root@pam!t=s3cret") => (200, r#"{"data":"tok"}"#.into()),
+                    _ => (401, r#"{"data":null}"#.into()),
+                },
+                ("POST", "/access/ticket") => {
+                    (200, r#"{"data":{"ticket":"PVE:root@pam:T1","CSRFPreventionToken":"C1"}}"#.into())
+                }
+                ("POST", "/needcsrf") => {
+                    let ok = header("cookie").as_deref() == Some("PVEAuthCookie=PVE:root@pam:T1")
+                        && header("csrfpreventiontoken").as_deref() == Some("C1");
+                    if ok {
+                        (200, r#"{"data":"ok"}"#.into())
+                    } else {
+                        (401, r#"{"data":null}"#.into())
+                    }
+                }
+                ("GET", "/flaky") if n <= 2 => (500, r#"{"data":null,"message":"busy"}"#.into()),
+                ("GET", "/flaky") => (200, r#"{"data":42}"#.into()),
+                ("POST", "/once") => (500, r#"{"data":null}"#.into()),
+                ("POST", "/bad") => (400, r#"{"data":null,"errors":{"size":"value must be <= 7"}}"#.into()),
+                ("GET", p) if p.ends_with("/status") && p.contains("UPID:n1:") => {
+                    if n <= 2 {
+                        (200, r#"{"data":{"status":"running"}}"#.into())
+                    } else if p.contains(":okjob:") {
+                        (200, r#"{"data":{"status":"stopped","exitstatus":"OK"}}"#.into())
+                    } else {
+                        (200, r#"{"data":{"status":"stopped","exitstatus":"boom"}}"#.into())
+                    }
+                }
+                ("GET", p) if p.ends_with("/log") => (
+                    200,
+                    r#"{"data":[{"n":1,"t":"starting"},{"n":2,"t":"doing"},{"n":3,"t":"TASK ERROR: boom"}]}"#.into(),
+                ),
+                _ => (404, r#"{"data":null}"#.into()),
+            }
+        }
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy { attempts: 4, first_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20) }
+    }
+
+    fn token() -> Credentials {
+        Credentials::Token(Zeroizing::new("root@pam!t=s3cret".into()))
+    }
+
+    #[tokio::test]
+    async fn pinned_token_client_against_a_real_tls_server() {
+        let srv = server::start().await;
+        let pin = parse_fingerprint(&srv.fingerprint).unwrap();
+        let c =
+            ApiClient::new(Product::Pve, &srv.endpoint, token(), Trust::Fingerprint(pin)).unwrap().with_retry(fast());
+        let v: String = c.get("/token").await.unwrap();
+        assert_eq!(v, "tok");
+        // 5xx on an idempotent call: retried with backoff until it answers.
+        let v: i64 = c.get("/flaky").await.unwrap();
+        assert_eq!(v, 42);
+        assert_eq!(srv.hits.lock().unwrap()["GET /api2/json/flaky"], 3);
+        // A POST that reached the server is not repeated.
+        let e = c.post::<_, serde_json::Value>("/once", &serde_json::json!({}), Retry::Once).await.unwrap_err();
+        assert_eq!(e.status(), Some(500));
+        assert_eq!(srv.hits.lock().unwrap()["POST /api2/json/once"], 1);
+        // Parameter errors come back by name.
+        let e = c.post::<_, serde_json::Value>("/bad", &serde_json::json!({"size": 9}), Retry::Once).await.unwrap_err();
+        assert_eq!(e.param_errors().and_then(|m| m.get("size")).map(String::as_str), Some("value must be <= 7"));
+    }
+
+    #[tokio::test]
+    async fn wrong_pin_and_ca() {
+        let srv = server::start().await;
+        let c = ApiClient::new(Product::Pve, &srv.endpoint, token(), Trust::Fingerprint([7; 32]))
+            .unwrap()
+            .with_retry(fast());
+        let e = c.get::<String>("/token").await.unwrap_err();
+        assert!(e.to_string().contains("fingerprint mismatch"), "{e}");
+        assert!(!e.is_transient(), "a pin mismatch is not retried");
+        let c = ApiClient::new(Product::Pve, &srv.endpoint, token(), Trust::CaPem(srv.ca_pem.clone())).unwrap();
+        assert_eq!(c.get::<String>("/token").await.unwrap(), "tok");
+    }
+
+    #[tokio::test]
+    async fn ticket_login_sends_cookie_and_csrf() {
+        let srv = server::start().await;
+        let creds = Credentials::Password { user: "root@pam".into(), password: Zeroizing::new("pw".into()) };
+        let c = ApiClient::new(Product::Pve, &srv.endpoint, creds, Trust::Insecure).unwrap().with_retry(fast());
+        let v: String = c.post("/needcsrf", &serde_json::json!({}), Retry::Once).await.unwrap();
+        assert_eq!(v, "ok");
+        let _: String = c.post("/needcsrf", &serde_json::json!({}), Retry::Once).await.unwrap();
+        assert_eq!(srv.hits.lock().unwrap()["POST /api2/json/access/ticket"], 1, "the ticket is reused");
+    }
+
+    #[tokio::test]
+    async fn task_wait_polls_and_reports_the_log() {
+        let srv = server::start().await;
+        let c = ApiClient::new(Product::Pve, &srv.endpoint, token(), Trust::Insecure).unwrap().with_retry(fast());
+        let stop = tokio_util::sync::CancellationToken::new();
+        let far = tokio::time::Instant::now() + Duration::from_secs(30);
+        c.wait_task("UPID:n1:0001:0002:0003:okjob:x:root@pam:", far, &stop).await.unwrap();
+        let e = c.wait_task("UPID:n1:0001:0002:0003:bad:x:root@pam:", far, &stop).await.unwrap_err();
+        match e {
+            ClientError::TaskFailed { exitstatus, log, .. } => {
+                assert_eq!(exitstatus, "boom");
+                assert_eq!(log.last().map(String::as_str), Some("TASK ERROR: boom"));
+            }
+            other => panic!("{other}"),
+        }
+        // A deadline that passes while the task runs.
+        let soon = tokio::time::Instant::now() + Duration::from_millis(1);
+        let e = c.wait_task("UPID:n1:0001:0002:0003:slow:y:root@pam:", soon, &stop).await.unwrap_err();
+        assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
+        // Terraform's stop signal.
+        stop.cancel();
+        let e = c.wait_task("UPID:n1:0001:0002:0003:slow:z:root@pam:", far, &stop).await.unwrap_err();
+        assert!(matches!(e, ClientError::Cancelled { .. }), "{e}");
+        assert!(upid_node("nope").is_err());
+    }
+
     #[test]
     fn no_trust_is_refused() {
         assert!(tls_config(&Trust::Unset).is_err());
