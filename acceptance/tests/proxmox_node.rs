@@ -359,6 +359,41 @@ fn two_nodes_with_terraform_1_0_3_keep_the_write_only_password_sensitive_in_stat
     assert!(tf.resource("edge_proxmox_node.pve2")["cluster"]["root_password"].is_string());
 }
 
+#[test]
+fn a_new_image_replaces_the_node_or_reimages_it_in_place() {
+    let lab = Lab::up(&["--net", "85", "--redfish", "--install-ms", "200"]);
+    let keys = tempfile::tempdir().expect("temp dir");
+    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (url, manifest) = make_image(&lab, "v1.img", b"edge node image v1\n", &secret, "1");
+    let tf = tf_for(&lab, &nodes_hcl(&lab, 1, &url, &manifest, false), &public);
+    tf.init();
+    tf.apply();
+    let first = node(&lab, "pve1")["image"].clone();
+
+    // A new image: by default the plan replaces the node, and says why.
+    let (url2, manifest2) = make_image(&lab, "v2.img", b"edge node image v2\n", &secret, "2");
+    let hcl2 = nodes_hcl(&lab, 1, &url2, &manifest2, false);
+    tf.write("main.tf", &hcl2);
+    let plan = tf.plan_output();
+    assert!(plan.contains("forces replacement") && plan.contains("1 to add, 0 to change, 1 to destroy"), "{plan}");
+
+    // With reimage_on_change the same change is an in-place re-image, announced in the plan.
+    tf.write("main.tf", &hcl2.replacen("  timezone = ", "  reimage_on_change = true\n  timezone = ", 1));
+    let plan = flat(&tf.plan_output());
+    assert!(
+        plan.contains("The node will be re-imaged") && plan.contains("0 to add, 1 to change, 0 to destroy"),
+        "{plan}"
+    );
+    tf.apply();
+    tf.assert_no_changes();
+    let now = node(&lab, "pve1");
+    assert_eq!(now["image"]["url"], url2.as_str(), "{now}");
+    assert_ne!(now["image"]["booted_at"], first["booted_at"]);
+    assert_eq!(now["image"]["sha256"], tf.resource("edge_proxmox_node.pve1")["image_sha256"]);
+    assert_eq!(now["cluster"], "edge", "configured again after the re-image: {now}");
+    assert_eq!(now["timezone"], "Europe/Berlin");
+}
+
 /// Terraform wraps diagnostics at 80 columns: compare on single-spaced text.
 fn flat(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
