@@ -170,6 +170,36 @@ fn ceph_pool_against_real_ceph() {
     tf.destroy();
     assert!(ceph_pool(&lab, "vmstore").is_none(), "destroy removes the pool from Ceph");
 
+    // Erasure coding: PVE makes <name>-data and <name>-metadata; destroy removes both.
+    let ec = tf_for(
+        &lab,
+        &hcl(r#"
+resource "edge_ceph_pool" "ec" {
+  node = "pve1"
+  name = "archive"
+  pg_num = 16
+  erasure_coding {
+    k = 2
+    m = 1
+  }
+}
+"#),
+    );
+    ec.init();
+    ec.apply();
+    ec.assert_no_changes();
+    assert!(ceph_pool(&lab, "archive-data").is_some() && ceph_pool(&lab, "archive-metadata").is_some());
+    let plan = {
+        ec.write(
+            "main.tf",
+            &std::fs::read_to_string(ec.dir().join("main.tf")).expect("main.tf").replace("m = 1", "m = 2"),
+        );
+        ec.plan_output()
+    };
+    assert!(plan.contains("forces replacement"), "erasure_coding changes replace the pool: {plan}");
+    ec.destroy();
+    assert!(ceph_pool(&lab, "archive-data").is_none() && ceph_pool(&lab, "archive-metadata").is_none());
+
     // Faults: 20 % 5xx and 200 ms latency on the pool and task endpoints; apply converges.
     lab.admin(
         "POST",
