@@ -687,9 +687,11 @@ async fn boot_image(
         bmc.reset("ForceOff").await.map_err(|e| diag("Cannot power off the node", e))?;
         bmc.wait_power(false, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power off", e))?;
     }
+    let t = Instant::now();
     bmc.reset("On").await.map_err(|e| diag("Cannot power on the node", e))?;
     let polls = bmc.wait_power(true, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power on", e))?;
-    tracing::info!(node = %name, polls, "powered on from the image");
+    // How long the BMC took (bench/converge subtracts it to get the provider's own overhead).
+    tracing::info!(node = %name, polls, power_wait_ms = t.elapsed().as_millis() as u64, "powered on from the image");
     Ok(())
 }
 
