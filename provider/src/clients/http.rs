@@ -77,7 +77,8 @@ pub enum Trust {
     CaPem(String),
     /// No verification at all (labs only).
     Insecure,
-    /// The system's... nothing: without a CA bundle dependency we refuse instead.
+    /// Nothing configured: refused. Proxmox nodes use self-signed certificates, so a system CA
+    /// bundle would not help; the user must pin or name a CA.
     Unset,
 }
 
