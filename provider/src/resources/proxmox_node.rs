@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 use crate::clients::http::{parse_fingerprint, segment, ApiClient, Credentials, Product, Retry, RetryPolicy, Trust};
 use crate::clients::image::{self, VerifiedImage};
 use crate::clients::pve::PveClient;
-use crate::clients::redfish::{probe_fingerprint, Backoff, BmcTrust, RedfishClient};
+use crate::clients::redfish::{probe_fingerprint, Backoff, BmcTrust, RedfishClient, RedfishError};
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock, Op,
     PlanCtx, Resource, Schema, Timeouts, Type, Value,
@@ -341,11 +341,20 @@ impl Resource for ProxmoxNode {
         // Power, through the BMC (an imported node has no BMC in state yet).
         if st.bmc.is_some() {
             let bmc = bmc_client(ctx, &st, None)?;
-            let sys = bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?;
-            st.power = Some(if sys.is_on() { "on" } else { "off" }.into());
-            if !sys.is_on() {
-                // Nothing else can be read from a powered-off node; keep the last known values.
-                return Ok(Some(st));
+            match bmc.system().await {
+                Ok(sys) => {
+                    st.power = Some(if sys.is_on() { "on" } else { "off" }.into());
+                    if !sys.is_on() {
+                        // Nothing else can be read from a powered-off node; keep the last known values.
+                        return Ok(Some(st));
+                    }
+                }
+                // A per-node BMC password is write-only, so it is not in state: without the
+                // provider's redfish.password the power state cannot be read. Keep the last one.
+                Err(RedfishError::Status { status: 401 | 403, .. }) => {
+                    tracing::warn!(node = %name, "BMC refused the credentials available at refresh (bmc.password is write-only: set the provider's redfish.password to read power); keeping the last known power state");
+                }
+                Err(e) => return Err(diag("Cannot read the BMC", e)),
             }
         }
         // The certificate the node presents now; the API is only read through the trusted pin.
@@ -396,7 +405,15 @@ impl Resource for ProxmoxNode {
         if prior.bmc.is_some() {
             let bmc = bmc_client(ctx, &prior, None)?;
             let _ = bmc.eject_media().await.map_err(|e| tracing::warn!(error = %e, "eject failed"));
-            if bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?.is_on() {
+            let sys = bmc.system().await.map_err(|e| match e {
+                RedfishError::Status { status: 401 | 403, .. } => Diagnostics::at(
+                    AttrPath::root("bmc").attr("password"),
+                    "Cannot power the node off",
+                    format!("The BMC refused the credentials: {e}. bmc.password is write-only and not kept in state; set the provider's redfish.password (EDGE_REDFISH_PASSWORD) for destroy."),
+                ),
+                e => diag("Cannot read the BMC", e),
+            })?;
+            if sys.is_on() {
                 bmc.reset("ForceOff").await.map_err(|e| diag("Cannot power off the node", e))?;
                 bmc.wait_power(false, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power off", e))?;
             }
