@@ -15,7 +15,7 @@ apt_pkgs=(
   openssh-server                                   # node access for edge_wireguard_peer
   python3-proxmoxer python3-requests               # third-party PVE client for lab conformance
   postgresql                                       # Terraform pg backend for the fleet example
-  xz-utils
+  xz-utils curl                                    # curl: lab setup steps in tests
 )
 missing=()
 for p in "${apt_pkgs[@]}"; do

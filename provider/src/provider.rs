@@ -109,7 +109,8 @@ pub fn schema() -> Schema {
                         Attribute::optional("private_key", Type::String)
                             .sensitive()
                             .describe("OpenSSH private key (PEM). Env: `EDGE_SSH_PRIVATE_KEY`."),
-                        Attribute::optional("port", Type::Number).describe("SSH port, default 22."),
+                        Attribute::optional("port", Type::Number)
+                            .describe("SSH port, default 22. Env: `EDGE_SSH_PORT`."),
                     ],
                 )
                 .describe("Defaults for node access over SSH."),
@@ -179,6 +180,7 @@ pub fn with_env(mut cfg: ProviderConfig, env: &dyn Fn(&str) -> Option<String>) -
     let s = cfg.ssh.get_or_insert_with(SshDefaults::default);
     s.user = s.user.take().or_else(|| env("EDGE_SSH_USER"));
     s.private_key = s.private_key.take().or_else(|| env("EDGE_SSH_PRIVATE_KEY"));
+    s.port = s.port.or_else(|| env("EDGE_SSH_PORT").and_then(|p| p.trim().parse().ok()));
     if cfg.trusted_image_keys.is_none() {
         cfg.trusted_image_keys = env("EDGE_TRUSTED_IMAGE_KEYS")
             .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect());

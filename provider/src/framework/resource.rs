@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::framework::convert::{from_typed, to_typed};
 use crate::framework::diag::{AttrPath, Diagnostics};
-use crate::framework::plan::{plan_block, strip_write_only, unknown_computed};
+use crate::framework::plan::{plan_block, strip_write_only, unknown_computed, unknown_volatile};
 use crate::framework::schema::{IdentitySchema, Schema};
 use crate::framework::value::Value;
 use crate::provider::Clients;
@@ -257,6 +257,8 @@ impl<R: Resource> DynResource for ResourceHandle<R> {
         );
         if !replace.is_empty() {
             unknown_computed(&self.schema.block, config, &mut planned);
+        } else if let Some(prior) = prior_opt {
+            unknown_volatile(&self.schema.block, prior, config, &mut planned);
         }
         let typed = (|| -> Result<_, Diagnostics> {
             let prior_t = match prior_opt {

@@ -1,0 +1,118 @@
+# One store: nodes from bare metal (the first creates the cluster, the others join it), the
+# Ceph pools on the resulting cluster, and the PBS maintenance chain. Ordering comes from the
+# references between resources, not from depends_on lists to keep in sync by hand.
+
+locals {
+  names   = sort(keys(var.nodes))
+  first   = local.names[0]
+  members = toset(slice(local.names, 1, length(local.names)))
+}
+
+resource "edge_proxmox_node" "first" {
+  name     = local.first
+  address  = var.nodes[local.first].address
+  timezone = var.timezone
+
+  image {
+    url      = var.image.url
+    manifest = var.image.manifest
+  }
+  bmc {
+    endpoint = var.nodes[local.first].bmc_endpoint
+  }
+  dns {
+    servers = var.dns.servers
+    search  = var.dns.search
+  }
+  cluster {
+    name   = var.cluster_name
+    create = true
+  }
+  ceph {
+    mon         = var.nodes[local.first].mon
+    mgr         = var.nodes[local.first].mgr
+    osd_devices = var.nodes[local.first].osd_devices
+  }
+  timeouts {
+    create = var.timeouts
+  }
+}
+
+resource "edge_proxmox_node" "member" {
+  for_each = local.members
+
+  name     = each.key
+  address  = var.nodes[each.key].address
+  timezone = var.timezone
+
+  image {
+    url      = var.image.url
+    manifest = var.image.manifest
+  }
+  bmc {
+    endpoint = var.nodes[each.key].bmc_endpoint
+  }
+  dns {
+    servers = var.dns.servers
+    search  = var.dns.search
+  }
+  cluster {
+    join          = edge_proxmox_node.first.address
+    fingerprint   = edge_proxmox_node.first.tls_fingerprint
+    root_password = var.root_password
+  }
+  ceph {
+    mon         = var.nodes[each.key].mon
+    mgr         = var.nodes[each.key].mgr
+    osd_devices = var.nodes[each.key].osd_devices
+  }
+  timeouts {
+    create = var.timeouts
+  }
+}
+
+resource "edge_ceph_pool" "pool" {
+  for_each = var.pools
+
+  # Pools need the whole cluster's OSDs: created through the first node once every member is in.
+  node        = edge_proxmox_node.first.name
+  name        = each.key
+  size        = each.value.size
+  min_size    = each.value.min_size
+  pg_num      = each.value.pg_num
+  application = each.value.application
+
+  depends_on = [edge_proxmox_node.member]
+}
+
+resource "edge_pbs_job" "verify" {
+  count    = var.backup == null ? 0 : 1
+  id       = "${var.store_id}-verify"
+  schedule = var.backup.verify_schedule
+  comment  = "${var.store_id}: verify backups"
+  verify {
+    store           = var.backup.datastore
+    ignore_verified = true
+    outdated_after  = 30
+  }
+}
+
+resource "edge_pbs_job" "prune" {
+  count    = var.backup == null ? 0 : 1
+  id       = "${var.store_id}-prune"
+  schedule = var.backup.prune_schedule
+  comment  = "${var.store_id}: retention"
+  prune {
+    store        = var.backup.datastore
+    keep_daily   = var.backup.keep_daily
+    keep_weekly  = var.backup.keep_weekly
+    keep_monthly = var.backup.keep_monthly
+  }
+}
+
+resource "edge_pbs_job" "gc" {
+  count    = var.backup == null ? 0 : 1
+  id       = var.backup.datastore
+  schedule = var.backup.gc_schedule
+  gc {}
+}

@@ -1,0 +1,86 @@
+variable "store_id" {
+  description = "Store identifier, e.g. \"store-001\"; prefixes job IDs."
+  type        = string
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,30}$", var.store_id))
+    error_message = "store_id: lower-case letters, digits and dashes, starting with a letter (2–31 characters)."
+  }
+}
+
+variable "nodes" {
+  description = "The store's nodes by name. The first name in sort order creates the cluster; the others join it."
+  type = map(object({
+    address      = string
+    bmc_endpoint = string
+    mon          = optional(bool, true)
+    mgr          = optional(bool, true)
+    osd_devices  = optional(list(string), [])
+  }))
+  validation {
+    condition     = length(var.nodes) >= 1
+    error_message = "nodes: at least one node."
+  }
+}
+
+variable "image" {
+  description = "The signed node image: the URL the BMC boots, and its signed manifest (path or URL)."
+  type = object({
+    url      = string
+    manifest = string
+  })
+}
+
+variable "cluster_name" {
+  type    = string
+  default = "edge"
+}
+
+variable "root_password" {
+  description = "Root password of the first node, used by the others to join (write-only on Terraform ≥ 1.11)."
+  type        = string
+  sensitive   = true
+}
+
+variable "dns" {
+  type = object({
+    servers = list(string)
+    search  = string
+  })
+  default = { servers = ["10.0.0.53"], search = "store.example" }
+}
+
+variable "timezone" {
+  type    = string
+  default = "UTC"
+}
+
+variable "pools" {
+  description = "Ceph pools by name."
+  type = map(object({
+    size        = optional(number, 3)
+    min_size    = optional(number, 2)
+    pg_num      = optional(number, 32)
+    application = optional(string, "rbd")
+  }))
+  default = {}
+}
+
+variable "backup" {
+  description = "The store's PBS maintenance chain on its datastore; null for none."
+  type = object({
+    datastore       = string
+    verify_schedule = optional(string, "sat 03:00")
+    prune_schedule  = optional(string, "daily")
+    gc_schedule     = optional(string, "sun 04:00")
+    keep_daily      = optional(number, 7)
+    keep_weekly     = optional(number, 4)
+    keep_monthly    = optional(number, 6)
+  })
+  default = null
+}
+
+variable "timeouts" {
+  description = "Create timeout of each node (boot + install + configure)."
+  type        = string
+  default     = "30m"
+}
