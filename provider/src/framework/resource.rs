@@ -157,6 +157,30 @@ pub trait Resource: Send + Sync + 'static {
     }
 }
 
+/// Whether the value at `path`, or any value on the way to it, is unknown.
+fn touches_unknown(root: &Value, path: &AttrPath) -> bool {
+    use crate::framework::diag::Step;
+    let mut v = root;
+    for step in &path.0 {
+        if v.is_unknown() {
+            return true;
+        }
+        let next = match (step, v) {
+            (Step::Attr(a), Value::Object(m)) => m.get(a),
+            (Step::Key(k), Value::Map(m) | Value::Object(m)) => m.get(k),
+            (Step::Index(i), Value::List(l) | Value::Tuple(l) | Value::Set(l)) => {
+                usize::try_from(*i).ok().and_then(|i| l.get(i))
+            }
+            _ => None,
+        };
+        match next {
+            Some(n) => v = n,
+            None => return false,
+        }
+    }
+    v.contains_unknown()
+}
+
 /// The outcome of planning one change.
 pub struct PlanOutcome {
     pub planned: Value,
@@ -235,6 +259,11 @@ impl<R: Resource> DynResource for ResourceHandle<R> {
             Ok(cfg) => self.inner.validate(&cfg, &mut diags),
             Err(d) => diags.extend(d),
         }
+        // The typed view reads unknown values as absent, so a check like "name is required
+        // with create" can fire on a value that is merely not known yet (a module variable
+        // during validation). A diagnostic about an unknown value is premature: drop it; the
+        // same check runs again when the value is known.
+        diags.0.retain(|d| d.path.as_ref().is_none_or(|p| !touches_unknown(config, p)));
         diags
     }
 
