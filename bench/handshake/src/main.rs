@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tfplugin_proto::tfplugin6::provider_client::ProviderClient;
 use tfplugin_proto::tfplugin6::get_provider_schema;
+use tfplugin_proto::tfplugin6::provider_client::ProviderClient;
 
 const COOKIE: &str = "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 
@@ -53,7 +53,9 @@ async fn schema_latency(line: &str) -> Result<Duration, String> {
         .map_err(|e| e.to_string())?
         .connect_with_connector(tower::service_fn(move |_| {
             let addr = addr.clone();
-            async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(addr).await?)) }
+            async move {
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(addr).await?))
+            }
         }))
         .await
         .map_err(|e| e.to_string())?;
