@@ -58,19 +58,37 @@ pub fn terraform_legacy_bin() -> PathBuf {
     p
 }
 
-/// One filesystem mirror per test process, holding a copy of the built provider.
+/// The filesystem mirror holding the built provider: one per provider build, under the target
+/// dir (keyed by the binary's size and mtime), so test processes share it and nothing piles up
+/// in /tmp. Written by copy + rename, so concurrent test binaries never see half a file.
 fn mirror() -> &'static Path {
-    static MIRROR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    MIRROR
-        .get_or_init(|| {
-            let dir = tempfile::Builder::new().prefix("edge-mirror-").tempdir().expect("temp dir");
-            let plat = dir.path().join(format!("registry.terraform.io/edgeform/edge/{PROVIDER_VERSION}/linux_amd64"));
+    static MIRROR: OnceLock<PathBuf> = OnceLock::new();
+    MIRROR.get_or_init(|| {
+        let bin = provider_bin();
+        let meta = std::fs::metadata(&bin).expect("provider binary metadata");
+        let stamp = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let root = target_dir().join("acceptance-mirror").join(format!("{}-{stamp}", meta.len()));
+        let plat = root.join(format!("registry.terraform.io/edgeform/edge/{PROVIDER_VERSION}/linux_amd64"));
+        let dest = plat.join(format!("terraform-provider-edge_v{PROVIDER_VERSION}"));
+        if !dest.is_file() {
             std::fs::create_dir_all(&plat).expect("mirror dir");
-            let dest = plat.join(format!("terraform-provider-edge_v{PROVIDER_VERSION}"));
-            std::fs::copy(provider_bin(), &dest).expect("copy provider into mirror");
-            dir
-        })
-        .path()
+            let tmp = plat.join(format!(".provider-{}", std::process::id()));
+            std::fs::copy(&bin, &tmp).expect("copy provider into mirror");
+            std::fs::rename(&tmp, &dest).expect("publish provider in mirror");
+            // Mirrors of earlier builds are of no use any more.
+            if let Some(parent) = root.parent().and_then(|p| std::fs::read_dir(p).ok()) {
+                for old in parent.flatten().map(|e| e.path()).filter(|p| *p != root) {
+                    let _ = std::fs::remove_dir_all(old);
+                }
+            }
+        }
+        root
+    })
 }
 
 /// The outcome of one terraform command.

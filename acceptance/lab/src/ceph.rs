@@ -902,6 +902,9 @@ mon allow pool size one = true
 mon allow pool delete = true
 mon warn on pool no redundancy = false
 mon data avail warn = 1
+# memstore keeps data in RAM: the mon's own disk-space guard (refuses to start below 5 % free)
+# would only make the lab fail on a busy shared disk
+mon data avail crit = 0
 mon warn on insecure global id reclaim = false
 mon warn on insecure global id reclaim allowed = false
 # memstore is not bluestore; EC pools for RBD need overwrites anyway
