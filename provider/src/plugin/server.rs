@@ -77,6 +77,10 @@ with_diags!(
     pb::validate_action_config::Response,
     pb::validate_data_resource_config::Response,
     pb::upgrade_resource_identity::Response,
+    pb::read_resource::Response,
+    pb::plan_resource_change::Response,
+    pb::apply_resource_change::Response,
+    pb::import_resource_state::Response,
 );
 
 impl EdgeProvider {
@@ -117,6 +121,20 @@ impl EdgeProvider {
             generate_resource_config: false,
         }
     }
+}
+
+/// Decodes the prior state, the new (proposed or planned) state and the configuration of a change.
+fn decode_change(
+    ty: &crate::framework::value::Type,
+    prior: Option<&pb::DynamicValue>,
+    (new, new_name): (Option<&pb::DynamicValue>, &str),
+    config: Option<&pb::DynamicValue>,
+) -> Result<(Value, Value, Value), Diagnostics> {
+    Ok((
+        wire::decode(prior, ty, "prior state")?,
+        wire::decode(new, ty, new_name)?,
+        wire::decode(config, ty, "configuration")?,
+    ))
 }
 
 fn ok<T>(t: T) -> Rsp<T> {
@@ -311,9 +329,7 @@ impl Provider for EdgeProvider {
         let r = r.into_inner();
         let res = match self.resource(&r.type_name) {
             Ok(res) => res,
-            Err(d) => {
-                return ok(pb::read_resource::Response { diagnostics: wire::diagnostics(&d), ..Default::default() })
-            }
+            Err(d) => return ok(WithDiags::default_with_diags(d)),
         };
         let ty = res.schema().value_type();
         let (new_state, mut diags) = match wire::decode(r.current_state.as_ref(), &ty, "current state") {
@@ -339,29 +355,18 @@ impl Provider for EdgeProvider {
         let r = r.into_inner();
         let res = match self.resource(&r.type_name) {
             Ok(res) => res,
-            Err(d) => {
-                return ok(pb::plan_resource_change::Response {
-                    diagnostics: wire::diagnostics(&d),
-                    ..Default::default()
-                })
-            }
+            Err(d) => return ok(WithDiags::default_with_diags(d)),
         };
         let ty = res.schema().value_type();
-        let decoded = (|| {
-            Ok::<_, Diagnostics>((
-                wire::decode(r.prior_state.as_ref(), &ty, "prior state")?,
-                wire::decode(r.proposed_new_state.as_ref(), &ty, "proposed state")?,
-                wire::decode(r.config.as_ref(), &ty, "configuration")?,
-            ))
-        })();
+        let decoded = decode_change(
+            &ty,
+            r.prior_state.as_ref(),
+            (r.proposed_new_state.as_ref(), "proposed state"),
+            r.config.as_ref(),
+        );
         let (prior, proposed, config) = match decoded {
             Ok(t) => t,
-            Err(d) => {
-                return ok(pb::plan_resource_change::Response {
-                    diagnostics: wire::diagnostics(&d),
-                    ..Default::default()
-                })
-            }
+            Err(d) => return ok(WithDiags::default_with_diags(d)),
         };
         let out = res.plan(&self.ctx(), &prior, &proposed, &config).await;
         let mut diags = out.diags;
@@ -390,29 +395,14 @@ impl Provider for EdgeProvider {
         let r = r.into_inner();
         let res = match self.resource(&r.type_name) {
             Ok(res) => res,
-            Err(d) => {
-                return ok(pb::apply_resource_change::Response {
-                    diagnostics: wire::diagnostics(&d),
-                    ..Default::default()
-                })
-            }
+            Err(d) => return ok(WithDiags::default_with_diags(d)),
         };
         let ty = res.schema().value_type();
-        let decoded = (|| {
-            Ok::<_, Diagnostics>((
-                wire::decode(r.prior_state.as_ref(), &ty, "prior state")?,
-                wire::decode(r.planned_state.as_ref(), &ty, "planned state")?,
-                wire::decode(r.config.as_ref(), &ty, "configuration")?,
-            ))
-        })();
+        let decoded =
+            decode_change(&ty, r.prior_state.as_ref(), (r.planned_state.as_ref(), "planned state"), r.config.as_ref());
         let (prior, planned, config) = match decoded {
             Ok(t) => t,
-            Err(d) => {
-                return ok(pb::apply_resource_change::Response {
-                    diagnostics: wire::diagnostics(&d),
-                    ..Default::default()
-                })
-            }
+            Err(d) => return ok(WithDiags::default_with_diags(d)),
         };
         let (new_state, mut diags) = res.apply(&self.ctx(), &prior, &planned, &config).await;
         let encoded = wire::encode(&new_state, &ty).map_err(|d| diags.extend(d)).ok();
@@ -433,12 +423,7 @@ impl Provider for EdgeProvider {
         let r = r.into_inner();
         let res = match self.resource(&r.type_name) {
             Ok(res) => res,
-            Err(d) => {
-                return ok(pb::import_resource_state::Response {
-                    diagnostics: wire::diagnostics(&d),
-                    ..Default::default()
-                })
-            }
+            Err(d) => return ok(WithDiags::default_with_diags(d)),
         };
         let ty = res.schema().value_type();
         let req = match (&r.identity, res.identity_schema()) {
@@ -451,12 +436,7 @@ impl Provider for EdgeProvider {
                             })
                             .unwrap_or_else(BTreeMap::new),
                     ),
-                    Err(d) => {
-                        return ok(pb::import_resource_state::Response {
-                            diagnostics: wire::diagnostics(&d),
-                            ..Default::default()
-                        })
-                    }
+                    Err(d) => return ok(WithDiags::default_with_diags(d)),
                 }
             }
             _ => ImportRequest::Id(r.id.clone()),
