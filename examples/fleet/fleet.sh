@@ -277,6 +277,7 @@ check_cleanup() {
 cmd_check() {
   D=$(mktemp -d /tmp/edge-fleet-check.XXXXXX)
   trap 'check_cleanup' EXIT
+  trap 'exit 130' INT TERM # run the EXIT trap on Ctrl-C / kill too
   local t0=$SECONDS
   cmd_up
   load
