@@ -271,6 +271,7 @@ fn drift(lab: &Arc<Lab>, body: &Value) -> AResult {
         v => v.to_string(),
     };
     let mut ceph_set: Option<(String, String, String)> = None;
+    let mut publish = false;
     let res = {
         let mut st = lab.state();
         let sid = find_store(&st, s_arg, n_arg)?;
@@ -338,6 +339,20 @@ fn drift(lab: &Arc<Lab>, body: &Value) -> AResult {
                 }
                 json!(n.dns)
             }
+            "cert" => {
+                // `pvenode cert set`, or pveproxy generating a new self-signed certificate: the
+                // node presents another certificate (signed by the lab CA) from the next handshake.
+                let node = n_arg.ok_or((400, "missing \"node\"".to_string()))?;
+                let ca = st.ca.clone();
+                let n =
+                    st.store_mut(&sid).and_then(|s| s.node_mut(node)).ok_or((404, format!("no such node '{node}'")))?;
+                let ip: std::net::IpAddr =
+                    n.address.parse().map_err(|e| (500, format!("node address {}: {e}", n.address)))?;
+                let old = n.cert.fingerprint.clone();
+                n.cert = crate::pki::issue(&ca, &n.name, ip).map_err(|e| (500, e.to_string()))?;
+                publish = true;
+                json!({"node": node, "old_fingerprint": old, "tls_fingerprint": n.cert.fingerprint})
+            }
             "timezone" => {
                 let node = n_arg.ok_or((400, "missing \"node\"".to_string()))?;
                 let n =
@@ -375,6 +390,9 @@ fn drift(lab: &Arc<Lab>, body: &Value) -> AResult {
         lab.save(&st);
         r
     };
+    if publish {
+        crate::serve::refresh_lab_json(lab).map_err(|e| (500, format!("rewriting lab.json: {e}")))?;
+    }
     if let (Some(b), Some((pool, field, v))) = (&lab.pools, ceph_set) {
         let r = if field == "__rm" { b.remove(&pool) } else { b.set(&pool, &field, &v) };
         if let Err(e) = r {

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::schema::{Product, Schema};
 use crate::serve::{LAB_JSON, LOG_FILE, PID_FILE};
-use crate::state::LabOptions;
+use crate::state::{LabOptions, PowerDelay};
 
 #[derive(Parser)]
 #[command(name = "edge-lab", about = "Schema-faithful Proxmox VE + PBS store emulator with real peers")]
@@ -66,6 +66,10 @@ struct UpArgs {
     /// How long a node "installs" after booting virtual media.
     #[arg(long, default_value_t = 2000)]
     install_ms: u64,
+    /// When the BMC applies power changes: `real` (sushy's fake driver: 1–11 s after the
+    /// call, at random) or `instant` (on the next read; for benchmarks).
+    #[arg(long, value_enum, default_value_t = PowerDelay::Real)]
+    bmc_power_delay: PowerDelay,
     /// Directory served by the artifact HTTP server (default DIR/artifacts).
     #[arg(long)]
     artifacts: Option<PathBuf>,
@@ -83,6 +87,7 @@ impl UpArgs {
             seed: self.seed,
             net: self.net,
             install_ms: self.install_ms,
+            bmc_power_delay: self.bmc_power_delay,
             artifacts_dir: artifacts.display().to_string(),
         }
     }
@@ -156,6 +161,7 @@ fn up(a: &UpArgs) -> anyhow::Result<()> {
     cmd.arg("serve").arg("--dir").arg(&dir);
     cmd.args(["--stores", &a.stores.to_string(), "--nodes-per-store", &a.nodes_per_store.to_string()]);
     cmd.args(["--seed", &a.seed.to_string(), "--net", &a.net.to_string(), "--install-ms", &a.install_ms.to_string()]);
+    cmd.args(["--bmc-power-delay", a.bmc_power_delay.as_str()]);
     if a.ceph {
         cmd.arg("--ceph");
     }

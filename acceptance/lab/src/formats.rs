@@ -23,6 +23,7 @@ static POOLID: OnceLock<Regex> = OnceLock::new();
 static CAL_TIME: OnceLock<Regex> = OnceLock::new();
 static CAL_DATE: OnceLock<Regex> = OnceLock::new();
 static CAL_DOW: OnceLock<Regex> = OnceLock::new();
+static ACMEDOMAIN: OnceLock<Regex> = OnceLock::new();
 
 pub fn is_node_name(s: &str) -> bool {
     re(&NODE, r"^(?i:[a-z0-9]([a-z0-9\-]*[a-z0-9])?)$").is_match(s)
@@ -137,6 +138,13 @@ pub fn check_named(format: &str, s: &str) -> Result<(), String> {
             }
         }
         "pve-calendar-event" => check_calendar_event(s)?,
+        // PVE::JSONSchema pve_verify_acme_domain / _alias: at least two labels.
+        "pve-acme-domain" | "pve-acme-alias" => {
+            if !re(&ACMEDOMAIN, r"^(?i:[a-z0-9][a-z0-9_\-]*(\.[a-z0-9][a-z0-9_\-]*)+)$").is_match(s) {
+                let what = if format == "pve-acme-alias" { "alias" } else { "domain" };
+                return Err(format!("value '{s}' does not look like a valid {what} name!"));
+            }
+        }
         _ => {}
     }
     Ok(())
@@ -158,6 +166,7 @@ fn known(f: &str) -> bool {
             | "email"
             | "pve-realm"
             | "pve-userid"
+            | "pve-acme-domain"
     )
 }
 

@@ -1,6 +1,7 @@
 //! The edge lab: a schema-checked Proxmox VE + PBS store emulator with real peers attached.
 //! See README.md for the CLI, lab.json, the admin API and the fidelity rules.
 
+pub mod acme;
 pub mod admin;
 pub mod api;
 pub mod artifacts;

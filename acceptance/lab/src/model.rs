@@ -54,6 +54,8 @@ pub fn build(opts: LabOptions) -> Result<LabState, pki::PkiError> {
                 network: crate::pve::fresh_network(&ip.to_string()),
                 pstart: rng.gen_range(1000..100_000),
                 boot_time: now_s(),
+                config: Default::default(),
+                base_cert: None,
             });
         }
         let mut s = StoreState {
@@ -83,7 +85,9 @@ pub fn build(opts: LabOptions) -> Result<LabState, pki::PkiError> {
         stores,
         domains: Default::default(),
         counter: 0,
+        acme_ca: None,
     };
+    crate::acme::ensure_ca(&mut st).map_err(pki::PkiError::Stored)?;
     let pairs: Vec<(String, String)> = st
         .stores
         .iter()
@@ -110,6 +114,12 @@ pub fn reset_os(st: &mut LabState, store: &str, node: &str) {
     n.network = crate::pve::fresh_network(&n.address);
     n.pstart = n.pstart.wrapping_add(1000) % 0xffff_ffff;
     n.boot_time = now_s();
+    n.config.clear();
+    // The lab keeps a node's own certificate across installs (lab.json publishes it and
+    // clients pin it); an ACME certificate lived on the old disk and is gone.
+    if let Some(base) = n.base_cert.take() {
+        n.cert = base;
+    }
     st.domains.insert(format!("node:{store}/{node}"), dom);
 }
 

@@ -10,8 +10,8 @@ use anyhow::Context;
 
 use crate::ceph::{CephCluster, CephOptions, PoolCreate};
 use crate::lab::{Bmc, BmcSystem, PoolBackend, RealPool};
-use crate::redfish::{RedfishPeer, SystemSpec};
-use crate::state::LabState;
+use crate::redfish::{RedfishOptions, RedfishPeer, SystemSpec};
+use crate::state::{LabState, PowerDelay};
 
 /// The peers a lab runs with: real Ceph for pools, a Redfish BMC for bare metal.
 pub type Peers = (Option<Box<dyn PoolBackend>>, Option<Box<dyn Bmc>>);
@@ -47,7 +47,9 @@ pub fn start_peers(dir: &Path, st: &LabState) -> anyhow::Result<Peers> {
             .collect();
         let (user, pass) = st.redfish_credentials.clone().unwrap_or_else(|| ("edge".into(), "edge-lab".into()));
         let bind = SocketAddr::from(([127, net, 0, 2], 8000));
-        let peer = run(&handle, RedfishPeer::start(&dir.join("redfish"), bind, systems, &user, &pass))
+        let opts =
+            RedfishOptions { instant_power: st.options.bmc_power_delay == PowerDelay::Instant, ..Default::default() };
+        let peer = run(&handle, RedfishPeer::start_with(&dir.join("redfish"), bind, systems, &user, &pass, &opts))
             .context("starting sushy-emulator")?;
         Some(Box::new(RedfishBmc { peer, handle: handle.clone() }))
     } else {

@@ -25,6 +25,22 @@ pub struct CertEntry {
     pub cert_der_b64: String,
     pub key_der_b64: String,
     pub fingerprint: String,
+    /// DER (base64) of the issuing CA when it is not the lab CA (an ACME-issued certificate).
+    #[serde(default)]
+    pub chain_der_b64: Option<String>,
+    /// What `GET /nodes/{node}/certificates/info` shows (absent in labs from before it existed).
+    #[serde(default)]
+    pub info: Option<CertInfo>,
+}
+
+/// The descriptive fields of a certificate, recorded when it is issued.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CertInfo {
+    pub subject: String,
+    pub issuer: String,
+    pub san: Vec<String>,
+    pub notbefore: i64,
+    pub notafter: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +48,9 @@ pub struct Ca {
     pub cert: CertEntry,
     /// The CA's params are rebuilt from this name to sign more certs after a restart.
     pub key_pem: String,
+    /// Common name of the CA (`None`: the lab CA, "edge-lab CA").
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -42,9 +61,11 @@ pub fn fingerprint(der: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
-fn ca_params() -> Result<CertificateParams, PkiError> {
+const LAB_CA_NAME: &str = "edge-lab CA";
+
+fn ca_params(name: &str) -> Result<CertificateParams, PkiError> {
     let mut p = CertificateParams::new(Vec::<String>::new())?;
-    p.distinguished_name.push(DnType::CommonName, "edge-lab CA");
+    p.distinguished_name.push(DnType::CommonName, name);
     p.distinguished_name.push(DnType::OrganizationName, "edge-lab");
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
@@ -52,35 +73,146 @@ fn ca_params() -> Result<CertificateParams, PkiError> {
 }
 
 pub fn new_ca() -> Result<Ca, PkiError> {
+    new_named_ca(LAB_CA_NAME)
+}
+
+/// Another CA next to the lab CA (the lab's "ACME CA").
+pub fn new_named_ca(name: &str) -> Result<Ca, PkiError> {
     let key = KeyPair::generate()?;
-    let cert = ca_params()?.self_signed(&key)?;
+    let cert = ca_params(name)?.self_signed(&key)?;
     Ok(Ca {
         cert: CertEntry {
             cert_pem: cert.pem(),
             cert_der_b64: B64.encode(cert.der()),
             key_der_b64: B64.encode(key.serialize_der()),
             fingerprint: fingerprint(cert.der()),
+            chain_der_b64: None,
+            info: None,
         },
         key_pem: key.serialize_pem(),
+        name: (name != LAB_CA_NAME).then(|| name.to_string()),
     })
 }
 
 /// A server certificate for `name` at `ip`, signed by the lab CA.
 pub fn issue(ca: &Ca, name: &str, ip: IpAddr) -> Result<CertEntry, PkiError> {
+    issue_for(ca, name, &[name.to_string(), "localhost".to_string()], Some(ip), None)
+}
+
+/// A server certificate with common name `cn` for `dns_names` (and `ip`), signed by `ca`,
+/// valid for `days` from now (`None`: rcgen's 1975–4096 range, as the lab always used).
+pub fn issue_for(
+    ca: &Ca,
+    cn: &str,
+    dns_names: &[String],
+    ip: Option<IpAddr>,
+    days: Option<u64>,
+) -> Result<CertEntry, PkiError> {
+    let ca_name = ca.name.clone().unwrap_or_else(|| LAB_CA_NAME.to_string());
     let ca_key = KeyPair::from_pem(&ca.key_pem)?;
-    let issuer = Issuer::new(ca_params()?, ca_key);
-    let mut p = CertificateParams::new(vec![name.to_string(), "localhost".to_string()])?;
-    p.subject_alt_names.push(rcgen::SanType::IpAddress(ip));
-    p.distinguished_name.push(DnType::CommonName, name);
+    let issuer = Issuer::new(ca_params(&ca_name)?, ca_key);
+    let mut p = CertificateParams::new(dns_names.to_vec())?;
+    if let Some(ip) = ip {
+        p.subject_alt_names.push(rcgen::SanType::IpAddress(ip));
+    }
+    p.distinguished_name.push(DnType::CommonName, cn);
     p.distinguished_name.push(DnType::OrganizationName, "edge-lab");
+    if let Some(days) = days {
+        let now = crate::state::now_s();
+        let epoch = rcgen::date_time_ymd(1970, 1, 1);
+        // A little slack backwards, like real CAs, so clock skew never makes it "not yet valid".
+        p.not_before = epoch + std::time::Duration::from_secs(now.saturating_sub(3600));
+        p.not_after = epoch + std::time::Duration::from_secs(now + days * 86_400);
+    }
     let key = KeyPair::generate()?;
     let cert = p.signed_by(&key, &issuer)?;
+    let mut san: Vec<String> = dns_names.iter().map(|d| format!("DNS:{d}")).collect();
+    if let Some(ip) = ip {
+        san.push(format!("IP Address:{ip}"));
+    }
     Ok(CertEntry {
         cert_pem: cert.pem(),
         cert_der_b64: B64.encode(cert.der()),
         key_der_b64: B64.encode(key.serialize_der()),
         fingerprint: fingerprint(cert.der()),
+        chain_der_b64: ca.name.is_some().then(|| ca.cert.cert_der_b64.clone()),
+        info: Some(CertInfo {
+            subject: format!("/CN={cn}/O=edge-lab"),
+            issuer: format!("/CN={ca_name}/O=edge-lab"),
+            san,
+            notbefore: p.not_before.unix_timestamp(),
+            notafter: p.not_after.unix_timestamp(),
+        }),
     })
+}
+
+/// The chain a node presents: its certificate, then the lab CA.
+fn certified_key(entry: &CertEntry, ca: &Ca) -> Result<rustls::sign::CertifiedKey, PkiError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let cert = B64.decode(&entry.cert_der_b64).map_err(|e| PkiError::Stored(e.to_string()))?;
+    let chain = entry.chain_der_b64.as_deref().unwrap_or(&ca.cert.cert_der_b64);
+    let ca_der = B64.decode(chain).map_err(|e| PkiError::Stored(e.to_string()))?;
+    let key = B64.decode(&entry.key_der_b64).map_err(|e| PkiError::Stored(e.to_string()))?;
+    let provider = rustls::crypto::ring::default_provider();
+    Ok(rustls::sign::CertifiedKey::from_der(
+        vec![CertificateDer::from(cert), CertificateDer::from(ca_der)],
+        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+        &provider,
+    )?)
+}
+
+/// Where a listener finds the certificate it presents right now (the node's entry in the lab
+/// state: a cert drift or an ACME order replaces it while the listener runs).
+pub type CurrentCert = Arc<dyn Fn() -> Option<CertEntry> + Send + Sync>;
+
+/// Picks the node's current certificate at every handshake, like pveproxy after a reload.
+/// The parsed key is cached per fingerprint, so an unchanged certificate costs one lookup.
+struct LiveCert {
+    current: CurrentCert,
+    ca: Ca,
+    cache: std::sync::Mutex<Option<(String, Arc<rustls::sign::CertifiedKey>)>>,
+}
+
+impl std::fmt::Debug for LiveCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveCert").finish_non_exhaustive()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for LiveCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let entry = (self.current)()?;
+        let mut cache = match self.cache.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((fp, key)) = cache.as_ref() {
+            if *fp == entry.fingerprint {
+                return Some(Arc::clone(key));
+            }
+        }
+        match certified_key(&entry, &self.ca) {
+            Ok(k) => {
+                let k = Arc::new(k);
+                *cache = Some((entry.fingerprint.clone(), Arc::clone(&k)));
+                Some(k)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "stored node certificate unusable");
+                None
+            }
+        }
+    }
+}
+
+/// A server config that presents whatever `current` returns at each handshake.
+pub fn live_server_config(current: CurrentCert, ca: &Ca) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(LiveCert { current, ca: ca.clone(), cache: std::sync::Mutex::new(None) }));
+    Ok(Arc::new(cfg))
 }
 
 pub fn server_config(entry: &CertEntry, ca: &Ca) -> Result<Arc<rustls::ServerConfig>, PkiError> {

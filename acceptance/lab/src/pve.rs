@@ -76,6 +76,21 @@ pub const IMPLEMENTED: &[(&str, &str)] = &[
     ("DELETE", "/nodes/{node}/tasks/{upid}"),
     ("GET", "/nodes/{node}/tasks/{upid}/status"),
     ("GET", "/nodes/{node}/tasks/{upid}/log"),
+    // ACME and the node config (src/acme.rs).
+    ("GET", "/nodes/{node}/config"),
+    ("PUT", "/nodes/{node}/config"),
+    ("GET", "/cluster/acme/directories"),
+    ("GET", "/cluster/acme/tos"),
+    ("GET", "/cluster/acme/account"),
+    ("POST", "/cluster/acme/account"),
+    ("GET", "/cluster/acme/account/{name}"),
+    ("GET", "/cluster/acme/plugins"),
+    ("POST", "/cluster/acme/plugins"),
+    ("GET", "/cluster/acme/plugins/{id}"),
+    ("PUT", "/cluster/acme/plugins/{id}"),
+    ("DELETE", "/cluster/acme/plugins/{id}"),
+    ("POST", "/nodes/{node}/certificates/acme/certificate"),
+    ("GET", "/nodes/{node}/certificates/info"),
 ];
 
 pub const VERSION: &str = "9.1.1";
@@ -264,6 +279,16 @@ fn check_ceph(st: &LabState, cx: &Cx) -> Result<(), ApiErr> {
 }
 
 fn dispatch(lab: &Arc<Lab>, cx: &Cx, method: &str, template: &str, p: &Map<String, Value>) -> ApiResult {
+    let who = crate::acme::Who {
+        store: &cx.store,
+        local: &cx.local,
+        node: &cx.node,
+        authid: &cx.caller.authid,
+        fail: cx.fail,
+    };
+    if let Some(r) = crate::acme::dispatch(lab, &who, method, template, p) {
+        return r;
+    }
     match (method, template) {
         ("GET", "/version") => Ok(json!({"version": VERSION, "release": "9.1", "repoid": "e1f9c2a8d0b34e1f"})),
         ("GET", "/access/ticket") => Ok(Value::Null),

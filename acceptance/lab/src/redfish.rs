@@ -11,7 +11,7 @@
 //! `/redfish/v1/Systems/{uuid}/Actions/ComputerSystem.Reset`,
 //! `/redfish/v1/Systems/{uuid}/VirtualMedia/Cd[/Actions/VirtualMedia.InsertMedia|EjectMedia]`.
 //! Quirks of the fake driver: power changes land 1–11 s after the Reset call (poll with
-//! [`RedfishPeer::wait_power`]); `BootSourceOverrideEnabled` always reads back `Continuous`;
+//! [`RedfishPeer::wait_power`]; `RedfishOptions::instant_power` makes them land at once); `BootSourceOverrideEnabled` always reads back `Continuous`;
 //! any boot target is accepted; InsertMedia really downloads the URL (a 404 gives HTTP 400).
 
 use std::net::SocketAddr;
@@ -70,6 +70,9 @@ pub struct RedfishOptions {
     /// bcrypt cost of the htpasswd entry. The emulator checks it on every request, so the lab
     /// keeps it low (5 ≈ 3 ms); raise it if the endpoint is ever exposed.
     pub bcrypt_cost: u32,
+    /// Apply power changes at once instead of sushy's 1–11 s random delay (see
+    /// [`INSTANT_POWER_PATCH`]).
+    pub instant_power: bool,
 }
 
 impl Default for RedfishOptions {
@@ -79,6 +82,7 @@ impl Default for RedfishOptions {
             ready_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(120),
             bcrypt_cost: 5,
+            instant_power: false,
         }
     }
 }
@@ -192,7 +196,7 @@ impl RedfishPeer {
         let htpasswd = dir.join("htpasswd");
         write_private(&htpasswd, format!("{username}:{hash}\n").as_bytes())?;
         let conf = dir.join("sushy.conf");
-        util::write_atomic(&conf, render_conf(&dir, bind, &systems).as_bytes())?;
+        util::write_atomic(&conf, render_conf(&dir, bind, &systems, opts.instant_power).as_bytes())?;
         let meta = PeerMeta {
             endpoint: RedfishEndpoint {
                 base_url: format!("http://{bind}/redfish/v1"),
@@ -499,9 +503,26 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RedfishError> {
     f.flush().map_err(|source| RedfishError::Util(UtilError::Io { path: path.to_path_buf(), source }))
 }
 
+/// Appended to `sushy.conf` for `instant_power`. The emulator loads its config with Flask's
+/// `config.from_pyfile`, i.e. it executes the file inside the emulator process before the
+/// driver is used; only UPPERCASE names become settings, so the `_edge_*` helpers stay out of
+/// the config. The fake driver computes `apply_time = int(time.time()) + random.randint(1, 11)`
+/// through its module-level `random`; giving that module a `random` whose `randint` returns 0
+/// makes the change due at once, and the driver applies it on the next read (it applies pending
+/// power changes when a system is read). Nothing in the installed package is modified, and the
+/// `assert` makes a sushy-tools version that no longer draws the delay this way fail at start
+/// instead of silently keeping the delay.
+pub const INSTANT_POWER_PATCH: &str = "
+# --bmc-power-delay instant (edge-lab): power changes land on the next read, not 1-11 s later.
+import types as _edge_types
+from sushy_tools.emulator.resources.systems import fakedriver as _edge_fakedriver
+assert hasattr(_edge_fakedriver, 'random'), 'sushy-tools fake driver no longer uses random: update edge-lab'
+_edge_fakedriver.random = _edge_types.SimpleNamespace(randint=lambda a, b: 0)
+";
+
 /// The emulator's config is a Python file; JSON strings, lists and objects are valid Python
 /// literals, so everything user-supplied goes through serde_json (no string pasting).
-fn render_conf(dir: &Path, bind: SocketAddr, systems: &[SystemSpec]) -> String {
+fn render_conf(dir: &Path, bind: SocketAddr, systems: &[SystemSpec], instant_power: bool) -> String {
     let q = |s: &str| serde_json::Value::String(s.to_string()).to_string();
     let fake: Vec<serde_json::Value> = systems
         .iter()
@@ -522,7 +543,8 @@ SUSHY_EMULATOR_FAKE_DRIVER = True
 SUSHY_EMULATOR_STATE_DIR = {state}
 SUSHY_EMULATOR_AUTH_FILE = {auth}
 SUSHY_EMULATOR_FAKE_SYSTEMS = {fake}
-",
+{patch}",
+        patch = if instant_power { INSTANT_POWER_PATCH } else { "" },
         ip = q(&bind.ip().to_string()),
         port = bind.port(),
         state = q(&dir.join("state").display().to_string()),
@@ -541,10 +563,14 @@ mod tests {
             Path::new("/d"),
             "127.0.0.1:8000".parse().expect("addr"),
             &[SystemSpec { uuid: "u1".into(), name: "pve'1".into(), mac: "52:54:00:00:00:01".into() }],
+            false,
         );
         assert!(c.contains("SUSHY_EMULATOR_LISTEN_PORT = 8000\n"));
         assert!(c.contains("SUSHY_EMULATOR_STATE_DIR = \"/d/state\""));
         assert!(c.contains(r#""name":"pve'1""#), "{c}");
+        assert!(!c.contains("_edge_fakedriver"), "real delay by default: {c}");
+        let c = render_conf(Path::new("/d"), "127.0.0.1:8000".parse().expect("addr"), &[], true);
+        assert!(c.contains("randint=lambda a, b: 0"), "{c}");
     }
 
     #[test]

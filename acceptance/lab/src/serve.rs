@@ -38,6 +38,11 @@ pub async fn run(dir: PathBuf, opts: LabOptions, peers: PeerStarter) -> anyhow::
             st
         }
     };
+    let mut st = st;
+    // Labs from before ACME get their ACME CA now, saved so lab.json's `acme.ca_pem` is stable.
+    if crate::acme::ensure_ca(&mut st).map_err(anyhow::Error::msg)? {
+        st.save(&state_path)?;
+    }
     let schema_dir = crate::schema::default_schema_dir();
     let pve_schema = Schema::load(&schema_dir, Product::Pve)?;
     let pbs_schema = Schema::load(&schema_dir, Product::Pbs)?;
@@ -73,7 +78,14 @@ pub async fn run(dir: PathBuf, opts: LabOptions, peers: PeerStarter) -> anyhow::
         for n in &s.nodes {
             let addr: SocketAddr = format!("{}:8006", n.address).parse()?;
             let l = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-            let tls = pki::server_config(&n.cert, &ca)?;
+            // The node's certificate can change while the lab runs (cert drift, ACME order).
+            let cert_lab = Arc::clone(&lab);
+            let (csid, cname) = (s.id.clone(), n.name.clone());
+            let current: pki::CurrentCert = Arc::new(move || {
+                let st = cert_lab.state();
+                st.store(&csid).and_then(|s| s.node(&cname)).map(|n| n.cert.clone())
+            });
+            let tls = pki::live_server_config(current, &ca)?;
             let gate_lab = Arc::clone(&lab);
             let (sid, nname) = (s.id.clone(), n.name.clone());
             let gate: http::Gate = Arc::new(move || {
@@ -225,16 +237,27 @@ pub fn lab_json(lab: &Lab, admin_ep: &str, art_ep: &str, artifacts_dir: &Path) -
         json!({"endpoint": b.endpoint(), "username": u, "password": p})
     });
     let ceph = lab.pools.as_ref().map(|p| json!({"conf": p.conf()}));
+    let acme = json!({"directory": crate::acme::DIRECTORY, "tos": crate::acme::TOS,
+                      "ca_pem": st.acme_ca.as_ref().map(|c| c.cert.cert_pem.clone())});
     json!({
         "version": 1, "net": net, "pid": std::process::id(), "dir": lab.dir,
         "ca_pem": st.ca.cert.cert_pem,
         "admin": {"endpoint": admin_ep, "token": st.admin_token},
         "artifacts": {"endpoint": art_ep, "dir": artifacts_dir},
-        "redfish": redfish, "ceph": ceph,
+        "redfish": redfish, "ceph": ceph, "acme": acme,
         "schema_validation": lab.pve_schema.is_some() && lab.pbs_schema.is_some(),
         "install_ms": st.options.install_ms,
+        "bmc_power_delay": st.options.bmc_power_delay.as_str(),
         "stores": stores,
     })
+}
+
+/// Rewrites lab.json after a change it publishes (a node's certificate), so it stays the truth.
+pub fn refresh_lab_json(lab: &Lab) -> anyhow::Result<()> {
+    let admin_ep = crate::lab::lock(&lab.admin_endpoint).clone();
+    let art_ep = crate::lab::lock(&lab.artifacts_endpoint).clone();
+    let artifacts_dir = PathBuf::from(&lab.state().options.artifacts_dir);
+    write_lab_json(lab, &admin_ep, &art_ep, &artifacts_dir)
 }
 
 fn write_lab_json(lab: &Lab, admin_ep: &str, art_ep: &str, artifacts_dir: &Path) -> anyhow::Result<()> {
@@ -247,10 +270,16 @@ fn write_lab_json(lab: &Lab, admin_ep: &str, art_ep: &str, artifacts_dir: &Path)
 /// Watches the BMC of every node: power + boot override Cd + inserted media on a power-on
 /// installs the image; power off takes the API down; power on without media boots the disk.
 async fn bare_metal_loop(lab: Arc<Lab>) {
+    // With an instant BMC the lab's own watch would be the slowest part of a boot; 100 ms keeps
+    // it small (each tick costs two Redfish GETs per node).
+    let tick = match lab.state().options.bmc_power_delay {
+        crate::state::PowerDelay::Instant => Duration::from_millis(100),
+        crate::state::PowerDelay::Real => Duration::from_millis(300),
+    };
     loop {
         let lab2 = Arc::clone(&lab);
         let _ = tokio::task::spawn_blocking(move || bare_metal_tick(&lab2)).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(tick).await;
     }
 }
 

@@ -19,6 +19,29 @@ pub struct LabOptions {
     pub net: u8,
     pub install_ms: u64,
     pub artifacts_dir: String,
+    /// How the BMC emulator applies power changes (labs from before this option: `real`).
+    #[serde(default)]
+    pub bmc_power_delay: PowerDelay,
+}
+
+/// `--bmc-power-delay`: sushy's fake driver applies a power change 1–11 s after the Reset call,
+/// like slow real hardware (`real`); `instant` makes it visible on the next read, so a
+/// benchmark measures the provider rather than the BMC's dice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PowerDelay {
+    #[default]
+    Real,
+    Instant,
+}
+
+impl PowerDelay {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PowerDelay::Real => "real",
+            PowerDelay::Instant => "instant",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +58,9 @@ pub struct LabState {
     pub redfish_credentials: Option<(String, String)>,
     #[serde(default)]
     pub counter: u64,
+    /// The lab's "ACME CA" that signs certificates ordered through `certificates/acme`.
+    #[serde(default)]
+    pub acme_ca: Option<Ca>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +98,13 @@ pub struct NodeState {
     pub network: Network,
     pub pstart: u64,
     pub boot_time: u64,
+    /// `/etc/pve/nodes/{node}/config` (acme, acmedomainN, description, …) as PVE stores it.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// The node's own `pve-ssl.pem` while an ACME certificate (`pveproxy-ssl.pem`) is what it
+    /// presents in `cert`.
+    #[serde(default)]
+    pub base_cert: Option<CertEntry>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -528,3 +528,91 @@ fn runs_with_validation_off_when_the_schema_is_absent() {
     assert_eq!(v["schema_validation"], false);
     assert!(log.contains("VALIDATION IS OFF"), "{log}");
 }
+
+/// SHA-256 fingerprint (PVE spelling) of the certificate a node presents, trusting anything:
+/// the caller compares it with what it expects.
+fn presented_fingerprint(lab: &TestLab, n: usize) -> String {
+    use sha2::Digest;
+    let client =
+        reqwest::blocking::Client::builder().danger_accept_invalid_certs(true).tls_info(true).build().expect("client");
+    let r = client.get(format!("{}/api2/json/version", lab.node_ep(0, n))).send().expect("GET /version");
+    let info = r.extensions().get::<reqwest::tls::TlsInfo>().expect("tls info");
+    let der = info.peer_certificate().expect("peer certificate");
+    sha2::Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+fn lab_json_now(lab: &TestLab) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(lab.path().join("lab.json")).expect("lab.json")).expect("json")
+}
+
+#[test]
+fn cert_drift_and_acme_orders_change_the_presented_certificate() {
+    let lab = TestLab::up(87, &[]);
+    let fp0 = lab.store(0)["nodes"][0]["tls_fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(presented_fingerprint(&lab, 0), fp0);
+
+    // Cert drift: a new certificate from the next handshake on; lab.json and /nodes follow.
+    let (c, v) = lab.admin("POST", "/lab/drift", Some(json!({"kind": "cert", "node": "pve1"})));
+    assert_eq!(c, 200, "{v}");
+    let fp1 = v["tls_fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(v["old_fingerprint"], fp0.as_str());
+    assert_ne!(fp1, fp0);
+    assert_eq!(presented_fingerprint(&lab, 0), fp1);
+    assert_eq!(lab_json_now(&lab)["stores"][0]["nodes"][0]["tls_fingerprint"], fp1.as_str());
+    let (_, nodes) = lab.pve(0, "GET", "/nodes", &[]);
+    assert_eq!(nodes["data"][0]["ssl_fingerprint"], fp1.as_str());
+    assert_eq!(presented_fingerprint(&lab, 1), lab.store(0)["nodes"][1]["tls_fingerprint"].as_str().unwrap());
+
+    // ACME: what PVE checks before ordering.
+    let order = |lab: &TestLab| lab.pve(0, "POST", "/nodes/pve1/certificates/acme/certificate", &[]);
+    let (c, v) = order(&lab);
+    assert_eq!(c, 400, "no domains: {v}");
+    let (c, v) = lab.pve(0, "PUT", "/nodes/pve1/config", &[("acmedomain0", "not_a_domain")]);
+    assert_eq!(c, 400, "domain format is checked: {v}");
+    let (c, _) = lab.pve(0, "PUT", "/nodes/pve1/config", &[("acmedomain0", "pve1.store1.example,plugin=dns1")]);
+    assert_eq!(c, 200);
+    let (c, v) = order(&lab);
+    assert_eq!(c, 500, "no account yet: {v}");
+    let (c, v) = lab.pve(
+        0,
+        "POST",
+        "/cluster/acme/account",
+        &[("contact", "ops@store1.example"), ("tos_url", "https://x.example/tos")],
+    );
+    assert_eq!(c, 500, "the default (Let's Encrypt) directory is unreachable from the lab: {v}");
+    let dir = lab.json["acme"]["directory"].as_str().unwrap();
+    let tos = lab.json["acme"]["tos"].as_str().unwrap();
+    let (c, v) = lab.pve(
+        0,
+        "POST",
+        "/cluster/acme/account",
+        &[("contact", "ops@store1.example"), ("directory", dir), ("tos_url", tos)],
+    );
+    assert_eq!(c, 200, "{v}");
+    assert_eq!(lab.wait_task(0, v["data"].as_str().unwrap())["exitstatus"], "OK");
+    let (c, v) = order(&lab);
+    assert_eq!(c, 500, "plugin dns1 missing: {v}");
+    let (c, v) = lab.pve(0, "POST", "/cluster/acme/plugins", &[("id", "dns1"), ("type", "dns"), ("api", "pdns")]);
+    assert_eq!(c, 200, "{v}");
+    let (c, v) = order(&lab);
+    assert_eq!(c, 200, "{v}");
+    let upid = v["data"].as_str().unwrap().to_string();
+    assert!(upid.contains(":acmenewcert:"), "{upid}");
+    assert_eq!(lab.wait_task(0, &upid)["exitstatus"], "OK");
+    let fp2 = presented_fingerprint(&lab, 0);
+    assert_ne!(fp2, fp1, "the ordered certificate is presented");
+    assert_eq!(lab_json_now(&lab)["stores"][0]["nodes"][0]["tls_fingerprint"], fp2.as_str());
+    let (_, info) = lab.pve(0, "GET", "/nodes/pve1/certificates/info", &[]);
+    let proxy = info["data"].as_array().unwrap().iter().find(|c| c["filename"] == "pveproxy-ssl.pem").cloned();
+    let proxy = proxy.unwrap_or_else(|| panic!("pveproxy-ssl.pem listed: {info}"));
+    assert_eq!(proxy["fingerprint"], fp2.as_str());
+    assert!(proxy["issuer"].as_str().unwrap().contains("ACME"), "{proxy}");
+    assert!(proxy["san"].to_string().contains("pve1.store1.example"), "{proxy}");
+    // A second order needs force (a custom certificate exists).
+    let (c, v) = order(&lab);
+    assert_eq!(c, 400, "{v}");
+    let (c, v) = lab.pve(0, "POST", "/nodes/pve1/certificates/acme/certificate", &[("force", "1")]);
+    assert_eq!(c, 200, "{v}");
+    assert_eq!(lab.wait_task(0, v["data"].as_str().unwrap())["exitstatus"], "OK");
+    assert_ne!(presented_fingerprint(&lab, 0), fp2);
+}

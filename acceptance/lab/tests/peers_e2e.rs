@@ -178,3 +178,39 @@ fn bare_metal_boot_from_virtual_media() {
     }
     assert!(lab.client.get(&version).send().is_err());
 }
+
+#[test]
+fn instant_bmc_power_lands_within_a_second() {
+    let lab = TestLab::up(86, &["--redfish", "--bmc-power-delay", "instant", "--install-ms", "0"]);
+    assert_eq!(lab.json["bmc_power_delay"], "instant", "recorded in lab.json: {}", lab.json);
+    let conf = std::fs::read_to_string(lab.path().join("redfish/sushy.conf")).expect("sushy.conf");
+    assert!(conf.contains("_edge_fakedriver.random"), "{conf}");
+    let rf = lab.json["redfish"].clone();
+    let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let (user, pass) = (rf["username"].as_str().unwrap(), rf["password"].as_str().unwrap());
+    let power_of = |sys: &str| -> Value {
+        let r = http.get(sys).basic_auth(user, Some(pass)).send().expect("GET system");
+        r.json::<Value>().expect("system json")["PowerState"].clone()
+    };
+    for (i, on) in [(0usize, true), (1, true), (0, false)] {
+        let node = lab.store(0)["nodes"][i].clone();
+        let sys = node["bmc"]["endpoint"].as_str().unwrap().to_string();
+        let want = if on { "On" } else { "Off" };
+        let t = Instant::now();
+        let reset = json!({"ResetType": if on { "On" } else { "ForceOff" }});
+        let r = http.post(format!("{sys}/Actions/ComputerSystem.Reset")).basic_auth(user, Some(pass)).json(&reset);
+        assert!(r.send().expect("reset").status().is_success());
+        while power_of(&sys) != want {
+            assert!(t.elapsed() < Duration::from_millis(1500), "{} not {want} after {:?}", node["name"], t.elapsed());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("instant BMC: {} {want} after {:.0} ms", node["name"], t.elapsed().as_secs_f64() * 1e3);
+        // The lab follows on its 100 ms watch.
+        let name = node["name"].as_str().unwrap();
+        let t = Instant::now();
+        while lab.admin("GET", &format!("/lab/nodes/{name}"), None).1["power_on"] != on {
+            assert!(t.elapsed() < Duration::from_secs(2), "lab never saw {name} {want}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

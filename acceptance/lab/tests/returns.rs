@@ -170,6 +170,43 @@ fn every_implemented_endpoint_matches_returns() {
     w.check(Pve, 0, "GET", "/cluster/config/nodes", &[]);
     w.check(Pve, 0, "DELETE", "/cluster/config/nodes/pve2", &[]);
     w.check(Pve, 0, "GET", "/cluster/status", &[]);
+    // ACME: directory, account, plugins, node config, an order, certificate info.
+    let dirs = w.check(Pve, 0, "GET", "/cluster/acme/directories", &[]);
+    let dir = dirs[0]["url"].as_str().unwrap().to_string();
+    let tos = w.check(Pve, 0, "GET", "/cluster/acme/tos", &[("directory", &dir)]);
+    let t = w.check(
+        Pve,
+        0,
+        "POST",
+        "/cluster/acme/account",
+        &[("contact", "ops@store1.example"), ("directory", &dir), ("tos_url", tos.as_str().unwrap())],
+    );
+    w.task(Pve, 0, &t);
+    w.check(Pve, 0, "GET", "/cluster/acme/account", &[]);
+    w.check(Pve, 0, "GET", "/cluster/acme/account/default", &[]);
+    w.check(
+        Pve,
+        0,
+        "POST",
+        "/cluster/acme/plugins",
+        &[("id", "dns1"), ("type", "dns"), ("api", "pdns"), ("data", "UEROU19Ub2tlbj14")],
+    );
+    w.check(Pve, 0, "PUT", "/cluster/acme/plugins/dns1", &[("validation-delay", "0")]);
+    w.check(Pve, 0, "GET", "/cluster/acme/plugins", &[]);
+    w.check(Pve, 0, "GET", "/cluster/acme/plugins/dns1", &[]);
+    w.check(
+        Pve,
+        0,
+        "PUT",
+        "/nodes/pve1/config",
+        &[("acme", "account=default"), ("acmedomain0", "domain=pve1.store1.example,plugin=dns1")],
+    );
+    w.check(Pve, 0, "GET", "/nodes/pve1/config", &[]);
+    let t = w.check(Pve, 0, "POST", "/nodes/pve1/certificates/acme/certificate", &[]);
+    w.task(Pve, 0, &t);
+    w.check(Pve, 0, "GET", "/nodes/pve1/certificates/info", &[]);
+    w.check(Pve, 0, "PUT", "/nodes/pve1/config", &[("delete", "acme,acmedomain0")]);
+    w.check(Pve, 0, "DELETE", "/cluster/acme/plugins/dns1", &[]);
     // Tasks.
     let list = w.check(Pve, 0, "GET", "/nodes/pve1/tasks", &[("limit", "5")]);
     let upid = list[0]["upid"].as_str().unwrap().to_string();

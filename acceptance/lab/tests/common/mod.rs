@@ -49,8 +49,12 @@ impl TestLab {
         self.json = serde_json::from_str(&std::fs::read_to_string(self.dir.path().join("lab.json")).expect("lab.json"))
             .expect("lab.json parses");
         let ca = reqwest::Certificate::from_pem(self.json["ca_pem"].as_str().expect("ca_pem").as_bytes()).expect("ca");
-        self.client =
-            Client::builder().add_root_certificate(ca).timeout(Duration::from_secs(30)).build().expect("client");
+        let mut b = Client::builder().add_root_certificate(ca).timeout(Duration::from_secs(30));
+        // Certificates ordered through the lab's ACME endpoints are signed by its ACME CA.
+        if let Some(pem) = self.json["acme"]["ca_pem"].as_str() {
+            b = b.add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).expect("acme ca"));
+        }
+        self.client = b.build().expect("client");
     }
 
     pub fn down(&mut self) {
