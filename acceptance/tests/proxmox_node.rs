@@ -2,7 +2,7 @@
 //! (sushy-emulator): nodes start powered off and come up only after the provider boots a
 //! signed image from virtual media.
 //!
-//! Each test has its own lab (`--net 81..84`) and a throwaway signing key; images are small
+//! Each test has its own lab (`--net 81..85`, `88`) and a throwaway signing key; images are small
 //! files in the lab's artifact dir with a manifest made by the `edge-image` CLI.
 
 use std::path::{Path, PathBuf};
@@ -392,6 +392,53 @@ fn a_new_image_replaces_the_node_or_reimages_it_in_place() {
     assert_eq!(now["image"]["sha256"], tf.resource("edge_proxmox_node.pve1")["image_sha256"]);
     assert_eq!(now["cluster"], "edge", "configured again after the re-image: {now}");
     assert_eq!(now["timezone"], "Europe/Berlin");
+}
+
+#[test]
+fn a_changed_node_certificate_is_drift_refused_at_apply_until_pinned() {
+    // Instant BMC: this test is about certificates, not about waiting for sushy's power delay.
+    let lab = Lab::up(&["--net", "88", "--redfish", "--install-ms", "200", "--bmc-power-delay", "instant"]);
+    let keys = tempfile::tempdir().expect("temp dir");
+    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "1");
+    let hcl = nodes_hcl(&lab, 1, &url, &manifest, false);
+    let tf = tf_for(&lab, &hcl, &public);
+    tf.init();
+    tf.apply();
+    tf.assert_no_changes();
+    let old_fp = tf.resource("edge_proxmox_node.pve1")["tls_fingerprint"].as_str().unwrap_or_default().to_string();
+    assert_eq!(old_fp, lab_node_json(&lab, 0)["tls_fingerprint"].as_str().unwrap_or_default());
+
+    // Someone runs `pvenode cert set` (or pveproxy makes a new self-signed certificate).
+    let drift = lab.admin("POST", "/lab/drift", Some(&json!({"kind": "cert", "node": "pve1"})));
+    let new_fp = drift["tls_fingerprint"].as_str().expect("new fingerprint").to_string();
+    assert_ne!(new_fp, old_fp);
+    assert_eq!(node(&lab, "pve1")["tls_fingerprint"], new_fp.as_str());
+
+    // Plan: the certificate the node presents differs from the trusted one.
+    let plan = tf.plan_output();
+    assert!(
+        plan.contains("tls_fingerprint") && plan.contains(&new_fp) && plan.contains(&old_fp),
+        "plan shows the certificate change:\n{plan}"
+    );
+    assert!(plan.contains("0 to add, 1 to change, 0 to destroy"), "{plan}");
+
+    // Apply refuses to talk to a node with an unknown certificate.
+    let dns_before = node(&lab, "pve1")["dns"].clone();
+    let out = flat(&tf.apply_fails());
+    assert!(out.contains("Node certificate does not match"), "{out}");
+    assert!(out.contains(&format!("presents {new_fp}")) && out.contains("Not trusting it"), "{out}");
+    assert_eq!(node(&lab, "pve1")["dns"], dns_before, "nothing was changed through the untrusted certificate");
+    let st = tf.resource("edge_proxmox_node.pve1");
+    assert_eq!(st["tls_fingerprint_trusted"], old_fp.as_str(), "a failed apply keeps trusting the old certificate");
+
+    // Pinning the new certificate in the configuration is the explicit decision to trust it.
+    tf.write("main.tf", &hcl.replacen("  timezone = ", &format!("  tls_fingerprint = \"{new_fp}\"\n  timezone = "), 1));
+    tf.apply();
+    let st = tf.resource("edge_proxmox_node.pve1");
+    assert_eq!(st["tls_fingerprint"], new_fp.as_str());
+    assert_eq!(st["tls_fingerprint_trusted"], new_fp.as_str());
+    tf.assert_no_changes();
 }
 
 /// Terraform wraps diagnostics at 80 columns: compare on single-spaced text.
