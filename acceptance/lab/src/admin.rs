@@ -252,8 +252,11 @@ fn install(lab: &Arc<Lab>, body: &Value) -> AResult {
         n.installed = true;
         n.install_until_ms = Some(crate::state::now_ms() + install_ms);
         n.image = image;
+        model::record_image(n);
     }
     lab.save(&st);
+    drop(st);
+    crate::serve::refresh_lab_json(lab).map_err(|e| (500, format!("rewriting lab.json: {e}")))?;
     Ok(json!({"node": node, "store": sid, "ready_in_ms": install_ms}))
 }
 

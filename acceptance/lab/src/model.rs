@@ -123,6 +123,26 @@ pub fn reset_os(st: &mut LabState, store: &str, node: &str) {
     st.domains.insert(format!("node:{store}/{node}"), dom);
 }
 
+/// What the installed image's first boot leaves in the node notes (`description` in
+/// `/etc/pve/nodes/{node}/config`, read with `GET /nodes/{node}/config`): the one place in
+/// PVE's published API where a node's own OS can state which image it booted, schema-valid,
+/// readable with the provider's token. Format: `edge-image url=URL sha256=HEX` (sha256 when
+/// the artifact server knew the file).
+pub fn image_note(image: &crate::state::BootedImage) -> String {
+    let mut s = format!("edge-image url={}", image.url);
+    if let Some(h) = &image.sha256 {
+        s.push_str(&format!(" sha256={h}"));
+    }
+    s
+}
+
+/// Records the booted image in the node notes (after `reset_os`, which cleared them).
+pub fn record_image(n: &mut NodeState) {
+    if let Some(img) = &n.image {
+        n.config.insert("description".into(), image_note(img));
+    }
+}
+
 /// Disaster: the node is powered off and its disks are blank.
 pub fn wipe_node(st: &mut LabState, store: &str, node: &str) -> Option<String> {
     st.domains.remove(&format!("node:{store}/{node}"));

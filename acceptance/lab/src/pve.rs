@@ -971,6 +971,9 @@ fn ceph(lab: &Arc<Lab>, cx: &Cx, method: &str, template: &str, p: &Map<String, V
             let d = domain_mut(st, &store, &node)?;
             d.ceph_initialized = true;
             d.ceph_network = p_str(p, "network");
+            if d.ceph_fsid.is_none() {
+                d.ceph_fsid = Some(crate::peers_util::random_uuid());
+            }
             Ok(Value::Null)
         }),
         ("GET", "/nodes/{node}/ceph/status") => {
@@ -993,7 +996,8 @@ fn ceph(lab: &Arc<Lab>, cx: &Cx, method: &str, template: &str, p: &Map<String, V
                 "HEALTH_WARN"
             };
             Ok(json!({
-                "fsid": format!("{}-0000-4000-8000-{}", &digest_of(&store)[..8], &digest_of(&node)[..12]),
+                "fsid": domain(&st, &store, &node)?.ceph_fsid.clone()
+                    .unwrap_or_else(|| format!("{}-0000-4000-8000-{}", &digest_of(&store)[..8], &digest_of(&node)[..12])),
                 "health": {"status": health, "checks": {}},
                 "monmap": {"mons": mons, "epoch": 1},
                 "mgrmap": {"available": nodes.iter().any(|n| n.ceph.mgr), "num_standbys": nodes.iter().filter(|n| n.ceph.mgr).count().saturating_sub(1)},

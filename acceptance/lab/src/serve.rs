@@ -305,6 +305,7 @@ fn bare_metal_tick(lab: &Lab) {
             continue;
         }
         let mut st = lab.state();
+        let mut reinstalled = false;
         let install_ms = st.options.install_ms;
         let artifacts_dir = PathBuf::from(&st.options.artifacts_dir);
         if !sys.power_on {
@@ -332,11 +333,13 @@ fn bare_metal_tick(lab: &Lab) {
                     let sha = artifacts::sha256_of_url(&artifacts_dir, &art_ep, &url);
                     tracing::info!(node = %name, %url, "booting installer from virtual media");
                     model::reset_os(&mut st, &sid, &name);
+                    reinstalled = true;
                     if let Some(n) = st.store_mut(&sid).and_then(|s| s.node_mut(&name)) {
                         n.power_on = true;
                         n.installed = true;
                         n.install_until_ms = Some(now_ms() + install_ms);
                         n.image = Some(BootedImage { url, sha256: sha, booted_at: crate::state::now_s() });
+                        model::record_image(n);
                     }
                 }
                 _ => {
@@ -349,5 +352,12 @@ fn bare_metal_tick(lab: &Lab) {
             }
         }
         lab.save(&st);
+        drop(st);
+        // A reinstall drops an ACME certificate: lab.json publishes the node's own one again.
+        if reinstalled {
+            if let Err(e) = refresh_lab_json(lab) {
+                tracing::warn!(error = %e, "rewriting lab.json after an install");
+            }
+        }
     }
 }

@@ -181,6 +181,9 @@ pub struct Domain {
     pub ceph_initialized: bool,
     #[serde(default)]
     pub ceph_network: Option<String>,
+    /// The Ceph cluster's fsid, new at every `ceph/init` (as `pveceph init` makes a new cluster).
+    #[serde(default)]
+    pub ceph_fsid: Option<String>,
     /// Generic config collections: "backup" (jobs.cfg), "storage" (storage.cfg).
     pub collections: BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
     #[serde(default)]

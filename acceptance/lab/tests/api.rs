@@ -547,7 +547,7 @@ fn lab_json_now(lab: &TestLab) -> Value {
 
 #[test]
 fn cert_drift_and_acme_orders_change_the_presented_certificate() {
-    let lab = TestLab::up(87, &[]);
+    let lab = TestLab::up(87, &["--install-ms", "0"]);
     let fp0 = lab.store(0)["nodes"][0]["tls_fingerprint"].as_str().unwrap().to_string();
     assert_eq!(presented_fingerprint(&lab, 0), fp0);
 
@@ -558,6 +558,7 @@ fn cert_drift_and_acme_orders_change_the_presented_certificate() {
     assert_eq!(v["old_fingerprint"], fp0.as_str());
     assert_ne!(fp1, fp0);
     assert_eq!(presented_fingerprint(&lab, 0), fp1);
+    assert_eq!(lab_json_now(&lab)["stores"][0]["nodes"][0]["tls_fingerprint"], fp1.as_str());
     assert_eq!(lab_json_now(&lab)["stores"][0]["nodes"][0]["tls_fingerprint"], fp1.as_str());
     let (_, nodes) = lab.pve(0, "GET", "/nodes", &[]);
     assert_eq!(nodes["data"][0]["ssl_fingerprint"], fp1.as_str());
@@ -615,4 +616,14 @@ fn cert_drift_and_acme_orders_change_the_presented_certificate() {
     assert_eq!(c, 200, "{v}");
     assert_eq!(lab.wait_task(0, v["data"].as_str().unwrap())["exitstatus"], "OK");
     assert_ne!(presented_fingerprint(&lab, 0), fp2);
+
+    // A reinstall: the ACME certificate is gone with the old disk, the node's own one is back,
+    // and the booted image is stated in the node notes.
+    let body = json!({"node": "pve1", "image_url": "http://x.example/node.img", "sha256": "ab12"});
+    assert_eq!(lab.admin("POST", "/lab/install", Some(body)).0, 200);
+    assert_eq!(presented_fingerprint(&lab, 0), fp1);
+    assert_eq!(lab_json_now(&lab)["stores"][0]["nodes"][0]["tls_fingerprint"], fp1.as_str());
+    let (_, cfg) = lab.pve(0, "GET", "/nodes/pve1/config", &[]);
+    assert_eq!(cfg["data"]["description"], "edge-image url=http://x.example/node.img sha256=ab12", "{cfg}");
+    assert!(cfg["data"]["acmedomain0"].is_null(), "the ACME config went with the old disk: {cfg}");
 }

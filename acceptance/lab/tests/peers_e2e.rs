@@ -132,6 +132,9 @@ fn bare_metal_boot_from_virtual_media() {
         hex::encode(sha2::Sha256::digest(&image))
     };
     assert_eq!(info["image"]["sha256"], want.as_str());
+    // The image states itself in the node notes, through PVE's own API.
+    let (_, cfg) = lab.pve(0, "GET", "/nodes/pve1/config", &[("property", "description")]);
+    assert_eq!(cfg["data"]["description"], format!("edge-image url={url} sha256={want}").as_str(), "{cfg}");
     assert_eq!((info["cluster"].clone(), info["dns"]["search"].clone()), (Value::Null, json!("localdomain")));
     // A power cycle with the same media still inserted boots the disk: no reinstall.
     assert_eq!(lab.pve(0, "PUT", "/nodes/pve1/dns", &[("search", "kept.lan"), ("dns1", "10.0.0.1")]).0, 200);
