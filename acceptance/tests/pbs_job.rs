@@ -239,12 +239,12 @@ fn every_kind_lifecycle() {
 #[test]
 fn import_by_identity_and_refusals() {
     let lab = Lab::up(&["--net", "73"]);
-    let tf = tf_for(
-        &lab,
-        &format!(
-            "{HEAD}\nresource \"edge_pbs_job\" \"p\" {{\n  id = \"keep\"\n  schedule = \"daily\"\n  prune {{\n    store = \"store1\"\n    keep_last = 2\n  }}\n}}\n"
-        ),
-    );
+    let job = |keep: u32| {
+        format!(
+            "{HEAD}\nresource \"edge_pbs_job\" \"p\" {{\n  id = \"keep\"\n  schedule = \"daily\"\n  prune {{\n    store = \"store1\"\n    keep_last = {keep}\n  }}\n}}\n"
+        )
+    };
+    let tf = tf_for(&lab, &job(2));
     tf.init();
     tf.apply();
     let before = tf.resource("edge_pbs_job.p");
@@ -258,10 +258,17 @@ fn import_by_identity_and_refusals() {
     std::fs::remove_file(tf.dir().join("import.tf")).expect("rm import.tf");
     tf.assert_no_changes();
 
-    // Creating a job that already exists points at import instead of taking it over.
+    // A job exactly as planned is what an apply killed before saving its state left behind:
+    // the next apply adopts it (nothing duplicated, nothing orphaned).
     tf.state_rm("edge_pbs_job.p");
+    tf.apply();
+    tf.assert_no_changes();
+    // A job with other settings is somebody else's: create points at import instead.
+    tf.state_rm("edge_pbs_job.p");
+    tf.write("main.tf", &job(3));
     let out = tf.apply_fails();
     assert!(out.contains("already exists") && out.contains("prune/keep"), "{out}");
+    tf.write("main.tf", &job(2));
 
     // TLS: a wrong pin is refused and says what the server presented; the lab CA works too.
     let job = "\nresource \"edge_pbs_job\" \"v\" {\n  id = \"tls\"\n  schedule = \"daily\"\n  verify {\n    store = \"store1\"\n  }\n}\n";

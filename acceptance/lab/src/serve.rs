@@ -301,7 +301,14 @@ fn bare_metal_tick(lab: &Lab) {
                 continue;
             }
         };
-        if sys.power_on == was_on {
+        // A blank machine that is on does not stay stuck at "no bootable device" once a CD
+        // override and media are there: it boots the installer. (With an instant BMC a provider's
+        // off/on cycle can fall between two ticks, so this is also how the lab sees that reboot.)
+        let blank_with_media = sys.power_on
+            && sys.media_inserted
+            && sys.boot_override_target.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("cd"))
+            && lab.state().store(&sid).and_then(|s| s.node(&name)).is_some_and(|n| !n.installed);
+        if sys.power_on == was_on && !blank_with_media {
             continue;
         }
         let mut st = lab.state();

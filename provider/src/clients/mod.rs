@@ -46,9 +46,17 @@ impl ClientError {
         match self {
             // A certificate that does not match the pin or CA will not match on a retry either.
             ClientError::Transport { message, .. } => !message.contains("certificate"),
-            ClientError::Api { status, .. } => *status >= 500 && *status != 501,
+            // PVE answers "Ceph not initialized" with a 500 that no retry will change.
+            ClientError::Api { status, message, .. } => {
+                *status >= 500 && *status != 501 && !message.contains("not initialized")
+            }
             _ => false,
         }
+    }
+    /// The server could not be reached at all (refused, reset, timed out): a dark site, as
+    /// opposed to a server that answered with an error or a certificate that does not match.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, ClientError::Transport { message, .. } if !message.contains("certificate"))
     }
     /// The request never reached the server (connecting failed), so even a POST may be repeated.
     pub fn never_sent(&self) -> bool {

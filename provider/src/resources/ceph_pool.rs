@@ -41,6 +41,7 @@ pub struct State {
     pub target_size: Option<String>,
     pub target_size_ratio: Option<f64>,
     pub add_storages: Option<bool>,
+    pub ceph_fsid: Option<String>,
     pub force_destroy: Option<bool>,
     pub timeouts: Option<Timeouts>,
     #[serde(rename = "type")]
@@ -81,6 +82,7 @@ impl Resource for CephPool {
                 .attr(s("target_size", "Expected size for the autoscaler, e.g. `100G` (number with optional K, M, G, T)."))
                 .attr(n("target_size_ratio", "Expected share of the cluster for the autoscaler (0 or more)."))
                 .attr(Attribute::optional("add_storages", Type::Bool).describe("At create only: also add PVE storages for the pool. Destroy then removes them too."))
+                .attr(Attribute::optional("ceph_fsid", Type::String).describe("The Ceph cluster (fsid) the pool belongs to; wire it to `edge_proxmox_node.<first>.ceph_fsid`. Apply refuses a cluster with another fsid. When the node is being brought back from power-off or rebuilt, the fsid is unknown in the plan, so the pool is checked again at apply and created again if the rebuilt cluster lacks it (the disaster-recovery path)."))
                 .attr(Attribute::optional("force_destroy", Type::Bool).default(Value::Bool(false)).describe("Allow destroying a pool that still holds data. Set it and apply before the destroy."))
                 .attr(Attribute::computed("type", Type::String).describe("`replicated` or `erasure`."))
                 .attr(Attribute::computed("pg_num_final", Type::Number).describe("The pg_num Ceph works towards (differs from `pg_num` while the autoscaler acts)."))
@@ -126,10 +128,17 @@ impl Resource for CephPool {
 
     async fn modify_plan(&self, _ctx: &Ctx, plan: &mut PlanCtx<State>) -> Result<(), Diagnostics> {
         // Usage figures move on their own: when anything is applied they are unknown until read.
-        if let Some(prior) = &plan.prior {
+        if let Some(prior) = plan.prior.clone() {
             let planned = plan.planned()?;
-            if changed(prior, &planned) {
+            if changed(&prior, &planned) {
                 for a in ["bytes_used", "percent_used", "pg_num_final"] {
+                    plan.set_unknown(a);
+                }
+            }
+            // Another (or a not yet known) cluster: the pool may be created again at apply, with
+            // a new pool number.
+            if plan.is_unknown_in_config("ceph_fsid") || planned.ceph_fsid != prior.ceph_fsid {
+                for a in ["id", "bytes_used", "percent_used", "pg_num_final"] {
                     plan.set_unknown(a);
                 }
             }
@@ -142,33 +151,23 @@ impl Resource for CephPool {
         let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Create, DEFAULT_TIMEOUT);
         let node = req(&planned.node, "node")?;
         let name = req(&planned.name, "name")?;
+        check_fsid(&pve, &node, &planned.ceph_fsid).await?;
         if find(&pve, &node, &name, planned.erasure_coding.is_some()).await?.is_some() {
+            // An empty pool exactly as planned is what an interrupted apply created before its
+            // state was saved (Terraform killed mid-run): adopt it. Anything else is not ours.
+            if let Some(live) = read_pool(&pve, planned.clone()).await? {
+                if !changed(&planned_or(&planned, &live), &live) && live.bytes_used.unwrap_or(0) == 0 {
+                    tracing::info!(pool = %name, "empty pool exists exactly as planned (an interrupted apply created it): adopting it");
+                    return Ok(fill_unknowns(planned, live));
+                }
+            }
             return Err(Diagnostics::at(
                 AttrPath::root("name"),
                 "Pool already exists",
-                format!("Ceph already has a pool {name:?}. To manage it, import it: terraform import <address> {node}/{name}"),
+                format!("Ceph already has a pool {name:?} with other settings or data. To manage it, import it: terraform import <address> {node}/{name}"),
             ));
         }
-        let body = PoolCreate {
-            name: name.clone(),
-            size: planned.size,
-            min_size: planned.min_size,
-            pg_num: planned.pg_num,
-            pg_num_min: planned.pg_num_min,
-            pg_autoscale_mode: planned.pg_autoscale_mode.clone(),
-            application: planned.application.clone(),
-            crush_rule: planned.crush_rule.clone(),
-            erasure_coding: planned.erasure_coding.as_ref().map(ec_string),
-            target_size: planned.target_size.clone(),
-            target_size_ratio: planned.target_size_ratio,
-            add_storages: planned.add_storages,
-        };
-        match pve.pool_create(&node, &body).await {
-            Ok(upid) => pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| task_diag("create", &name, e))?,
-            // A repeat after a 5xx whose first attempt went through: the pool was absent above.
-            Err(e) if e.message().contains("already exists") => {}
-            Err(e) => return Err(api_diag("Cannot create the Ceph pool", e)),
-        }
+        create_pool(ctx, &pve, &node, &name, &planned, deadline).await?;
         let fresh = read_pool(&pve, planned.clone()).await?.ok_or_else(|| {
             Diagnostics::error(
                 "Pool missing after create",
@@ -180,7 +179,29 @@ impl Resource for CephPool {
 
     async fn read(&self, ctx: &Ctx, state: State) -> Result<Option<State>, Diagnostics> {
         let pve = client(ctx)?;
-        read_pool(&pve, state).await
+        let node = req(&state.node, "node")?;
+        // A dark store (cluster powered off, tunnel down) must not block plans: keep the last
+        // known pool and warn. Drift on a cluster nobody can reach cannot be seen anyway, and a
+        // rebuilt cluster is caught through `ceph_fsid` (unknown in the plan → checked at apply).
+        let fsid = match &state.ceph_fsid {
+            Some(_) => match cluster_fsid(&pve, &node).await {
+                Ok(f) => Some(f),
+                Err(e) if e.is_unreachable() => return Err(unreachable(&e)),
+                Err(e) => return Err(api_diag("Cannot read the Ceph cluster", e)),
+            },
+            None => None,
+        };
+        match read_pool_raw(&pve, state.clone()).await {
+            Ok(Some(mut st)) => {
+                if fsid.is_some() {
+                    st.ceph_fsid = fsid;
+                }
+                Ok(Some(st))
+            }
+            Ok(None) => Ok(None),
+            Err(e) if e.is_unreachable() => Err(unreachable(&e)),
+            Err(e) => Err(api_diag("Cannot read the Ceph pool", e)),
+        }
     }
 
     async fn update(&self, ctx: &Ctx, prior: State, planned: State, _config: &State) -> Result<State, Diagnostics> {
@@ -188,6 +209,20 @@ impl Resource for CephPool {
         let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Update, DEFAULT_TIMEOUT);
         let node = req(&planned.node, "node")?;
         let name = req(&planned.name, "name")?;
+        check_fsid(&pve, &node, &planned.ceph_fsid).await?;
+        if find(&pve, &node, &name, planned.erasure_coding.is_some()).await?.is_none() {
+            // The cluster lost the pool while this update was planned (a rebuilt store: the
+            // plan showed ceph_fsid unknown). Create it again as declared.
+            tracing::info!(pool = %name, "pool missing on the cluster: creating it again");
+            create_pool(ctx, &pve, &node, &name, &planned, deadline).await?;
+            let fresh = read_pool(&pve, planned.clone()).await?.ok_or_else(|| {
+                Diagnostics::error(
+                    "Pool missing after create",
+                    format!("PVE reported success but pool {name:?} is not listed"),
+                )
+            })?;
+            return Ok(fill_unknowns(planned, fresh));
+        }
         let pool = data_pool(&name, planned.erasure_coding.is_some());
         let diff = |a: &Option<i64>, b: &Option<i64>| if b.is_some() && a != b { *b } else { None };
         let diff_s = |a: &Option<String>, b: &Option<String>| if b.is_some() && a != b { b.clone() } else { None };
@@ -311,6 +346,54 @@ impl Resource for CephPool {
     }
 }
 
+/// `POST /nodes/{node}/ceph/pool` with the planned settings, waiting for PVE's task.
+async fn create_pool(
+    ctx: &Ctx,
+    pve: &PveClient,
+    node: &str,
+    name: &str,
+    planned: &State,
+    deadline: Instant,
+) -> Result<(), Diagnostics> {
+    let body = PoolCreate {
+        name: name.to_string(),
+        size: planned.size,
+        min_size: planned.min_size,
+        pg_num: planned.pg_num,
+        pg_num_min: planned.pg_num_min,
+        pg_autoscale_mode: planned.pg_autoscale_mode.clone(),
+        application: planned.application.clone(),
+        crush_rule: planned.crush_rule.clone(),
+        erasure_coding: planned.erasure_coding.as_ref().map(ec_string),
+        target_size: planned.target_size.clone(),
+        target_size_ratio: planned.target_size_ratio,
+        add_storages: planned.add_storages,
+    };
+    match pve.pool_create(node, &body).await {
+        Ok(upid) => pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| task_diag("create", name, e)),
+        // A repeat after a 5xx whose first attempt went through: the pool was absent before.
+        Err(e) if e.message().contains("already exists") => Ok(()),
+        Err(e) => Err(api_diag("Cannot create the Ceph pool", e)),
+    }
+}
+
+/// The planned settings, with what the plan leaves to PVE's defaults (unset) taken from `live`,
+/// so that only settings the configuration names are compared.
+fn planned_or(planned: &State, live: &State) -> State {
+    State {
+        size: planned.size.or(live.size),
+        min_size: planned.min_size.or(live.min_size),
+        pg_num: planned.pg_num.or(live.pg_num),
+        pg_num_min: planned.pg_num_min.or(live.pg_num_min),
+        pg_autoscale_mode: planned.pg_autoscale_mode.clone().or(live.pg_autoscale_mode.clone()),
+        application: planned.application.clone().or(live.application.clone()),
+        crush_rule: planned.crush_rule.clone().or(live.crush_rule.clone()),
+        target_size: planned.target_size.clone().or(live.target_size.clone()),
+        target_size_ratio: planned.target_size_ratio.or(live.target_size_ratio),
+        ..planned.clone()
+    }
+}
+
 fn changed(prior: &State, planned: &State) -> bool {
     prior.size != planned.size
         || prior.min_size != planned.min_size
@@ -354,25 +437,72 @@ async fn find(
     name: &str,
     ec: bool,
 ) -> Result<Option<crate::clients::pve::PoolListEntry>, Diagnostics> {
-    let pools = pve.pools(node).await.map_err(|e| api_diag("Cannot list Ceph pools", e))?;
+    find_raw(pve, node, name, ec).await.map_err(|e| api_diag("Cannot list Ceph pools", e))
+}
+
+async fn find_raw(
+    pve: &PveClient,
+    node: &str,
+    name: &str,
+    ec: bool,
+) -> Result<Option<crate::clients::pve::PoolListEntry>, ClientError> {
+    let pools = pve.pools(node).await?;
     let want = data_pool(name, ec);
     Ok(pools.into_iter().find(|p| p.pool_name.as_deref() == Some(want.as_str())))
 }
 
+/// The fsid of the Ceph cluster behind `node` (`/nodes/{node}/ceph/status`).
+async fn cluster_fsid(pve: &PveClient, node: &str) -> Result<String, ClientError> {
+    let st: serde_json::Value = pve.get(&format!("/nodes/{}/ceph/status", clients::http::segment(node))).await?;
+    Ok(st["fsid"].as_str().unwrap_or_default().to_string())
+}
+
+/// Apply only touches the cluster the configuration names.
+async fn check_fsid(pve: &PveClient, node: &str, want: &Option<String>) -> Result<(), Diagnostics> {
+    let Some(want) = want else { return Ok(()) };
+    let have = cluster_fsid(pve, node).await.map_err(|e| api_diag("Cannot read the Ceph cluster", e))?;
+    if !have.eq_ignore_ascii_case(want) {
+        return Err(Diagnostics::at(
+            AttrPath::root("ceph_fsid"),
+            "Another Ceph cluster",
+            format!(
+                "Node {node:?} belongs to Ceph cluster {have}, the configuration names {want}. Nothing was changed."
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refresh of a pool whose cluster does not answer: a warning only, so the framework keeps the
+/// last known state (its rule for a read that returns diagnostics without an error).
+fn unreachable(e: &ClientError) -> Diagnostics {
+    let mut d = Diagnostics::new();
+    d.warn_at(
+        AttrPath::root("node"),
+        "Ceph cluster unreachable: pool not refreshed",
+        format!("{e}. Kept the last known state; drift on this pool shows once the cluster answers again."),
+    );
+    d
+}
+
 /// Refreshes `state` from PVE; `None` when the pool is gone.
-async fn read_pool(pve: &PveClient, mut state: State) -> Result<Option<State>, Diagnostics> {
-    let node = req(&state.node, "node")?;
-    let name = req(&state.name, "name")?;
+async fn read_pool(pve: &PveClient, state: State) -> Result<Option<State>, Diagnostics> {
+    read_pool_raw(pve, state).await.map_err(|e| api_diag("Cannot read the Ceph pool", e))
+}
+
+/// [`read_pool`] with the client's error, so that callers can tell an unreachable cluster apart.
+async fn read_pool_raw(pve: &PveClient, mut state: State) -> Result<Option<State>, ClientError> {
+    let node = state.node.clone().unwrap_or_default();
+    let name = state.name.clone().unwrap_or_default();
     let mut ec = state.erasure_coding.is_some();
-    let mut entry = find(pve, &node, &name, ec).await?;
+    let mut entry = find_raw(pve, &node, &name, ec).await?;
     if entry.is_none() && state.id.is_none() && !ec {
         // Import of an erasure-coded pool by its base name.
-        entry = find(pve, &node, &name, true).await?;
+        entry = find_raw(pve, &node, &name, true).await?;
         ec = entry.is_some();
     }
     let Some(entry) = entry else { return Ok(None) };
-    let st =
-        pve.pool_status(&node, &data_pool(&name, ec)).await.map_err(|e| api_diag("Cannot read the Ceph pool", e))?;
+    let st = pve.pool_status(&node, &data_pool(&name, ec)).await?;
     state.id = st.id.or(entry.pool);
     state.size = st.size.or(state.size);
     state.min_size = st.min_size.or(state.min_size);

@@ -243,7 +243,7 @@ impl Resource for PbsJob {
                     .map_err(|e| api_diag("Cannot read PVE backup jobs", "backup", e))?
                     .is_some()
                 {
-                    return Err(exists(kind, &id));
+                    return self.adopt_or_refuse(ctx, s, kind, &id).await;
                 }
                 let job = backup_to_api(&s);
                 if let Err(e) = pve.backup_job_create(&job).await {
@@ -279,7 +279,7 @@ impl Resource for PbsJob {
                     .map_err(|e| api_diag("Cannot read PBS jobs", kind, e))?
                     .is_some()
                 {
-                    return Err(exists(kind, &id));
+                    return self.adopt_or_refuse(ctx, s, kind, &id).await;
                 }
                 if let Err(e) = pbs.job_create(jk, &body).await {
                     let there = pbs.job::<serde_json::Value>(jk, &id).await.ok().flatten().is_some();
@@ -513,11 +513,27 @@ fn no_kind() -> Diagnostics {
     )
 }
 
+impl PbsJob {
+    /// A job with this id is already there. If it is exactly the planned job, it is what an
+    /// interrupted apply created before its state was saved (Terraform killed mid-run): adopt it,
+    /// so the re-run converges with nothing duplicated. Anything else is somebody else's job.
+    async fn adopt_or_refuse(&self, ctx: &Ctx, planned: State, kind: &str, id: &str) -> Result<State, Diagnostics> {
+        let live = self.read(ctx, planned.clone()).await?;
+        let same =
+            live.as_ref().map(serde_json::to_value).transpose().ok().flatten() == serde_json::to_value(&planned).ok();
+        if same {
+            tracing::info!(kind, id, "job exists exactly as planned (an interrupted apply created it): adopting it");
+            return Ok(planned);
+        }
+        Err(exists(kind, id))
+    }
+}
+
 fn exists(kind: &str, id: &str) -> Diagnostics {
     Diagnostics::at(
         path!["id"],
         "Job already exists",
-        format!("A {kind} job {id:?} already exists. To manage it, import it: terraform import <address> {kind}/{id}"),
+        format!("A {kind} job {id:?} already exists with other settings. To manage it, import it: terraform import <address> {kind}/{id}"),
     )
 }
 

@@ -38,6 +38,8 @@ const DEFAULT_CREATE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_UPDATE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_DELETE: Duration = Duration::from_secs(10 * 60);
 const PVE_PORT: u16 = 8006;
+/// How long a node powered on from its own disk may take to answer before it counts as blank.
+const DEFAULT_DISK_BOOT: Duration = Duration::from_secs(10 * 60);
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Image {
@@ -108,6 +110,8 @@ pub struct State {
     pub image_sha256: Option<String>,
     pub image_version: Option<String>,
     pub booted_image: Option<String>,
+    pub ceph_fsid: Option<String>,
+    pub disk_boot_timeout: Option<String>,
     pub timezone: Option<String>,
     pub image: Option<Image>,
     pub bmc: Option<Bmc>,
@@ -143,6 +147,8 @@ impl Resource for ProxmoxNode {
                 .attr(Attribute::computed("image_sha256", Type::String).describe("sha256 (hex) of the boot file, from the verified manifest."))
                 .attr(Attribute::computed("image_version", Type::String).describe("Version from the verified manifest."))
                 .attr(Attribute::computed("booted_image", Type::String).describe("The image URL the node was last booted from by this provider."))
+                .attr(Attribute::computed("ceph_fsid", Type::String).describe("The fsid of the Ceph cluster the node is in (empty before Ceph is initialised). Unknown in a plan that brings a powered-off node back, since it may be rebuilt: wire it into `edge_ceph_pool.ceph_fsid` so pools are checked again (and created again on a rebuilt cluster) in the same apply."))
+                .attr(s("disk_boot_timeout", "How long apply waits for a powered-off node to answer after powering it on from its own disk before treating it as blank (wiped or replaced hardware) and re-imaging it from the verified image. Default `10m`."))
                 .attr(s("timezone", "Timezone, e.g. `Europe/Berlin` or `UTC`."))
                 .block(
                     NestedBlock::single(
@@ -289,6 +295,7 @@ impl Resource for ProxmoxNode {
         }
         let Some(prior) = plan.prior.clone() else {
             plan.set_unknown("booted_image");
+            plan.set_unknown("ceph_fsid");
             if cfg.tls_fingerprint.is_none() {
                 plan.set_unknown("tls_fingerprint");
             }
@@ -312,6 +319,29 @@ impl Resource for ProxmoxNode {
             } else {
                 plan.require_replace(AttrPath::root("image"));
             }
+        }
+        // A powered-off node comes back at apply: from its disk, or — if that disk turns out to be
+        // blank — re-imaged. Either way what it presents afterwards is only known then.
+        let want_on = cfg.power.as_deref() != Some("off");
+        if want_on && prior.power.as_deref() == Some("off") && !image_changed {
+            let wait = cfg.disk_boot_timeout.clone().unwrap_or_else(|| "10m".into());
+            let version = verified.as_ref().map(|v| v.manifest.version.clone()).or(prior.image_version.clone());
+            plan.diags.warn_at(
+                AttrPath::root("power"),
+                "The node is powered off",
+                format!(
+                    "Apply powers it on from its own disk. If its API does not answer within disk_boot_timeout ({wait}), the node counts as blank (wiped or replaced hardware) and is re-imaged from the verified image{}, then configured and clustered again.",
+                    version.map(|v| format!(" {v}")).unwrap_or_default()
+                ),
+            );
+            plan.set_unknown("booted_image");
+            plan.set_unknown("ceph_fsid");
+            plan.set_unknown("tls_fingerprint_trusted");
+            if cfg.tls_fingerprint.is_none() {
+                plan.set_unknown("tls_fingerprint");
+            }
+        } else if image_changed || prior.ceph != cfg.ceph {
+            plan.set_unknown("ceph_fsid");
         }
         // TLS: a node presenting another certificate than the trusted one is drift.
         if cfg.tls_fingerprint.is_none() {
@@ -371,7 +401,8 @@ impl Resource for ProxmoxNode {
             tracing::warn!(node = %name, %seen, %trusted, "node presents another certificate than the trusted one");
             return Ok(Some(st));
         }
-        let pve = node_client(ctx, &address, &trusted, true)?;
+        // The node answered the probe: read with the usual retries (a 5xx is worth another try).
+        let pve = node_client(ctx, &address, &trusted, false)?;
         read_config(&pve, &name, &mut st).await?;
         Ok(Some(st))
     }
@@ -476,6 +507,11 @@ impl Resource for ProxmoxNode {
 
 fn validate_config(c: &State, d: &mut Diagnostics) {
     Timeouts::validate(&c.timeouts, d);
+    if let Some(t) = &c.disk_boot_timeout {
+        if let Err(e) = crate::framework::timeouts::parse_duration(t) {
+            d.error_at(AttrPath::root("disk_boot_timeout"), "Invalid duration", e);
+        }
+    }
     if let Some(p) = &c.power {
         if p != "on" && p != "off" {
             d.error_at(AttrPath::root("power"), "Invalid power state", format!("{p:?}: use \"on\" or \"off\""));
@@ -568,33 +604,14 @@ async fn converge(
 
     // 1. Verify the image before anything touches the machine (also at apply: the manifest or
     //    the file may have changed since the plan).
-    let verified: Option<VerifiedImage> = if first_install || reimage {
-        let m = req(&img_cfg.manifest, "image.manifest")?;
-        let v = image::load(&m, &ctx.clients.trusted_image_keys, img_cfg.file.as_deref()).await.map_err(|e| {
-            Diagnostics::at(
-                AttrPath::root("image").attr("manifest"),
-                "Image refused",
-                format!("{e}. Nothing was powered on."),
-            )
-        })?;
-        image::verify_image(&v, &url).await.map_err(|e| {
-            Diagnostics::at(
-                AttrPath::root("image").attr("url"),
-                "Image refused",
-                format!("{e}. Nothing was powered on."),
-            )
-        })?;
-        tracing::info!(node = %name, version = %v.manifest.version, signed_by = ?v.signed_by, "image verified");
-        st.image_sha256 = v.sha256_hex();
-        st.image_version = Some(v.manifest.version.clone());
-        Some(v)
-    } else {
-        None
-    };
+    let mut verified: Option<VerifiedImage> =
+        if first_install || reimage { Some(verify_image(ctx, st, &img_cfg, &url).await?) } else { None };
 
     // 2. BMC: boot the image unless the node already runs it.
     let bmc = bmc_client(ctx, st, Some(config))?;
     let want_on = st.power.as_deref() != Some("off");
+    // Powered on from its own disk in this run: if it does not answer, it is blank.
+    let mut from_disk = false;
     if verified.is_some() {
         boot_image(ctx, &bmc, &name, &address, &url, config, reimage, deadline).await?;
         st.booted_image = Some(url.clone());
@@ -605,6 +622,7 @@ async fn converge(
             bmc.eject_media().await.map_err(|e| diag("Cannot eject the virtual media", e))?;
             bmc.reset("On").await.map_err(|e| diag("Cannot power on the node", e))?;
             bmc.wait_power(true, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power on", e))?;
+            from_disk = true;
         }
     }
     if !want_on {
@@ -626,7 +644,31 @@ async fn converge(
             prior.and_then(|p| p.tls_fingerprint_trusted.clone())
         }
     });
-    let fp = wait_api(ctx, &name, &address, pin.as_deref(), deadline).await?;
+    let fp = if from_disk {
+        let disk_wait = config
+            .disk_boot_timeout
+            .as_deref()
+            .and_then(|t| crate::framework::timeouts::parse_duration(t).ok())
+            .unwrap_or(DEFAULT_DISK_BOOT);
+        match wait_api_until(ctx, &name, &address, pin.as_deref(), deadline.min(Instant::now() + disk_wait)).await? {
+            Ok(fp) => fp,
+            Err(last) => {
+                // Disaster recovery: the machine powered on but nothing answers from its disk
+                // (wiped, or replaced by blank hardware). Re-image it like a first install.
+                tracing::warn!(node = %name, waited = ?disk_wait, last = %last, "node did not come back from its disk: re-imaging it from the verified image");
+                let v = verify_image(ctx, st, &img_cfg, &url).await?;
+                boot_image(ctx, &bmc, &name, &address, &url, config, true, deadline).await?;
+                st.booted_image = Some(url.clone());
+                verified = Some(v);
+                wait_api(ctx, &name, &address, config.tls_fingerprint.as_deref(), deadline).await?
+            }
+        }
+    } else {
+        wait_api(ctx, &name, &address, pin.as_deref(), deadline).await?
+    };
+    if st.booted_image.is_none() {
+        st.booted_image = prior.and_then(|p| p.booted_image.clone());
+    }
     st.tls_fingerprint = Some(fp.clone());
     st.tls_fingerprint_trusted = Some(fp.clone());
     if verified.is_some() {
@@ -650,6 +692,7 @@ async fn converge(
     if let Some(c) = &config.ceph {
         configure_ceph(ctx, &pve, &name, c, deadline).await?;
     }
+    st.ceph_fsid = Some(ceph_fsid(&pve, &name).await?);
     // Done: eject so the next power cycle boots the disk. (Kept inserted until now, so a re-run
     // after an interruption recognises the node as booted from this image.)
     if verified.is_some() {
@@ -657,6 +700,25 @@ async fn converge(
     }
     tracing::info!(node = %name, redfish_calls = bmc.calls(), "node converged");
     Ok(())
+}
+
+/// Step 1: the manifest's signature against the trusted keys, then the file behind `url`.
+async fn verify_image(ctx: &Ctx, st: &mut State, img: &Image, url: &str) -> Result<VerifiedImage, Diagnostics> {
+    let m = req(&img.manifest, "image.manifest")?;
+    let v = image::load(&m, &ctx.clients.trusted_image_keys, img.file.as_deref()).await.map_err(|e| {
+        Diagnostics::at(
+            AttrPath::root("image").attr("manifest"),
+            "Image refused",
+            format!("{e}. Nothing was powered on."),
+        )
+    })?;
+    image::verify_image(&v, url).await.map_err(|e| {
+        Diagnostics::at(AttrPath::root("image").attr("url"), "Image refused", format!("{e}. Nothing was powered on."))
+    })?;
+    tracing::info!(node = st.name.as_deref().unwrap_or_default(), version = %v.manifest.version, signed_by = ?v.signed_by, "image verified");
+    st.image_sha256 = v.sha256_hex();
+    st.image_version = Some(v.manifest.version.clone());
+    Ok(v)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -722,6 +784,24 @@ async fn wait_api(
     deadline: Instant,
 ) -> Result<String, Diagnostics> {
     let start = Instant::now();
+    wait_api_until(ctx, name, address, pin, deadline).await?.map_err(|last| {
+        Diagnostics::error(
+            "Node API did not come up",
+            format!("{name} ({address}:{PVE_PORT}) not answering after {:?}: {last}. Raise timeouts.create if the install takes longer.", start.elapsed()),
+        )
+    })
+}
+
+/// [`wait_api`], but a deadline without an answer is `Ok(Err(last error))`: the caller decides
+/// what silence means (for a node booted from its own disk: it is blank).
+async fn wait_api_until(
+    ctx: &Ctx,
+    name: &str,
+    address: &str,
+    pin: Option<&str>,
+    deadline: Instant,
+) -> Result<Result<String, String>, Diagnostics> {
+    let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(25), Duration::from_millis(500));
     let mut last_log = Instant::now();
     let mut last_err: String;
@@ -741,7 +821,7 @@ async fn wait_api(
                 match pve.get::<Json>(&format!("/nodes/{}/status", segment(name))).await {
                     Ok(_) => {
                         tracing::info!(node = %name, after = ?start.elapsed(), fingerprint = %fp, "node API is up");
-                        return Ok(fp);
+                        return Ok(Ok(fp));
                     }
                     Err(e) if e.status() == Some(401) || e.status() == Some(403) => {
                         return Err(diag(
@@ -755,10 +835,7 @@ async fn wait_api(
             Err(e) => last_err = e.to_string(),
         }
         if Instant::now() + backoff.peek() > deadline {
-            return Err(Diagnostics::error(
-                "Node API did not come up",
-                format!("{name} ({address}:{PVE_PORT}) not answering after {:?}: {last_err}. Raise timeouts.create if the install takes longer.", start.elapsed()),
-            ));
+            return Ok(Err(last_err));
         }
         if last_log.elapsed() > Duration::from_secs(10) {
             tracing::info!(node = %name, waited = ?start.elapsed(), last = %last_err, "waiting for the node's API");
@@ -1041,7 +1118,17 @@ async fn read_config(pve: &PveClient, name: &str, st: &mut State) -> Result<(), 
             network: c.network,
         });
     }
+    st.ceph_fsid = Some(ceph_fsid(pve, name).await?);
     Ok(())
+}
+
+/// The node's Ceph cluster fsid, or "" when Ceph is not initialised there.
+async fn ceph_fsid(pve: &PveClient, name: &str) -> Result<String, Diagnostics> {
+    match pve.get::<Json>(&format!("/nodes/{}/ceph/status", segment(name))).await {
+        Ok(v) => Ok(v["fsid"].as_str().unwrap_or_default().to_string()),
+        Err(e) if e.message().contains("not initialized") || e.message().contains("not installed") => Ok(String::new()),
+        Err(e) => Err(diag("Cannot read the Ceph status", e)),
+    }
 }
 
 async fn cluster_name(pve: &PveClient) -> Result<Option<String>, Diagnostics> {
