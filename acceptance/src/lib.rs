@@ -169,14 +169,19 @@ impl Tf {
         std::fs::write(self.dir.path().join(name), content).expect("write terraform file");
     }
 
-    /// Runs `terraform ARGS` and returns what happened (no assertion).
-    pub fn run(&self, args: &[&str]) -> Run {
+    /// `terraform ARGS` as a command to start (for tests that interrupt Terraform).
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.terraform);
         cmd.args(args).current_dir(self.dir.path()).stdin(Stdio::null());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        Run::from(cmd.output().expect("run terraform"))
+        cmd
+    }
+
+    /// Runs `terraform ARGS` and returns what happened (no assertion).
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("run terraform"))
     }
 
     /// Runs and asserts success, printing everything Terraform said on failure.

@@ -26,6 +26,11 @@ variable "root_password" {
 variable "datastore" {
   type = string
 }
+variable "disk_boot_timeout" {
+  description = "How long a powered-off node may take to come back from its disk before it is re-imaged."
+  type        = string
+  default     = "10m"
+}
 
 module "store_001" {
   source = "../../modules/store"
@@ -36,6 +41,8 @@ module "store_001" {
   timezone      = "Europe/Berlin"
   dns           = { servers = ["10.0.0.53", "10.0.0.54"], search = "store-001.example" }
   timeouts      = "10m"
+
+  disk_boot_timeout = var.disk_boot_timeout
 
   nodes = { for name, n in var.nodes : name => {
     address      = n.address
@@ -53,4 +60,5 @@ module "store_001" {
 output "node_fingerprints" { value = module.store_001.node_fingerprints }
 output "booted_images" { value = module.store_001.booted_images }
 output "pool_ids" { value = module.store_001.pool_ids }
+output "ceph_fsid" { value = module.store_001.ceph_fsid }
 output "job_ids" { value = module.store_001.job_ids }

@@ -1,5 +1,6 @@
 # One store: nodes from bare metal (the first creates the cluster, the others join it), the
-# Ceph pools on the resulting cluster, and the PBS maintenance chain. Ordering comes from the
+# Ceph pools on the resulting cluster, the WireGuard tunnel to the hub, and the PBS maintenance
+# chain. Ordering comes from the
 # references between resources, not from depends_on lists to keep in sync by hand.
 
 locals {
@@ -9,9 +10,10 @@ locals {
 }
 
 resource "edge_proxmox_node" "first" {
-  name     = local.first
-  address  = var.nodes[local.first].address
-  timezone = var.timezone
+  name              = local.first
+  address           = var.nodes[local.first].address
+  timezone          = var.timezone
+  disk_boot_timeout = var.disk_boot_timeout
 
   image {
     url      = var.image.url
@@ -41,9 +43,10 @@ resource "edge_proxmox_node" "first" {
 resource "edge_proxmox_node" "member" {
   for_each = local.members
 
-  name     = each.key
-  address  = var.nodes[each.key].address
-  timezone = var.timezone
+  name              = each.key
+  address           = var.nodes[each.key].address
+  timezone          = var.timezone
+  disk_boot_timeout = var.disk_boot_timeout
 
   image {
     url      = var.image.url
@@ -76,6 +79,7 @@ resource "edge_ceph_pool" "pool" {
 
   # Pools need the whole cluster's OSDs: created through the first node once every member is in.
   node        = edge_proxmox_node.first.name
+  ceph_fsid   = edge_proxmox_node.first.ceph_fsid # a rebuilt cluster gets its pools back in the same apply
   name        = each.key
   size        = each.value.size
   min_size    = each.value.min_size
@@ -83,6 +87,24 @@ resource "edge_ceph_pool" "pool" {
   application = each.value.application
 
   depends_on = [edge_proxmox_node.member]
+}
+
+# The store's end of the tunnel, on the gateway node (the first). The node generates its own key;
+# `tunnel_public_key` is what the hub's peer for this store needs.
+resource "edge_wireguard_peer" "hub" {
+  count = var.hub == null ? 0 : 1
+
+  ssh = {
+    host     = coalesce(var.hub.store_ssh_host, var.nodes[local.first].address)
+    host_key = var.hub.store_host_key
+  }
+  interface            = var.hub.interface
+  public_key           = var.hub.public_key
+  endpoint             = var.hub.endpoint
+  allowed_ips          = var.hub.allowed_ips
+  persistent_keepalive = 25 # stores sit behind NAT
+
+  depends_on = [edge_proxmox_node.first]
 }
 
 resource "edge_pbs_job" "verify" {

@@ -25,3 +25,18 @@ output "job_ids" {
     [for j in edge_pbs_job.gc : "gc:${j.id}"],
   )
 }
+
+output "ceph_fsid" {
+  description = "The store's Ceph cluster."
+  value       = edge_proxmox_node.first.ceph_fsid
+}
+
+output "tunnel" {
+  description = "The store's end of the hub tunnel: its public key (for the hub's peer) and health as of the last refresh; null without a hub."
+  value = var.hub == null ? null : {
+    public_key       = edge_wireguard_peer.hub[0].node_public_key
+    latest_handshake = edge_wireguard_peer.hub[0].latest_handshake
+    rx_bytes         = edge_wireguard_peer.hub[0].rx_bytes
+    tx_bytes         = edge_wireguard_peer.hub[0].tx_bytes
+  }
+}

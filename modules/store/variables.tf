@@ -84,3 +84,22 @@ variable "timeouts" {
   type        = string
   default     = "30m"
 }
+
+variable "disk_boot_timeout" {
+  description = "How long a powered-off node may take to answer from its own disk before it counts as blank and is re-imaged (the disaster-recovery path)."
+  type        = string
+  default     = "10m"
+}
+
+variable "hub" {
+  description = "The WireGuard hub this store dials; null for none. The store side is set up on the first node over SSH (pinned host key)."
+  type = object({
+    endpoint       = string # host:port of the hub
+    public_key     = string # the hub interface's public key
+    allowed_ips    = list(string)
+    interface      = optional(string, "wg0")
+    store_host_key = string                 # "ssh-ed25519 AAAA…" of the store's gateway node
+    store_ssh_host = optional(string, null) # default: the first node's address
+  })
+  default = null
+}
