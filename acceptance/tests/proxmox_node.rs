@@ -450,7 +450,6 @@ fn a_changed_node_certificate_is_drift_refused_at_apply_until_pinned() {
 }
 
 #[test]
-#[ignore = "needs provider/src/resources/node_acme.rs wired into proxmox_node.rs (/work/notes/acme-wiring.patch)"]
 fn an_acme_certificate_is_ordered_verified_and_pinned() {
     let _turn = net88();
     let lab = Lab::up(&["--net", "88", "--redfish", "--install-ms", "200", "--bmc-power-delay", "instant"]);

@@ -1,11 +1,11 @@
-//! The optional `acme` block of `edge_proxmox_node` (issue 6, step 4): the node's ACME
+//! The optional `acme` block of `edge_proxmox_node`: the node's ACME
 //! settings as PVE keeps them in `/etc/pve/nodes/{node}/config` (`acme: account=…` plus one
 //! `acmedomainN: domain=…,plugin=…[,alias=…]` per domain, N = 0..5), and the certificate order
 //! (`POST /nodes/{node}/certificates/acme/certificate`, an `acmenewcert` task).
 //!
 //! Self-contained: `proxmox_node.rs` adds [`schema_block`] to its schema, an
-//! `acme: Option<Acme>` field to its state, calls [`configure_acme`] in step 4 and [`read_acme`]
-//! in read (see /work/notes/acme-wiring.patch).
+//! `acme: Option<Acme>` field to its state, calls [`configure_acme`] after the Ceph step and
+//! [`read_acme`] in read.
 //!
 //! Trust across the order: an issued certificate replaces the node's API certificate, so the
 //! fingerprint the provider pinned stops matching. The provider caused that change, but a

@@ -33,6 +33,7 @@ use crate::framework::{
     PlanCtx, Resource, Schema, Timeouts, Type, Value,
 };
 use crate::provider::check_fingerprint;
+use crate::resources::node_acme::{self, Acme};
 
 const DEFAULT_CREATE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_UPDATE: Duration = Duration::from_secs(30 * 60);
@@ -119,6 +120,7 @@ pub struct State {
     pub network: Option<Vec<Iface>>,
     pub cluster: Option<Cluster>,
     pub ceph: Option<Ceph>,
+    pub acme: Option<Acme>,
     pub timeouts: Option<Timeouts>,
 }
 
@@ -212,6 +214,7 @@ impl Resource for ProxmoxNode {
                         .attr(Attribute::optional("osd_devices", Type::list(Type::String)).describe("Disks to turn into OSDs, e.g. `/dev/sdb`."))
                         .attr(s("network", "Public network for `ceph init` (CIDR), used when the cluster's Ceph is not initialized yet.")),
                 ))
+                .block(node_acme::schema_block())
                 .block(NestedBlock::timeouts(&["create", "update", "delete"])),
         )
     }
@@ -353,6 +356,12 @@ impl Resource for ProxmoxNode {
         } else if cfg.tls_fingerprint != prior.tls_fingerprint_trusted {
             plan.set("tls_fingerprint_trusted", &cfg.tls_fingerprint)?;
         }
+        // ACME: an order in this apply replaces the node's certificate (and the provider
+        // re-pins the one it ordered), so the fingerprints are only known after apply.
+        if node_acme::may_order(prior.acme.as_ref(), cfg.acme.as_ref()) {
+            plan.set_unknown("tls_fingerprint");
+            plan.set_unknown("tls_fingerprint_trusted");
+        }
         Ok(())
     }
 
@@ -404,6 +413,10 @@ impl Resource for ProxmoxNode {
         // The node answered the probe: read with the usual retries (a 5xx is worth another try).
         let pve = node_client(ctx, &address, &trusted, false)?;
         read_config(&pve, &name, &mut st).await?;
+        if let Some(prior) = st.acme.clone() {
+            let read = node_acme::read_acme(&pve, &name).await.map_err(|e| diag("Cannot read the ACME settings", e))?;
+            st.acme = read.map(|a| Acme { ca_pem: prior.ca_pem, ..a });
+        }
         Ok(Some(st))
     }
 
@@ -560,6 +573,16 @@ fn validate_config(c: &State, d: &mut Diagnostics) {
             }
         }
     }
+    if let Some(a) = &c.acme {
+        node_acme::validate(a, d);
+        if c.tls_fingerprint.is_some() {
+            d.error_at(
+                AttrPath::root("tls_fingerprint"),
+                "Conflicting TLS settings",
+                "With an acme block the provider pins the certificate it orders (verified against acme.ca_pem); leave tls_fingerprint out.",
+            );
+        }
+    }
     if let Some(dns) = &c.dns {
         if dns.servers.as_ref().is_some_and(|s| s.len() > 3) {
             d.error_at(
@@ -693,6 +716,19 @@ async fn converge(
         configure_ceph(ctx, &pve, &name, c, deadline).await?;
     }
     st.ceph_fsid = Some(ceph_fsid(&pve, &name).await?);
+    // 4b. ACME, last: an order replaces the node's API certificate. The provider caused that
+    // change and verified the new certificate against acme.ca_pem for an ordered domain, so
+    // re-pinning it is legitimate (any other certificate change stays drift).
+    if let Some(a) = &config.acme {
+        let pin = |f: &str| node_client(ctx, &address, f, false).map_err(|d| format!("{:?}", d.0));
+        let outcome = node_acme::configure_acme(&pve, &name, &address, a, &pin, deadline, &ctx.stop)
+            .await
+            .map_err(|e| Diagnostics::at(AttrPath::root("acme"), "ACME certificate", e.to_string()))?;
+        if let node_acme::Outcome::Ordered { fingerprint } = outcome {
+            st.tls_fingerprint = Some(fingerprint.clone());
+            st.tls_fingerprint_trusted = Some(fingerprint);
+        }
+    }
     // Done: eject so the next power cycle boots the disk. (Kept inserted until now, so a re-run
     // after an interruption recognises the node as booted from this image.)
     if verified.is_some() {
