@@ -174,11 +174,20 @@ fn authenticate(lab: &Lab, store: &str, req: &Req) -> Result<Caller, ApiErr> {
 
 type PbsResult = Result<(Value, Option<String>), ApiErr>;
 
-fn mutate<R>(lab: &Lab, store: &str, f: impl FnOnce(&mut StoreState) -> Result<R, ApiErr>) -> Result<R, ApiErr> {
+/// Runs `f` on the store's state; saves state.json afterwards unless the request was a GET
+/// (reads change nothing, and the file holds every store of the lab).
+fn mutate<R>(
+    lab: &Lab,
+    store: &str,
+    method: &str,
+    f: impl FnOnce(&mut StoreState) -> Result<R, ApiErr>,
+) -> Result<R, ApiErr> {
     let mut st = lab.state();
     let s = st.store_mut(store).ok_or_else(|| ApiErr::die("store vanished"))?;
     let r = f(s)?;
-    lab.save(&st);
+    if method != "GET" {
+        lab.save(&st);
+    }
     Ok(r)
 }
 
@@ -320,7 +329,7 @@ fn tokens(lab: &Arc<Lab>, cx: &PbsCx, method: &str, p: &Map<String, Value>) -> A
         return Err(ApiErr::new(404, format!("no such user '{userid}'")));
     }
     let name = p_str(p, "token-name");
-    mutate(lab, &cx.store, |s| {
+    mutate(lab, &cx.store, method, |s| {
         let info = |id: &str, t: &Token| {
             let mut o = json!({"tokenid": id, "enable": true, "expire": t.expire});
             if let Some(c) = &t.comment {
@@ -402,7 +411,7 @@ fn collection(lab: &Arc<Lab>, cx: &PbsCx, method: &str, coll: &str, key: &str, p
             crate::formats::check_calendar_event(&s).map_err(|m| ApiErr::param("schedule", m))?;
         }
     }
-    mutate(lab, &cx.store, |s| {
+    mutate(lab, &cx.store, method, |s| {
         let c = s.pbs.collections.entry(coll.to_string()).or_default();
         let digest = api::digest256_of(&*c);
         let public = |id: &str, cfg: &Map<String, Value>| {

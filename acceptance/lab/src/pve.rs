@@ -229,9 +229,18 @@ fn proxy_target(lab: &Lab, store: &str, local: &str, target: &str) -> Result<(),
 
 /// Runs `f` on the state and saves it afterwards if `f` succeeded.
 fn mutate<R>(lab: &Lab, f: impl FnOnce(&mut LabState) -> Result<R, ApiErr>) -> Result<R, ApiErr> {
+    mutate_for(lab, "POST", f)
+}
+
+/// [`mutate`] for handlers that serve reads too: a GET changes nothing, so it does not rewrite
+/// state.json (which holds every store: with hundreds of stores, saving on every read made each
+/// GET cost tens of milliseconds).
+fn mutate_for<R>(lab: &Lab, method: &str, f: impl FnOnce(&mut LabState) -> Result<R, ApiErr>) -> Result<R, ApiErr> {
     let mut st = lab.state();
     let r = f(&mut st)?;
-    lab.save(&st);
+    if method != "GET" {
+        lab.save(&st);
+    }
     Ok(r)
 }
 
@@ -519,7 +528,7 @@ fn tokens(lab: &Arc<Lab>, cx: &Cx, method: &str, p: &Map<String, Value>) -> ApiR
         }
         o
     };
-    mutate(lab, |st| {
+    mutate_for(lab, method, |st| {
         let dom = domain_mut(st, &cx.store, &cx.local)?;
         match (method, full) {
             ("GET", None) => Ok(Value::Array(
@@ -1493,7 +1502,7 @@ fn config_collection(
     if method == "POST" && coll == "storage" {
         check_pbs_storage(lab, p)?;
     }
-    mutate(lab, |st| {
+    mutate_for(lab, method, |st| {
         let dom = domain_mut(st, &cx.store, &cx.local)?;
         let c = dom.collections.entry(coll.to_string()).or_default();
         let public = |id: &str, cfg: &Map<String, Value>| {
