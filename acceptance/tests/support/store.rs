@@ -55,15 +55,7 @@ pub fn example_store(lab: &Lab, keys: &Path) -> Tf {
     let module = repo_root().join("modules/store").display().to_string();
     let mut tf = Tf::new(&example.replace("../../modules/store", &module));
     let store = lab.store(0);
-    let nodes: serde_json::Map<String, Value> = store["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| {
-            let name = n["name"].as_str().unwrap_or_default().to_string();
-            (name, json!({"address": n["address"], "bmc_endpoint": n["bmc"]["endpoint"]}))
-        })
-        .collect();
+    let nodes = nodes_of(lab, None);
     tf.write(
         "terraform.tfvars.json",
         &json!({"nodes": nodes, "image": {"url": url, "manifest": manifest},
@@ -80,18 +72,25 @@ pub fn example_store(lab: &Lab, keys: &Path) -> Tf {
     tf
 }
 
+/// The store's nodes as the module's `nodes` map (address, BMC, optionally one OSD disk).
+fn nodes_of(lab: &Lab, osd: Option<&str>) -> serde_json::Map<String, Value> {
+    let nodes = lab.store(0)["nodes"].as_array().cloned().unwrap_or_default();
+    nodes
+        .iter()
+        .map(|n| {
+            let mut v = json!({"address": n["address"], "bmc_endpoint": n["bmc"]["endpoint"]});
+            if let Some(d) = osd {
+                v["osd_devices"] = json!([d]);
+            }
+            (n["name"].as_str().unwrap_or_default().to_string(), v)
+        })
+        .collect()
+}
+
 /// The lab's facts as the store module's inputs (`nodes`, `image`, `root_password`, …).
 pub fn module_inputs(lab: &Lab, url: &str, manifest: &str) -> Value {
     let store = lab.store(0);
-    let nodes: serde_json::Map<String, Value> = store["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| {
-            let name = n["name"].as_str().unwrap_or_default().to_string();
-            (name, json!({"address": n["address"], "bmc_endpoint": n["bmc"]["endpoint"], "osd_devices": ["/dev/sdb"]}))
-        })
-        .collect();
+    let nodes = nodes_of(lab, Some("/dev/sdb"));
     json!({"store_id": "store-001", "nodes": nodes, "image": {"url": url, "manifest": manifest},
            "root_password": store["pve"]["root_password"], "disk_boot_timeout": "15s",
            "pools": {"vm-disks": {}}, "backup": {"datastore": store["pbs"]["datastore"]}})

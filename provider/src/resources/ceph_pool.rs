@@ -167,14 +167,7 @@ impl Resource for CephPool {
                 format!("Ceph already has a pool {name:?} with other settings or data. To manage it, import it: terraform import <address> {node}/{name}"),
             ));
         }
-        create_pool(ctx, &pve, &node, &name, &planned, deadline).await?;
-        let fresh = read_pool(&pve, planned.clone()).await?.ok_or_else(|| {
-            Diagnostics::error(
-                "Pool missing after create",
-                format!("PVE reported success but pool {name:?} is not listed"),
-            )
-        })?;
-        Ok(fill_unknowns(planned, fresh))
+        create_and_read(ctx, &pve, &node, &name, planned, deadline).await
     }
 
     async fn read(&self, ctx: &Ctx, state: State) -> Result<Option<State>, Diagnostics> {
@@ -214,14 +207,7 @@ impl Resource for CephPool {
             // The cluster lost the pool while this update was planned (a rebuilt store: the
             // plan showed ceph_fsid unknown). Create it again as declared.
             tracing::info!(pool = %name, "pool missing on the cluster: creating it again");
-            create_pool(ctx, &pve, &node, &name, &planned, deadline).await?;
-            let fresh = read_pool(&pve, planned.clone()).await?.ok_or_else(|| {
-                Diagnostics::error(
-                    "Pool missing after create",
-                    format!("PVE reported success but pool {name:?} is not listed"),
-                )
-            })?;
-            return Ok(fill_unknowns(planned, fresh));
+            return create_and_read(ctx, &pve, &node, &name, planned, deadline).await;
         }
         let pool = data_pool(&name, planned.erasure_coding.is_some());
         let diff = |a: &Option<i64>, b: &Option<i64>| if b.is_some() && a != b { *b } else { None };
@@ -344,6 +330,22 @@ impl Resource for CephPool {
         };
         Ok(State { node: Some(node), name: Some(name), force_destroy: Some(false), ..Default::default() })
     }
+}
+
+/// Creates the pool and returns the planned state with what was unknown read back.
+async fn create_and_read(
+    ctx: &Ctx,
+    pve: &PveClient,
+    node: &str,
+    name: &str,
+    planned: State,
+    deadline: Instant,
+) -> Result<State, Diagnostics> {
+    create_pool(ctx, pve, node, name, &planned, deadline).await?;
+    let fresh = read_pool(pve, planned.clone()).await?.ok_or_else(|| {
+        Diagnostics::error("Pool missing after create", format!("PVE reported success but pool {name:?} is not listed"))
+    })?;
+    Ok(fill_unknowns(planned, fresh))
 }
 
 /// `POST /nodes/{node}/ceph/pool` with the planned settings, waiting for PVE's task.
