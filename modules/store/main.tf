@@ -107,6 +107,35 @@ resource "edge_wireguard_peer" "hub" {
   depends_on = [edge_proxmox_node.first]
 }
 
+# Nightly backup of every guest to PBS, through the PVE storage that points at the datastore.
+resource "edge_pbs_job" "backup" {
+  count    = try(var.backup.pve_storage, null) == null ? 0 : 1
+  id       = "${var.store_id}-nightly"
+  schedule = var.backup.backup_schedule
+  comment  = "${var.store_id}: all guests to PBS"
+  backup {
+    storage = var.backup.pve_storage
+    all     = true
+    mode    = "snapshot"
+  }
+
+  depends_on = [edge_proxmox_node.member]
+}
+
+# Off-site copy: push the datastore to a central PBS.
+resource "edge_pbs_job" "sync" {
+  count    = try(var.backup.sync_remote, null) == null ? 0 : 1
+  id       = "${var.store_id}-offsite"
+  schedule = var.backup.sync_schedule
+  comment  = "${var.store_id}: off-site copy"
+  sync {
+    store          = var.backup.datastore
+    remote         = var.backup.sync_remote
+    remote_store   = var.backup.sync_remote_store
+    sync_direction = "push"
+  }
+}
+
 resource "edge_pbs_job" "verify" {
   count    = var.backup == null ? 0 : 1
   id       = "${var.store_id}-verify"

@@ -20,6 +20,8 @@ output "pool_ids" {
 
 output "job_ids" {
   value = concat(
+    [for j in edge_pbs_job.backup : j.id],
+    [for j in edge_pbs_job.sync : j.id],
     [for j in edge_pbs_job.verify : j.id],
     [for j in edge_pbs_job.prune : j.id],
     [for j in edge_pbs_job.gc : "gc:${j.id}"],

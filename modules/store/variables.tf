@@ -66,15 +66,20 @@ variable "pools" {
 }
 
 variable "backup" {
-  description = "The store's PBS maintenance chain on its datastore; null for none."
+  description = "The store's backup chain on its PBS datastore; null for none. `pve_storage` (a PVE storage of type pbs, see docs/resources/pbs_job.md) adds the nightly guest backup; `sync_remote` + `sync_remote_store` add the off-site push."
   type = object({
-    datastore       = string
-    verify_schedule = optional(string, "sat 03:00")
-    prune_schedule  = optional(string, "daily")
-    gc_schedule     = optional(string, "sun 04:00")
-    keep_daily      = optional(number, 7)
-    keep_weekly     = optional(number, 4)
-    keep_monthly    = optional(number, 6)
+    datastore         = string
+    pve_storage       = optional(string)
+    backup_schedule   = optional(string, "mon..sun 02:00")
+    sync_remote       = optional(string)
+    sync_remote_store = optional(string)
+    sync_schedule     = optional(string, "*-*-* 03:30")
+    verify_schedule   = optional(string, "sat 03:00")
+    prune_schedule    = optional(string, "daily")
+    gc_schedule       = optional(string, "sun 04:00")
+    keep_daily        = optional(number, 7)
+    keep_weekly       = optional(number, 4)
+    keep_monthly      = optional(number, 6)
   })
   default = null
 }

@@ -66,3 +66,23 @@ run "a_hub_adds_the_tunnel" {
     error_message = "the tunnel lives on the first node"
   }
 }
+
+run "the_backup_chain_grows_with_its_inputs" {
+  command = plan
+  variables {
+    backup = {
+      datastore         = "store1"
+      pve_storage       = "pbs-store1"
+      sync_remote       = "central"
+      sync_remote_store = "edge-001"
+    }
+  }
+  assert {
+    condition     = edge_pbs_job.backup[0].backup.storage == "pbs-store1" && edge_pbs_job.backup[0].backup.all == true
+    error_message = "the nightly backup goes to the PBS storage"
+  }
+  assert {
+    condition     = edge_pbs_job.sync[0].sync.remote == "central" && edge_pbs_job.sync[0].sync.sync_direction == "push"
+    error_message = "the off-site copy pushes to the remote"
+  }
+}
