@@ -44,6 +44,16 @@ fn bmc_power(lab: &Lab, endpoint: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Pids of the processes whose working directory is `dir`.
+fn processes_in(dir: &std::path::Path) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return vec![] };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir))
+        .collect()
+}
+
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     let mut pause = Duration::from_millis(50);
@@ -201,6 +211,10 @@ fn the_store_converges_through_faults_and_a_killed_apply() {
             ended || ceph_pools(&lab).iter().any(|p| p == "vm-disks")
         });
         if !ended {
+            assert!(
+                !processes_in(tf.dir()).is_empty(),
+                "Terraform and its providers run in the configuration's directory"
+            );
             child.kill().expect("SIGKILL terraform");
             let _ = child.wait();
             killed = true;
@@ -212,10 +226,10 @@ fn the_store_converges_through_faults_and_a_killed_apply() {
         state_inventory(&tf).1.is_empty(),
         "the killed apply did not get to save the pool in the state (otherwise this tests nothing)"
     );
-    // The provider notices its parent is gone and exits too; nothing of it is left running.
-    wait_until("no provider process left for this run", Duration::from_secs(20), || {
-        let ps = Command::new("pgrep").args(["-f", &tf.dir().display().to_string()]).output();
-        ps.map(|o| o.stdout.is_empty()).unwrap_or(true)
+    // The provider notices its parent is gone and exits too: no process is left working in this
+    // configuration's directory (Terraform starts its providers there).
+    wait_until("no process left in the killed run's directory", Duration::from_secs(20), || {
+        processes_in(tf.dir()).is_empty()
     });
 
     // Re-apply until it converges: injected failed tasks may fail an apply; each run must make

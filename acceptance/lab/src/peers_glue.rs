@@ -24,9 +24,11 @@ fn run<F: Future>(handle: &tokio::runtime::Handle, f: F) -> F::Output {
     }
 }
 
-/// Ceph mon ports per `--net`, so parallel labs with `--ceph` do not collide.
+/// Ceph mon ports per `--net`, so parallel labs with `--ceph` do not collide. Below Linux's
+/// ephemeral range (32768–60999): a port in it can be taken at any moment by some client
+/// connection's local end, and the mon then fails to bind ("Address already in use").
 pub fn ceph_ports(net: u8) -> (u16, u16) {
-    let base = 33000 + 2 * net as u16;
+    let base = 20000 + 2 * net as u16;
     (base, base + 1)
 }
 
