@@ -4,8 +4,6 @@
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::clients::http::{de, segment, ApiClient, Product, Retry};
 use crate::clients::ClientError;
@@ -14,6 +12,15 @@ use crate::provider::ApiConfig;
 #[derive(Debug)]
 pub struct PbsClient {
     api: ApiClient,
+}
+
+/// The generic calls (`get`, `get_query`, `post`, `put`, `delete`, `wait_task`) are
+/// [`ApiClient`]'s; this type adds the typed endpoints.
+impl std::ops::Deref for PbsClient {
+    type Target = ApiClient;
+    fn deref(&self) -> &ApiClient {
+        &self.api
+    }
 }
 
 /// The PBS job collections under `/config`.
@@ -40,38 +47,6 @@ impl PbsClient {
     }
     pub fn new(api: ApiClient) -> PbsClient {
         PbsClient { api }
-    }
-    pub fn api(&self) -> &ApiClient {
-        &self.api
-    }
-
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.api.get(path).await
-    }
-    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-        retry: Retry,
-    ) -> Result<T, ClientError> {
-        self.api.post(path, body, retry).await
-    }
-    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, ClientError> {
-        self.api.put(path, body).await
-    }
-    pub async fn delete<Q: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        q: &Q,
-    ) -> Result<T, ClientError> {
-        self.api.delete(path, q).await
-    }
-    pub async fn wait_task(&self, upid: &str, deadline: Instant, stop: &CancellationToken) -> Result<(), ClientError> {
-        self.api.wait_task(upid, deadline, stop).await
     }
 
     /// One job's config as JSON (PBS answers a missing job with 404 → `None`).

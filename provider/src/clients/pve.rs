@@ -2,7 +2,6 @@
 //! waiting, and typed wrappers for the endpoints the resources use (Ceph pools, backup jobs).
 //! Parameter names follow PVE's published API schema (`pve-apidata.json`).
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +16,15 @@ pub struct PveClient {
     api: ApiClient,
 }
 
+/// The generic calls (`get`, `get_query`, `post`, `put`, `delete`, `wait_task`) are
+/// [`ApiClient`]'s; this type adds the typed endpoints.
+impl std::ops::Deref for PveClient {
+    type Target = ApiClient;
+    fn deref(&self) -> &ApiClient {
+        &self.api
+    }
+}
+
 /// What a mutating PVE call returns: a task UPID for long work, or nothing.
 pub type MaybeUpid = Option<String>;
 
@@ -27,46 +35,7 @@ impl PveClient {
     pub fn new(api: ApiClient) -> PveClient {
         PveClient { api }
     }
-    pub fn api(&self) -> &ApiClient {
-        &self.api
-    }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.api.get(path).await
-    }
-    pub async fn get_query<Q: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        q: &Q,
-    ) -> Result<T, ClientError> {
-        self.api.get_query(path, q).await
-    }
-    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-        retry: Retry,
-    ) -> Result<T, ClientError> {
-        self.api.post(path, body, retry).await
-    }
-    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> Result<T, ClientError> {
-        self.api.put(path, body).await
-    }
-    pub async fn delete<Q: Serialize + ?Sized, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        q: &Q,
-    ) -> Result<T, ClientError> {
-        self.api.delete(path, q).await
-    }
-    /// Waits for a task to end; see [`ApiClient::wait_task`].
-    pub async fn wait_task(&self, upid: &str, deadline: Instant, stop: &CancellationToken) -> Result<(), ClientError> {
-        self.api.wait_task(upid, deadline, stop).await
-    }
     /// Waits for the task if the call started one.
     pub async fn wait_maybe(
         &self,
