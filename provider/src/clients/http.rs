@@ -568,56 +568,58 @@ fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| ClientError::Config(format!("TLS: {e}")))?;
-    let cfg =
-        match trust {
-            Trust::Fingerprint(fp) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint: *fp, provider: provider() }))
-                .with_no_client_auth(),
-            Trust::Insecure => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pinned { fingerprint: [0; 32], provider: provider() }.any()))
-                .with_no_client_auth(),
-            Trust::CaPem(pem) => {
-                let mut roots = rustls::RootCertStore::empty();
-                let mut n = 0;
-                for c in rustls_pemfile::certs(&mut pem.as_bytes()) {
-                    let c = c.map_err(|e| ClientError::Config(format!("ca_pem: {e}")))?;
-                    roots.add(c).map_err(|e| ClientError::Config(format!("ca_pem: {e}")))?;
-                    n += 1;
-                }
-                if n == 0 {
-                    return Err(ClientError::Config("ca_pem holds no PEM certificate".into()));
-                }
-                builder.with_root_certificates(roots).with_no_client_auth()
+    let cfg = match trust {
+        Trust::Fingerprint(fp) => {
+            builder.dangerous().with_custom_certificate_verifier(CertCheck::pinned(*fp)).with_no_client_auth()
+        }
+        Trust::Insecure => builder.dangerous().with_custom_certificate_verifier(CertCheck::any()).with_no_client_auth(),
+        Trust::CaPem(pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let mut n = 0;
+            for c in rustls_pemfile::certs(&mut pem.as_bytes()) {
+                let c = c.map_err(|e| ClientError::Config(format!("ca_pem: {e}")))?;
+                roots.add(c).map_err(|e| ClientError::Config(format!("ca_pem: {e}")))?;
+                n += 1;
             }
-            Trust::Unset => return Err(ClientError::Config(
+            if n == 0 {
+                return Err(ClientError::Config("ca_pem holds no PEM certificate".into()));
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        Trust::Unset => {
+            return Err(ClientError::Config(
                 "no way to trust the server: set tls_fingerprint (recommended, `pvenode cert info` shows it) or ca_pem"
                     .into(),
-            )),
-        };
+            ))
+        }
+    };
     Ok(cfg)
 }
 
-/// Accepts exactly the certificate whose SHA-256 is pinned (Proxmox nodes use self-signed
-/// certificates, so a pin is the normal way to trust them), and still checks the handshake
-/// signatures so the peer must hold the certificate's key.
+/// Checks a server certificate against a pin, or accepts any and remembers what it saw (used
+/// to learn a node's fingerprint on first contact, and for `insecure`). Handshake signatures
+/// are always verified, so the peer must hold the certificate's key.
 #[derive(Debug)]
-struct Pinned {
-    fingerprint: [u8; 32],
+pub struct CertCheck {
+    pin: Option<[u8; 32]>,
+    seen: std::sync::Mutex<Option<String>>,
     provider: Arc<CryptoProvider>,
 }
 
-#[derive(Debug)]
-struct AnyCert(Pinned);
-
-impl Pinned {
-    fn any(self) -> AnyCert {
-        AnyCert(self)
+impl CertCheck {
+    pub fn pinned(fp: [u8; 32]) -> Arc<CertCheck> {
+        Arc::new(CertCheck { pin: Some(fp), seen: Default::default(), provider: provider() })
+    }
+    pub fn any() -> Arc<CertCheck> {
+        Arc::new(CertCheck { pin: None, seen: Default::default(), provider: provider() })
+    }
+    /// The fingerprint of the last certificate presented.
+    pub fn seen(&self) -> Option<String> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
-impl ServerCertVerifier for Pinned {
+impl ServerCertVerifier for CertCheck {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -626,14 +628,13 @@ impl ServerCertVerifier for Pinned {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        if got == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "certificate fingerprint mismatch: the server presented {}, the provider pins another one",
-                fingerprint_of(end_entity.as_ref())
-            )))
+        let fp = fingerprint_of(end_entity.as_ref());
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp.clone());
+        match self.pin {
+            Some(pin) if <[u8; 32]>::from(Sha256::digest(end_entity.as_ref())) != pin => Err(rustls::Error::General(
+                format!("certificate fingerprint mismatch: the server presented {fp}, the provider pins another one"),
+            )),
+            _ => Ok(ServerCertVerified::assertion()),
         }
     }
     fn verify_tls12_signature(
@@ -654,38 +655,6 @@ impl ServerCertVerifier for Pinned {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
     }
 }
 

@@ -18,19 +18,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
-use crate::clients::http::{fingerprint_of, parse_fingerprint};
+use crate::clients::http::{parse_fingerprint, CertCheck};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedfishError {
@@ -163,7 +160,7 @@ impl RedfishClient {
                         ))
                     }
                 };
-                builder = builder.use_preconfigured_tls(verifier.client_config()?);
+                builder = builder.use_preconfigured_tls(client_config(&verifier)?);
             }
             s => {
                 return Err(RedfishError::Config(format!(
@@ -458,87 +455,21 @@ fn redfish_message(body: &str) -> String {
     }
 }
 
-// --- TLS: a pinned certificate, or any certificate with its fingerprint recorded ----------
-
-/// Checks a server certificate against a pin, or accepts any and remembers what it saw (used
-/// to learn a node's fingerprint on first contact, and for `insecure`). Handshake signatures
-/// are always verified, so the peer must hold the certificate's key.
-#[derive(Debug)]
-pub struct CertCheck {
-    pin: Option<[u8; 32]>,
-    seen: std::sync::Mutex<Option<String>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl CertCheck {
-    pub fn pinned(fp: [u8; 32]) -> Arc<CertCheck> {
-        Arc::new(CertCheck { pin: Some(fp), seen: Default::default(), provider: crypto() })
-    }
-    pub fn any() -> Arc<CertCheck> {
-        Arc::new(CertCheck { pin: None, seen: Default::default(), provider: crypto() })
-    }
-    /// The fingerprint of the last certificate presented.
-    pub fn seen(&self) -> Option<String> {
-        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-    pub fn client_config(self: &Arc<Self>) -> Result<rustls::ClientConfig, RedfishError> {
-        Ok(rustls::ClientConfig::builder_with_provider(crypto())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| RedfishError::Config(format!("TLS: {e}")))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::clone(self) as Arc<dyn ServerCertVerifier>)
-            .with_no_client_auth())
-    }
-}
-
-fn crypto() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-impl ServerCertVerifier for CertCheck {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let fp = fingerprint_of(end_entity.as_ref());
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp.clone());
-        match self.pin {
-            Some(pin) if <[u8; 32]>::from(Sha256::digest(end_entity.as_ref())) != pin => Err(rustls::Error::General(
-                format!("certificate fingerprint mismatch: the server presented {fp}, another one is pinned"),
-            )),
-            _ => Ok(ServerCertVerified::assertion()),
-        }
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
+/// A TLS client configuration that trusts what `check` accepts.
+fn client_config(check: &Arc<CertCheck>) -> Result<rustls::ClientConfig, RedfishError> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| RedfishError::Config(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::clone(check) as Arc<dyn ServerCertVerifier>)
+        .with_no_client_auth())
 }
 
 /// Connects to `host:port` over TLS and returns the SHA-256 fingerprint of the certificate
 /// the server presents (`AB:CD:…`), without trusting it for anything else.
 pub async fn probe_fingerprint(host: &str, port: u16, timeout: Duration) -> Result<String, RedfishError> {
     let check = CertCheck::any();
-    let cfg = check.client_config()?;
+    let cfg = client_config(&check)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| RedfishError::Config(format!("{host:?} is not a host name or address: {e}")))?;
