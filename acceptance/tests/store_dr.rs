@@ -189,11 +189,12 @@ fn the_store_converges_through_faults_and_a_killed_apply() {
     let keys = tempfile::tempdir().expect("temp dir");
     let tf = example_store(&lab, keys.path());
     // 10 % of PVE/PBS answers are 5xx, every answer is 50 ms late, 10 % of tasks fail.
-    lab.admin(
-        "POST",
-        "/lab/faults",
-        Some(&json!({"pattern": ".*", "error_rate": 0.1, "latency_ms": 50, "fail_tasks": 0.1, "seed": 11})),
-    );
+    let faults = json!({"pattern": ".*", "error_rate": 0.1, "latency_ms": 50, "fail_tasks": 0.1, "seed": 11});
+    // For the kill only: reading pools back takes 3 s more, so the provider is still working on
+    // the pool it just created when the test sees it in Ceph (otherwise the apply could end
+    // between two looks and there would be nothing to kill).
+    let slow_pool_reads = json!({"pattern": "GET .*/ceph/pool", "latency_ms": 3000});
+    lab.admin("POST", "/lab/faults", Some(&json!([faults, slow_pool_reads])));
 
     // Kill Terraform (SIGKILL: no chance to save state) once the pool exists in Ceph — created,
     // not yet in the state. An apply that an injected fault ends earlier is simply run again.
@@ -222,6 +223,8 @@ fn the_store_converges_through_faults_and_a_killed_apply() {
         }
     }
     assert!(killed, "every apply ended (by injected faults) before the pool was created");
+    lab.admin("DELETE", "/lab/faults", None);
+    lab.admin("POST", "/lab/faults", Some(&faults));
     assert!(
         state_inventory(&tf).1.is_empty(),
         "the killed apply did not get to save the pool in the state (otherwise this tests nothing)"
