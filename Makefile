@@ -17,10 +17,11 @@ build:
 demo: deps
 	scripts/demo.sh
 
-# One build of every binary and test target, then the whole suite against it.
+# One build of every binary and test target, then the whole suite against it, then a check
+# that it left no process or network namespace behind (scripts/test.sh).
 test: deps
 	$(CARGO) build --workspace --bins --tests
-	$(CARGO) test --workspace --no-fail-fast
+	CARGO=$(CARGO) scripts/test.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -350,9 +350,65 @@ impl Lab {
 }
 
 impl Drop for Lab {
+    /// Stops the lab and checks that nothing of it is left: no process has the lab's directory
+    /// on its command line (serve, Ceph daemons, the BMC emulator all do). A leftover would eat
+    /// memory for the rest of the run and make the next lab on this net fail.
     fn drop(&mut self) {
-        let _ = Command::new(lab_bin()).arg("down").arg("--dir").arg(self.dir.path()).stdin(Stdio::null()).output();
+        let down = Command::new(lab_bin()).arg("down").arg("--dir").arg(self.dir.path()).stdin(Stdio::null()).output();
+        let left = processes_mentioning(self.dir.path());
+        if !std::thread::panicking() {
+            assert!(down.is_ok_and(|o| o.status.success()), "edge-lab down failed for {}", self.dir.path().display());
+            assert!(
+                left.is_empty(),
+                "processes of the lab in {} outlived `edge-lab down`: {left:?}",
+                self.dir.path().display()
+            );
+        }
     }
+}
+
+/// Live processes (pid, command line) whose command line contains `path`.
+pub fn processes_mentioning(path: &Path) -> Vec<(u32, String)> {
+    let needle = path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display().to_string();
+    processes_where(|args| args.join(" ").contains(&needle))
+}
+
+/// Live processes whose arguments are exactly `want` (the program compared by file name).
+pub fn processes_with_args(want: &[&str]) -> Vec<(u32, String)> {
+    processes_where(|args| {
+        args.len() == want.len()
+            && args.iter().zip(want).enumerate().all(|(i, (a, w))| {
+                if i == 0 {
+                    Path::new(a).file_name().is_some_and(|f| f == *w)
+                } else {
+                    a == w
+                }
+            })
+    })
+}
+
+/// Live (not zombie) processes other than this one whose argument list satisfies `pred`.
+fn processes_where(pred: impl Fn(&[String]) -> bool) -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // A zombie has exited; its parent has not reaped it yet.
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            if state == 'Z' || state == 'X' {
+                return None;
+            }
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<String> = raw
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            pred(&args).then(|| (pid, args.join(" ")))
+        })
+        .collect()
 }
 
 /// Minimal HTTP/1.1 JSON request over plain TCP (the admin API is loopback-only HTTP).

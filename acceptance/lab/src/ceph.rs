@@ -258,6 +258,11 @@ impl CephCluster {
         Ok(c)
     }
 
+    /// Opens the cluster described in `dir` whether or not its daemons run (to stop leftovers).
+    pub fn open_dir(dir: &Path) -> Result<CephCluster, CephError> {
+        Self::open(dir, CephOptions::default().cmd_timeout)
+    }
+
     fn open(dir: &Path, cmd_timeout: Duration) -> Result<CephCluster, CephError> {
         let dir = dir.canonicalize().map_err(|_| CephError::NotFound(dir.to_path_buf()))?;
         let path = dir.join("cluster.json");

@@ -1,5 +1,5 @@
 //! The `edge-lab` command line. `up` daemonizes `serve` and waits until every listener answers;
-//! `down` stops by pid file only and waits for the process to be gone.
+//! `down` stops the serve process and every peer it started, waiting until they are gone.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -182,6 +182,8 @@ fn up(a: &UpArgs) -> anyhow::Result<()> {
     let deadline = started + Duration::from_secs(if a.ceph { 180 } else { 60 });
     let mut delay = Duration::from_millis(20);
     loop {
+        // A serve that fails stops what it started itself (and what it refused to start over,
+        // peers of an earlier lab, is not ours to stop).
         if let Ok(Some(st)) = child.try_wait() {
             bail!(
                 "edge-lab serve exited with {st} before it was ready; see {}\n{}",
@@ -190,6 +192,7 @@ fn up(a: &UpArgs) -> anyhow::Result<()> {
             );
         }
         if Instant::now() > deadline {
+            stop_all(&dir);
             bail!("edge-lab not ready after {:?}; see {}", deadline - started, dir.join(LOG_FILE).display());
         }
         if let Some(v) = read_lab_json(&dir) {
@@ -283,36 +286,43 @@ pub fn admin_call(
     Ok((status, rest.to_string()))
 }
 
+/// Stops the lab in `dir` and every peer it started — also when its serve process is gone
+/// already (killed, crashed): peers are found by their configuration files under `dir`.
 fn down(dir: &Path) -> anyhow::Result<()> {
-    let Some(pid) = read_pid(dir) else {
-        println!("edge-lab: nothing running in {} (no pid file)", dir.display());
-        return Ok(());
-    };
-    if !pid_alive(pid) {
-        let _ = std::fs::remove_file(dir.join(PID_FILE));
-        println!("edge-lab: pid {pid} already gone");
-        return Ok(());
+    let stopped = stop_all(dir);
+    if stopped.is_empty() {
+        println!("edge-lab: nothing running in {}", dir.display());
+    } else {
+        println!("edge-lab: stopped {}", stopped.join(", "));
     }
-    // SAFETY: plain kill(2) on the pid we recorded.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut delay = Duration::from_millis(20);
-    while pid_alive(pid) {
-        if Instant::now() > deadline {
-            eprintln!("edge-lab: pid {pid} ignored SIGTERM; sending SIGKILL");
-            // SAFETY: as above.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            std::thread::sleep(Duration::from_millis(200));
-            break;
-        }
-        std::thread::sleep(delay);
-        delay = (delay * 3 / 2).min(Duration::from_millis(200));
-    }
-    // Peers normally stop with the lab; clean up whatever their pid files still name.
-    crate::peers_glue::stop_leftovers(dir);
-    let _ = std::fs::remove_file(dir.join(PID_FILE));
-    println!("edge-lab: stopped (pid {pid})");
     Ok(())
+}
+
+/// The work of `down`; returns what it stopped.
+fn stop_all(dir: &Path) -> Vec<String> {
+    let mut stopped = Vec::new();
+    if let Some(pid) = read_pid(dir).filter(|p| pid_alive(*p)) {
+        // SAFETY: plain kill(2) on the pid we recorded.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut delay = Duration::from_millis(20);
+        while pid_alive(pid) {
+            if Instant::now() > deadline {
+                eprintln!("edge-lab: pid {pid} ignored SIGTERM; sending SIGKILL");
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                std::thread::sleep(Duration::from_millis(200));
+                break;
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 3 / 2).min(Duration::from_millis(200));
+        }
+        stopped.push(format!("edge-lab serve (pid {pid})"));
+    }
+    // Normally none: serve stops its peers on SIGTERM. After a SIGKILL or a crash they run on.
+    stopped.extend(crate::peers_glue::stop_leftovers(dir));
+    let _ = std::fs::remove_file(dir.join(PID_FILE));
+    stopped
 }
 
 fn status(dir: &Path) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use crate::ceph::{CephCluster, CephOptions, PoolCreate};
 use crate::lab::{Bmc, BmcSystem, PoolBackend, RealPool};
+use crate::peers_util as util;
 use crate::redfish::{RedfishOptions, RedfishPeer, SystemSpec};
 use crate::state::{LabState, PowerDelay};
 
@@ -178,14 +179,89 @@ impl Bmc for RedfishBmc {
     }
 }
 
-/// After `down`: stop peers whose pid files are still there (normally none: the lab stops
-/// them on SIGTERM).
-pub fn stop_leftovers(dir: &Path) {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-    if let Ok(c) = CephCluster::attach(&dir.join("ceph")) {
-        let _ = rt.block_on(c.stop());
+/// Fails when an address a peer is about to listen on is taken, so `serve` stops before it
+/// starts anything (the peers themselves would fail only after seconds of setup).
+pub fn check_ports_free(st: &LabState) -> anyhow::Result<()> {
+    let net = st.options.net;
+    let mut addrs = Vec::new();
+    if st.options.redfish {
+        addrs.push(("the Redfish BMC", SocketAddr::from(([127, net, 0, 2], 8000))));
     }
-    if let Ok(r) = RedfishPeer::attach(&dir.join("redfish")) {
-        let _ = rt.block_on(r.stop());
+    if st.options.ceph {
+        let (v2, v1) = ceph_ports(net);
+        addrs.push(("the Ceph mon (msgr2)", SocketAddr::from(([127, 0, 0, 1], v2))));
+        addrs.push(("the Ceph mon (msgr1)", SocketAddr::from(([127, 0, 0, 1], v1))));
     }
+    for (what, addr) in addrs {
+        // Bound and released at once: nothing listens there now, so the peer can bind it.
+        std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr} for {what}"))?;
+    }
+    Ok(())
+}
+
+/// What identifies a peer process of the lab in `dir`: its configuration file, which is on its
+/// command line (`ceph-osd -c DIR/ceph/ceph.conf -i 0`, `sushy-emulator --config DIR/redfish/sushy.conf`).
+/// Found by command line rather than pid file, so a daemon whose pid file was never written
+/// (a serve killed half-way through starting Ceph) is found too.
+fn peer_needles(dir: &Path) -> [String; 2] {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    [
+        dir.join("ceph").join("ceph.conf").display().to_string(),
+        dir.join("redfish").join("sushy.conf").display().to_string(),
+    ]
+}
+
+/// Live peer processes of the lab in `dir`, as `name (pid N)`.
+pub fn live_peers(dir: &Path) -> Vec<String> {
+    peer_needles(dir)
+        .iter()
+        .flat_map(|needle| util::pids_with_cmdline_containing(needle))
+        .map(|pid| format!("{} (pid {pid})", process_label(pid)))
+        .collect()
+}
+
+/// `ceph-osd.2`, `sushy-emulator`, … from a process's command line.
+fn process_label(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<String> =
+        raw.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).filter(|a| !a.is_empty()).collect();
+    let base = |a: &String| Path::new(a).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    if let Some(tool) = args.iter().map(base).find(|b| b.starts_with("ceph-")) {
+        let id = args.iter().position(|a| a == "-i").and_then(|i| args.get(i + 1)).cloned().unwrap_or_default();
+        return format!("{tool}.{id}");
+    }
+    if args.iter().any(|a| a.contains("sushy-emulator")) {
+        return "sushy-emulator".into();
+    }
+    args.first().map(base).unwrap_or_else(|| "process".into())
+}
+
+/// Stops every peer of the lab in `dir` that still runs (after `down`, or after a serve that
+/// was killed): Ceph cleanly by its pid files first (so memstore keeps its objects), then
+/// whatever still runs with the lab's configuration files on its command line. Returns what
+/// it stopped.
+pub fn stop_leftovers(dir: &Path) -> Vec<String> {
+    let before = live_peers(dir);
+    if before.is_empty() {
+        return before;
+    }
+    if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        if let Ok(c) = CephCluster::open_dir(&dir.join("ceph")) {
+            if let Err(e) = rt.block_on(c.stop()) {
+                tracing::warn!(error = %e, "stopping ceph by its pid files");
+            }
+        }
+        if let Ok(r) = RedfishPeer::attach(&dir.join("redfish")) {
+            let _ = rt.block_on(r.stop());
+        }
+        let rest: Vec<(u32, String)> = peer_needles(dir)
+            .into_iter()
+            .flat_map(|n| util::pids_with_cmdline_containing(&n).into_iter().map(move |p| (p, n.clone())))
+            .collect();
+        let left = rt.block_on(util::terminate_all(&rest, std::time::Duration::from_secs(10)));
+        if !left.is_empty() {
+            tracing::warn!(?left, "peer processes survived SIGKILL");
+        }
+    }
+    before
 }

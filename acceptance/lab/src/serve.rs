@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::lab::Lab;
+use crate::lab::{lock, Lab};
 use crate::schema::{Product, Schema};
 use crate::state::{now_ms, write_atomic, BootedImage, LabOptions, LabState};
 use crate::{admin, artifacts, http, model, pbs, pki, pve};
@@ -26,6 +26,13 @@ pub async fn run(dir: PathBuf, opts: LabOptions, peers: PeerStarter) -> anyhow::
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let dir = dir.canonicalize()?;
     write_atomic(&dir.join(PID_FILE), std::process::id().to_string().as_bytes())?;
+    let res = serve_until_shutdown(&dir, opts, peers).await;
+    let _ = std::fs::remove_file(dir.join(PID_FILE));
+    res
+}
+
+async fn serve_until_shutdown(dir: &Path, opts: LabOptions, peers: PeerStarter) -> anyhow::Result<()> {
+    let dir = dir.to_path_buf();
     let state_path = dir.join("state.json");
     let st = match LabState::load(&state_path)? {
         Some(st) => {
@@ -52,68 +59,33 @@ pub async fn run(dir: PathBuf, opts: LabOptions, peers: PeerStarter) -> anyhow::
         }
         _ => tracing::warn!(dir = %schema_dir.display(), "schema files absent: VALIDATION IS OFF"),
     }
-    let net = st.options.net;
     let artifacts_dir = PathBuf::from(&st.options.artifacts_dir);
     std::fs::create_dir_all(&artifacts_dir)?;
 
-    // Admin + artifacts first: the BMC emulator downloads from the artifact server.
-    let admin_l = bind_reuse(&dir, "admin", SocketAddr::from(([127, net, 0, 1], 0))).await?;
-    let art_l = bind_reuse(&dir, "artifacts", SocketAddr::from(([127, net, 0, 1], 0))).await?;
-    let admin_ep = format!("http://{}", admin_l.local_addr()?);
-    let art_ep = format!("http://{}", art_l.local_addr()?);
+    // Peers of an earlier serve that was killed still run under this directory: starting new
+    // ones beside them would fight over ports and data. `edge-lab down` stops them.
+    let live = crate::peers_glue::live_peers(&dir);
+    if !live.is_empty() {
+        anyhow::bail!(
+            "peers of an earlier lab still run in {}: {}; stop them with `edge-lab down --dir {}`",
+            dir.display(),
+            live.join(", "),
+            dir.display()
+        );
+    }
+    // Every listener is claimed before any peer starts, so a busy address fails here, in
+    // milliseconds, with nothing started (Ceph takes seconds to come up and would be left behind).
+    let listeners = Listeners::bind(&dir, &st).await?;
+    crate::peers_glue::check_ports_free(&st)?;
 
     let (pools, bmc) = peers(&dir, &st).context("starting real peers")?;
     let lab = Arc::new(Lab::new(dir.clone(), st, pve_schema, pbs_schema, pools, bmc));
-    load_tasks(&lab);
-    *crate::lab::lock(&lab.admin_endpoint) = admin_ep.clone();
-    *crate::lab::lock(&lab.artifacts_endpoint) = art_ep.clone();
-    tokio::spawn(http::serve(admin_l, None, None, admin::handler(Arc::clone(&lab))));
-    tokio::spawn(http::serve(art_l, None, None, artifacts::handler(artifacts_dir.clone())));
-
-    let (ca, stores) = {
-        let st = lab.state();
-        (st.ca.clone(), st.stores.clone())
-    };
-    for s in &stores {
-        for n in &s.nodes {
-            let addr: SocketAddr = format!("{}:8006", n.address).parse()?;
-            let l = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-            // The node's certificate can change while the lab runs (cert drift, ACME order).
-            let cert_lab = Arc::clone(&lab);
-            let (csid, cname) = (s.id.clone(), n.name.clone());
-            let current: pki::CurrentCert = Arc::new(move || {
-                let st = cert_lab.state();
-                st.store(&csid).and_then(|s| s.node(&cname)).map(|n| n.cert.clone())
-            });
-            let tls = pki::live_server_config(current, &ca)?;
-            let gate_lab = Arc::clone(&lab);
-            let (sid, nname) = (s.id.clone(), n.name.clone());
-            let gate: http::Gate = Arc::new(move || {
-                let st = gate_lab.state();
-                st.store(&sid).and_then(|s| s.node(&nname)).is_some_and(|n| n.is_up(now_ms()))
-            });
-            tokio::spawn(http::serve(
-                l,
-                Some(tls),
-                Some(gate),
-                pve::handler(Arc::clone(&lab), s.id.clone(), n.name.clone()),
-            ));
-        }
-        let addr: SocketAddr = format!("{}:8007", s.pbs.address).parse()?;
-        let l = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        let cert = s.pbs.cert.clone().context("PBS certificate missing")?;
-        tokio::spawn(http::serve(
-            l,
-            Some(pki::server_config(&cert, &ca)?),
-            None,
-            pbs::handler(Arc::clone(&lab), s.id.clone()),
-        ));
+    // From here on the peers run: whatever fails stops them again.
+    if let Err(e) = start_serving(&lab, listeners, &artifacts_dir) {
+        stop_peers(&lab);
+        return Err(e);
     }
-    if lab.bmc.is_some() {
-        tokio::spawn(bare_metal_loop(Arc::clone(&lab)));
-    }
-    write_lab_json(&lab, &admin_ep, &art_ep, &artifacts_dir)?;
-    tracing::info!(admin = %admin_ep, "edge-lab ready");
+    tracing::info!(admin = %lock(&lab.admin_endpoint), "edge-lab ready");
 
     wait_for_shutdown().await;
     tracing::info!("shutting down");
@@ -122,14 +94,92 @@ pub async fn run(dir: PathBuf, opts: LabOptions, peers: PeerStarter) -> anyhow::
         lab.save(&st);
     }
     save_tasks(&lab);
+    stop_peers(&lab);
+    Ok(())
+}
+
+fn stop_peers(lab: &Lab) {
     if let Some(b) = &lab.bmc {
         b.stop();
     }
     if let Some(p) = &lab.pools {
         p.stop();
     }
-    let _ = std::fs::remove_file(dir.join(PID_FILE));
-    Ok(())
+}
+
+/// Every socket the lab serves on: admin, artifacts, each node's PVE API, each store's PBS.
+struct Listeners {
+    admin: TcpListener,
+    artifacts: TcpListener,
+    /// (store, node, listener)
+    nodes: Vec<(String, String, TcpListener)>,
+    /// (store, listener)
+    pbs: Vec<(String, TcpListener)>,
+}
+
+impl Listeners {
+    async fn bind(dir: &Path, st: &LabState) -> anyhow::Result<Listeners> {
+        let net = st.options.net;
+        let admin = bind_reuse(dir, "admin", SocketAddr::from(([127, net, 0, 1], 0))).await?;
+        let artifacts = bind_reuse(dir, "artifacts", SocketAddr::from(([127, net, 0, 1], 0))).await?;
+        let mut nodes = Vec::new();
+        let mut pbs = Vec::new();
+        for s in &st.stores {
+            for n in &s.nodes {
+                nodes.push((s.id.clone(), n.name.clone(), bind(&format!("{}:8006", n.address)).await?));
+            }
+            pbs.push((s.id.clone(), bind(&format!("{}:8007", s.pbs.address)).await?));
+        }
+        Ok(Listeners { admin, artifacts, nodes, pbs })
+    }
+}
+
+async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+    let addr: SocketAddr = addr.parse()?;
+    TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))
+}
+
+/// Serves every listener and writes lab.json (the sign `up` waits for).
+fn start_serving(lab: &Arc<Lab>, l: Listeners, artifacts_dir: &Path) -> anyhow::Result<()> {
+    load_tasks(lab);
+    let admin_ep = format!("http://{}", l.admin.local_addr()?);
+    let art_ep = format!("http://{}", l.artifacts.local_addr()?);
+    *lock(&lab.admin_endpoint) = admin_ep.clone();
+    *lock(&lab.artifacts_endpoint) = art_ep.clone();
+    tokio::spawn(http::serve(l.admin, None, None, admin::handler(Arc::clone(lab))));
+    tokio::spawn(http::serve(l.artifacts, None, None, artifacts::handler(artifacts_dir.to_path_buf())));
+
+    let ca = lab.state().ca.clone();
+    for (sid, nname, listener) in l.nodes {
+        // The node's certificate can change while the lab runs (cert drift, ACME order).
+        let cert_lab = Arc::clone(lab);
+        let (csid, cname) = (sid.clone(), nname.clone());
+        let current: pki::CurrentCert = Arc::new(move || {
+            let st = cert_lab.state();
+            st.store(&csid).and_then(|s| s.node(&cname)).map(|n| n.cert.clone())
+        });
+        let tls = pki::live_server_config(current, &ca)?;
+        let gate_lab = Arc::clone(lab);
+        let (gsid, gname) = (sid.clone(), nname.clone());
+        let gate: http::Gate = Arc::new(move || {
+            let st = gate_lab.state();
+            st.store(&gsid).and_then(|s| s.node(&gname)).is_some_and(|n| n.is_up(now_ms()))
+        });
+        tokio::spawn(http::serve(listener, Some(tls), Some(gate), pve::handler(Arc::clone(lab), sid, nname)));
+    }
+    for (sid, listener) in l.pbs {
+        let cert = lab.state().store(&sid).and_then(|s| s.pbs.cert.clone()).context("PBS certificate missing")?;
+        tokio::spawn(http::serve(
+            listener,
+            Some(pki::server_config(&cert, &ca)?),
+            None,
+            pbs::handler(Arc::clone(lab), sid),
+        ));
+    }
+    if lab.bmc.is_some() {
+        tokio::spawn(bare_metal_loop(Arc::clone(lab)));
+    }
+    write_lab_json(lab, &admin_ep, &art_ep, artifacts_dir)
 }
 
 const TASKS_FILE: &str = "tasks.json";
@@ -137,7 +187,7 @@ const TASKS_FILE: &str = "tasks.json";
 const TASKS_KEPT: usize = 2000;
 
 fn save_tasks(lab: &Lab) {
-    let tasks = crate::lab::lock(&lab.tasks);
+    let tasks = lock(&lab.tasks);
     let mut list: Vec<&crate::lab::Task> = tasks.values().collect();
     list.sort_by(|a, b| b.starttime.cmp(&a.starttime).then(b.pid.cmp(&a.pid)));
     list.truncate(TASKS_KEPT);
@@ -158,7 +208,7 @@ fn load_tasks(lab: &Lab) {
         tracing::warn!("task history unreadable; starting without it");
         return;
     };
-    let mut tasks = crate::lab::lock(&lab.tasks);
+    let mut tasks = lock(&lab.tasks);
     for mut t in list {
         if t.exitstatus.is_none() {
             t.exitstatus = Some("unexpected status".into());
@@ -254,8 +304,8 @@ pub fn lab_json(lab: &Lab, admin_ep: &str, art_ep: &str, artifacts_dir: &Path) -
 
 /// Rewrites lab.json after a change it publishes (a node's certificate), so it stays the truth.
 pub fn refresh_lab_json(lab: &Lab) -> anyhow::Result<()> {
-    let admin_ep = crate::lab::lock(&lab.admin_endpoint).clone();
-    let art_ep = crate::lab::lock(&lab.artifacts_endpoint).clone();
+    let admin_ep = lock(&lab.admin_endpoint).clone();
+    let art_ep = lock(&lab.artifacts_endpoint).clone();
     let artifacts_dir = PathBuf::from(&lab.state().options.artifacts_dir);
     write_lab_json(lab, &admin_ep, &art_ep, &artifacts_dir)
 }
@@ -292,7 +342,7 @@ fn bare_metal_tick(lab: &Lab) {
             .flat_map(|s| s.nodes.iter().map(|n| (s.id.clone(), n.name.clone(), n.system_id.clone(), n.power_on)))
             .collect()
     };
-    let art_ep = crate::lab::lock(&lab.artifacts_endpoint).clone();
+    let art_ep = lock(&lab.artifacts_endpoint).clone();
     for (sid, name, uuid, was_on) in nodes {
         let sys = match bmc.system(&uuid) {
             Ok(s) => s,

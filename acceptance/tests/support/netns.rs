@@ -340,5 +340,22 @@ impl Drop for Net {
         for iface in &self.ifaces {
             let _ = std::fs::remove_file(format!("/var/run/wireguard/{iface}.sock"));
         }
+        if !std::thread::panicking() {
+            // Nothing of this network may outlive the test: namespaces, or processes that run
+            // with its directory (sshd configs) or its interfaces (wireguard-go -f IFACE).
+            let listed = Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
+            let listed = String::from_utf8_lossy(&listed);
+            let left_ns: Vec<&String> = self
+                .namespaces
+                .iter()
+                .filter(|ns| listed.lines().any(|l| l.split_whitespace().next() == Some(ns.as_str())))
+                .collect();
+            assert!(left_ns.is_empty(), "network namespaces left behind: {left_ns:?}");
+            let mut left = edge_acceptance::processes_mentioning(self.dir.path());
+            for iface in &self.ifaces {
+                left.extend(edge_acceptance::processes_with_args(&["wireguard-go", "-f", iface]));
+            }
+            assert!(left.is_empty(), "processes of the test network left behind: {left:?}");
+        }
     }
 }

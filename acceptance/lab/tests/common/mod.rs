@@ -150,12 +150,31 @@ impl Drop for TestLab {
         }
         let pid = self.pid();
         let _ = run(&["down", "--dir", &self.dir.path().display().to_string()]);
-        if let Some(pid) = pid {
-            if alive(pid) && !std::thread::panicking() {
-                panic!("edge-lab pid {pid} survived down");
-            }
+        if std::thread::panicking() {
+            return;
         }
+        if let Some(pid) = pid {
+            assert!(!alive(pid), "edge-lab pid {pid} survived down");
+        }
+        // Serve, Ceph daemons and the BMC emulator all carry the lab directory on their command line.
+        let left = processes_mentioning(self.dir.path());
+        assert!(left.is_empty(), "processes of the lab outlived down: {left:?}");
     }
+}
+
+/// Live processes (pid, command line) other than this one whose command line contains `path`.
+pub fn processes_mentioning(path: &Path) -> Vec<(u32, String)> {
+    let needle = path.canonicalize().unwrap_or_else(|_| path.to_path_buf()).display().to_string();
+    let me = std::process::id();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me && alive(*pid as i32))
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmd.contains(&needle).then(|| (pid, cmd.trim().to_string()))
+        })
+        .collect()
 }
 
 pub fn decode(r: Response) -> (u16, Value) {
