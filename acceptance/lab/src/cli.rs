@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 
+use crate::profile::{PbsProfile, Profiles, PveProfile};
 use crate::schema::{Product, Schema};
 use crate::serve::{LAB_JSON, LOG_FILE, PID_FILE};
 use crate::state::{LabOptions, PowerDelay};
@@ -44,6 +45,17 @@ enum Cmd {
         #[arg(long)]
         verbose: bool,
     },
+    /// Writes the structural schemas the lab embeds (acceptance/lab/schemas) from Proxmox's
+    /// published ones: the reference copies in `--from DIR`, or the pinned upstream files
+    /// downloaded and checked by sha256 (`--download`).
+    Schemas {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, conflicts_with = "download", required_unless_present = "download")]
+        from: Option<PathBuf>,
+        #[arg(long)]
+        download: bool,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -73,6 +85,16 @@ struct UpArgs {
     /// Directory served by the artifact HTTP server (default DIR/artifacts).
     #[arg(long)]
     artifacts: Option<PathBuf>,
+    /// The Proxmox VE release the nodes answer as (schema, /version, version-dependent behaviour).
+    #[arg(long, value_enum, default_value_t = PveProfile::default())]
+    pve: PveProfile,
+    /// The Proxmox Backup Server release each store's PBS answers as.
+    #[arg(long, value_enum, default_value_t = PbsProfile::default())]
+    pbs: PbsProfile,
+    /// PVE error bodies as before pve-http-server 5.2.0 (PVE 8.0 to early 8.3): no `message`,
+    /// the text only in the HTTP reason phrase.
+    #[arg(long)]
+    pve_http_server_legacy: bool,
 }
 
 impl UpArgs {
@@ -89,6 +111,7 @@ impl UpArgs {
             install_ms: self.install_ms,
             bmc_power_delay: self.bmc_power_delay,
             artifacts_dir: artifacts.display().to_string(),
+            profiles: Profiles { pve: self.pve, pbs: self.pbs, pve_http_server_legacy: self.pve_http_server_legacy },
         }
     }
 }
@@ -101,6 +124,7 @@ pub fn main() -> ExitCode {
         Cmd::Down { dir } => down(&dir),
         Cmd::Status { dir } => status(&dir),
         Cmd::Coverage { verbose } => coverage(verbose),
+        Cmd::Schemas { out, from, download: _ } => schemas(&out, from.as_deref()),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -162,6 +186,10 @@ fn up(a: &UpArgs) -> anyhow::Result<()> {
     cmd.args(["--stores", &a.stores.to_string(), "--nodes-per-store", &a.nodes_per_store.to_string()]);
     cmd.args(["--seed", &a.seed.to_string(), "--net", &a.net.to_string(), "--install-ms", &a.install_ms.to_string()]);
     cmd.args(["--bmc-power-delay", a.bmc_power_delay.as_str()]);
+    cmd.args(["--pve", a.pve.name(), "--pbs", a.pbs.name()]);
+    if a.pve_http_server_legacy {
+        cmd.arg("--pve-http-server-legacy");
+    }
     if a.ceph {
         cmd.arg("--ceph");
     }
@@ -369,34 +397,48 @@ fn status(dir: &Path) -> anyhow::Result<()> {
 
 /// Implemented vs schema endpoints; fails if we claim an endpoint the schema does not have.
 pub fn coverage_report(verbose: bool) -> anyhow::Result<String> {
-    let dir = crate::schema::default_schema_dir();
     let mut out = String::new();
-    for (product, implemented) in [(Product::Pve, crate::pve::IMPLEMENTED), (Product::Pbs, crate::pbs::IMPLEMENTED)] {
-        let schema = Schema::load(&dir, product)?
-            .with_context(|| format!("schema for {product:?} not found in {}", dir.display()))?;
-        let all = schema.methods();
-        let mut missing_in_schema = Vec::new();
-        for (m, t) in implemented {
-            if !all.iter().any(|(am, at)| am == m && at == t) {
-                missing_in_schema.push(format!("{m} {t}"));
+    type Endpoints = &'static [(&'static str, &'static str)];
+    let profiles: [(Product, Endpoints, &[&str]); 2] = [
+        (Product::Pve, crate::pve::IMPLEMENTED, &["8.4", "9.1"]),
+        (Product::Pbs, crate::pbs::IMPLEMENTED, &["3.2", "3.4", "4.0"]),
+    ];
+    for (product, implemented, versions) in profiles {
+        for version in versions {
+            let schema = Schema::embedded(product, version)?;
+            let all = schema.methods();
+            let missing_in_schema: Vec<String> = implemented
+                .iter()
+                .filter(|(m, t)| !all.iter().any(|(am, at)| am == m && at == t))
+                .map(|(m, t)| format!("{m} {t}"))
+                .collect();
+            let pct = 100.0 * implemented.len() as f64 / all.len().max(1) as f64;
+            out.push_str(&format!(
+                "{product:?} {version}: {} of {} schema endpoints implemented ({pct:.1}%)\n",
+                implemented.len(),
+                all.len()
+            ));
+            if !missing_in_schema.is_empty() {
+                bail!("{product:?} {version}: implemented but not in the schema: {}", missing_in_schema.join(", "));
             }
         }
-        let pct = 100.0 * implemented.len() as f64 / all.len().max(1) as f64;
-        out.push_str(&format!(
-            "{product:?}: {} of {} schema endpoints implemented ({pct:.1}%)\n",
-            implemented.len(),
-            all.len()
-        ));
         if verbose {
             for (m, t) in implemented {
                 out.push_str(&format!("  + {m:6} {t}\n"));
             }
         }
-        if !missing_in_schema.is_empty() {
-            bail!("{product:?}: implemented but not in the schema: {}", missing_in_schema.join(", "));
-        }
     }
     Ok(out)
+}
+
+fn schemas(out: &Path, from: Option<&Path>) -> anyhow::Result<()> {
+    let upstream = crate::schemagen::upstream(from)?;
+    std::fs::create_dir_all(out)?;
+    for (name, bytes) in crate::schemagen::generate(&upstream)? {
+        crate::state::write_atomic(&out.join(&name), &bytes)?;
+        println!("{} ({} bytes)", out.join(&name).display(), bytes.len());
+    }
+    Ok(())
 }
 
 fn coverage(verbose: bool) -> anyhow::Result<()> {

@@ -106,6 +106,8 @@ pub struct FaultDecision {
 
 pub struct Lab {
     pub dir: PathBuf,
+    /// The releases the lab answers as (fixed for the life of the lab).
+    pub profiles: crate::profile::Profiles,
     state: Mutex<LabState>,
     pub pve_schema: Option<Schema>,
     pub pbs_schema: Option<Schema>,
@@ -136,6 +138,7 @@ impl Lab {
     ) -> Lab {
         Lab {
             dir,
+            profiles: state.options.profiles,
             state: Mutex::new(state),
             pve_schema,
             pbs_schema,

@@ -197,7 +197,10 @@ fn plain(r: ApiResult) -> PbsResult {
 
 fn dispatch(lab: &Arc<Lab>, cx: &PbsCx, method: &str, template: &str, p: &Map<String, Value>) -> PbsResult {
     match (method, template) {
-        ("GET", "/version") => plain(Ok(json!({"version": "4.0", "release": "14", "repoid": "0ab2c4e6f8a1b3c5"}))),
+        ("GET", "/version") => {
+            let (version, release, repoid) = lab.profiles.pbs.version();
+            plain(Ok(json!({"version": version, "release": release, "repoid": repoid})))
+        }
         ("POST", "/access/ticket") => plain(ticket(lab, cx, p)),
         (_, t) if t.starts_with("/access/users/") => plain(tokens(lab, cx, method, p)),
         (_, t) if t.starts_with("/config/datastore") => collection(lab, cx, method, "datastore", "name", p),
@@ -215,8 +218,12 @@ fn dispatch(lab: &Arc<Lab>, cx: &PbsCx, method: &str, template: &str, p: &Map<St
                 .map(|d| {
                     d.iter()
                         .map(|(k, c)| {
-                            let mut o =
-                                json!({"store": k, "backend-type": "filesystem", "mount-status": "nonremovable"});
+                            let mut o = json!({"store": k});
+                            // Removable datastores (3.3.0) brought `mount-status`; `backend-type`
+                            // (4.1.7) is newer than every PBS profile of the lab.
+                            if lab.profiles.pbs.removable_datastores() {
+                                o["mount-status"] = json!("nonremovable");
+                            }
                             if let Some(cm) = c.get("comment") {
                                 o["comment"] = cm.clone();
                             }

@@ -93,7 +93,6 @@ pub const IMPLEMENTED: &[(&str, &str)] = &[
     ("GET", "/nodes/{node}/certificates/info"),
 ];
 
-pub const VERSION: &str = "9.1.1";
 const DISKS: &[&str] = &["/dev/sdb", "/dev/sdc", "/dev/sdd"];
 
 struct Cx {
@@ -299,7 +298,10 @@ fn dispatch(lab: &Arc<Lab>, cx: &Cx, method: &str, template: &str, p: &Map<Strin
         return r;
     }
     match (method, template) {
-        ("GET", "/version") => Ok(json!({"version": VERSION, "release": "9.1", "repoid": "e1f9c2a8d0b34e1f"})),
+        ("GET", "/version") => {
+            let (version, release, repoid) = lab.profiles.pve.version();
+            Ok(json!({"version": version, "release": release, "repoid": repoid}))
+        }
         ("GET", "/access/ticket") => Ok(Value::Null),
         ("POST", "/access/ticket") => ticket(lab, cx, p),
         ("GET", "/access/users/{userid}/token")
@@ -347,7 +349,7 @@ fn dispatch(lab: &Arc<Lab>, cx: &Cx, method: &str, template: &str, p: &Map<Strin
                 "kversion": "Linux 6.14.8-2-pve #1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2 x86_64",
                 "current-kernel": {"sysname": "Linux", "release": "6.14.8-2-pve", "version": "#1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2", "machine": "x86_64"},
                 "boot-info": {"mode": "efi", "secureboot": 1},
-                "pveversion": format!("pve-manager/{VERSION}/e1f9c2a8d0b34e1f"),
+                "pveversion": pveversion(lab),
                 "idle": 0,
             }))
         }
@@ -486,6 +488,12 @@ fn dispatch(lab: &Arc<Lab>, cx: &Cx, method: &str, template: &str, p: &Map<Strin
         (_, t) if t.starts_with("/nodes/{node}/tasks") => tasks(lab, cx, method, template, p, Product::Pve),
         _ => Err(ApiErr::new(501, format!("Method '{method} {template}' not implemented"))),
     }
+}
+
+/// `pve-manager/VERSION/REPOID`, as `GET /nodes/{node}/status` reports it.
+fn pveversion(lab: &Lab) -> String {
+    let (version, _, repoid) = lab.profiles.pve.version();
+    format!("pve-manager/{version}/{repoid}")
 }
 
 fn ticket(lab: &Arc<Lab>, cx: &Cx, p: &Map<String, Value>) -> ApiResult {
@@ -1677,11 +1685,8 @@ pub(crate) fn tasks(
         if let Some(e) = &t.exitstatus {
             o["exitstatus"] = json!(e);
         }
-        if let Some(e) = t.endtime {
-            if product == Product::Pbs {
-                o["endtime"] = json!(e);
-            }
-        }
+        // PBS reports `endtime` in the task status from 4.2.1 on (proxmox-backup 2683bca43),
+        // later than every PBS profile of the lab.
         o
     };
     let find = |u: &str| -> Result<&crate::lab::Task, ApiErr> {

@@ -1,9 +1,8 @@
-//! Proxmox's published API schema (apidata.js as JSON): routing by path template, request
-//! validation exactly as PVE's JSONSchema.pm reports it, and a checker for responses against
-//! `returns`. The files are reference data read at run time, never copied into the repo.
+//! Proxmox's published API schema, per release: routing by path template, request validation
+//! exactly as PVE's JSONSchema.pm reports it, and a checker for responses against `returns`.
+//! The lab carries structural copies (no prose) made by `schemagen.rs`, one per profile.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde_json::{Map, Value};
@@ -17,12 +16,22 @@ pub enum Product {
     Pbs,
 }
 
+impl Product {
+    /// File-name prefix of its schemas.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Product::Pve => "pve",
+            Product::Pbs => "pbs",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    #[error("reading {0}: {1}")]
-    Read(PathBuf, std::io::Error),
-    #[error("parsing {0}: {1}")]
-    Parse(PathBuf, serde_json::Error),
+    #[error("no embedded schema {0}")]
+    Missing(String),
+    #[error("embedded schema {0}: {1}")]
+    Embedded(String, String),
 }
 
 #[derive(Debug)]
@@ -60,40 +69,32 @@ impl Compiled {
     }
 }
 
-/// Where the reference schemas live: `EDGE_LAB_SCHEMA_DIR`, else `<repo root>/../shared/reference`
-/// found from the build-time manifest dir or by walking up from the running binary.
-pub fn default_schema_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("EDGE_LAB_SCHEMA_DIR") {
-        return PathBuf::from(d);
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut candidates = vec![manifest.join("../../../shared/reference")];
-    if let Ok(exe) = std::env::current_exe() {
-        for anc in exe.ancestors() {
-            candidates.push(anc.join("shared/reference"));
-            candidates.push(anc.join("../shared/reference"));
-        }
-    }
-    for c in &candidates {
-        if c.join("pve-apidata.json").exists() {
-            return c.clone();
-        }
-    }
-    candidates.swap_remove(0)
+/// The structural schemas the lab carries (made by `edge-lab schemas generate`, see
+/// `schemagen.rs` and `schemas/PROVENANCE.json`), by file name.
+const EMBEDDED: &[(&str, &[u8])] = &[
+    ("pve-8.4.json.gz", include_bytes!("../schemas/pve-8.4.json.gz")),
+    ("pve-9.1.json.gz", include_bytes!("../schemas/pve-9.1.json.gz")),
+    ("pbs-3.2.json.gz", include_bytes!("../schemas/pbs-3.2.json.gz")),
+    ("pbs-3.4.json.gz", include_bytes!("../schemas/pbs-3.4.json.gz")),
+    ("pbs-4.0.json.gz", include_bytes!("../schemas/pbs-4.0.json.gz")),
+];
+
+/// The embedded file of a product at a profile (`pve-9.1.json.gz`).
+pub fn embedded_bytes(file: &str) -> Option<&'static [u8]> {
+    EMBEDDED.iter().find(|(f, _)| *f == file).map(|(_, b)| *b)
 }
 
 impl Schema {
-    /// Loads `pve-apidata.json` or `pbs-apidata.json` from `dir`; `Ok(None)` if absent.
-    pub fn load(dir: &Path, product: Product) -> Result<Option<Schema>, SchemaError> {
-        let file = dir.join(match product {
-            Product::Pve => "pve-apidata.json",
-            Product::Pbs => "pbs-apidata.json",
-        });
-        if !file.exists() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&file).map_err(|e| SchemaError::Read(file.clone(), e))?;
-        let root: Value = serde_json::from_str(&text).map_err(|e| SchemaError::Parse(file.clone(), e))?;
+    /// The schema of `product` as the release `profile` (e.g. "8.4", "3.2") publishes it.
+    pub fn embedded(product: Product, profile: &str) -> Result<Schema, SchemaError> {
+        let file = format!("{}-{profile}.json.gz", product.prefix());
+        let bytes = embedded_bytes(&file).ok_or_else(|| SchemaError::Missing(file.clone()))?;
+        let tree = crate::schemagen::decompress(bytes).map_err(|e| SchemaError::Embedded(file, e.to_string()))?;
+        Ok(Schema::from_tree(product, &tree))
+    }
+
+    /// Indexes a schema tree (`[{path, info, children}]`).
+    pub fn from_tree(product: Product, root: &Value) -> Schema {
         let mut endpoints = Vec::new();
         fn walk(n: &Value, out: &mut Vec<Endpoint>) {
             if let Some(path) = n.get("path").and_then(Value::as_str) {
@@ -115,7 +116,7 @@ impl Schema {
                 walk(n, &mut endpoints);
             }
         }
-        Ok(Some(Schema { product, endpoints, regex_cache: Mutex::new(BTreeMap::new()) }))
+        Schema { product, endpoints, regex_cache: Mutex::new(BTreeMap::new()) }
     }
 
     /// Finds the endpoint whose template matches `path` (literal segments win over `{param}`s)

@@ -50,15 +50,18 @@ async fn serve_until_shutdown(dir: &Path, opts: LabOptions, peers: PeerStarter) 
     if crate::acme::ensure_ca(&mut st).map_err(anyhow::Error::msg)? {
         st.save(&state_path)?;
     }
-    let schema_dir = crate::schema::default_schema_dir();
-    let pve_schema = Schema::load(&schema_dir, Product::Pve)?;
-    let pbs_schema = Schema::load(&schema_dir, Product::Pbs)?;
-    match (&pve_schema, &pbs_schema) {
-        (Some(a), Some(b)) => {
-            tracing::info!(dir = %schema_dir.display(), pve = a.endpoints.len(), pbs = b.endpoints.len(), "schema validation on")
-        }
-        _ => tracing::warn!(dir = %schema_dir.display(), "schema files absent: VALIDATION IS OFF"),
-    }
+    let profiles = st.options.profiles;
+    let pve_schema = Schema::embedded(Product::Pve, profiles.pve.name())?;
+    let pbs_schema = Schema::embedded(Product::Pbs, profiles.pbs.name())?;
+    tracing::info!(
+        pve = profiles.pve.name(),
+        pbs = profiles.pbs.name(),
+        legacy_http = profiles.pve_http_server_legacy,
+        pve_endpoints = pve_schema.endpoints.len(),
+        pbs_endpoints = pbs_schema.endpoints.len(),
+        "version profiles"
+    );
+    let (pve_schema, pbs_schema) = (Some(pve_schema), Some(pbs_schema));
     let artifacts_dir = PathBuf::from(&st.options.artifacts_dir);
     std::fs::create_dir_all(&artifacts_dir)?;
 
@@ -297,6 +300,8 @@ pub fn lab_json(lab: &Lab, admin_ep: &str, art_ep: &str, artifacts_dir: &Path) -
         "redfish": redfish, "ceph": ceph, "acme": acme,
         "schema_validation": lab.pve_schema.is_some() && lab.pbs_schema.is_some(),
         "install_ms": st.options.install_ms,
+        "profiles": {"pve": st.options.profiles.pve.name(), "pbs": st.options.profiles.pbs.name(),
+                     "pve_http_server_legacy": st.options.profiles.pve_http_server_legacy},
         "bmc_power_delay": st.options.bmc_power_delay.as_str(),
         "stores": stores,
     })

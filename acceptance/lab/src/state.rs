@@ -22,6 +22,9 @@ pub struct LabOptions {
     /// How the BMC emulator applies power changes (labs from before this option: `real`).
     #[serde(default)]
     pub bmc_power_delay: PowerDelay,
+    /// Which PVE and PBS releases the lab answers as (labs from before profiles: the newest).
+    #[serde(default)]
+    pub profiles: crate::profile::Profiles,
 }
 
 /// `--bmc-power-delay`: sushy's fake driver applies a power change 1–11 s after the Reset call,

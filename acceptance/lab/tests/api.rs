@@ -507,26 +507,44 @@ fn up_time_without_ceph_is_reported() {
     assert!(ok && out.contains("running: true"), "{out}");
 }
 
+/// The lab carries its schemas: a copy of the binary far from any checkout (no
+/// `../shared/reference` anywhere above it) still validates every request.
 #[test]
-fn runs_with_validation_off_when_the_schema_is_absent() {
+fn validates_without_the_reference_files() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display().to_string();
-    let out = std::process::Command::new(common::BIN)
+    let bin = dir.path().join("edge-lab");
+    std::fs::copy(common::BIN, &bin).unwrap();
+    let lab_dir = dir.path().join("lab");
+    let d = lab_dir.display().to_string();
+    let out = std::process::Command::new(&bin)
         .args(["up", "--dir", &d, "--net", "77"])
-        .env("EDGE_LAB_SCHEMA_DIR", dir.path().join("no-such-dir"))
+        .current_dir(dir.path())
         .output()
         .unwrap();
-    let down = || common::run(&["down", "--dir", &d]);
+    let down = || {
+        let o = std::process::Command::new(&bin).args(["down", "--dir", &d]).output().unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned())
+    };
     if !out.status.success() {
         down();
         panic!("up failed: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("lab.json")).unwrap()).unwrap();
-    let log = std::fs::read_to_string(dir.path().join("edge-lab.log")).unwrap_or_default();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(lab_dir.join("lab.json")).unwrap()).unwrap();
+    let ca = reqwest::Certificate::from_pem(v["ca_pem"].as_str().unwrap().as_bytes()).unwrap();
+    let client = reqwest::blocking::Client::builder().add_root_certificate(ca).build().unwrap();
+    let store = &v["stores"][0];
+    let r = client
+        .post(format!("{}/api2/json/nodes/pve1/ceph/pool", store["nodes"][0]["endpoint"].as_str().unwrap()))
+        .header("Authorization", format!("PVEAPIToken={}", store["pve"]["api_token"].as_str().unwrap()))
+        .form(&[("name", "p"), ("size", "99")])
+        .send()
+        .unwrap();
+    let (code, body) = common::decode(r);
     let (ok, text) = down();
     assert!(ok, "{text}");
-    assert_eq!(v["schema_validation"], false);
-    assert!(log.contains("VALIDATION IS OFF"), "{log}");
+    assert_eq!(v["schema_validation"], true);
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["errors"]["size"], "value must have a maximum value of 7", "{body}");
 }
 
 /// SHA-256 fingerprint (PVE spelling) of the certificate a node presents, trusting anything:

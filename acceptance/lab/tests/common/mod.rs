@@ -201,9 +201,3 @@ pub fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
-
-pub fn schema_dir() -> PathBuf {
-    std::env::var("EDGE_LAB_SCHEMA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference"))
-}
