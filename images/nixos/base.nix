@@ -38,7 +38,8 @@ in
     boot.loader.efi.canTouchEfiVariables = lib.mkDefault false;
     boot.kernelParams = [ "console=ttyS0,115200n8" "console=tty0" ];
 
-    # No passwords anywhere: users are declared here only, root and `edge` log in by key.
+    # No passwords in the image: users are declared here only, root and `edge` log in by key. A
+    # node's root password hash arrives with its per-node seed (seed.nix), never with the image.
     users.mutableUsers = false;
     users.users.root = {
       hashedPassword = "!";

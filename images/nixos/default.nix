@@ -8,5 +8,6 @@
     ./wireguard.nix
     ./ceph.nix
     ./pve.nix
+    ./seed.nix
   ];
 }
