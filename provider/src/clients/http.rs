@@ -115,14 +115,15 @@ fn reason_phrase(resp: &reqwest::Response) -> String {
 /// A failed request without an answer: a refused certificate (typed, found in the error's
 /// causes where the TLS verifier put it) or a transport failure.
 fn transport_error(method: &str, path: &str, e: &reqwest::Error) -> ClientError {
-    let message = error_text(e);
     match tls_failure(e) {
-        Some(failure) => ClientError::Tls { method: method.to_string(), path: path.to_string(), failure, message },
+        Some((failure, why)) => {
+            ClientError::Tls { method: method.to_string(), path: path.to_string(), failure, message: why }
+        }
         None => ClientError::Transport {
             method: method.to_string(),
             path: path.to_string(),
             connect: e.is_connect(),
-            message,
+            message: error_text(e),
         },
     }
 }
@@ -130,7 +131,8 @@ fn transport_error(method: &str, path: &str, e: &reqwest::Error) -> ClientError 
 /// The TLS verdict somewhere in `e`'s causes. rustls's error travels inside `io::Error`s
 /// (tokio-rustls wraps it, reqwest's connector wraps that again), whose `source()` skips the
 /// wrapped error, so an `io::Error` is opened with `get_ref` instead.
-pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
+/// Returns the verdict and its text (the pin mismatch names the presented fingerprint).
+pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<(TlsFailure, String)> {
     let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(r) = err.downcast_ref::<rustls::Error>() {
@@ -138,10 +140,10 @@ pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> 
                 rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))
                     if o.0.downcast_ref::<PinMismatch>().is_some() =>
                 {
-                    Some(TlsFailure::PinMismatch)
+                    Some((TlsFailure::PinMismatch, o.0.to_string()))
                 }
                 rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
-                    Some(TlsFailure::Untrusted)
+                    Some((TlsFailure::Untrusted, r.to_string()))
                 }
                 _ => None,
             };
@@ -910,6 +912,19 @@ mod tests {
                 ("POST", "/cluster/config") | ("GET", "/nodes/n1/dns") => {
                     (403, "{\"data\":null,\"message\":\"Permission check failed (user != root@pam)\\n\"}".into())
                 }
+                // Typed endpoints' follow-up reads.
+                ("GET", "/version") => match header("authorization") {
+                    Some(a) if a.starts_with("PBSAPIToken=") => {
+                        (200, r#"{"data":{"version":"3.2","release":"4","repoid":"abc"}}"#.into())
+                    }
+                    _ => (200, r#"{"data":{"version":"8.4.2","release":"8.4","repoid":"abc"}}"#.into()),
+                },
+                ("GET", "/config/sync") => (200, r#"{"data":[{"id":"other","store":"a"}]}"#.into()),
+                ("GET", "/nodes/n1/ceph/pool") => (200, r#"{"data":[{"pool_name":"rbd","pool":1}]}"#.into()),
+                ("GET", "/nodes/n1/ceph/pool/gone/status") | ("GET", "/nodes/n1/ceph/status") => {
+                    (500, r#"{"data":null}"#.into())
+                }
+                ("GET", "/nodes/n1/status") => (200, r#"{"data":{"uptime":5}}"#.into()),
                 // PBS: the bare message under a JSON content type.
                 ("GET", "/config/sync/x") => (400, "no such sync 'x'".into()),
                 ("DELETE", "/config/sync/x") => (404, "job 'x' does not exist.".into()),
@@ -988,6 +1003,7 @@ mod tests {
             .with_retry(fast());
         let e = c.get::<String>("/token").await.unwrap_err();
         assert!(e.is_pin_mismatch(), "{e:?}");
+        assert!(e.to_string().ends_with("the provider pins another one"), "{e}");
         assert!(!e.is_transient() && !e.is_unreachable(), "a pin mismatch is not retried, and not a dark site");
         assert_eq!(srv.hits.lock().unwrap().get("GET /api2/json/token"), None, "nothing was sent");
         let c = ApiClient::new(Product::Pve, &srv.endpoint, token(), Trust::CaPem(srv.ca_pem.clone())).unwrap();
@@ -1046,6 +1062,34 @@ mod tests {
         .await
         .unwrap_err();
         assert!(e.is(ApiErrorKind::Unauthorized), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn typed_endpoints_decide_absence_by_follow_up_reads_and_read_the_version_once() {
+        use crate::clients::pbs::{JobKind, PbsClient, PbsFeature, SyncJob};
+        use crate::clients::pve::{PveClient, PveFeature};
+        use crate::clients::version::Version;
+        let srv = server::start().await;
+        let api = |p| ApiClient::new(p, &srv.endpoint, token(), Trust::Insecure).unwrap().with_retry(fast());
+        let pve = PveClient::new(api(Product::Pve));
+        // A 500 on the pool's status, and the pool list does not show it: gone.
+        assert!(pve.pool_status("n1", "gone").await.unwrap().is_none());
+        // A 500 on Ceph's status that outlives the retries while the node answers.
+        let e = pve.ceph_status("n1").await.unwrap_err();
+        assert!(e.is(ApiErrorKind::NotInitialized), "{e:?}");
+        assert_eq!(pve.version().await.unwrap(), Version::new(8, 4, 2));
+        assert!(pve.supports(PveFeature::BackupNotificationMode).await.unwrap());
+        assert!(!pve.supports(PveFeature::PerPoolStatistics).await.unwrap());
+        let pbs = PbsClient::new(api(Product::Pbs));
+        // PBS's 400 for a missing sync job, and the list without it: absent.
+        assert!(pbs.job::<SyncJob>("x").await.unwrap().is_none());
+        assert!(!pbs.job_exists(JobKind::Sync, "x").await.unwrap());
+        // DELETE of a missing sync job (404): done.
+        pbs.job_delete(JobKind::Sync, "x").await.unwrap();
+        assert_eq!(pbs.version().await.unwrap(), Version::new(3, 2, 4));
+        assert!(!pbs.supports(PbsFeature::SyncDirection).await.unwrap());
+        assert!(pbs.supports(PbsFeature::LocalSync).await.unwrap());
+        assert_eq!(srv.hits.lock().unwrap()["GET /api2/json/version"], 2, "once per client");
     }
 
     #[tokio::test]

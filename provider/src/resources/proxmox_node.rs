@@ -1147,23 +1147,32 @@ async fn ceph_roles(pve: &PveClient, name: &str, initialized: bool) -> Result<Ce
     Ok(Ceph { mon: Some(mon), mgr: Some(mgr.iter().any(|m| m.on(name))), osd_devices: Some(osds), network: None })
 }
 
+/// The resource's `Iface` and the client's `Interface` have the same fields (only their serde
+/// names differ: Terraform's vs PVE's), so one field list converts either way.
+macro_rules! convert_iface {
+    ($i:expr => $to:ident) => {{
+        let i = $i;
+        $to {
+            iface: i.iface,
+            kind: i.kind,
+            cidr: i.cidr,
+            gateway: i.gateway,
+            bridge_ports: i.bridge_ports,
+            bridge_vlan_aware: i.bridge_vlan_aware,
+            slaves: i.slaves,
+            bond_mode: i.bond_mode,
+            vlan_id: i.vlan_id,
+            vlan_raw_device: i.vlan_raw_device,
+            autostart: i.autostart,
+            mtu: i.mtu,
+            comments: i.comments,
+        }
+    }};
+}
+
 /// An interface as PVE reports it, in the resource's terms.
 fn iface_of(i: Interface) -> Iface {
-    Iface {
-        iface: i.iface,
-        kind: i.kind,
-        cidr: i.cidr,
-        gateway: i.gateway,
-        bridge_ports: i.bridge_ports,
-        bridge_vlan_aware: i.bridge_vlan_aware,
-        slaves: i.slaves,
-        bond_mode: i.bond_mode,
-        vlan_id: i.vlan_id,
-        vlan_raw_device: i.vlan_raw_device,
-        autostart: i.autostart,
-        mtu: i.mtu,
-        comments: i.comments,
-    }
+    convert_iface!(i => Iface)
 }
 
 /// Every configured field equals what the node has.
@@ -1187,22 +1196,7 @@ fn iface_matches(want: &Iface, have: &Iface) -> bool {
 
 /// The PVE parameters of an interface.
 fn iface_body(i: &Iface) -> Interface {
-    let i = i.clone();
-    Interface {
-        iface: i.iface,
-        kind: i.kind,
-        cidr: i.cidr,
-        gateway: i.gateway,
-        bridge_ports: i.bridge_ports,
-        bridge_vlan_aware: i.bridge_vlan_aware,
-        slaves: i.slaves,
-        bond_mode: i.bond_mode,
-        vlan_id: i.vlan_id,
-        vlan_raw_device: i.vlan_raw_device,
-        autostart: i.autostart,
-        mtu: i.mtu,
-        comments: i.comments,
-    }
+    convert_iface!(i.clone() => Interface)
 }
 
 // --- clients -------------------------------------------------------------------------------
