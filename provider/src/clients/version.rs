@@ -8,8 +8,10 @@
 use std::fmt;
 
 use serde::Deserialize;
+use tokio::sync::OnceCell;
 
-use crate::clients::http::de;
+use crate::clients::http::{de, ApiClient};
+use crate::clients::ClientError;
 
 /// `GET /version` as both products answer it.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -20,6 +22,36 @@ pub struct VersionInfo {
     pub release: Option<String>,
     #[serde(default)]
     pub repoid: Option<String>,
+}
+
+/// A client's product version: `GET /version` read at most once (a failed read is tried again
+/// on the next call).
+#[derive(Debug, Default)]
+pub struct VersionCell(OnceCell<Version>);
+
+impl VersionCell {
+    pub(crate) async fn get(
+        &self,
+        api: &ApiClient,
+        parse: fn(&VersionInfo) -> Version,
+    ) -> Result<Version, ClientError> {
+        self.0
+            .get_or_try_init(|| async {
+                let info: VersionInfo = api.get("/version").await?;
+                Ok(parse(&info))
+            })
+            .await
+            .copied()
+    }
+}
+
+/// A feature gate of one product: there from `since()` on.
+pub trait Feature: Copy {
+    /// The first release with the feature.
+    fn since(self) -> Version;
+    fn available_in(self, v: Version) -> bool {
+        v >= self.since()
+    }
 }
 
 /// A release as major.minor.patch.

@@ -9,10 +9,8 @@ mod jobs;
 pub use datastore::*;
 pub use jobs::*;
 
-use tokio::sync::OnceCell;
-
 use crate::clients::http::{ApiClient, ErrorAnswer, Product};
-use crate::clients::version::{Version, VersionInfo};
+use crate::clients::version::{Feature, Version, VersionCell};
 use crate::clients::{ApiErrorKind, ClientError};
 use crate::provider::ApiConfig;
 
@@ -46,7 +44,7 @@ pub fn error_message(answer: &ErrorAnswer) -> String {
 #[derive(Debug)]
 pub struct PbsClient {
     api: ApiClient,
-    version: OnceCell<Version>,
+    version: VersionCell,
 }
 
 /// Behaviour that depends on the PBS release, decided in one place.
@@ -58,16 +56,13 @@ pub enum PbsFeature {
     SyncDirection,
 }
 
-impl PbsFeature {
+impl Feature for PbsFeature {
     /// The first PBS release with the feature.
-    pub fn since(self) -> Version {
+    fn since(self) -> Version {
         match self {
             PbsFeature::LocalSync => Version::new(3, 1, 0),
             PbsFeature::SyncDirection => Version::new(3, 3, 0),
         }
-    }
-    pub fn available_in(self, v: Version) -> bool {
-        v >= self.since()
     }
 }
 
@@ -76,19 +71,13 @@ impl PbsClient {
         Ok(PbsClient::new(ApiClient::from_config(Product::Pbs, cfg)?))
     }
     pub fn new(api: ApiClient) -> PbsClient {
-        PbsClient { api, version: OnceCell::new() }
+        PbsClient { api, version: VersionCell::default() }
     }
 
     /// The PBS version (`GET /version`: major.minor in `version`, the patch in `release`),
     /// read once per client.
     pub async fn version(&self) -> Result<Version, ClientError> {
-        self.version
-            .get_or_try_init(|| async {
-                let info: VersionInfo = self.api.get("/version").await?;
-                Ok(Version::from_pbs(&info))
-            })
-            .await
-            .copied()
+        self.version.get(&self.api, Version::from_pbs).await
     }
 
     /// Whether this PBS has `feature`.

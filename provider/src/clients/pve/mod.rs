@@ -19,10 +19,8 @@ pub use network::*;
 pub use node::*;
 pub use tasks::MaybeUpid;
 
-use tokio::sync::OnceCell;
-
 use crate::clients::http::{ApiClient, ErrorAnswer, Product};
-use crate::clients::version::{Version, VersionInfo};
+use crate::clients::version::{Feature, Version, VersionCell};
 use crate::clients::{ApiErrorKind, ClientError};
 use crate::provider::ApiConfig;
 
@@ -89,7 +87,7 @@ pub fn error_message(answer: &ErrorAnswer) -> String {
 #[derive(Debug)]
 pub struct PveClient {
     api: ApiClient,
-    version: OnceCell<Version>,
+    version: VersionCell,
 }
 
 /// Behaviour that depends on the PVE release, decided in one place.
@@ -102,16 +100,13 @@ pub enum PveFeature {
     PerPoolStatistics,
 }
 
-impl PveFeature {
+impl Feature for PveFeature {
     /// The first pve-manager release with the feature.
-    pub fn since(self) -> Version {
+    fn since(self) -> Version {
         match self {
             PveFeature::BackupNotificationMode => Version::new(8, 1, 0),
             PveFeature::PerPoolStatistics => Version::new(9, 1, 12),
         }
-    }
-    pub fn available_in(self, v: Version) -> bool {
-        v >= self.since()
     }
 }
 
@@ -120,18 +115,12 @@ impl PveClient {
         Ok(PveClient::new(ApiClient::from_config(Product::Pve, cfg)?))
     }
     pub fn new(api: ApiClient) -> PveClient {
-        PveClient { api, version: OnceCell::new() }
+        PveClient { api, version: VersionCell::default() }
     }
 
     /// The pve-manager version (`GET /version`), read once per client.
     pub async fn version(&self) -> Result<Version, ClientError> {
-        self.version
-            .get_or_try_init(|| async {
-                let info: VersionInfo = self.api.get("/version").await?;
-                Ok(Version::from_pve(&info))
-            })
-            .await
-            .copied()
+        self.version.get(&self.api, Version::from_pve).await
     }
 
     /// Whether this PVE has `feature`.
