@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
-use crate::clients::ClientError;
+use crate::clients::{pbs, pve, ClientError, TlsFailure};
 use crate::provider::ApiConfig;
 
 /// Which Proxmox product an endpoint is: they differ in header and cookie names only.
@@ -48,6 +48,119 @@ impl Product {
             Product::Pbs => "PBSAuthCookie",
         }
     }
+    /// The typed error for an error answer: the product's classifier decides the kind, its
+    /// reader the message (display only).
+    fn api_error(self, method: &str, path: &str, answer: &ErrorAnswer) -> ClientError {
+        let (kind, message) = match self {
+            Product::Pve => (pve::classify(method, path, answer.status), pve::error_message(answer)),
+            Product::Pbs => (pbs::classify(method, path, answer.status), pbs::error_message(answer)),
+        };
+        ClientError::Api {
+            kind,
+            method: method.to_string(),
+            path: path.to_string(),
+            status: answer.status,
+            message,
+            errors: answer.param_errors(),
+        }
+    }
+}
+
+/// An error answer as it came: status, the reason phrase the server sent, and the raw body
+/// (PVE: JSON, with or without `message`; PBS: the bare message text under a JSON content type).
+#[derive(Debug, Clone, Default)]
+pub struct ErrorAnswer {
+    pub status: u16,
+    /// The status line's reason phrase; PVE puts the error's first line there.
+    pub reason: String,
+    pub body: Vec<u8>,
+}
+
+impl ErrorAnswer {
+    fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice::<serde_json::Value>(&self.body).ok().filter(serde_json::Value::is_object)
+    }
+    /// The JSON body's `message`, trimmed, if there is a non-empty one.
+    pub fn json_message(&self) -> Option<String> {
+        self.json()?.get("message")?.as_str().map(|m| m.trim().to_string()).filter(|m| !m.is_empty())
+    }
+    /// The body as text when it is not JSON (PBS), trimmed.
+    pub fn text(&self) -> Option<String> {
+        if self.json().is_some() {
+            return None;
+        }
+        Some(String::from_utf8_lossy(&self.body).trim().to_string()).filter(|t| !t.is_empty())
+    }
+    /// `errors: {param: message}` of a JSON body.
+    pub fn param_errors(&self) -> BTreeMap<String, String> {
+        self.json()
+            .and_then(|j| j.get("errors").and_then(|e| e.as_object()).cloned())
+            .map(|o| {
+                o.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or(v.to_string()))).collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The reason phrase of the status line. reqwest's `StatusCode::canonical_reason` is only the
+/// standard text; hyper keeps a non-standard phrase (PVE's error message) in the response's
+/// extensions as `ReasonPhrase` (and none when the phrase is the standard one).
+fn reason_phrase(resp: &reqwest::Response) -> String {
+    match resp.extensions().get::<hyper::ext::ReasonPhrase>() {
+        Some(r) => String::from_utf8_lossy(r.as_bytes()).trim().to_string(),
+        None => resp.status().canonical_reason().unwrap_or("").to_string(),
+    }
+}
+
+/// A failed request without an answer: a refused certificate (typed, found in the error's
+/// causes where the TLS verifier put it) or a transport failure.
+fn transport_error(method: &str, path: &str, e: &reqwest::Error) -> ClientError {
+    match tls_failure(e) {
+        Some((failure, why)) => {
+            ClientError::Tls { method: method.to_string(), path: path.to_string(), failure, message: why }
+        }
+        None => ClientError::Transport {
+            method: method.to_string(),
+            path: path.to_string(),
+            connect: e.is_connect(),
+            message: error_text(e),
+        },
+    }
+}
+
+/// The TLS verdict somewhere in `e`'s causes. rustls's error travels inside `io::Error`s
+/// (tokio-rustls wraps it, reqwest's connector wraps that again), whose `source()` skips the
+/// wrapped error, so an `io::Error` is opened with `get_ref` instead.
+/// Returns the verdict and its text (the pin mismatch names the presented fingerprint).
+pub fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<(TlsFailure, String)> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return match r {
+                rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o))
+                    if o.0.downcast_ref::<PinMismatch>().is_some() =>
+                {
+                    Some((TlsFailure::PinMismatch, o.0.to_string()))
+                }
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+                    Some((TlsFailure::Untrusted, r.to_string()))
+                }
+                _ => None,
+            };
+        }
+        cur = match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
+/// What [`CertCheck`] fails a handshake with when the certificate is not the pinned one.
+#[derive(Debug, thiserror::Error)]
+#[error("certificate fingerprint mismatch: the server presented {presented}, the provider pins another one")]
+pub struct PinMismatch {
+    pub presented: String,
 }
 
 /// How the client proves who it is.
@@ -194,12 +307,12 @@ impl ApiClient {
         &self.base
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    pub(in crate::clients) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.call(Method::GET, path, None::<&()>, Retry::Idempotent).await
     }
 
     /// GET with query parameters.
-    pub async fn get_query<Q: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(in crate::clients) async fn get_query<Q: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
         query: &Q,
@@ -209,7 +322,7 @@ impl ApiClient {
 
     /// POST: only retried when the request never reached the server, unless `retry` says it
     /// is safe (the caller then copes with "already exists" on a repeat).
-    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(in crate::clients) async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
@@ -218,7 +331,7 @@ impl ApiClient {
         self.call(Method::POST, path, Some(body), retry).await
     }
 
-    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(in crate::clients) async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
@@ -226,7 +339,7 @@ impl ApiClient {
         self.call(Method::PUT, path, Some(body), Retry::Idempotent).await
     }
 
-    pub async fn delete<Q: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(in crate::clients) async fn delete<Q: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         path: &str,
         query: &Q,
@@ -236,7 +349,7 @@ impl ApiClient {
 
     /// One API call with the envelope unwrapped. GET and DELETE send parameters in the query,
     /// POST and PUT as a JSON body.
-    pub async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(in crate::clients) async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -284,49 +397,19 @@ impl ApiClient {
             req = if *method == Method::GET || *method == Method::DELETE { req.query(p) } else { req.json(p) };
         }
         req = self.authorize(req, method).await?;
-        let resp = req.send().await.map_err(|e| ClientError::Transport {
-            method: method.to_string(),
-            path: path.to_string(),
-            connect: e.is_connect(),
-            message: error_text(&e),
-        })?;
+        let resp = req.send().await.map_err(|e| transport_error(method.as_str(), path, &e))?;
         let status = resp.status();
-        let reason = status.canonical_reason().unwrap_or("").to_string();
-        let body = resp.bytes().await.map_err(|e| ClientError::Transport {
-            method: method.to_string(),
-            path: path.to_string(),
-            connect: false,
-            message: error_text(&e),
-        })?;
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        let reason = reason_phrase(&resp);
+        let body = resp.bytes().await.map_err(|e| transport_error(method.as_str(), path, &e))?;
         if !status.is_success() {
             if status.as_u16() == 401 {
                 // A ticket may have expired: log in again on the next attempt.
                 *self.ticket.lock().await = None;
             }
-            let errors: BTreeMap<String, String> = json
-                .get("errors")
-                .and_then(|e| e.as_object())
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or(v.to_string())))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let message = json
-                .get("message")
-                .and_then(|m| m.as_str())
-                .map(|m| m.trim().to_string())
-                .filter(|m| !m.is_empty())
-                .unwrap_or(reason);
-            return Err(ClientError::Api {
-                method: method.to_string(),
-                path: path.to_string(),
-                status: status.as_u16(),
-                message,
-                errors,
-            });
+            let answer = ErrorAnswer { status: status.as_u16(), reason, body: body.to_vec() };
+            return Err(self.product.api_error(method.as_str(), path, &answer));
         }
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         Ok(json.get("data").cloned().unwrap_or(serde_json::Value::Null))
     }
 
@@ -368,23 +451,15 @@ impl ApiClient {
             .json(&serde_json::json!({"username": user, "password": password}))
             .send()
             .await
-            .map_err(|e| ClientError::Transport {
-                method: "POST".into(),
-                path: "/access/ticket".into(),
-                connect: e.is_connect(),
-                message: error_text(&e),
-            })?;
+            .map_err(|e| transport_error("POST", "/access/ticket", &e))?;
         let status = resp.status();
-        let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+        let reason = reason_phrase(&resp);
+        let body = resp.bytes().await.map_err(|e| transport_error("POST", "/access/ticket", &e))?;
         if !status.is_success() {
-            return Err(ClientError::Api {
-                method: "POST".into(),
-                path: "/access/ticket".into(),
-                status: status.as_u16(),
-                message: format!("login as {user} failed"),
-                errors: BTreeMap::new(),
-            });
+            let answer = ErrorAnswer { status: status.as_u16(), reason, body: body.to_vec() };
+            return Err(self.product.api_error("POST", "/access/ticket", &answer));
         }
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
         let l: Login = serde_json::from_value(body.get("data").cloned().unwrap_or_default()).map_err(|e| {
             ClientError::Decode { method: "POST".into(), path: "/access/ticket".into(), message: e.to_string() }
         })?;
@@ -397,7 +472,7 @@ impl ApiClient {
     /// Waits until the task `upid` ends: polls its status starting at ~50 ms and backing off to
     /// ~1 s, gives up at `deadline` or when `stop` fires. A failed task's error carries the last
     /// lines of its log.
-    pub async fn wait_task(
+    pub(in crate::clients) async fn wait_task(
         &self,
         upid: &str,
         deadline: tokio::time::Instant,
@@ -438,7 +513,7 @@ impl ApiClient {
     }
 
     /// The last `n` lines of a task's log (best effort: empty when the log cannot be read).
-    pub async fn task_log_tail(&self, upid: &str, n: usize) -> Vec<String> {
+    pub(in crate::clients) async fn task_log_tail(&self, upid: &str, n: usize) -> Vec<String> {
         #[derive(serde::Deserialize)]
         struct Line {
             #[serde(default)]
@@ -466,6 +541,17 @@ pub fn upid_node(upid: &str) -> Result<&str, ClientError> {
             message: "not a UPID (expected UPID:node:…)".into(),
         }),
     }
+}
+
+/// The fields set in `old` that `new` leaves out, by their API names: what an update must
+/// `delete` (PVE and PBS reset a field only when told to).
+pub fn removed_keys<T: Serialize>(old: &T, new: &T) -> Vec<String> {
+    let names = |v: &T| match serde_json::to_value(v) {
+        Ok(serde_json::Value::Object(o)) => o.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect(),
+        _ => Vec::new(),
+    };
+    let keep = names(new);
+    names(old).into_iter().filter(|k| k != "id" && !keep.contains(k)).collect()
 }
 
 /// Percent-encodes one path segment (UPIDs hold `:` and PBS ones `\`).
@@ -534,6 +620,22 @@ pub mod de {
     }
     pub fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         Ok(Option::<Value>::deserialize(d)?.as_ref().and_then(string))
+    }
+    /// Integers that may come as an array (of numbers or strings) or as one comma list.
+    pub fn opt_ints<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<i64>>, D::Error> {
+        Ok(match Option::<Value>::deserialize(d)? {
+            Some(Value::Array(a)) => Some(a.iter().filter_map(int).collect()),
+            Some(Value::String(s)) => Some(s.split(',').filter_map(|x| x.trim().parse().ok()).collect()),
+            Some(v) => int(&v).map(|i| vec![i]),
+            None => None,
+        })
+    }
+    /// A flag as PVE's parameters want it: 0 or 1.
+    pub fn ser_opt_flag<S: serde::Serializer>(v: &Option<bool>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_u8(u8::from(*b)),
+            None => s.serialize_none(),
+        }
     }
     /// A list that may come as a JSON array or as one string (PBS `group-filter`).
     pub fn opt_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
@@ -631,9 +733,11 @@ impl ServerCertVerifier for CertCheck {
         let fp = fingerprint_of(end_entity.as_ref());
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp.clone());
         match self.pin {
-            Some(pin) if <[u8; 32]>::from(Sha256::digest(end_entity.as_ref())) != pin => Err(rustls::Error::General(
-                format!("certificate fingerprint mismatch: the server presented {fp}, the provider pins another one"),
-            )),
+            Some(pin) if <[u8; 32]>::from(Sha256::digest(end_entity.as_ref())) != pin => {
+                Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(Arc::new(
+                    PinMismatch { presented: fp },
+                )))))
+            }
             _ => Ok(ServerCertVerified::assertion()),
         }
     }
@@ -661,6 +765,7 @@ impl ServerCertVerifier for CertCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clients::ApiErrorKind;
 
     #[test]
     fn fingerprints_round_trip() {
@@ -765,8 +870,9 @@ mod tests {
                             })
                         };
                         let (status, body) = respond(&method, &path, n, &header);
+                        let reason = reason(&path, status);
                         let resp = format!(
-                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                             body.len()
                         );
                         let _ = tls.write_all(resp.as_bytes()).await;
@@ -782,9 +888,46 @@ mod tests {
             }
         }
 
+        /// PVE sends the error's first line as the reason phrase; everything else the standard one.
+        fn reason(path: &str, status: u16) -> &'static str {
+            match (path.trim_start_matches("/api2/json"), status) {
+                ("/pve/old" | "/pve/new", _) => "pool 'x' not found",
+                ("/cluster/config", 403) => "Permission check failed (user != root@pam)",
+                (_, 200) => "OK",
+                (_, 400) => "Bad Request",
+                (_, 401) => "Unauthorized",
+                (_, 403) => "Forbidden",
+                (_, 404) => "Not Found",
+                _ => "Internal Server Error",
+            }
+        }
+
         fn respond(method: &str, path: &str, n: usize, header: &dyn Fn(&str) -> Option<String>) -> (u16, String) {
             let p = path.trim_start_matches("/api2/json");
             match (method, p) {
+                // PVE before pve-http-server 5.2.0: the text only in the reason phrase.
+                ("GET", "/pve/old") => (500, r#"{"data":null}"#.into()),
+                // PVE 5.2.0 and later: also in the body.
+                ("GET", "/pve/new") => (500, "{\"data\":null,\"message\":\"pool 'x' not found\\n\"}".into()),
+                ("POST", "/cluster/config") | ("GET", "/nodes/n1/dns") => {
+                    (403, "{\"data\":null,\"message\":\"Permission check failed (user != root@pam)\\n\"}".into())
+                }
+                // Typed endpoints' follow-up reads.
+                ("GET", "/version") => match header("authorization") {
+                    Some(a) if a.starts_with("PBSAPIToken=") => {
+                        (200, r#"{"data":{"version":"3.2","release":"4","repoid":"abc"}}"#.into())
+                    }
+                    _ => (200, r#"{"data":{"version":"8.4.2","release":"8.4","repoid":"abc"}}"#.into()),
+                },
+                ("GET", "/config/sync") => (200, r#"{"data":[{"id":"other","store":"a"}]}"#.into()),
+                ("GET", "/nodes/n1/ceph/pool") => (200, r#"{"data":[{"pool_name":"rbd","pool":1}]}"#.into()),
+                ("GET", "/nodes/n1/ceph/pool/gone/status") | ("GET", "/nodes/n1/ceph/status") => {
+                    (500, r#"{"data":null}"#.into())
+                }
+                ("GET", "/nodes/n1/status") => (200, r#"{"data":{"uptime":5}}"#.into()),
+                // PBS: the bare message under a JSON content type.
+                ("GET", "/config/sync/x") => (400, "no such sync 'x'".into()),
+                ("DELETE", "/config/sync/x") => (404, "job 'x' does not exist.".into()),
                 ("GET", "/token") => match header("authorization").as_deref() {
                     Some("PVEAPIToken=root@pam!t=s3cret") => (200, r#"{"data":"tok"}"#.into()),
                     _ => (401, r#"{"data":null}"#.into()),
@@ -859,10 +1002,111 @@ mod tests {
             .unwrap()
             .with_retry(fast());
         let e = c.get::<String>("/token").await.unwrap_err();
-        assert!(e.to_string().contains("fingerprint mismatch"), "{e}");
-        assert!(!e.is_transient(), "a pin mismatch is not retried");
+        assert!(e.is_pin_mismatch(), "{e:?}");
+        assert!(e.to_string().ends_with("the provider pins another one"), "{e}");
+        assert!(!e.is_transient() && !e.is_unreachable(), "a pin mismatch is not retried, and not a dark site");
+        assert_eq!(srv.hits.lock().unwrap().get("GET /api2/json/token"), None, "nothing was sent");
         let c = ApiClient::new(Product::Pve, &srv.endpoint, token(), Trust::CaPem(srv.ca_pem.clone())).unwrap();
         assert_eq!(c.get::<String>("/token").await.unwrap(), "tok");
+        // Another CA: the certificate is untrusted, which is not a pin mismatch either.
+        let other = rcgen::CertificateParams::new(vec!["ca".to_string()])
+            .unwrap()
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        let c = ApiClient::new(Product::Pve, &srv.endpoint, token(), Trust::CaPem(other.pem())).unwrap();
+        let e = c.get::<String>("/token").await.unwrap_err();
+        assert!(matches!(e, ClientError::Tls { failure: TlsFailure::Untrusted, .. }), "{e:?}");
+        // Nobody listening: unreachable, and worth retrying.
+        let c = ApiClient::new(Product::Pve, "https://127.0.0.1:9", token(), Trust::Insecure).unwrap().with_retry(
+            RetryPolicy { attempts: 1, first_delay: Duration::from_millis(1), max_delay: Duration::from_millis(1) },
+        );
+        let e = c.get::<String>("/token").await.unwrap_err();
+        assert!(e.is_unreachable() && e.is_transient() && e.never_sent(), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn pve_errors_are_classified_by_status_and_read_from_body_or_reason_phrase() {
+        let srv = server::start().await;
+        let c = ApiClient::new(Product::Pve, &srv.endpoint, token(), Trust::Insecure).unwrap().with_retry(fast());
+        for path in ["/pve/old", "/pve/new"] {
+            let e = c.get::<serde_json::Value>(path).await.unwrap_err();
+            match &e {
+                ClientError::Api { kind, status, message, .. } => {
+                    assert_eq!((*kind, *status), (ApiErrorKind::Server, 500), "{path}");
+                    // Without a body message the custom reason phrase carries the text.
+                    assert_eq!(message, "pool 'x' not found", "{path}");
+                }
+                other => panic!("{path}: {other:?}"),
+            }
+            assert!(e.is_transient());
+            assert_eq!(srv.hits.lock().unwrap()[&format!("GET /api2/json{path}")], 4, "a 500 on a GET is retried");
+        }
+        let e =
+            c.post::<_, serde_json::Value>("/cluster/config", &serde_json::json!({}), Retry::Once).await.unwrap_err();
+        assert!(e.is(ApiErrorKind::RootOnly), "{e:?}");
+        let e = c.get::<serde_json::Value>("/nodes/n1/dns").await.unwrap_err();
+        assert!(e.is(ApiErrorKind::Forbidden), "{e:?}");
+        let e = c.get::<serde_json::Value>("/nothing").await.unwrap_err();
+        assert!(e.is(ApiErrorKind::NotFound) && !e.is_transient(), "{e:?}");
+        let e = c.post::<_, serde_json::Value>("/bad", &serde_json::json!({}), Retry::Once).await.unwrap_err();
+        assert!(e.is(ApiErrorKind::InvalidParams), "{e:?}");
+        // 401 from PVE's authentication layer: an empty body.
+        let e = ApiClient::new(
+            Product::Pve,
+            &srv.endpoint,
+            Credentials::Token(Zeroizing::new("x@pam!t=no".into())),
+            Trust::Insecure,
+        )
+        .unwrap()
+        .get::<String>("/token")
+        .await
+        .unwrap_err();
+        assert!(e.is(ApiErrorKind::Unauthorized), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn typed_endpoints_decide_absence_by_follow_up_reads_and_read_the_version_once() {
+        use crate::clients::pbs::{JobKind, PbsClient, PbsFeature, SyncJob};
+        use crate::clients::pve::{PveClient, PveFeature};
+        use crate::clients::version::Version;
+        let srv = server::start().await;
+        let api = |p| ApiClient::new(p, &srv.endpoint, token(), Trust::Insecure).unwrap().with_retry(fast());
+        let pve = PveClient::new(api(Product::Pve));
+        // A 500 on the pool's status, and the pool list does not show it: gone.
+        assert!(pve.pool_status("n1", "gone").await.unwrap().is_none());
+        // A 500 on Ceph's status that outlives the retries while the node answers.
+        let e = pve.ceph_status("n1").await.unwrap_err();
+        assert!(e.is(ApiErrorKind::NotInitialized), "{e:?}");
+        assert_eq!(pve.version().await.unwrap(), Version::new(8, 4, 2));
+        assert!(pve.supports(PveFeature::BackupNotificationMode).await.unwrap());
+        assert!(!pve.supports(PveFeature::PerPoolStatistics).await.unwrap());
+        let pbs = PbsClient::new(api(Product::Pbs));
+        // PBS's 400 for a missing sync job, and the list without it: absent.
+        assert!(pbs.job::<SyncJob>("x").await.unwrap().is_none());
+        assert!(!pbs.job_exists(JobKind::Sync, "x").await.unwrap());
+        // DELETE of a missing sync job (404): done.
+        pbs.job_delete(JobKind::Sync, "x").await.unwrap();
+        assert_eq!(pbs.version().await.unwrap(), Version::new(3, 2, 4));
+        assert!(!pbs.supports(PbsFeature::SyncDirection).await.unwrap());
+        assert!(pbs.supports(PbsFeature::LocalSync).await.unwrap());
+        assert_eq!(srv.hits.lock().unwrap()["GET /api2/json/version"], 2, "once per client");
+    }
+
+    #[tokio::test]
+    async fn pbs_error_bodies_are_text_under_a_json_content_type() {
+        let srv = server::start().await;
+        let c = ApiClient::new(Product::Pbs, &srv.endpoint, token(), Trust::Insecure).unwrap().with_retry(fast());
+        let e = c.get::<serde_json::Value>("/config/sync/x").await.unwrap_err();
+        match &e {
+            ClientError::Api { kind, status, message, .. } => {
+                assert_eq!((*kind, *status), (ApiErrorKind::InvalidParams, 400));
+                assert_eq!(message, "no such sync 'x'", "the body, not 'Bad Request'");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = c.delete::<_, serde_json::Value>("/config/sync/x", &()).await.unwrap_err();
+        assert!(e.is(ApiErrorKind::NotFound), "{e:?}");
+        assert!(e.to_string().ends_with("job 'x' does not exist."), "{e}");
     }
 
     #[tokio::test]

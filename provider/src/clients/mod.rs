@@ -7,6 +7,7 @@ pub mod pbs;
 pub mod pve;
 pub mod redfish;
 pub mod ssh;
+pub mod version;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -14,15 +15,67 @@ use std::time::Duration;
 
 use crate::provider::ApiConfig;
 
+/// What kind of refusal an API answer was, decided from its HTTP status (and, where the status
+/// alone is ambiguous, the endpoint) by the product's classifier: [`pve::classify`] and
+/// [`pbs::classify`]. Endpoint methods that need "absent" or "already there" decide it with a
+/// follow-up read and re-kind the error ([`ClientError::with_kind`]); nothing reads the
+/// message text to decide, since its wording changes between versions and PVE before
+/// pve-http-server 5.2.0 sends none in the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiErrorKind {
+    /// The object does not exist.
+    NotFound,
+    /// The object to create exists already.
+    AlreadyExists,
+    /// The server refused the parameters (or, on PBS, the request as a whole: it answers most
+    /// handler errors with a 400).
+    InvalidParams,
+    /// Authentication failed (bad or expired token or ticket).
+    Unauthorized,
+    /// The caller lacks a privilege.
+    Forbidden,
+    /// A 403 on a method only `root@pam` may call (API tokens never can).
+    RootOnly,
+    /// The subsystem behind the endpoint is not set up on the node (Ceph not initialised, node
+    /// not in a cluster).
+    NotInitialized,
+    /// The method or path does not exist on this version (PVE 501).
+    NotImplemented,
+    /// Any other server error (5xx): worth another try for a call that is safe to repeat.
+    Server,
+    Other,
+}
+
+/// Why a TLS handshake refused the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The certificate's fingerprint is not the pinned one.
+    PinMismatch,
+    /// The certificate does not chain to the configured CA (or is otherwise invalid).
+    Untrusted,
+}
+
 /// Everything a client call can fail with. Messages never contain secrets.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("client configuration: {0}")]
     Config(String),
+    /// The server could not be reached or the connection broke (refused, reset, timed out).
     #[error("{method} {path}: {message}")]
     Transport { method: String, path: String, connect: bool, message: String },
+    /// The server was reached but its certificate is not trusted.
+    #[error("{method} {path}: {message}")]
+    Tls { method: String, path: String, failure: TlsFailure, message: String },
+    /// The API answered with an error. `message` is for display only.
     #[error("{method} {path}: HTTP {status}: {message}{}", fmt_errors(.errors))]
-    Api { method: String, path: String, status: u16, message: String, errors: BTreeMap<String, String> },
+    Api {
+        kind: ApiErrorKind,
+        method: String,
+        path: String,
+        status: u16,
+        message: String,
+        errors: BTreeMap<String, String>,
+    },
     #[error("{method} {path}: unexpected response: {message}")]
     Decode { method: String, path: String, message: String },
     #[error("task {upid} failed: {exitstatus}\n{}", .log.join("\n"))]
@@ -40,23 +93,19 @@ fn fmt_errors(errors: &BTreeMap<String, String>) -> String {
 }
 
 impl ClientError {
-    /// Worth another try for a call that is safe to repeat: connection trouble, timeouts, 5xx
-    /// (except 501, which never gets better).
+    /// Worth another try for a call that is safe to repeat: connection trouble and server errors
+    /// (a 501, a refused certificate or a refused request never get better).
     pub fn is_transient(&self) -> bool {
-        match self {
-            // A certificate that does not match the pin or CA will not match on a retry either.
-            ClientError::Transport { message, .. } => !message.contains("certificate"),
-            // PVE answers "Ceph not initialized" with a 500 that no retry will change.
-            ClientError::Api { status, message, .. } => {
-                *status >= 500 && *status != 501 && !message.contains("not initialized")
-            }
-            _ => false,
-        }
+        matches!(self, ClientError::Transport { .. } | ClientError::Api { kind: ApiErrorKind::Server, .. })
     }
     /// The server could not be reached at all (refused, reset, timed out): a dark site, as
     /// opposed to a server that answered with an error or a certificate that does not match.
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, ClientError::Transport { message, .. } if !message.contains("certificate"))
+        matches!(self, ClientError::Transport { .. })
+    }
+    /// The server presented a certificate other than the pinned one.
+    pub fn is_pin_mismatch(&self) -> bool {
+        matches!(self, ClientError::Tls { failure: TlsFailure::PinMismatch, .. })
     }
     /// The request never reached the server (connecting failed), so even a POST may be repeated.
     pub fn never_sent(&self) -> bool {
@@ -68,11 +117,24 @@ impl ClientError {
             _ => None,
         }
     }
-    /// The server's message (for matching "already exists" / "does not exist").
-    pub fn message(&self) -> String {
+    /// The classified kind of an API error.
+    pub fn kind(&self) -> Option<ApiErrorKind> {
         match self {
-            ClientError::Api { message, .. } => message.clone(),
-            other => other.to_string(),
+            ClientError::Api { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+    pub fn is(&self, kind: ApiErrorKind) -> bool {
+        self.kind() == Some(kind)
+    }
+    /// The same API error with the kind a follow-up read established (e.g. a PVE 500 on a pool
+    /// that the pool list no longer shows is `NotFound`). Other errors stay as they are.
+    pub fn with_kind(self, kind: ApiErrorKind) -> ClientError {
+        match self {
+            ClientError::Api { method, path, status, message, errors, .. } => {
+                ClientError::Api { kind, method, path, status, message, errors }
+            }
+            other => other,
         }
     }
     /// Parameter errors the API reported, by parameter name.

@@ -27,14 +27,17 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
-use crate::clients::http::{parse_fingerprint, CertCheck};
+use crate::clients::http::{parse_fingerprint, tls_failure, CertCheck};
+use crate::clients::TlsFailure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedfishError {
     #[error("BMC configuration: {0}")]
     Config(String),
+    /// No answer: `connect` when the request never reached the BMC, `tls` when its certificate
+    /// was refused (which no retry changes).
     #[error("BMC {method} {url}: {message}")]
-    Transport { method: String, url: String, message: String },
+    Transport { method: String, url: String, connect: bool, tls: Option<TlsFailure>, message: String },
     #[error("BMC {method} {url}: HTTP {status}: {message}")]
     Status { method: String, url: String, status: u16, message: String },
     #[error("BMC {url}: unexpected response: {message}")]
@@ -49,7 +52,7 @@ impl RedfishError {
     /// Worth another try: connection trouble and 5xx.
     fn is_transient(&self) -> bool {
         match self {
-            RedfishError::Transport { .. } => true,
+            RedfishError::Transport { tls, .. } => tls.is_none(),
             RedfishError::Status { status, .. } => *status >= 500,
             _ => false,
         }
@@ -205,8 +208,7 @@ impl RedfishClient {
                 Err(e)
                     if attempt < 4
                         && e.is_transient()
-                        && (idempotent
-                            || matches!(&e, RedfishError::Transport { message, .. } if message.starts_with("connect"))) =>
+                        && (idempotent || matches!(&e, RedfishError::Transport { connect: true, .. })) =>
                 {
                     tracing::debug!(%url, error = %e, "BMC call failed, retrying");
                     tokio::time::sleep(delay).await;
@@ -223,10 +225,19 @@ impl RedfishClient {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| RedfishError::Transport {
-            method: method.to_string(),
-            url: url.to_string(),
-            message: if e.is_connect() { format!("connect: {e}") } else { e.to_string() },
+        let resp = req.send().await.map_err(|e| {
+            let tls = tls_failure(&e);
+            RedfishError::Transport {
+                method: method.to_string(),
+                url: url.to_string(),
+                connect: e.is_connect(),
+                message: match &tls {
+                    Some((_, why)) => why.clone(),
+                    None if e.is_connect() => format!("connect: {e}"),
+                    None => e.to_string(),
+                },
+                tls: tls.map(|(f, _)| f),
+            }
         })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
@@ -474,7 +485,13 @@ pub async fn probe_fingerprint(host: &str, port: u16, timeout: Duration) -> Resu
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| RedfishError::Config(format!("{host:?} is not a host name or address: {e}")))?;
     let url = format!("{host}:{port}");
-    let fail = |message: String| RedfishError::Transport { method: "TLS".into(), url: url.clone(), message };
+    let fail = |message: String| RedfishError::Transport {
+        method: "TLS".into(),
+        url: url.clone(),
+        connect: true,
+        tls: None,
+        message,
+    };
     let work = async {
         let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| fail(format!("connect: {e}")))?;
         connector.connect(name, tcp).await.map_err(|e| fail(format!("handshake: {e}")))?;

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::clients::pve::{PoolCreate, PoolDelete, PoolUpdate, PveClient};
-use crate::clients::{self, ClientError};
+use crate::clients::pve::{PoolCreate, PoolDelete, PoolListEntry, PoolUpdate, PveClient};
+use crate::clients::{self, ApiErrorKind, ClientError};
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock, Op,
     PlanCtx, Resource, Schema, Timeouts, Type, Value,
@@ -280,7 +280,10 @@ impl Resource for CephPool {
         };
         let force = prior.force_destroy == Some(true);
         let pool = data_pool(&name, ec);
-        let status = pve.pool_status(&node, &pool).await.map_err(|e| api_diag("Cannot read the Ceph pool", e))?;
+        let Some(status) = pve.pool_status(&node, &pool).await.map_err(|e| api_diag("Cannot read the Ceph pool", e))?
+        else {
+            return Ok(()); // gone since the list was read
+        };
         let used = status.statistics.as_ref().and_then(|s| s.bytes_used.or(s.stored)).or(entry.bytes_used).unwrap_or(0);
         if used > 0 && !force {
             return Err(Diagnostics::at(
@@ -300,13 +303,11 @@ impl Resource for CephPool {
         };
         let pools = if ec { vec![format!("{name}-data"), format!("{name}-metadata")] } else { vec![name.clone()] };
         for p in pools {
-            match pve.pool_delete(&node, &p, &q).await {
-                Ok(upid) => {
-                    pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| task_diag("delete", &name, e))?
-                }
-                Err(e) if e.message().contains("does not exist") || e.message().contains("not found") => {}
-                Err(e) => return Err(api_diag("Cannot delete the Ceph pool", e)),
-            }
+            // A pool that is gone already counts as deleted (the client checks the pool list).
+            pve.pool_destroy(&node, &p, &q, deadline, &ctx.stop).await.map_err(|e| match e {
+                ClientError::Api { .. } => api_diag("Cannot delete the Ceph pool", e),
+                e => task_diag("delete", &name, e),
+            })?;
         }
         Ok(())
     }
@@ -374,7 +375,7 @@ async fn create_pool(
     match pve.pool_create(node, &body).await {
         Ok(upid) => pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| task_diag("create", name, e)),
         // A repeat after a 5xx whose first attempt went through: the pool was absent before.
-        Err(e) if e.message().contains("already exists") => Ok(()),
+        Err(e) if e.is(ApiErrorKind::AlreadyExists) => Ok(()),
         Err(e) => Err(api_diag("Cannot create the Ceph pool", e)),
     }
 }
@@ -433,30 +434,17 @@ fn data_pool(name: &str, ec: bool) -> String {
 
 /// The pool's list entry, or `None` when Ceph has no such pool (the list answers 200 either
 /// way; the status endpoint would answer a missing pool with a 500).
-async fn find(
-    pve: &PveClient,
-    node: &str,
-    name: &str,
-    ec: bool,
-) -> Result<Option<crate::clients::pve::PoolListEntry>, Diagnostics> {
+async fn find(pve: &PveClient, node: &str, name: &str, ec: bool) -> Result<Option<PoolListEntry>, Diagnostics> {
     find_raw(pve, node, name, ec).await.map_err(|e| api_diag("Cannot list Ceph pools", e))
 }
 
-async fn find_raw(
-    pve: &PveClient,
-    node: &str,
-    name: &str,
-    ec: bool,
-) -> Result<Option<crate::clients::pve::PoolListEntry>, ClientError> {
-    let pools = pve.pools(node).await?;
-    let want = data_pool(name, ec);
-    Ok(pools.into_iter().find(|p| p.pool_name.as_deref() == Some(want.as_str())))
+async fn find_raw(pve: &PveClient, node: &str, name: &str, ec: bool) -> Result<Option<PoolListEntry>, ClientError> {
+    pve.pool(node, &data_pool(name, ec)).await
 }
 
 /// The fsid of the Ceph cluster behind `node` (`/nodes/{node}/ceph/status`).
 async fn cluster_fsid(pve: &PveClient, node: &str) -> Result<String, ClientError> {
-    let st: serde_json::Value = pve.get(&format!("/nodes/{}/ceph/status", clients::http::segment(node))).await?;
-    Ok(st["fsid"].as_str().unwrap_or_default().to_string())
+    Ok(pve.ceph_status(node).await?.fsid.unwrap_or_default())
 }
 
 /// Apply only touches the cluster the configuration names.
@@ -504,7 +492,7 @@ async fn read_pool_raw(pve: &PveClient, mut state: State) -> Result<Option<State
         ec = entry.is_some();
     }
     let Some(entry) = entry else { return Ok(None) };
-    let st = pve.pool_status(&node, &data_pool(&name, ec)).await?;
+    let Some(st) = pve.pool_status(&node, &data_pool(&name, ec)).await? else { return Ok(None) };
     state.id = st.id.or(entry.pool);
     state.size = st.size.or(state.size);
     state.min_size = st.min_size.or(state.min_size);
@@ -517,7 +505,7 @@ async fn read_pool_raw(pve: &PveClient, mut state: State) -> Result<Option<State
     }
     state.pg_num_final = entry.pg_num_final.or(st.pg_num_final).or(live_pg);
     state.pg_num_min = st.pg_num_min.or(state.pg_num_min);
-    state.application = st.application.clone().or(state.application);
+    state.application = st.application().or(state.application);
     state.crush_rule = st.crush_rule.clone().or(state.crush_rule);
     state.target_size = match (st.target_size.clone(), state.target_size.take()) {
         // Keep the user's spelling ("1G") when it means the bytes Ceph reports.

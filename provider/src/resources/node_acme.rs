@@ -20,18 +20,18 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value as Json};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::clients::http::{segment, Retry};
-use crate::clients::pve::PveClient;
+use crate::clients::pve::{
+    CertificateInfo, NodeConfig, NodeConfigUpdate, PveClient, ACME_DOMAIN_SLOTS, PROXY_CERT_FILE,
+};
 use crate::clients::ClientError;
 use crate::framework::{AttrPath, Attribute, Block, Diagnostics, NestedBlock, Nesting, Type, Value};
 
 /// PVE's node config has `acmedomain0` … `acmedomain5`.
-pub const MAX_DOMAINS: usize = 6;
+pub const MAX_DOMAINS: usize = ACME_DOMAIN_SLOTS;
 /// Renew when the installed certificate expires within this many days (PVE's own rule).
 const RENEW_DAYS: i64 = 30;
 const PVE_PORT: u16 = 8006;
@@ -163,11 +163,11 @@ pub fn config_entries(acme: &Acme) -> BTreeMap<String, String> {
 /// Parses PVE's `acme` and `acmedomainN` properties (both spellings: `domain=x` or plain `x`;
 /// the legacy `acme: domains=a;b` list counts as standalone domains). `None` when the node has
 /// no ACME settings at all.
-pub fn parse_config(cfg: &Json) -> Option<Acme> {
+pub fn parse_config(cfg: &NodeConfig) -> Option<Acme> {
     let mut account = None;
     let mut domains = Vec::new();
     let mut any = false;
-    if let Some(a) = cfg["acme"].as_str() {
+    if let Some(a) = cfg.acme.as_deref() {
         any = true;
         for part in a.split(',') {
             match part.split_once('=') {
@@ -182,7 +182,7 @@ pub fn parse_config(cfg: &Json) -> Option<Acme> {
         }
     }
     for i in 0..MAX_DOMAINS {
-        let Some(e) = cfg[format!("acmedomain{i}")].as_str() else { continue };
+        let Some(e) = cfg.acme_domain(i) else { continue };
         any = true;
         let mut d = AcmeDomain::default();
         for part in e.split(',') {
@@ -205,27 +205,32 @@ pub fn parse_config(cfg: &Json) -> Option<Acme> {
 
 /// The `PUT /nodes/{node}/config` body that turns `current` into `want` (with the config's
 /// digest, so a concurrent edit fails instead of being overwritten), or `None` if equal.
-pub fn config_update(current: &Json, want: &Acme) -> Option<Map<String, Json>> {
+pub fn config_update(current: &NodeConfig, want: &Acme) -> Option<NodeConfigUpdate> {
     let wanted = config_entries(want);
-    let mut body = Map::new();
-    for (k, v) in &wanted {
-        if current[k].as_str() != Some(v.as_str()) {
-            body.insert(k.clone(), json!(v));
+    let mut body = NodeConfigUpdate::default();
+    let mut changed = false;
+    if let Some(account) = wanted.get("acme").filter(|a| current.acme.as_deref() != Some(a.as_str())) {
+        body.acme = Some(account.clone());
+        changed = true;
+    }
+    let mut stale = Vec::new();
+    for i in 0..MAX_DOMAINS {
+        match wanted.get(&format!("acmedomain{i}")) {
+            Some(d) if current.acme_domain(i) != Some(d.as_str()) => {
+                body.set_acme_domain(i, d.clone());
+                changed = true;
+            }
+            None if current.acme_domain(i).is_some() => stale.push(format!("acmedomain{i}")),
+            _ => {}
         }
     }
-    let stale: Vec<String> = (0..MAX_DOMAINS)
-        .map(|i| format!("acmedomain{i}"))
-        .filter(|k| !wanted.contains_key(k) && !current[k].is_null())
-        .collect();
-    if body.is_empty() && stale.is_empty() {
+    if !changed && stale.is_empty() {
         return None;
     }
     if !stale.is_empty() {
-        body.insert("delete".into(), json!(stale.join(",")));
+        body.delete = Some(stale.join(","));
     }
-    if let Some(d) = current["digest"].as_str() {
-        body.insert("digest".into(), json!(d));
-    }
+    body.digest = current.digest.clone();
     Some(body)
 }
 
@@ -234,10 +239,9 @@ pub fn config_update(current: &Json, want: &Acme) -> Option<Map<String, Json>> {
 /// days), so a missing, foreign or expiring certificate shows as a diff and the next apply
 /// orders. `ca_pem` is not stored on the node: the caller keeps it from state.
 pub async fn read_acme(pve: &PveClient, node: &str) -> Result<Option<Acme>, ClientError> {
-    let n = segment(node);
-    let cfg: Json = pve.get(&format!("/nodes/{n}/config")).await?;
+    let cfg = pve.node_config(node).await?;
     let Some(mut acme) = parse_config(&cfg) else { return Ok(None) };
-    let info: Vec<Json> = pve.get(&format!("/nodes/{n}/certificates/info")).await?;
+    let info = pve.certificates(node).await?;
     let names: Vec<String> = acme.domains.iter().flatten().filter_map(|d| d.domain.clone()).collect();
     if needs_order(&info, &names, unix_now()) {
         acme.domains = None;
@@ -258,20 +262,16 @@ pub fn may_order(prior: Option<&Acme>, want: Option<&Acme>) -> bool {
 
 /// Whether the installed `pveproxy-ssl.pem` (from `certificates/info`) covers every wanted
 /// domain and is valid for more than [`RENEW_DAYS`] from `now`.
-pub fn needs_order(info: &[Json], want: &[String], now: i64) -> bool {
-    let Some(cert) = info.iter().find(|c| c["filename"] == "pveproxy-ssl.pem") else { return true };
-    let sans: Vec<&str> = cert["san"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
-    let covered = want.iter().all(|d| sans.iter().any(|s| s.strip_prefix("DNS:").unwrap_or(s).eq_ignore_ascii_case(d)));
-    let fresh = cert["notafter"].as_i64().is_some_and(|t| t > now + RENEW_DAYS * 86_400);
+pub fn needs_order(info: &[CertificateInfo], want: &[String], now: i64) -> bool {
+    let Some(cert) = info.iter().find(|c| c.filename == PROXY_CERT_FILE) else { return true };
+    let covered = want.iter().all(|d| cert.dns_names().any(|s| s.eq_ignore_ascii_case(d)));
+    let fresh = cert.notafter.is_some_and(|t| t > now + RENEW_DAYS * 86_400);
     !(covered && fresh)
 }
 
 /// The installed ACME certificate's fingerprint, if there is one.
-pub fn installed_fingerprint(info: &[Json]) -> Option<String> {
-    info.iter()
-        .find(|c| c["filename"] == "pveproxy-ssl.pem")
-        .and_then(|c| c["fingerprint"].as_str())
-        .map(str::to_string)
+pub fn installed_fingerprint(info: &[CertificateInfo]) -> Option<String> {
+    info.iter().find(|c| c.filename == PROXY_CERT_FILE).and_then(|c| c.fingerprint.clone())
 }
 
 fn unix_now() -> i64 {
@@ -290,16 +290,15 @@ pub async fn configure_acme(
     deadline: Instant,
     stop: &CancellationToken,
 ) -> Result<Outcome, AcmeError> {
-    let n = segment(node);
-    let current: Json = pve.get(&format!("/nodes/{n}/config")).await?;
+    let current = pve.node_config(node).await?;
     let mut outcome = Outcome::Unchanged;
     if let Some(body) = config_update(&current, acme) {
         tracing::info!(%node, "setting the node's ACME config");
-        let _: Json = pve.put(&format!("/nodes/{n}/config"), &body).await?;
+        pve.set_node_config(node, &body).await?;
         outcome = Outcome::Configured;
     }
     let want: Vec<String> = acme.domains.iter().flatten().filter_map(|d| d.domain.clone()).collect();
-    let info: Vec<Json> = pve.get(&format!("/nodes/{n}/certificates/info")).await?;
+    let info = pve.certificates(node).await?;
     if !needs_order(&info, &want, unix_now()) {
         return Ok(outcome);
     }
@@ -310,16 +309,14 @@ pub async fn configure_acme(
             "set acme.ca_pem (or {CA_PEM_ENV}) to the ACME CA's root certificate: the provider verifies the certificate it orders against it before trusting the node's new fingerprint"
         ))
     })?;
-    let force = info.iter().any(|c| c["filename"] == "pveproxy-ssl.pem");
+    let force = info.iter().any(|c| c.filename == PROXY_CERT_FILE);
     tracing::info!(%node, domains = ?want, "ordering an ACME certificate");
-    let upid: String = pve
-        .post(&format!("/nodes/{n}/certificates/acme/certificate"), &json!({"force": force as u8}), Retry::Once)
-        .await?;
+    let upid = pve.order_certificate(node, force).await?;
     // The node swaps its certificate at the end of the task: a status poll over a new
     // connection then fails the old pin. That is expected; anything else is an error.
     match pve.wait_task(&upid, deadline, stop).await {
         Ok(()) => {}
-        Err(ClientError::Transport { message, .. }) if message.contains("certificate") => {}
+        Err(e) if e.is_pin_mismatch() => {}
         Err(e) => return Err(e.into()),
     }
     let verify_name =
@@ -328,7 +325,7 @@ pub async fn configure_acme(
     // Now that the certificate is verified, credentials may go to it: confirm the order.
     let fresh = pin(&fingerprint).map_err(AcmeError::Verify)?;
     fresh.wait_task(&upid, deadline, stop).await?;
-    let info: Vec<Json> = fresh.get(&format!("/nodes/{n}/certificates/info")).await?;
+    let info = fresh.certificates(node).await?;
     if installed_fingerprint(&info).as_deref().map(str::to_ascii_uppercase) != Some(fingerprint.to_ascii_uppercase()) {
         return Err(AcmeError::Verify(format!(
             "{node} presents {fingerprint}, but its certificate list says {:?} is installed",
@@ -401,6 +398,15 @@ pub fn fingerprint(der: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn cfg(v: serde_json::Value) -> NodeConfig {
+        serde_json::from_value(v).expect("node config")
+    }
+
+    fn cert(v: serde_json::Value) -> CertificateInfo {
+        serde_json::from_value(v).expect("certificate info")
+    }
 
     fn dom(d: &str, p: Option<&str>) -> AcmeDomain {
         AcmeDomain { domain: Some(d.into()), plugin: p.map(Into::into), alias: None }
@@ -417,8 +423,8 @@ mod tests {
         assert_eq!(e["acme"], "account=prod");
         assert_eq!(e["acmedomain0"], "domain=pve1.store1.example,plugin=dns1");
         assert_eq!(e["acmedomain1"], "domain=pve1.example");
-        let cfg: Json = serde_json::to_value(&e).expect("json");
-        assert_eq!(parse_config(&cfg), Some(Acme { ca_pem: None, ..a.clone() }));
+        let c = cfg(serde_json::to_value(&e).expect("json"));
+        assert_eq!(parse_config(&c), Some(Acme { ca_pem: None, ..a.clone() }));
         assert!(
             !may_order(Some(&a), Some(&Acme { ca_pem: Some("pem".into()), ..a.clone() })),
             "ca_pem alone orders nothing"
@@ -426,43 +432,47 @@ mod tests {
         assert!(may_order(Some(&Acme { domains: None, ..a.clone() }), Some(&a)), "certificate missing or due");
         assert!(may_order(None, Some(&a)) && !may_order(Some(&a), None));
         // PVE's other spellings: default key, legacy domain list, default account.
-        let cfg = json!({"acme": "domains=a.example;b.example", "acmedomain2": "c.example,alias=x.example"});
-        let p = parse_config(&cfg).expect("acme");
+        let c = cfg(json!({"acme": "domains=a.example;b.example", "acmedomain2": "c.example,alias=x.example"}));
+        let p = parse_config(&c).expect("acme");
         assert_eq!(p.account.as_deref(), Some("default"));
         let names: Vec<_> = p.domains.iter().flatten().map(|d| d.domain.clone().unwrap_or_default()).collect();
         assert_eq!(names, ["a.example", "b.example", "c.example"]);
         assert_eq!(p.domains.as_ref().map(|d| d[2].alias.clone()), Some(Some("x.example".into())));
-        assert_eq!(parse_config(&json!({"description": "x", "digest": "d"})), None);
+        assert_eq!(parse_config(&cfg(json!({"description": "x", "digest": "d"}))), None);
     }
 
     #[test]
     fn update_sets_what_differs_and_deletes_stale_domains() {
         let want = Acme { domains: Some(vec![dom("a.example", Some("dns1"))]), ..Default::default() };
-        let current = json!({"acme": "account=default", "acmedomain0": "domain=a.example,plugin=dns1",
-                             "acmedomain1": "domain=old.example", "digest": "abc"});
+        let current = cfg(json!({"acme": "account=default", "acmedomain0": "domain=a.example,plugin=dns1",
+                             "acmedomain1": "domain=old.example", "digest": "abc"}));
         let body = config_update(&current, &want).expect("a change");
-        assert_eq!(body.get("delete"), Some(&json!("acmedomain1")));
-        assert_eq!(body.get("digest"), Some(&json!("abc")));
-        assert!(!body.contains_key("acmedomain0") && !body.contains_key("acme"), "{body:?}");
-        let same = json!({"acme": "account=default", "acmedomain0": "domain=a.example,plugin=dns1", "digest": "x"});
+        assert_eq!(body.delete.as_deref(), Some("acmedomain1"));
+        assert_eq!(body.digest.as_deref(), Some("abc"));
+        assert!(body.acmedomain0.is_none() && body.acme.is_none(), "{body:?}");
+        let same =
+            cfg(json!({"acme": "account=default", "acmedomain0": "domain=a.example,plugin=dns1", "digest": "x"}));
         assert_eq!(config_update(&same, &want), None);
+        let other = Acme { account: Some("prod".into()), ..want.clone() };
+        let body = config_update(&same, &other).expect("account changes");
+        assert_eq!(serde_json::to_value(&body).unwrap(), json!({"acme": "account=prod", "digest": "x"}));
     }
 
     #[test]
     fn orders_only_when_the_installed_certificate_does_not_do() {
         let now = 1_800_000_000;
         let want = vec!["pve1.example".to_string()];
-        let base = json!({"filename": "pve-ssl.pem", "san": ["DNS:pve1"], "notafter": now + 10 * 365 * 86_400});
+        let base = cert(json!({"filename": "pve-ssl.pem", "san": ["DNS:pve1"], "notafter": now + 10 * 365 * 86_400}));
         assert!(needs_order(std::slice::from_ref(&base), &want, now), "no ACME certificate yet");
-        let ok = json!({"filename": "pveproxy-ssl.pem", "san": ["DNS:pve1.example", "IP Address:10.0.0.1"],
-                        "notafter": now + 80 * 86_400, "fingerprint": "AA:BB"});
+        let ok = cert(json!({"filename": "pveproxy-ssl.pem", "san": ["DNS:pve1.example", "IP Address:10.0.0.1"],
+                        "notafter": now + 80 * 86_400, "fingerprint": "AA:BB"}));
         assert!(!needs_order(&[base.clone(), ok.clone()], &want, now));
         assert_eq!(installed_fingerprint(&[base.clone(), ok]).as_deref(), Some("AA:BB"));
         let expiring =
-            json!({"filename": "pveproxy-ssl.pem", "san": ["DNS:pve1.example"], "notafter": now + 10 * 86_400});
+            cert(json!({"filename": "pveproxy-ssl.pem", "san": ["DNS:pve1.example"], "notafter": now + 10 * 86_400}));
         assert!(needs_order(&[expiring], &want, now), "renewed within 30 days of expiry");
         let other =
-            json!({"filename": "pveproxy-ssl.pem", "san": ["DNS:other.example"], "notafter": now + 80 * 86_400});
+            cert(json!({"filename": "pveproxy-ssl.pem", "san": ["DNS:other.example"], "notafter": now + 80 * 86_400}));
         assert!(needs_order(&[other], &want, now), "a new domain needs a new certificate");
     }
 

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::clients::pbs::{JobKind, PbsClient, PruneJob, SyncJob, VerifyJob};
-use crate::clients::pve::{BackupJob, PveClient};
-use crate::clients::{self, ClientError};
+use crate::clients::pbs::{JobConfig, JobKind, PbsClient, PruneJob, SyncJob, VerifyJob};
+use crate::clients::pve::{BackupJob, PruneBackups, PveClient};
+use crate::clients::{self, ApiErrorKind, ClientError};
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock,
     PlanCtx, Resource, Schema, Type, Value,
@@ -246,11 +246,10 @@ impl Resource for PbsJob {
                     return self.adopt_or_refuse(ctx, s, kind, &id).await;
                 }
                 let job = backup_to_api(&s);
-                if let Err(e) = pve.backup_job_create(&job).await {
-                    // A repeat after a 5xx whose first attempt went through.
-                    if !(e.message().contains("already exists") && pve.backup_job(&id).await.ok().flatten().is_some()) {
-                        return Err(api_diag("Cannot create the PVE backup job", "backup", e));
-                    }
+                match pve.backup_job_create(&job).await {
+                    // A repeat after a 5xx whose first attempt went through (it was absent above).
+                    Ok(()) | Err(ClientError::Api { kind: ApiErrorKind::AlreadyExists, .. }) => {}
+                    Err(e) => return Err(api_diag("Cannot create the PVE backup job", "backup", e)),
                 }
             }
             "gc" => {
@@ -271,21 +270,14 @@ impl Resource for PbsJob {
             }
             _ => {
                 let pbs = pbs(ctx)?;
-                let jk = job_kind(kind);
-                let body = pbs_body(&s)?;
-                if pbs
-                    .job::<serde_json::Value>(jk, &id)
-                    .await
-                    .map_err(|e| api_diag("Cannot read PBS jobs", kind, e))?
-                    .is_some()
-                {
+                let body = pbs_body(&s);
+                if pbs.job_exists(body.kind(), &id).await.map_err(|e| api_diag("Cannot read PBS jobs", kind, e))? {
                     return self.adopt_or_refuse(ctx, s, kind, &id).await;
                 }
-                if let Err(e) = pbs.job_create(jk, &body).await {
-                    let there = pbs.job::<serde_json::Value>(jk, &id).await.ok().flatten().is_some();
-                    if !(e.message().contains("already exists") && there) {
-                        return Err(api_diag(&format!("Cannot create the PBS {kind} job"), kind, e));
-                    }
+                match pbs.job_create(&body).await {
+                    // A repeat after a 5xx whose first attempt went through (it was absent above).
+                    Ok(()) | Err(ClientError::Api { kind: ApiErrorKind::AlreadyExists, .. }) => {}
+                    Err(e) => return Err(api_diag(&format!("Cannot create the PBS {kind} job"), kind, e)),
                 }
             }
         }
@@ -322,7 +314,7 @@ impl Resource for PbsJob {
             }
             "sync" => {
                 let Some(j) = pbs(ctx)?
-                    .job::<SyncJob>(JobKind::Sync, &id)
+                    .job::<SyncJob>(&id)
                     .await
                     .map_err(|e| api_diag("Cannot read the PBS sync job", kind, e))?
                 else {
@@ -349,7 +341,7 @@ impl Resource for PbsJob {
             }
             "verify" => {
                 let Some(j) = pbs(ctx)?
-                    .job::<VerifyJob>(JobKind::Verify, &id)
+                    .job::<VerifyJob>(&id)
                     .await
                     .map_err(|e| api_diag("Cannot read the PBS verify job", kind, e))?
                 else {
@@ -368,7 +360,7 @@ impl Resource for PbsJob {
             }
             _ => {
                 let Some(j) = pbs(ctx)?
-                    .job::<PruneJob>(JobKind::Prune, &id)
+                    .job::<PruneJob>(&id)
                     .await
                     .map_err(|e| api_diag("Cannot read the PBS prune job", kind, e))?
                 else {
@@ -401,8 +393,7 @@ impl Resource for PbsJob {
         match kind {
             "backup" => {
                 let new = backup_to_api(&s);
-                let old = backup_to_api(&prior);
-                let delete = removed(&old, &new)?;
+                let delete = backup_to_api(&prior).removed_in(&new);
                 pve(ctx)?
                     .backup_job_update(&id, &new, &delete)
                     .await
@@ -417,11 +408,10 @@ impl Resource for PbsJob {
                 s.gc = Some(Gc { store: Some(store) });
             }
             _ => {
-                let new = pbs_body(&s)?;
-                let old = pbs_body(&prior)?;
-                let delete = removed(&old, &new)?;
+                let new = pbs_body(&s);
+                let delete = pbs_body(&prior).removed_in(&new);
                 pbs(ctx)?
-                    .job_update(job_kind(kind), &id, &new, &delete)
+                    .job_update(&id, &new, &delete)
                     .await
                     .map_err(|e| api_diag(&format!("Cannot update the PBS {kind} job"), kind, e))?;
             }
@@ -434,18 +424,11 @@ impl Resource for PbsJob {
         let id = prior.id.clone().unwrap_or_default();
         match kind {
             "backup" => {
-                let pve = pve(ctx)?;
-                if let Err(e) = pve.backup_job_delete(&id).await {
-                    // Gone already (deleted by hand, or a repeat after a 5xx): fine.
-                    if pve
-                        .backup_job(&id)
-                        .await
-                        .map_err(|e| api_diag("Cannot read PVE backup jobs", "backup", e))?
-                        .is_some()
-                    {
-                        return Err(api_diag("Cannot delete the PVE backup job", "backup", e));
-                    }
-                }
+                // Gone already (deleted by hand, or a repeat after a 5xx) counts as deleted.
+                pve(ctx)?
+                    .backup_job_delete(&id)
+                    .await
+                    .map_err(|e| api_diag("Cannot delete the PVE backup job", "backup", e))?;
             }
             "gc" => {
                 let pbs = pbs(ctx)?;
@@ -566,21 +549,13 @@ fn pbs(ctx: &Ctx) -> Result<std::sync::Arc<PbsClient>, Diagnostics> {
     clients::pbs(cfg).map_err(|e| Diagnostics::error("Cannot set up the PBS client", e.to_string()))
 }
 
-/// The keys set in `old` that `new` leaves out: what an update must `delete`.
-fn removed<T: Serialize>(old: &T, new: &T) -> Result<Vec<String>, Diagnostics> {
-    let o = serde_json::to_value(old).map_err(|e| Diagnostics::error("Provider bug", e.to_string()))?;
-    let n = serde_json::to_value(new).map_err(|e| Diagnostics::error("Provider bug", e.to_string()))?;
-    let empty = serde_json::Map::new();
-    let (o, n) = (o.as_object().unwrap_or(&empty), n.as_object().unwrap_or(&empty));
-    Ok(o.keys().filter(|k| *k != "id" && !n.contains_key(*k)).cloned().collect())
-}
-
-fn pbs_body(s: &State) -> Result<serde_json::Value, Diagnostics> {
+/// The PBS job the state describes (its kind from the block used).
+fn pbs_body(s: &State) -> JobConfig {
     let id = s.id.clone();
-    let v = match s.kind() {
+    match s.kind() {
         Some("sync") => {
             let b = s.sync.clone().unwrap_or_default();
-            serde_json::to_value(SyncJob {
+            JobConfig::Sync(SyncJob {
                 id,
                 store: b.store,
                 ns: b.ns,
@@ -601,7 +576,7 @@ fn pbs_body(s: &State) -> Result<serde_json::Value, Diagnostics> {
         }
         Some("verify") => {
             let b = s.verify.clone().unwrap_or_default();
-            serde_json::to_value(VerifyJob {
+            JobConfig::Verify(VerifyJob {
                 id,
                 store: b.store,
                 ns: b.ns,
@@ -614,7 +589,7 @@ fn pbs_body(s: &State) -> Result<serde_json::Value, Diagnostics> {
         }
         _ => {
             let b = s.prune.clone().unwrap_or_default();
-            serde_json::to_value(PruneJob {
+            JobConfig::Prune(PruneJob {
                 id,
                 store: b.store,
                 ns: b.ns,
@@ -631,8 +606,7 @@ fn pbs_body(s: &State) -> Result<serde_json::Value, Diagnostics> {
                 comment: s.comment.clone(),
             })
         }
-    };
-    v.map_err(|e| Diagnostics::error("Provider bug", e.to_string()))
+    }
 }
 
 fn join_ids(v: &Option<Vec<i64>>) -> Option<String> {
@@ -658,7 +632,7 @@ fn backup_to_api(s: &State) -> BackupJob {
             .prune_backups
             .as_ref()
             .filter(|m| !m.is_empty())
-            .map(|m| m.iter().map(|(k, v)| format!("{}={v}", k.replace('_', "-"))).collect::<Vec<_>>().join(",")),
+            .map(|m| PruneBackups(m.iter().map(|(k, v)| (k.replace('_', "-"), *v)).collect())),
         notes_template: b.notes_template,
         vmid: join_ids(&b.vmids),
         all: b.all,
@@ -680,12 +654,7 @@ fn backup_from_api(s: &mut State, j: BackupJob) {
         node: j.node,
         mode: j.mode,
         compress: j.compress,
-        prune_backups: j.prune_backups.map(|p| {
-            p.split(',')
-                .filter_map(|kv| kv.split_once('='))
-                .filter_map(|(k, v)| Some((k.trim().replace('-', "_"), v.trim().parse().ok()?)))
-                .collect()
-        }),
+        prune_backups: j.prune_backups.map(|p| p.0.into_iter().map(|(k, v)| (k.replace('-', "_"), v)).collect()),
         notes_template: j.notes_template,
         vmids: split_ids(j.vmid),
         all: j.all,
@@ -1007,7 +976,10 @@ mod tests {
         };
         let api = backup_to_api(&s);
         assert_eq!(api.vmid.as_deref(), Some("100,101"));
-        assert_eq!(api.prune_backups.as_deref(), Some("keep-daily=7,keep-last=3"));
+        assert_eq!(
+            api.prune_backups.as_ref().map(PruneBackups::to_property_string).as_deref(),
+            Some("keep-daily=7,keep-last=3")
+        );
         assert_eq!(api.enabled, Some(false));
         let mut back = State { id: s.id.clone(), ..Default::default() };
         backup_from_api(&mut back, api);
@@ -1017,9 +989,17 @@ mod tests {
 
     #[test]
     fn removed_keys_are_deleted() {
-        let old = SyncJob { store: Some("a".into()), comment: Some("x".into()), ..Default::default() };
-        let new = SyncJob { store: Some("a".into()), ..Default::default() };
-        assert_eq!(removed(&old, &new).unwrap(), vec!["comment".to_string()]);
+        let mut s = State {
+            id: Some("s".into()),
+            schedule: Some("daily".into()),
+            comment: Some("x".into()),
+            sync: Some(Sync { store: Some("a".into()), remote_store: Some("b".into()), ..Default::default() }),
+            ..Default::default()
+        };
+        let old = pbs_body(&s);
+        s.comment = None;
+        assert_eq!(old.kind(), JobKind::Sync);
+        assert_eq!(old.removed_in(&pbs_body(&s)), vec!["comment".to_string()]);
     }
 
     #[test]

@@ -20,14 +20,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value as Json};
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
-use crate::clients::http::{parse_fingerprint, segment, ApiClient, Credentials, Product, Retry, RetryPolicy, Trust};
+use crate::clients::http::{parse_fingerprint, ApiClient, Credentials, Product, RetryPolicy, Trust};
 use crate::clients::image::{self, VerifiedImage};
-use crate::clients::pve::PveClient;
+use crate::clients::pve::{CephDaemon, Interface, JoinRequest, NodeDns, PveClient};
 use crate::clients::redfish::{probe_fingerprint, Backoff, BmcTrust, RedfishClient, RedfishError};
+use crate::clients::ApiErrorKind;
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock, Op,
     PlanCtx, Resource, Schema, Timeouts, Type, Value,
@@ -436,12 +436,12 @@ impl Resource for ProxmoxNode {
         let mut member: Option<(String, String)> = None;
         if let Some(fp) = prior.tls_fingerprint_trusted.clone().or(prior.tls_fingerprint.clone()) {
             if let Ok(pve) = node_client(ctx, &address, &fp, true) {
-                if let Ok(info) = pve.get::<Json>("/cluster/config/join").await {
-                    member = info["nodelist"].as_array().and_then(|l| {
-                        l.iter().filter(|n| n["name"].as_str() != Some(name.as_str())).find_map(|n| {
-                            Some((n["pve_addr"].as_str()?.to_string(), n["pve_fp"].as_str()?.to_string()))
-                        })
-                    });
+                if let Ok(Some(info)) = pve.join_info().await {
+                    member = info
+                        .nodelist
+                        .into_iter()
+                        .filter(|n| n.name != name)
+                        .find_map(|n| Some((n.pve_addr?, n.pve_fp?)));
                 }
             }
         }
@@ -464,13 +464,9 @@ impl Resource for ProxmoxNode {
         }
         if let Some((addr, fp)) = member {
             let pve = node_client(ctx, &addr, &fp, false)?;
-            let path = format!("/cluster/config/nodes/{}", segment(&name));
             tracing::info!(node = %name, via = %addr, "removing the node from the cluster");
-            match pve.delete::<_, Json>(&path, &()).await {
-                Ok(_) => {}
-                Err(e) if e.message().contains("does not exist") || e.message().contains("not found") => {}
-                Err(e) => return Err(diag("Cannot remove the node from the cluster", e)),
-            }
+            // A node the cluster no longer lists counts as removed (the client checks the list).
+            pve.delete_node(&name).await.map_err(|e| diag("Cannot remove the node from the cluster", e))?;
         }
         Ok(())
     }
@@ -487,19 +483,14 @@ impl Resource for ProxmoxNode {
             Diagnostics::error("PVE API not configured", "Import finds the node through the provider's pve endpoint.")
         })?;
         let pve = crate::clients::pve(cfg).map_err(|e| diag("Cannot set up the PVE client", e))?;
-        let status: Vec<Json> = pve.get("/cluster/status").await.map_err(|e| diag("Cannot read the cluster", e))?;
-        let entry =
-            status.iter().find(|e| e["type"] == "node" && e["name"].as_str() == Some(name.as_str())).ok_or_else(
-                || Diagnostics::error("No such node", format!("{name} is not a node of the provider's cluster")),
-            )?;
-        let address = entry["ip"].as_str().unwrap_or_default().to_string();
-        let nodes: Vec<Json> = pve.get("/nodes").await.map_err(|e| diag("Cannot list nodes", e))?;
-        let fp = nodes
-            .iter()
-            .find(|n| n["node"].as_str() == Some(name.as_str()))
-            .and_then(|n| n["ssl_fingerprint"].as_str())
-            .map(str::to_string);
-        let cluster = status.iter().find(|e| e["type"] == "cluster").and_then(|c| c["name"].as_str());
+        let status = pve.cluster_status().await.map_err(|e| diag("Cannot read the cluster", e))?;
+        let entry = status.node(&name).ok_or_else(|| {
+            Diagnostics::error("No such node", format!("{name} is not a node of the provider's cluster"))
+        })?;
+        let address = entry.ip.clone().unwrap_or_default();
+        let nodes = pve.nodes().await.map_err(|e| diag("Cannot list nodes", e))?;
+        let fp = nodes.into_iter().find(|n| n.node == name).and_then(|n| n.ssl_fingerprint);
+        let cluster = status.cluster_name();
         Ok(State {
             id: Some(name.clone()),
             name: Some(name),
@@ -782,7 +773,7 @@ async fn boot_image(
         // wanted configuration is adopted, everything else is power-cycled below.
         if let Some(fp) = config.tls_fingerprint.as_deref() {
             if let Ok(pve) = node_client(ctx, address, fp, true) {
-                if pve.get::<Json>("/version").await.is_ok() {
+                if pve.version().await.is_ok() {
                     tracing::info!(node = %name, "node answers with the pinned certificate; adopting it without a reboot");
                     return Ok(());
                 }
@@ -854,12 +845,12 @@ async fn wait_api_until(
                     }
                 }
                 let pve = node_client(ctx, address, &fp, true)?;
-                match pve.get::<Json>(&format!("/nodes/{}/status", segment(name))).await {
+                match pve.node_status(name).await {
                     Ok(_) => {
                         tracing::info!(node = %name, after = ?start.elapsed(), fingerprint = %fp, "node API is up");
                         return Ok(Ok(fp));
                     }
-                    Err(e) if e.status() == Some(401) || e.status() == Some(403) => {
+                    Err(e) if e.is(ApiErrorKind::Unauthorized) || e.is(ApiErrorKind::Forbidden) => {
                         return Err(diag(
                             &format!("{name} answers but refuses the provider's PVE token (a freshly installed node must accept the store's token)"),
                             e,
@@ -891,52 +882,39 @@ async fn configure_host(
     c: &State,
     deadline: Instant,
 ) -> Result<(), Diagnostics> {
-    let node = segment(name);
     if let Some(dns) = &c.dns {
-        let cur: Json = pve.get(&format!("/nodes/{node}/dns")).await.map_err(|e| diag("Cannot read DNS", e))?;
-        let (servers, search) = dns_of(&cur);
+        let cur = pve.dns(name).await.map_err(|e| diag("Cannot read DNS", e))?;
+        let (servers, search) = (cur.servers(), cur.search.clone().unwrap_or_default());
         let want_search = dns.search.clone().unwrap_or(search.clone());
         let want_servers = dns.servers.clone().unwrap_or(servers.clone());
         if want_search != search || want_servers != servers {
-            let mut body = Map::new();
-            body.insert("search".into(), json!(want_search));
-            for (i, s) in want_servers.iter().enumerate() {
-                body.insert(format!("dns{}", i + 1), json!(s));
-            }
-            let _: Json = pve.put(&format!("/nodes/{node}/dns"), &body).await.map_err(|e| diag("Cannot set DNS", e))?;
+            pve.set_dns(name, &NodeDns::with(want_search, &want_servers))
+                .await
+                .map_err(|e| diag("Cannot set DNS", e))?;
         }
     }
     if let Some(tz) = &c.timezone {
-        let cur: Json =
-            pve.get(&format!("/nodes/{node}/time")).await.map_err(|e| diag("Cannot read the time settings", e))?;
-        if cur["timezone"].as_str() != Some(tz.as_str()) {
-            let _: Json = pve
-                .put(&format!("/nodes/{node}/time"), &json!({"timezone": tz}))
-                .await
-                .map_err(|e| diag("Cannot set the timezone", e))?;
+        let cur = pve.time(name).await.map_err(|e| diag("Cannot read the time settings", e))?;
+        if cur.timezone.as_deref() != Some(tz.as_str()) {
+            pve.set_timezone(name, tz).await.map_err(|e| diag("Cannot set the timezone", e))?;
         }
     }
     if let Some(net) = &c.network {
-        let cur: Vec<Json> =
-            pve.get(&format!("/nodes/{node}/network")).await.map_err(|e| diag("Cannot read the network", e))?;
+        let cur = pve.interfaces(name).await.map_err(|e| diag("Cannot read the network", e))?;
         let mut changed = false;
         for want in net {
             let iface = want.iface.clone().unwrap_or_default();
-            let have = cur.iter().find(|i| i["iface"].as_str() == Some(iface.as_str())).map(iface_of);
+            let have = cur.iter().find(|i| i.iface.as_deref() == Some(iface.as_str())).cloned().map(iface_of);
             let body = iface_body(want);
             match have {
                 None => {
-                    let _: Json = pve
-                        .post(&format!("/nodes/{node}/network"), &body, Retry::Once)
+                    pve.create_interface(name, &body)
                         .await
                         .map_err(|e| diag(&format!("Cannot create interface {iface}"), e))?;
                     changed = true;
                 }
                 Some(h) if !iface_matches(want, &h) => {
-                    let mut b = body.clone();
-                    b.remove("iface");
-                    let _: Json = pve
-                        .put(&format!("/nodes/{node}/network/{}", segment(&iface)), &b)
+                    pve.update_interface(name, &iface, &body)
                         .await
                         .map_err(|e| diag(&format!("Cannot update interface {iface}"), e))?;
                     changed = true;
@@ -945,10 +923,7 @@ async fn configure_host(
             }
         }
         if changed {
-            let upid: Option<String> = pve
-                .put(&format!("/nodes/{node}/network"), &json!({}))
-                .await
-                .map_err(|e| diag("Cannot apply the network changes", e))?;
+            let upid = pve.apply_network(name).await.map_err(|e| diag("Cannot apply the network changes", e))?;
             pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| diag("Network reload failed", e))?;
         }
     }
@@ -978,10 +953,7 @@ async fn configure_cluster(
     if cl.create == Some(true) {
         let cname = req(&cl.name, "cluster.name")?;
         tracing::info!(node = %name, cluster = %cname, "creating the cluster");
-        let upid: Option<String> = pve
-            .post("/cluster/config", &json!({"clustername": cname}), Retry::Once)
-            .await
-            .map_err(|e| diag("Cannot create the cluster", e))?;
+        let upid = pve.create_cluster(&cname).await.map_err(|e| diag("Cannot create the cluster", e))?;
         pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| diag("Cluster creation failed", e))?;
     } else if let Some(join) = &cl.join {
         let password = cl.root_password.clone().ok_or_else(|| {
@@ -1002,14 +974,8 @@ async fn configure_cluster(
         let member = node_client(ctx, join, &member_fp, true)?;
         wait_in_cluster(ctx, &member, join, deadline).await?;
         tracing::info!(node = %name, via = %join, "joining the cluster");
-        let upid: Option<String> = pve
-            .post(
-                "/cluster/config/join",
-                &json!({"hostname": join, "fingerprint": member_fp, "password": password.as_str()}),
-                Retry::Once,
-            )
-            .await
-            .map_err(|e| diag("Cannot join the cluster", e))?;
+        let request = JoinRequest { hostname: join.clone(), fingerprint: member_fp, password: password.clone() };
+        let upid = pve.join_cluster(&request).await.map_err(|e| diag("Cannot join the cluster", e))?;
         pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| diag("Cluster join failed", e))?;
         // The join replaced the node's /etc/pve: its own tokens are gone and the cluster's
         // apply. Re-establish access (a fresh client, the cluster's token = the provider's).
@@ -1048,24 +1014,20 @@ async fn configure_ceph(
     c: &Ceph,
     deadline: Instant,
 ) -> Result<(), Diagnostics> {
-    let node = segment(name);
-    if pve.get::<Json>(&format!("/nodes/{node}/ceph/status")).await.is_err() {
-        let mut body = Map::new();
-        if let Some(n) = &c.network {
-            body.insert("network".into(), json!(n));
-        }
+    // Init is safe to repeat (PVE keeps the fsid), so any failure to read the status leads to it;
+    // a real problem then shows as init's error.
+    if pve.ceph_status(name).await.is_err() {
         tracing::info!(node = %name, "initialising Ceph");
-        let _: Json = pve
-            .post(&format!("/nodes/{node}/ceph/init"), &body, Retry::Idempotent)
-            .await
-            .map_err(|e| diag("Cannot initialise Ceph", e))?;
+        pve.ceph_init(name, c.network.as_deref()).await.map_err(|e| diag("Cannot initialise Ceph", e))?;
     }
-    let roles = ceph_roles(pve, name).await?;
-    for (want, have, kind) in [(c.mon, roles.mon, "mon"), (c.mgr, roles.mgr, "mgr")] {
+    let roles = ceph_roles(pve, name, true).await?;
+    for (want, have, daemon, kind) in
+        [(c.mon, roles.mon, CephDaemon::Mon, "mon"), (c.mgr, roles.mgr, CephDaemon::Mgr, "mgr")]
+    {
         if want == Some(true) && have != Some(true) {
             tracing::info!(node = %name, kind, "creating Ceph daemon");
-            let upid: Option<String> = pve
-                .post(&format!("/nodes/{node}/ceph/{kind}/{node}"), &json!({}), Retry::Once)
+            let upid = pve
+                .ceph_create_daemon(name, daemon)
                 .await
                 .map_err(|e| diag(&format!("Cannot create the Ceph {kind}"), e))?;
             pve.wait_maybe(upid, deadline, &ctx.stop)
@@ -1076,10 +1038,8 @@ async fn configure_ceph(
     let have = roles.osd_devices.unwrap_or_default();
     for dev in c.osd_devices.iter().flatten().filter(|d| !have.contains(d)) {
         tracing::info!(node = %name, %dev, "creating OSD");
-        let upid: Option<String> = pve
-            .post(&format!("/nodes/{node}/ceph/osd"), &json!({"dev": dev}), Retry::Once)
-            .await
-            .map_err(|e| diag(&format!("Cannot create an OSD on {dev}"), e))?;
+        let upid =
+            pve.ceph_create_osd(name, dev).await.map_err(|e| diag(&format!("Cannot create an OSD on {dev}"), e))?;
         pve.wait_maybe(upid, deadline, &ctx.stop)
             .await
             .map_err(|e| diag(&format!("OSD creation on {dev} failed"), e))?;
@@ -1090,24 +1050,19 @@ async fn configure_ceph(
 // --- reading -------------------------------------------------------------------------------
 
 async fn read_config(pve: &PveClient, name: &str, st: &mut State) -> Result<(), Diagnostics> {
-    let node = segment(name);
     if st.dns.is_some() {
-        let cur: Json = pve.get(&format!("/nodes/{node}/dns")).await.map_err(|e| diag("Cannot read DNS", e))?;
-        let (servers, search) = dns_of(&cur);
-        st.dns = Some(Dns { servers: Some(servers), search: Some(search) });
+        let cur = pve.dns(name).await.map_err(|e| diag("Cannot read DNS", e))?;
+        st.dns = Some(Dns { servers: Some(cur.servers()), search: Some(cur.search.unwrap_or_default()) });
     }
     if st.timezone.is_some() {
-        let cur: Json =
-            pve.get(&format!("/nodes/{node}/time")).await.map_err(|e| diag("Cannot read the time settings", e))?;
-        st.timezone = cur["timezone"].as_str().map(str::to_string);
+        st.timezone = pve.time(name).await.map_err(|e| diag("Cannot read the time settings", e))?.timezone;
     }
     if let Some(net) = &st.network {
-        let cur: Vec<Json> =
-            pve.get(&format!("/nodes/{node}/network")).await.map_err(|e| diag("Cannot read the network", e))?;
+        let cur = pve.interfaces(name).await.map_err(|e| diag("Cannot read the network", e))?;
         let read: Vec<Iface> = net
             .iter()
             .filter_map(|want| {
-                let have = cur.iter().find(|i| i["iface"].as_str() == want.iface.as_deref()).map(iface_of)?;
+                let have = cur.iter().find(|i| i.iface.is_some() && i.iface == want.iface).cloned().map(iface_of)?;
                 // Only what the configuration manages is compared.
                 Some(Iface {
                     iface: want.iface.clone(),
@@ -1134,8 +1089,10 @@ async fn read_config(pve: &PveClient, name: &str, st: &mut State) -> Result<(), 
             Some(have) => Some(Cluster { name: cl.name.as_ref().map(|_| have), ..cl }),
         };
     }
+    // One look at Ceph serves both the fsid and whether the roles can be asked for.
+    let fsid = ceph_fsid(pve, name).await?;
     if let Some(c) = st.ceph.clone() {
-        let roles = ceph_roles(pve, name).await?;
+        let roles = ceph_roles(pve, name, !fsid.is_empty()).await?;
         let mut osds = roles.osd_devices.unwrap_or_default();
         // Keep the configuration's order when the set is the same.
         if let Some(want) = &c.osd_devices {
@@ -1154,89 +1111,68 @@ async fn read_config(pve: &PveClient, name: &str, st: &mut State) -> Result<(), 
             network: c.network,
         });
     }
-    st.ceph_fsid = Some(ceph_fsid(pve, name).await?);
+    st.ceph_fsid = Some(fsid);
     Ok(())
 }
 
-/// The node's Ceph cluster fsid, or "" when Ceph is not initialised there.
+/// The node's Ceph cluster fsid, or "" when Ceph is not set up there.
 async fn ceph_fsid(pve: &PveClient, name: &str) -> Result<String, Diagnostics> {
-    match pve.get::<Json>(&format!("/nodes/{}/ceph/status", segment(name))).await {
-        Ok(v) => Ok(v["fsid"].as_str().unwrap_or_default().to_string()),
-        Err(e) if e.message().contains("not initialized") || e.message().contains("not installed") => Ok(String::new()),
+    match pve.ceph_status(name).await {
+        Ok(s) => Ok(s.fsid.unwrap_or_default()),
+        Err(e) if e.is(ApiErrorKind::NotInitialized) => Ok(String::new()),
         Err(e) => Err(diag("Cannot read the Ceph status", e)),
     }
 }
 
 async fn cluster_name(pve: &PveClient) -> Result<Option<String>, Diagnostics> {
-    let status: Vec<Json> = pve.get("/cluster/status").await.map_err(|e| diag("Cannot read the cluster status", e))?;
-    Ok(status.iter().find(|e| e["type"] == "cluster").and_then(|c| c["name"].as_str()).map(str::to_string))
+    let status = pve.cluster_status().await.map_err(|e| diag("Cannot read the cluster status", e))?;
+    Ok(status.cluster_name().map(str::to_string))
 }
 
-/// Roles as PVE reports them; all `false`/empty when Ceph is not initialised.
-async fn ceph_roles(pve: &PveClient, name: &str) -> Result<Ceph, Diagnostics> {
-    let node = segment(name);
-    let has = |list: &[Json]| list.iter().any(|m| m["name"].as_str() == Some(name) || m["host"].as_str() == Some(name));
-    let mon = match pve.get::<Vec<Json>>(&format!("/nodes/{node}/ceph/mon")).await {
-        Ok(l) => has(&l),
-        Err(e) if e.message().contains("not initialized") => {
-            return Ok(Ceph { mon: Some(false), mgr: Some(false), osd_devices: Some(vec![]), network: None })
-        }
+/// Roles as PVE reports them; all `false`/empty when Ceph is not set up (`initialized` false,
+/// or the monitors cannot be asked for).
+async fn ceph_roles(pve: &PveClient, name: &str, initialized: bool) -> Result<Ceph, Diagnostics> {
+    let none = Ceph { mon: Some(false), mgr: Some(false), osd_devices: Some(vec![]), network: None };
+    if !initialized {
+        return Ok(none);
+    }
+    let mon = match pve.ceph_daemons(name, CephDaemon::Mon).await {
+        Ok(l) => l.iter().any(|m| m.on(name)),
+        Err(e) if e.is(ApiErrorKind::NotInitialized) => return Ok(none),
         Err(e) => return Err(diag("Cannot read Ceph monitors", e)),
     };
-    let mgr: Vec<Json> =
-        pve.get(&format!("/nodes/{node}/ceph/mgr")).await.map_err(|e| diag("Cannot read Ceph managers", e))?;
-    let disks: Vec<Json> =
-        pve.get(&format!("/nodes/{node}/disks/list")).await.map_err(|e| diag("Cannot list disks", e))?;
-    let osds = disks
-        .iter()
-        .filter(|d| {
-            d["osdid"].as_i64().is_some_and(|i| i >= 0) || d["osdid-list"].as_array().is_some_and(|l| !l.is_empty())
-        })
-        .filter_map(|d| d["devpath"].as_str().map(str::to_string))
-        .collect();
-    Ok(Ceph { mon: Some(mon), mgr: Some(has(&mgr)), osd_devices: Some(osds), network: None })
+    let mgr = pve.ceph_daemons(name, CephDaemon::Mgr).await.map_err(|e| diag("Cannot read Ceph managers", e))?;
+    let disks = pve.disks(name).await.map_err(|e| diag("Cannot list disks", e))?;
+    let osds = disks.into_iter().filter(|d| d.has_osd()).filter_map(|d| d.devpath).collect();
+    Ok(Ceph { mon: Some(mon), mgr: Some(mgr.iter().any(|m| m.on(name))), osd_devices: Some(osds), network: None })
 }
 
-fn dns_of(v: &Json) -> (Vec<String>, String) {
-    let servers = ["dns1", "dns2", "dns3"].iter().filter_map(|k| v[*k].as_str()).map(str::to_string).collect();
-    (servers, v["search"].as_str().unwrap_or_default().to_string())
+/// The resource's `Iface` and the client's `Interface` have the same fields (only their serde
+/// names differ: Terraform's vs PVE's), so one field list converts either way.
+macro_rules! convert_iface {
+    ($i:expr => $to:ident) => {{
+        let i = $i;
+        $to {
+            iface: i.iface,
+            kind: i.kind,
+            cidr: i.cidr,
+            gateway: i.gateway,
+            bridge_ports: i.bridge_ports,
+            bridge_vlan_aware: i.bridge_vlan_aware,
+            slaves: i.slaves,
+            bond_mode: i.bond_mode,
+            vlan_id: i.vlan_id,
+            vlan_raw_device: i.vlan_raw_device,
+            autostart: i.autostart,
+            mtu: i.mtu,
+            comments: i.comments,
+        }
+    }};
 }
 
-fn jstr(v: &Json) -> Option<String> {
-    match v {
-        Json::String(s) => Some(s.clone()),
-        Json::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-fn jint(v: &Json) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-}
-fn jbool(v: &Json) -> Option<bool> {
-    match v {
-        Json::Bool(b) => Some(*b),
-        Json::Number(n) => Some(n.as_i64() != Some(0)),
-        Json::String(s) => Some(matches!(s.as_str(), "1" | "yes" | "on" | "true")),
-        _ => None,
-    }
-}
-
-fn iface_of(v: &Json) -> Iface {
-    Iface {
-        iface: jstr(&v["iface"]),
-        kind: jstr(&v["type"]),
-        cidr: jstr(&v["cidr"]),
-        gateway: jstr(&v["gateway"]),
-        bridge_ports: jstr(&v["bridge_ports"]),
-        bridge_vlan_aware: jbool(&v["bridge_vlan_aware"]),
-        slaves: jstr(&v["slaves"]),
-        bond_mode: jstr(&v["bond_mode"]),
-        vlan_id: jint(&v["vlan-id"]),
-        vlan_raw_device: jstr(&v["vlan-raw-device"]),
-        autostart: jbool(&v["autostart"]),
-        mtu: jint(&v["mtu"]),
-        comments: jstr(&v["comments"]),
-    }
+/// An interface as PVE reports it, in the resource's terms.
+fn iface_of(i: Interface) -> Iface {
+    convert_iface!(i => Iface)
 }
 
 /// Every configured field equals what the node has.
@@ -1258,28 +1194,9 @@ fn iface_matches(want: &Iface, have: &Iface) -> bool {
         && eq(&want.comments, &have.comments)
 }
 
-/// The PVE parameters of an interface (PVE spells some with '-').
-fn iface_body(i: &Iface) -> Map<String, Json> {
-    let mut b = Map::new();
-    let mut put = |k: &str, v: Option<Json>| {
-        if let Some(v) = v {
-            b.insert(k.to_string(), v);
-        }
-    };
-    put("iface", i.iface.clone().map(Json::from));
-    put("type", i.kind.clone().map(Json::from));
-    put("cidr", i.cidr.clone().map(Json::from));
-    put("gateway", i.gateway.clone().map(Json::from));
-    put("bridge_ports", i.bridge_ports.clone().map(Json::from));
-    put("bridge_vlan_aware", i.bridge_vlan_aware.map(|x| json!(x as u8)));
-    put("slaves", i.slaves.clone().map(Json::from));
-    put("bond_mode", i.bond_mode.clone().map(Json::from));
-    put("vlan-id", i.vlan_id.map(Json::from));
-    put("vlan-raw-device", i.vlan_raw_device.clone().map(Json::from));
-    put("autostart", i.autostart.map(|x| json!(x as u8)));
-    put("mtu", i.mtu.map(Json::from));
-    put("comments", i.comments.clone().map(Json::from));
-    b
+/// The PVE parameters of an interface.
+fn iface_body(i: &Iface) -> Interface {
+    convert_iface!(i.clone() => Interface)
 }
 
 // --- clients -------------------------------------------------------------------------------
@@ -1364,9 +1281,11 @@ mod tests {
 
     #[test]
     fn interfaces_compare_only_configured_fields() {
-        let have = iface_of(
-            &json!({"iface": "vmbr1", "type": "bridge", "bridge_ports": "eno2", "autostart": 1, "vlan-id": "20"}),
-        );
+        let api: Interface = serde_json::from_value(serde_json::json!(
+            {"iface": "vmbr1", "type": "bridge", "bridge_ports": "eno2", "autostart": 1, "vlan-id": "20"}
+        ))
+        .unwrap();
+        let have = iface_of(api);
         assert_eq!(have.vlan_id, Some(20));
         assert_eq!(have.autostart, Some(true));
         let want = Iface {
@@ -1378,7 +1297,12 @@ mod tests {
         assert!(iface_matches(&want, &have));
         let want = Iface { bridge_ports: Some("eno3".into()), ..want };
         assert!(!iface_matches(&want, &have));
-        let b = iface_body(&Iface { vlan_id: Some(5), vlan_raw_device: Some("bond0".into()), ..Default::default() });
+        let b = serde_json::to_value(iface_body(&Iface {
+            vlan_id: Some(5),
+            vlan_raw_device: Some("bond0".into()),
+            ..Default::default()
+        }))
+        .unwrap();
         assert_eq!(b["vlan-id"], 5);
         assert_eq!(b["vlan-raw-device"], "bond0");
     }

@@ -905,9 +905,11 @@ mod tests {
         std::env::remove_var(KNOWN_HOSTS_ENV);
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let err = rt.block_on(WireguardPeer.import_for_test(&format!("10.0.0.1/wg0/{KEY}"))).unwrap_err();
-        assert!(err.to_string().contains(KNOWN_HOSTS_ENV), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(KNOWN_HOSTS_ENV), "{text}");
         let err = rt.block_on(WireguardPeer.import_for_test("10.0.0.1/wg0")).unwrap_err();
-        assert!(err.to_string().contains("Invalid import ID"), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("Invalid import ID"), "{text}");
     }
 
     #[test]

@@ -1,0 +1,371 @@
+//! Ceph through PVE: `/nodes/{node}/ceph/init|status|mon|mgr|osd|pool`.
+//!
+//! PVE answers a node without a usable Ceph (not installed, not initialised, no monitor yet)
+//! with a 500, the same status as any failure. A 500 that outlives the retries while the node
+//! itself answers is therefore [`ApiErrorKind::NotInitialized`]; a pool that the pool list does
+//! not show is absent, whatever the pool's own endpoint said.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{MaybeUpid, PveClient};
+use crate::clients::http::{de, segment, Retry};
+use crate::clients::{ApiErrorKind, ClientError};
+
+/// `GET /nodes/{node}/ceph/status`: what the provider reads of `ceph status`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CephStatus {
+    #[serde(default)]
+    pub fsid: Option<String>,
+    #[serde(default)]
+    pub health: Option<CephHealth>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CephHealth {
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// An entry of `GET /nodes/{node}/ceph/mon` or `…/mgr`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CephService {
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+impl CephService {
+    /// Whether the daemon runs on (or is named after) `node`.
+    pub fn on(&self, node: &str) -> bool {
+        self.name.as_deref() == Some(node) || self.host.as_deref() == Some(node)
+    }
+}
+
+/// A Ceph daemon kind PVE creates per node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CephDaemon {
+    Mon,
+    Mgr,
+}
+
+impl CephDaemon {
+    fn path(self) -> &'static str {
+        match self {
+            CephDaemon::Mon => "mon",
+            CephDaemon::Mgr => "mgr",
+        }
+    }
+}
+
+impl PveClient {
+    /// `POST /nodes/{node}/ceph/init` (synchronous; PVE keeps an existing fsid, so a repeat is safe).
+    pub async fn ceph_init(&self, node: &str, network: Option<&str>) -> Result<(), ClientError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            network: Option<&'a str>,
+        }
+        let path = format!("/nodes/{}/ceph/init", segment(node));
+        self.api.post::<_, serde::de::IgnoredAny>(&path, &Body { network }, Retry::Idempotent).await.map(drop)
+    }
+    /// `ceph status` through `node`; [`ApiErrorKind::NotInitialized`] when Ceph is not set up there.
+    pub async fn ceph_status(&self, node: &str) -> Result<CephStatus, ClientError> {
+        self.ceph_get(node, &format!("/nodes/{}/ceph/status", segment(node)), &[]).await
+    }
+    /// The monitors or managers of the cluster, as `node` sees them.
+    pub async fn ceph_daemons(&self, node: &str, kind: CephDaemon) -> Result<Vec<CephService>, ClientError> {
+        self.ceph_get(node, &format!("/nodes/{}/ceph/{}", segment(node), kind.path()), &[]).await
+    }
+    /// Creates a monitor or manager named after `node` on `node` (a task; not repeated blindly).
+    pub async fn ceph_create_daemon(&self, node: &str, kind: CephDaemon) -> Result<MaybeUpid, ClientError> {
+        #[derive(Serialize)]
+        struct Empty {}
+        let path = format!("/nodes/{n}/ceph/{}/{n}", kind.path(), n = segment(node));
+        self.api.post(&path, &Empty {}, Retry::Once).await
+    }
+    /// Creates an OSD on `dev` (a task; PVE allows only root@pam: [`ApiErrorKind::RootOnly`]).
+    pub async fn ceph_create_osd(&self, node: &str, dev: &str) -> Result<MaybeUpid, ClientError> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            dev: &'a str,
+        }
+        self.api.post(&format!("/nodes/{}/ceph/osd", segment(node)), &Body { dev }, Retry::Once).await
+    }
+
+    // --- pools -----------------------------------------------------------------------------
+
+    pub async fn pools(&self, node: &str) -> Result<Vec<PoolListEntry>, ClientError> {
+        self.ceph_get(node, &format!("/nodes/{}/ceph/pool", segment(node)), &[]).await
+    }
+    /// The list entry of pool `name`; `None` when Ceph has no such pool.
+    pub async fn pool(&self, node: &str, name: &str) -> Result<Option<PoolListEntry>, ClientError> {
+        Ok(self.pools(node).await?.into_iter().find(|p| p.pool_name.as_deref() == Some(name)))
+    }
+    /// `GET …/pool/{name}/status?verbose=1` (with usage statistics); `None` when the pool is
+    /// gone (PVE answers that with a 500: the pool list decides).
+    pub async fn pool_status(&self, node: &str, name: &str) -> Result<Option<PoolStatus>, ClientError> {
+        let path = format!("/nodes/{}/ceph/pool/{}/status", segment(node), segment(name));
+        match self.api.get_query(&path, &[("verbose", "1")]).await {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind().is_some() => match self.pool(node, name).await {
+                Ok(None) => Ok(None),
+                Ok(Some(_)) => Err(e),
+                Err(list) => Err(list),
+            },
+            Err(e) => Err(e),
+        }
+    }
+    /// Creates a pool. Retried after a 5xx too, since a repeat cannot create a second pool; a
+    /// failure while the pool list shows the pool is [`ApiErrorKind::AlreadyExists`].
+    pub async fn pool_create(&self, node: &str, p: &PoolCreate) -> Result<MaybeUpid, ClientError> {
+        match self.api.post(&format!("/nodes/{}/ceph/pool", segment(node)), p, Retry::Idempotent).await {
+            Err(e) if e.kind().is_some() && matches!(self.pool(node, &p.name).await, Ok(Some(_))) => {
+                Err(e.with_kind(ApiErrorKind::AlreadyExists))
+            }
+            r => r,
+        }
+    }
+    pub async fn pool_update(&self, node: &str, name: &str, p: &PoolUpdate) -> Result<MaybeUpid, ClientError> {
+        self.api.put(&format!("/nodes/{}/ceph/pool/{}", segment(node), segment(name)), p).await
+    }
+    /// Destroys pool `name` and waits for PVE's task. A pool that is gone is done: PVE starts
+    /// the task for a missing pool too and fails it, so after a failure the pool list decides.
+    pub async fn pool_destroy(
+        &self,
+        node: &str,
+        name: &str,
+        p: &PoolDelete,
+        deadline: Instant,
+        stop: &CancellationToken,
+    ) -> Result<(), ClientError> {
+        let path = format!("/nodes/{}/ceph/pool/{}", segment(node), segment(name));
+        let result = match self.api.delete(&path, p).await {
+            Ok(upid) => self.wait_maybe(upid, deadline, stop).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e) if matches!(e, ClientError::Api { .. } | ClientError::TaskFailed { .. }) => {
+                match self.pool(node, name).await {
+                    Ok(None) => {
+                        tracing::warn!(pool = %name, error = %e, "pool delete reported a failure, but the pool is gone");
+                        Ok(())
+                    }
+                    _ => Err(e),
+                }
+            }
+            r => r,
+        }
+    }
+
+    /// A Ceph read through `node`: a server error that outlived the retries while the node
+    /// itself answers means Ceph is not set up there.
+    async fn ceph_get<T: DeserializeOwned>(
+        &self,
+        node: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
+        match self.api.get_query(path, query).await {
+            Err(e) if e.is(ApiErrorKind::Server) && self.node_status(node).await.is_ok() => {
+                Err(e.with_kind(ApiErrorKind::NotInitialized))
+            }
+            r => r,
+        }
+    }
+}
+
+/// An entry of `GET /nodes/{node}/ceph/pool`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct PoolListEntry {
+    #[serde(default, alias = "pool_name")]
+    pub pool_name: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub pool: Option<i64>,
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub bytes_used: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_float")]
+    pub percent_used: Option<f64>,
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub pg_num_final: Option<i64>,
+}
+
+/// `GET /nodes/{node}/ceph/pool/{name}/status`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct PoolStatus {
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub id: Option<i64>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub size: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub min_size: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub pg_num: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub pg_num_min: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub pg_num_final: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub crush_rule: Option<String>,
+    #[serde(default)]
+    pub pg_autoscale_mode: Option<String>,
+    #[serde(default)]
+    pub application: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub target_size: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_float")]
+    pub target_size_ratio: Option<f64>,
+    /// The applications enabled on the pool (`verbose=1`; PVE itself never sends `application`).
+    #[serde(default, deserialize_with = "de::opt_strings")]
+    pub application_list: Option<Vec<String>>,
+    /// Pool flags: `"0"`/`"1"` strings up to pve-manager 9.1.17, booleans from 9.1.18.
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    pub nodelete: Option<bool>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    pub nopgchange: Option<bool>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    pub nosizechange: Option<bool>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    pub noscrub: Option<bool>,
+    #[serde(default, rename = "nodeep-scrub", deserialize_with = "de::opt_bool")]
+    pub nodeep_scrub: Option<bool>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    pub hashpspool: Option<bool>,
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    pub fast_read: Option<bool>,
+    /// Usage (`verbose=1`). Before [`PveFeature::PerPoolStatistics`] these are another pool's.
+    ///
+    /// [`PveFeature::PerPoolStatistics`]: super::PveFeature::PerPoolStatistics
+    #[serde(default)]
+    pub statistics: Option<PoolStatistics>,
+}
+
+impl PoolStatus {
+    /// The pool's application: `application` where sent, else the only one of `application_list`.
+    pub fn application(&self) -> Option<String> {
+        self.application.clone().or_else(|| match self.application_list.as_deref() {
+            Some([one]) => Some(one.clone()),
+            _ => None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct PoolStatistics {
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub bytes_used: Option<i64>,
+    #[serde(default, deserialize_with = "de::opt_float")]
+    pub percent_used: Option<f64>,
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub stored: Option<i64>,
+}
+
+/// `POST /nodes/{node}/ceph/pool`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PoolCreate {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_size: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_num: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_num_min: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_autoscale_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crush_rule: Option<String>,
+    #[serde(rename = "erasure-coding", skip_serializing_if = "Option::is_none")]
+    pub erasure_coding: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_size: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_size_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub add_storages: Option<bool>,
+}
+
+/// `PUT /nodes/{node}/ceph/pool/{name}`: only what changes.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct PoolUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_size: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_num: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_num_min: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_autoscale_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crush_rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_size: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_size_ratio: Option<f64>,
+}
+
+impl PoolUpdate {
+    pub fn is_empty(&self) -> bool {
+        *self == PoolUpdate::default()
+    }
+}
+
+/// `DELETE /nodes/{node}/ceph/pool/{name}` (query).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PoolDelete {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub force: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remove_storages: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remove_ecprofile: Option<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_status_reads_strings_numbers_and_booleans() {
+        let s: PoolStatus = serde_json::from_value(serde_json::json!({
+            "id": 3, "name": "rbd", "size": "3", "min_size": 2, "pg_num": 32, "crush_rule": "replicated_rule",
+            "target_size": 1024, "target_size_ratio": "0.5", "statistics": {"bytes_used": 10, "percent_used": 0.1},
+            "nodelete": "0", "nosizechange": "1", "nodeep-scrub": false, "fast_read": true, "hashpspool": 1,
+            "application_list": ["rbd"], "pg_num_min": null
+        }))
+        .unwrap();
+        assert_eq!(s.size, Some(3));
+        assert_eq!(s.target_size.as_deref(), Some("1024"));
+        assert_eq!(s.target_size_ratio, Some(0.5));
+        assert_eq!(s.pg_num_min, None);
+        assert_eq!(s.statistics.as_ref().and_then(|s| s.bytes_used), Some(10));
+        assert_eq!(
+            (s.nodelete, s.nosizechange, s.nodeep_scrub, s.fast_read, s.hashpspool),
+            (Some(false), Some(true), Some(false), Some(true), Some(true))
+        );
+        assert_eq!(s.application().as_deref(), Some("rbd"), "from application_list when PVE sends no application");
+        let st: CephStatus =
+            serde_json::from_value(serde_json::json!({"fsid": "abc", "health": {"status": "HEALTH_OK", "checks": {}}}))
+                .unwrap();
+        assert_eq!(st.fsid.as_deref(), Some("abc"));
+        let mons: Vec<CephService> =
+            serde_json::from_value(serde_json::json!([{"name": "pve1", "addr": "x", "rank": 0}, {"name": "a", "host": "pve2", "direxists": true}])).unwrap();
+        assert!(mons[0].on("pve1") && mons[1].on("pve2") && !mons[1].on("pve1"));
+    }
+}
