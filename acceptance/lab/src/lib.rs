@@ -17,6 +17,7 @@ pub mod peers_util;
 pub mod pki;
 pub mod pve;
 pub mod redfish;
+pub mod routes;
 pub mod schema;
 pub mod serve;
 pub mod state;

@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use crate::api::{self, delete_list, err_resp, p_bool, p_int, p_str, random_secret, ApiErr, ApiResult, Caller};
 use crate::http::{self, Handler, Req, Resp};
 use crate::lab::Lab;
-use crate::pve::TaskScope;
+use crate::pve::tasks::{self, TaskScope};
 use crate::schema::Product;
 use crate::state::{now_s, StoreState, Token};
 
@@ -62,6 +62,7 @@ struct PbsCx {
 }
 
 impl TaskScope for PbsCx {
+    const PRODUCT: Product = Product::Pbs;
     fn owns(&self, t: &crate::lab::Task) -> bool {
         t.store == self.store
     }
@@ -280,9 +281,11 @@ fn dispatch(lab: &Arc<Lab>, cx: &PbsCx, method: &str, template: &str, p: &Map<St
             *crate::lab::lock(&upid_cell) = upid.clone();
             plain(Ok(json!(upid)))
         }
-        (_, t) if t.starts_with("/nodes/{node}/tasks") => {
-            plain(crate::pve::tasks(lab, cx, method, template, p, Product::Pbs))
-        }
+        ("GET", "/nodes/{node}/tasks") => plain(tasks::list(lab, cx, p)),
+        ("GET", "/nodes/{node}/tasks/{upid}") => plain(tasks::index(lab, cx, p)),
+        ("DELETE", "/nodes/{node}/tasks/{upid}") => plain(tasks::stop(lab, cx, p)),
+        ("GET", "/nodes/{node}/tasks/{upid}/status") => plain(tasks::status(lab, cx, p)),
+        ("GET", "/nodes/{node}/tasks/{upid}/log") => plain(tasks::log(lab, cx, p)),
         _ => Err(ApiErr::new(501, "not implemented")),
     }
 }
