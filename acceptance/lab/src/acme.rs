@@ -16,9 +16,11 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use crate::api::{delete_list, digest_of, p_bool, p_str, ApiErr, ApiResult};
+use crate::api::{delete_list, digest_of, edit_entry, p_bool, p_str, ApiErr, ApiResult};
 use crate::lab::Lab;
 use crate::pki;
+use crate::pve::Cx;
+use crate::routes::Params;
 use crate::schema::Product;
 use crate::state::{now_s, LabState};
 
@@ -32,78 +34,16 @@ const CERT_DAYS: u64 = 90;
 const ACCOUNTS: &str = "acme_account";
 const PLUGINS: &str = "acme_plugin";
 
-/// Who asks: store, the node whose listener got the request, the node the request is for.
-pub struct Who<'a> {
-    pub store: &'a str,
-    pub local: &'a str,
-    pub node: &'a str,
-    pub authid: &'a str,
-    pub fail: bool,
-}
-
-/// Handles the ACME and node-config endpoints; `None` for any other template.
-pub fn dispatch(lab: &Arc<Lab>, who: &Who, method: &str, template: &str, p: &Map<String, Value>) -> Option<ApiResult> {
-    Some(match (method, template) {
-        ("GET", "/nodes/{node}/config") => node_config_get(lab, who, p),
-        ("PUT", "/nodes/{node}/config") => node_config_put(lab, who, p),
-        ("GET", "/cluster/acme/directories") => Ok(json!([{"name": "edge-lab ACME", "url": DIRECTORY}])),
-        ("GET", "/cluster/acme/tos") => directory_of(p).map(|_| json!(TOS)),
-        ("GET", "/cluster/acme/account") => {
-            with_collection(lab, who, ACCOUNTS, |c| Ok(Value::Array(c.keys().map(|k| json!({"name": k})).collect())))
-        }
-        ("POST", "/cluster/acme/account") => account_create(lab, who, p),
-        ("GET", "/cluster/acme/account/{name}") => {
-            let name = p_str(p, "name").unwrap_or_else(|| "default".into());
-            with_collection(lab, who, ACCOUNTS, |c| {
-                c.get(&name).map(|a| Value::Object(a.clone())).ok_or_else(|| no_account(&name))
-            })
-        }
-        ("GET", "/cluster/acme/plugins") => {
-            let filter = p_str(p, "type");
-            with_collection(lab, who, PLUGINS, |c| {
-                Ok(Value::Array(
-                    plugins_with_standalone(c)
-                        .into_iter()
-                        .filter(|(_, cfg)| filter.as_deref().is_none_or(|f| cfg["type"] == f))
-                        .map(|(id, cfg)| plugin_public(&id, &cfg))
-                        .collect(),
-                ))
-            })
-        }
-        ("POST", "/cluster/acme/plugins") => plugin_create(lab, who, p),
-        ("GET", "/cluster/acme/plugins/{id}") => {
-            let id = p_str(p, "id").unwrap_or_default();
-            with_collection(lab, who, PLUGINS, |c| {
-                plugins_with_standalone(c)
-                    .remove(&id)
-                    .map(|cfg| plugin_public(&id, &cfg))
-                    .ok_or_else(|| ApiErr::die(format!("ACME plugin '{id}' not defined")))
-            })
-        }
-        ("PUT", "/cluster/acme/plugins/{id}") => plugin_update(lab, who, p),
-        ("DELETE", "/cluster/acme/plugins/{id}") => {
-            let id = p_str(p, "id").unwrap_or_default();
-            mutate_collection(lab, who, PLUGINS, |c| {
-                c.remove(&id);
-                Ok(Value::Null)
-            })
-        }
-        ("POST", "/nodes/{node}/certificates/acme/certificate") => order(lab, who, p),
-        ("GET", "/nodes/{node}/certificates/info") => cert_info(lab, who),
-        _ => return None,
-    })
-}
-
 // --- node config ---------------------------------------------------------------------------
 
 /// Keys `PUT /nodes/{node}/config` stores (everything but the control parameters).
-fn config_keys(p: &Map<String, Value>) -> impl Iterator<Item = (&String, &Value)> {
+fn config_keys(p: &Params) -> impl Iterator<Item = (&String, &Value)> {
     p.iter().filter(|(k, _)| !matches!(k.as_str(), "node" | "delete" | "digest"))
 }
 
-fn node_config_get(lab: &Lab, who: &Who, p: &Map<String, Value>) -> ApiResult {
+pub(crate) fn node_config(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     let st = lab.state();
-    let n = st.store(who.store).and_then(|s| s.node(who.node)).ok_or_else(|| ApiErr::die("node vanished"))?;
+    let n = st.store(&cx.store).and_then(|s| s.node(&cx.node)).ok_or_else(|| ApiErr::die("node vanished"))?;
     let mut out = Map::new();
     let only = p_str(p, "property").filter(|x| x != "all");
     for (k, v) in &n.config {
@@ -115,9 +55,9 @@ fn node_config_get(lab: &Lab, who: &Who, p: &Map<String, Value>) -> ApiResult {
     Ok(Value::Object(out))
 }
 
-fn node_config_put(lab: &Lab, who: &Who, p: &Map<String, Value>) -> ApiResult {
+pub(crate) fn set_node_config(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     let mut st = lab.state();
-    let n = st.store_mut(who.store).and_then(|s| s.node_mut(who.node)).ok_or_else(|| ApiErr::die("node vanished"))?;
+    let n = st.store_mut(&cx.store).and_then(|s| s.node_mut(&cx.node)).ok_or_else(|| ApiErr::die("node vanished"))?;
     if let Some(d) = p_str(p, "digest") {
         if d != digest_of(&n.config) {
             return Err(ApiErr::die("detected modified configuration - file changed by other user? Try again."));
@@ -185,7 +125,7 @@ fn no_account(name: &str) -> ApiErr {
     ApiErr::die(format!("ACME account config file '{name}' does not exist."))
 }
 
-fn directory_of(p: &Map<String, Value>) -> Result<String, ApiErr> {
+fn directory_of(p: &Params) -> Result<String, ApiErr> {
     let dir = p_str(p, "directory").unwrap_or_else(|| "https://acme-v02.api.letsencrypt.org/directory".into());
     if dir != DIRECTORY {
         let host = dir.split("://").nth(1).and_then(|r| r.split('/').next()).unwrap_or(&dir).to_string();
@@ -196,26 +136,39 @@ fn directory_of(p: &Map<String, Value>) -> Result<String, ApiErr> {
     Ok(dir)
 }
 
+pub(crate) fn directories(_: &Arc<Lab>, _: &Cx, _: &Params) -> ApiResult {
+    Ok(json!([{"name": "edge-lab ACME", "url": DIRECTORY}]))
+}
+
+pub(crate) fn tos(_: &Arc<Lab>, _: &Cx, p: &Params) -> ApiResult {
+    directory_of(p).map(|_| json!(TOS))
+}
+
 type Coll = BTreeMap<String, Map<String, Value>>;
 
-fn with_collection(lab: &Lab, who: &Who, coll: &str, f: impl FnOnce(&Coll) -> ApiResult) -> ApiResult {
+/// Runs `f` on a collection of the config domain of `local`, the node whose listener got the
+/// request.
+fn with_collection(lab: &Lab, store: &str, local: &str, coll: &str, f: impl FnOnce(&Coll) -> ApiResult) -> ApiResult {
     let st = lab.state();
-    let (s, n) = st
-        .store(who.store)
-        .and_then(|s| s.node(who.local).map(|n| (s, n)))
-        .ok_or_else(|| ApiErr::die("node vanished"))?;
+    let (s, n) =
+        st.store(store).and_then(|s| s.node(local).map(|n| (s, n))).ok_or_else(|| ApiErr::die("node vanished"))?;
     let empty = Coll::new();
     let c = st.domains.get(&LabState::domain_key(s, n)).and_then(|d| d.collections.get(coll)).unwrap_or(&empty);
     f(c)
 }
 
-fn mutate_collection(lab: &Lab, who: &Who, coll: &str, f: impl FnOnce(&mut Coll) -> ApiResult) -> ApiResult {
+/// [`with_collection`] for a change: saves the state if `f` succeeded.
+fn mutate_collection(
+    lab: &Lab,
+    store: &str,
+    local: &str,
+    coll: &str,
+    f: impl FnOnce(&mut Coll) -> ApiResult,
+) -> ApiResult {
     let mut st = lab.state();
     let key = {
-        let (s, n) = st
-            .store(who.store)
-            .and_then(|s| s.node(who.local).map(|n| (s, n)))
-            .ok_or_else(|| ApiErr::die("node vanished"))?;
+        let (s, n) =
+            st.store(store).and_then(|s| s.node(local).map(|n| (s, n))).ok_or_else(|| ApiErr::die("node vanished"))?;
         LabState::domain_key(s, n)
     };
     let dom = st.domains.get_mut(&key).ok_or_else(|| ApiErr::die("configuration domain missing"))?;
@@ -224,7 +177,21 @@ fn mutate_collection(lab: &Lab, who: &Who, coll: &str, f: impl FnOnce(&mut Coll)
     Ok(r)
 }
 
-fn account_create(lab: &Arc<Lab>, who: &Who, p: &Map<String, Value>) -> ApiResult {
+pub(crate) fn accounts(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
+    with_collection(lab, &cx.store, &cx.local, ACCOUNTS, |c| {
+        Ok(Value::Array(c.keys().map(|k| json!({"name": k})).collect()))
+    })
+}
+
+pub(crate) fn account(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
+    let name = p_str(p, "name").unwrap_or_else(|| "default".into());
+    with_collection(lab, &cx.store, &cx.local, ACCOUNTS, |c| {
+        c.get(&name).map(|a| Value::Object(a.clone())).ok_or_else(|| no_account(&name))
+    })
+}
+
+/// Registers an account with the lab's CA, in an `acmeregister` task.
+pub(crate) fn account_create(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     let name = p_str(p, "name").unwrap_or_else(|| "default".into());
     let contact = p_str(p, "contact").unwrap_or_default();
     let directory = directory_of(p)?;
@@ -232,17 +199,16 @@ fn account_create(lab: &Arc<Lab>, who: &Who, p: &Map<String, Value>) -> ApiResul
         // PVE passes tos_url to the CA as agreement; a CA with terms refuses without it.
         return Err(ApiErr::die(format!("ACME CA requires agreeing to its Terms of Service: set tos_url to {TOS}")));
     }
-    with_collection(lab, who, ACCOUNTS, |c| {
+    with_collection(lab, &cx.store, &cx.local, ACCOUNTS, |c| {
         if c.contains_key(&name) {
             return Err(ApiErr::die(format!("ACME account config file '{name}' already exists.")));
         }
         Ok(Value::Null)
     })?;
-    let (store, local) = (who.store.to_string(), who.local.to_string());
-    let upid = lab.spawn_task(Product::Pve, who.store, who.local, "acmeregister", &name, who.authid, who.fail, {
+    let (store, local) = (cx.store.clone(), cx.local.clone());
+    let upid = lab.spawn_task(Product::Pve, &cx.store, &cx.local, "acmeregister", &name, &cx.caller.authid, cx.fail, {
         let name = name.clone();
         move |lab| {
-            let who = Who { store: &store, local: &local, node: &local, authid: "", fail: false };
             let contacts: Vec<String> =
                 contact.split([',', ';', ' ']).filter(|x| !x.is_empty()).map(|m| format!("mailto:{m}")).collect();
             let id = crate::api::random_hex(8);
@@ -254,7 +220,7 @@ fn account_create(lab: &Arc<Lab>, who: &Who, p: &Map<String, Value>) -> ApiResul
             acct.insert("directory".into(), json!(directory));
             acct.insert("location".into(), json!(format!("https://acme.edge-lab.test/acme/acct/{id}")));
             acct.insert("tos".into(), json!(TOS));
-            mutate_collection(lab, &who, ACCOUNTS, |c| {
+            mutate_collection(lab, &store, &local, ACCOUNTS, |c| {
                 if c.contains_key(&name) {
                     return Err(ApiErr::die(format!("ACME account config file '{name}' already exists.")));
                 }
@@ -290,13 +256,36 @@ fn plugin_public(id: &str, cfg: &Map<String, Value>) -> Value {
     Value::Object(o)
 }
 
-fn plugin_create(lab: &Lab, who: &Who, p: &Map<String, Value>) -> ApiResult {
+pub(crate) fn plugins(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
+    let filter = p_str(p, "type");
+    with_collection(lab, &cx.store, &cx.local, PLUGINS, |c| {
+        Ok(Value::Array(
+            plugins_with_standalone(c)
+                .into_iter()
+                .filter(|(_, cfg)| filter.as_deref().is_none_or(|f| cfg["type"] == f))
+                .map(|(id, cfg)| plugin_public(&id, &cfg))
+                .collect(),
+        ))
+    })
+}
+
+pub(crate) fn plugin(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
+    let id = p_str(p, "id").unwrap_or_default();
+    with_collection(lab, &cx.store, &cx.local, PLUGINS, |c| {
+        plugins_with_standalone(c)
+            .remove(&id)
+            .map(|cfg| plugin_public(&id, &cfg))
+            .ok_or_else(|| ApiErr::die(format!("ACME plugin '{id}' not defined")))
+    })
+}
+
+pub(crate) fn plugin_create(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     let id = p_str(p, "id").unwrap_or_default();
     let kind = p_str(p, "type").unwrap_or_default();
     if kind == "dns" && p_str(p, "api").is_none() {
         return Err(ApiErr::param("api", "DNS plugins need an API plugin name"));
     }
-    mutate_collection(lab, who, PLUGINS, |c| {
+    mutate_collection(lab, &cx.store, &cx.local, PLUGINS, |c| {
         if c.contains_key(&id) || id == "standalone" {
             return Err(ApiErr::die(format!("ACME plugin ID '{id}' already defined")));
         }
@@ -307,23 +296,19 @@ fn plugin_create(lab: &Lab, who: &Who, p: &Map<String, Value>) -> ApiResult {
     })
 }
 
-fn plugin_update(lab: &Lab, who: &Who, p: &Map<String, Value>) -> ApiResult {
+pub(crate) fn plugin_update(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     let id = p_str(p, "id").unwrap_or_default();
-    mutate_collection(lab, who, PLUGINS, |c| {
+    mutate_collection(lab, &cx.store, &cx.local, PLUGINS, |c| {
         let cfg = c.get_mut(&id).ok_or_else(|| ApiErr::die(format!("ACME plugin '{id}' not defined")))?;
-        if let Some(d) = p_str(p, "digest") {
-            if d != digest_of(&*cfg) {
-                return Err(ApiErr::die("detected modified configuration - file changed by other user? Try again."));
-            }
-        }
-        for k in delete_list(p) {
-            cfg.remove(&k);
-        }
-        for (k, v) in p {
-            if !matches!(k.as_str(), "id" | "delete" | "digest") {
-                cfg.insert(k.clone(), v.clone());
-            }
-        }
+        edit_entry(cfg, p, "id")?;
+        Ok(Value::Null)
+    })
+}
+
+pub(crate) fn plugin_delete(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
+    let id = p_str(p, "id").unwrap_or_default();
+    mutate_collection(lab, &cx.store, &cx.local, PLUGINS, |c| {
+        c.remove(&id);
         Ok(Value::Null)
     })
 }
@@ -347,12 +332,13 @@ pub fn ensure_ca(st: &mut LabState) -> Result<bool, String> {
     Ok(!had)
 }
 
-fn order(lab: &Arc<Lab>, who: &Who, p: &Map<String, Value>) -> ApiResult {
+/// Orders a certificate for the node's ACME domains, in an `acmenewcert` task.
+pub(crate) fn order(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     let force = p_bool(p, "force").unwrap_or(false);
     let (account, domains, plugins) = {
         let st = lab.state();
-        let s = st.store(who.store).ok_or_else(|| ApiErr::die("store vanished"))?;
-        let n = s.node(who.node).ok_or_else(|| ApiErr::die("node vanished"))?;
+        let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
+        let n = s.node(&cx.node).ok_or_else(|| ApiErr::die("node vanished"))?;
         let (account, domains) = acme_conf(&n.config);
         if domains.is_empty() {
             return Err(ApiErr::new(400, "ACME domain list in node configuration is missing!"));
@@ -373,52 +359,53 @@ fn order(lab: &Arc<Lab>, who: &Who, p: &Map<String, Value>) -> ApiResult {
         }
         (account, domains, plugins)
     };
-    let (store, node) = (who.store.to_string(), who.node.to_string());
-    let upid = lab.spawn_task(Product::Pve, who.store, who.node, "acmenewcert", "", who.authid, who.fail, move |lab| {
-        let mut log = vec![
-            "Loading ACME account details".to_string(),
-            format!("Placing ACME order (account '{account}')"),
-            format!("Order URL: https://acme.edge-lab.test/acme/order/{}", crate::api::random_hex(8)),
-        ];
-        for (d, pl) in &domains {
-            let cfg = &plugins[pl];
-            log.push(format!("Getting authorization details from 'https://acme.edge-lab.test/acme/authz/{d}'"));
-            log.push(format!("The validation for {d} is pending!"));
-            if crate::schema::truthy(cfg.get("disable").unwrap_or(&Value::Null)) {
-                return Err(format!("plugin '{pl}' is disabled: validation for {d} failed"));
+    let (store, node) = (cx.store.clone(), cx.node.clone());
+    let upid =
+        lab.spawn_task(Product::Pve, &cx.store, &cx.node, "acmenewcert", "", &cx.caller.authid, cx.fail, move |lab| {
+            let mut log = vec![
+                "Loading ACME account details".to_string(),
+                format!("Placing ACME order (account '{account}')"),
+                format!("Order URL: https://acme.edge-lab.test/acme/order/{}", crate::api::random_hex(8)),
+            ];
+            for (d, pl) in &domains {
+                let cfg = &plugins[pl];
+                log.push(format!("Getting authorization details from 'https://acme.edge-lab.test/acme/authz/{d}'"));
+                log.push(format!("The validation for {d} is pending!"));
+                if crate::schema::truthy(cfg.get("disable").unwrap_or(&Value::Null)) {
+                    return Err(format!("plugin '{pl}' is disabled: validation for {d} failed"));
+                }
+                let kind = cfg.get("type").and_then(Value::as_str).unwrap_or("standalone");
+                let api = cfg.get("api").and_then(Value::as_str).unwrap_or("");
+                log.push(format!("Setting up validation ({kind} plugin '{pl}' {api})"));
+                log.push("Triggering validation".into());
+                log.push(format!("Status is 'valid', domain '{d}' OK!"));
             }
-            let kind = cfg.get("type").and_then(Value::as_str).unwrap_or("standalone");
-            let api = cfg.get("api").and_then(Value::as_str).unwrap_or("");
-            log.push(format!("Setting up validation ({kind} plugin '{pl}' {api})"));
-            log.push("Triggering validation".into());
-            log.push(format!("Status is 'valid', domain '{d}' OK!"));
-        }
-        log.push("All domains validated!".into());
-        log.push("Creating CSR".into());
-        log.push("Checking order status".into());
-        log.push("Order is ready, finalizing order".into());
-        log.push("valid!".into());
-        log.push("Downloading certificate".into());
-        let mut st = lab.state();
-        let ca = acme_ca(&mut st)?;
-        let n = st.store_mut(&store).and_then(|s| s.node_mut(&node)).ok_or("node vanished")?;
-        let ip: Option<IpAddr> = n.address.parse().ok();
-        let names: Vec<String> = domains.iter().map(|(d, _)| d.clone()).collect();
-        let cert = pki::issue_for(&ca, &names[0], &names, ip, Some(CERT_DAYS)).map_err(|e| e.to_string())?;
-        log.push("Setting pveproxy certificate and key".into());
-        let fp = cert.fingerprint.clone();
-        if n.base_cert.is_none() {
-            n.base_cert = Some(n.cert.clone());
-        }
-        n.cert = cert;
-        lab.save(&st);
-        drop(st);
-        if let Err(e) = crate::serve::refresh_lab_json(lab) {
-            tracing::warn!(error = %e, "rewriting lab.json after an ACME order");
-        }
-        log.push(format!("Restarting pveproxy (new certificate fingerprint {fp})"));
-        Ok(log)
-    });
+            log.push("All domains validated!".into());
+            log.push("Creating CSR".into());
+            log.push("Checking order status".into());
+            log.push("Order is ready, finalizing order".into());
+            log.push("valid!".into());
+            log.push("Downloading certificate".into());
+            let mut st = lab.state();
+            let ca = acme_ca(&mut st)?;
+            let n = st.store_mut(&store).and_then(|s| s.node_mut(&node)).ok_or("node vanished")?;
+            let ip: Option<IpAddr> = n.address.parse().ok();
+            let names: Vec<String> = domains.iter().map(|(d, _)| d.clone()).collect();
+            let cert = pki::issue_for(&ca, &names[0], &names, ip, Some(CERT_DAYS)).map_err(|e| e.to_string())?;
+            log.push("Setting pveproxy certificate and key".into());
+            let fp = cert.fingerprint.clone();
+            if n.base_cert.is_none() {
+                n.base_cert = Some(n.cert.clone());
+            }
+            n.cert = cert;
+            lab.save(&st);
+            drop(st);
+            if let Err(e) = crate::serve::refresh_lab_json(lab) {
+                tracing::warn!(error = %e, "rewriting lab.json after an ACME order");
+            }
+            log.push(format!("Restarting pveproxy (new certificate fingerprint {fp})"));
+            Ok(log)
+        });
     Ok(json!(upid))
 }
 
@@ -435,9 +422,9 @@ fn info_of(filename: &str, e: &pki::CertEntry) -> Value {
     o
 }
 
-fn cert_info(lab: &Lab, who: &Who) -> ApiResult {
+pub(crate) fn cert_info(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
     let st = lab.state();
-    let n = st.store(who.store).and_then(|s| s.node(who.node)).ok_or_else(|| ApiErr::die("node vanished"))?;
+    let n = st.store(&cx.store).and_then(|s| s.node(&cx.node)).ok_or_else(|| ApiErr::die("node vanished"))?;
     let mut out = vec![info_of("pve-root-ca.pem", &st.ca.cert)];
     match &n.base_cert {
         // An ACME (or custom) certificate is pveproxy-ssl.pem; pve-ssl.pem stays.

@@ -263,3 +263,28 @@ pub fn delete_list(p: &Map<String, Value>) -> Vec<String> {
         _ => Vec::new(),
     }
 }
+
+/// A PUT on a config entry, as PVE makes it: the entry must still be the one the client read
+/// (`digest`, when given), then [`set_entry`].
+pub fn edit_entry(cfg: &mut Map<String, Value>, p: &Map<String, Value>, key: &str) -> Result<(), ApiErr> {
+    if let Some(d) = p_str(p, "digest") {
+        if d != digest_of(&*cfg) {
+            return Err(ApiErr::die("detected modified configuration - file changed by other user? Try again."));
+        }
+    }
+    set_entry(cfg, p, key);
+    Ok(())
+}
+
+/// The changes a PUT makes to a config entry: `delete` removes keys, then every parameter but
+/// the entry's `key`, `delete` and `digest` is set.
+pub fn set_entry(cfg: &mut Map<String, Value>, p: &Map<String, Value>, key: &str) {
+    for k in delete_list(p) {
+        cfg.remove(&k);
+    }
+    for (k, v) in p {
+        if k != key && k != "delete" && k != "digest" {
+            cfg.insert(k.clone(), v.clone());
+        }
+    }
+}

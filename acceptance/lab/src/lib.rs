@@ -18,6 +18,7 @@ pub mod pki;
 pub mod profile;
 pub mod pve;
 pub mod redfish;
+pub mod routes;
 pub mod schema;
 pub mod schemagen;
 pub mod serve;

@@ -1,57 +1,75 @@
-//! The Proxmox Backup Server API of a store (`https://ADDR:8007/api2/json`).
+//! The Proxmox Backup Server API of a store (`https://ADDR:8007/api2/json`). [`ROUTES`] is the
+//! one list of what it serves, one handler per endpoint; the task endpoints are PVE's
+//! (`crate::pve::tasks`), shown the PBS way.
 
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use crate::api::{self, delete_list, err_resp, p_bool, p_int, p_str, random_secret, ApiErr, ApiResult, Caller};
+use crate::api::{self, err_resp, p_bool, p_int, p_str, random_secret, ApiErr, ApiResult, Caller};
 use crate::http::{self, Handler, Req, Resp};
 use crate::lab::Lab;
-use crate::pve::TaskScope;
+use crate::pve::tasks::{self, TaskScope};
+use crate::routes::{self, Params, Route};
 use crate::schema::Product;
 use crate::state::{now_s, StoreState, Token};
 
-pub const IMPLEMENTED: &[(&str, &str)] = &[
-    ("GET", "/version"),
-    ("POST", "/access/ticket"),
-    ("GET", "/access/users/{userid}/token"),
-    ("GET", "/access/users/{userid}/token/{token-name}"),
-    ("POST", "/access/users/{userid}/token/{token-name}"),
-    ("DELETE", "/access/users/{userid}/token/{token-name}"),
-    ("GET", "/config/datastore"),
-    ("POST", "/config/datastore"),
-    ("GET", "/config/datastore/{name}"),
-    ("PUT", "/config/datastore/{name}"),
-    ("DELETE", "/config/datastore/{name}"),
-    ("GET", "/config/remote"),
-    ("POST", "/config/remote"),
-    ("GET", "/config/remote/{name}"),
-    ("PUT", "/config/remote/{name}"),
-    ("DELETE", "/config/remote/{name}"),
-    ("GET", "/config/sync"),
-    ("POST", "/config/sync"),
-    ("GET", "/config/sync/{id}"),
-    ("PUT", "/config/sync/{id}"),
-    ("DELETE", "/config/sync/{id}"),
-    ("GET", "/config/verify"),
-    ("POST", "/config/verify"),
-    ("GET", "/config/verify/{id}"),
-    ("PUT", "/config/verify/{id}"),
-    ("DELETE", "/config/verify/{id}"),
-    ("GET", "/config/prune"),
-    ("POST", "/config/prune"),
-    ("GET", "/config/prune/{id}"),
-    ("PUT", "/config/prune/{id}"),
-    ("DELETE", "/config/prune/{id}"),
-    ("GET", "/admin/datastore"),
-    ("GET", "/admin/datastore/{store}/gc"),
-    ("POST", "/admin/datastore/{store}/gc"),
-    ("GET", "/nodes/{node}/tasks"),
-    ("GET", "/nodes/{node}/tasks/{upid}"),
-    ("DELETE", "/nodes/{node}/tasks/{upid}"),
-    ("GET", "/nodes/{node}/tasks/{upid}/status"),
-    ("GET", "/nodes/{node}/tasks/{upid}/log"),
+type PbsResult = Result<(Value, Option<String>), ApiErr>;
+
+/// What a PBS handler answers: the data, or the data and the digest of the config file it was
+/// read from (PBS puts that beside `data`).
+enum Serve {
+    Data(routes::Handler<PbsCx, ApiResult>),
+    WithDigest(routes::Handler<PbsCx, PbsResult>),
+}
+
+use Serve::{Data, WithDigest};
+
+/// Everything the lab's PBS serves, in the order `coverage --verbose` lists it.
+const ROUTES: &[Route<Serve>] = &[
+    Route::get("/version", Data(version)),
+    Route::post("/access/ticket", Data(ticket)),
+    Route::get("/access/users/{userid}/token", Data(token_list)),
+    Route::get("/access/users/{userid}/token/{token-name}", Data(token_get)),
+    Route::post("/access/users/{userid}/token/{token-name}", Data(token_create)),
+    Route::delete("/access/users/{userid}/token/{token-name}", Data(token_delete)),
+    Route::get("/config/datastore", WithDigest(config_list::<Datastores>)),
+    Route::post("/config/datastore", Data(config_create::<Datastores>)),
+    Route::get("/config/datastore/{name}", WithDigest(config_get::<Datastores>)),
+    Route::put("/config/datastore/{name}", Data(config_update::<Datastores>)),
+    Route::delete("/config/datastore/{name}", Data(config_delete::<Datastores>)),
+    Route::get("/config/remote", WithDigest(config_list::<Remotes>)),
+    Route::post("/config/remote", Data(config_create::<Remotes>)),
+    Route::get("/config/remote/{name}", WithDigest(config_get::<Remotes>)),
+    Route::put("/config/remote/{name}", Data(config_update::<Remotes>)),
+    Route::delete("/config/remote/{name}", Data(config_delete::<Remotes>)),
+    Route::get("/config/sync", WithDigest(config_list::<SyncJobs>)),
+    Route::post("/config/sync", Data(config_create::<SyncJobs>)),
+    Route::get("/config/sync/{id}", WithDigest(config_get::<SyncJobs>)),
+    Route::put("/config/sync/{id}", Data(config_update::<SyncJobs>)),
+    Route::delete("/config/sync/{id}", Data(config_delete::<SyncJobs>)),
+    Route::get("/config/verify", WithDigest(config_list::<VerifyJobs>)),
+    Route::post("/config/verify", Data(config_create::<VerifyJobs>)),
+    Route::get("/config/verify/{id}", WithDigest(config_get::<VerifyJobs>)),
+    Route::put("/config/verify/{id}", Data(config_update::<VerifyJobs>)),
+    Route::delete("/config/verify/{id}", Data(config_delete::<VerifyJobs>)),
+    Route::get("/config/prune", WithDigest(config_list::<PruneJobs>)),
+    Route::post("/config/prune", Data(config_create::<PruneJobs>)),
+    Route::get("/config/prune/{id}", WithDigest(config_get::<PruneJobs>)),
+    Route::put("/config/prune/{id}", Data(config_update::<PruneJobs>)),
+    Route::delete("/config/prune/{id}", Data(config_delete::<PruneJobs>)),
+    Route::get("/admin/datastore", Data(datastores)),
+    Route::get("/admin/datastore/{store}/gc", Data(gc)),
+    Route::post("/admin/datastore/{store}/gc", Data(start_gc)),
+    Route::get("/nodes/{node}/tasks", Data(tasks::list)),
+    Route::get("/nodes/{node}/tasks/{upid}", Data(tasks::index)),
+    Route::delete("/nodes/{node}/tasks/{upid}", Data(tasks::stop)),
+    Route::get("/nodes/{node}/tasks/{upid}/status", Data(tasks::status)),
+    Route::get("/nodes/{node}/tasks/{upid}/log", Data(tasks::log)),
 ];
+
+/// Every (METHOD, template) in [`ROUTES`]; `coverage` compares this with the schema.
+pub const IMPLEMENTED: &[(&str, &str)] = &routes::endpoints::<_, { ROUTES.len() }>(ROUTES);
 
 pub const HOSTNAME: &str = "pbs";
 
@@ -62,6 +80,7 @@ struct PbsCx {
 }
 
 impl TaskScope for PbsCx {
+    const PRODUCT: Product = Product::Pbs;
     fn owns(&self, t: &crate::lab::Task) -> bool {
         t.store == self.store
     }
@@ -109,12 +128,12 @@ async fn handle(lab: Arc<Lab>, store: String, req: Req) -> Option<Resp> {
     if let Err(e) = api::validate(&lab, Product::Pbs, &routed, &mut params) {
         return Some(err_resp(Product::Pbs, e));
     }
-    if !IMPLEMENTED.iter().any(|(m, t)| *m == req.method && *t == routed.template) {
+    let Some(route) = routes::find(ROUTES, &req.method, &routed.template) else {
         return Some(err_resp(
             Product::Pbs,
             ApiErr::new(501, format!("edge-lab: '{} {}' is not implemented", req.method, routed.template)),
         ));
-    }
+    };
     if routed.template.starts_with("/nodes/{node}") {
         let node = routed.path_params.iter().find(|(k, _)| k == "node").map(|(_, v)| v.clone()).unwrap_or_default();
         if node != "localhost" && node != HOSTNAME {
@@ -126,7 +145,10 @@ async fn handle(lab: Arc<Lab>, store: String, req: Req) -> Option<Resp> {
         }
     }
     let cx = PbsCx { store, caller, fail };
-    let res = dispatch(&lab, &cx, &req.method, &routed.template, &params);
+    let res = match route.handler {
+        Data(h) => h(&lab, &cx, &params).map(|v| (v, None)),
+        WithDigest(h) => h(&lab, &cx, &params),
+    };
     Some(match res {
         Ok((v, digest)) => {
             let mut body = json!({"data": v});
@@ -172,126 +194,380 @@ fn authenticate(lab: &Lab, store: &str, req: &Req) -> Result<Caller, ApiErr> {
     Err(ApiErr::new(401, "authentication failed - missing credentials"))
 }
 
-type PbsResult = Result<(Value, Option<String>), ApiErr>;
-
-/// Runs `f` on the store's state; saves state.json afterwards unless the request was a GET
-/// (reads change nothing, and the file holds every store of the lab).
-fn mutate<R>(
-    lab: &Lab,
-    store: &str,
-    method: &str,
-    f: impl FnOnce(&mut StoreState) -> Result<R, ApiErr>,
-) -> Result<R, ApiErr> {
+/// Runs `f` on the store's state and saves state.json afterwards if `f` succeeded. GET
+/// handlers lock the state without it: reads change nothing, and the file holds every store of
+/// the lab.
+fn mutate<R>(lab: &Lab, store: &str, f: impl FnOnce(&mut StoreState) -> Result<R, ApiErr>) -> Result<R, ApiErr> {
     let mut st = lab.state();
-    let s = st.store_mut(store).ok_or_else(|| ApiErr::die("store vanished"))?;
-    let r = f(s)?;
-    if method != "GET" {
-        lab.save(&st);
-    }
+    let r = f(store_mut(&mut st, store)?)?;
+    lab.save(&st);
     Ok(r)
 }
 
-fn plain(r: ApiResult) -> PbsResult {
-    r.map(|v| (v, None))
+fn store_mut<'a>(st: &'a mut crate::state::LabState, store: &str) -> Result<&'a mut StoreState, ApiErr> {
+    st.store_mut(store).ok_or_else(|| ApiErr::die("store vanished"))
 }
 
-fn dispatch(lab: &Arc<Lab>, cx: &PbsCx, method: &str, template: &str, p: &Map<String, Value>) -> PbsResult {
-    match (method, template) {
-        ("GET", "/version") => {
-            let (version, release, repoid) = lab.profiles.pbs.version();
-            plain(Ok(json!({"version": version, "release": release, "repoid": repoid})))
+fn version(lab: &Arc<Lab>, _: &PbsCx, _: &Params) -> ApiResult {
+    let (version, release, repoid) = lab.profiles.pbs.version();
+    Ok(json!({"version": version, "release": release, "repoid": repoid}))
+}
+
+fn ticket(lab: &Arc<Lab>, cx: &PbsCx, p: &Params) -> ApiResult {
+    let st = lab.state();
+    let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
+    let user = p_str(p, "username").unwrap_or_default();
+    let password = p_str(p, "password").unwrap_or_default();
+    let ok = user == "root@pam"
+        && (password == s.root_password
+            || api::verify_ticket("PBS", &s.pbs.authkey, &password).as_deref() == Some("root@pam"));
+    if !ok {
+        return Err(ApiErr::new(401, "authentication failure"));
+    }
+    Ok(json!({
+        "username": user,
+        "ticket": api::make_ticket("PBS", &s.pbs.authkey, &user),
+        "CSRFPreventionToken": api::make_csrf(&s.pbs.authkey, &user),
+    }))
+}
+
+/// The only user the lab's PBS has.
+const USER: &str = "root@pam";
+
+fn check_user(p: &Params) -> Result<(), ApiErr> {
+    let userid = p_str(p, "userid").unwrap_or_default();
+    if userid != USER {
+        return Err(ApiErr::new(404, format!("no such user '{userid}'")));
+    }
+    Ok(())
+}
+
+/// The full token id (`root@pam!NAME`) of a `/token/{token-name}` path.
+fn full_id(p: &Params) -> Result<String, ApiErr> {
+    check_user(p)?;
+    Ok(format!("{USER}!{}", p_str(p, "token-name").unwrap_or_default()))
+}
+
+fn token_info(id: &str, t: &Token) -> Value {
+    let mut o = json!({"tokenid": id, "enable": true, "expire": t.expire});
+    if let Some(c) = &t.comment {
+        o["comment"] = json!(c);
+    }
+    o
+}
+
+fn no_token(id: &str) -> ApiErr {
+    ApiErr::new(404, format!("no such token '{id}'"))
+}
+
+fn token_list(lab: &Arc<Lab>, cx: &PbsCx, p: &Params) -> ApiResult {
+    // Without a schema (validation off) nothing rejects a stray `token-name` here; it selects
+    // that one token, as it did when one handler served the list and the token paths.
+    if p_str(p, "token-name").is_some() {
+        return token_get(lab, cx, p);
+    }
+    check_user(p)?;
+    let mut st = lab.state();
+    let s = store_mut(&mut st, &cx.store)?;
+    Ok(Value::Array(
+        s.pbs
+            .tokens
+            .iter()
+            .map(|(k, t)| {
+                let mut o = token_info(k, t);
+                o["token-name"] = json!(k.split('!').nth(1).unwrap_or(""));
+                o
+            })
+            .collect(),
+    ))
+}
+
+fn token_get(lab: &Arc<Lab>, cx: &PbsCx, p: &Params) -> ApiResult {
+    let id = full_id(p)?;
+    let mut st = lab.state();
+    let s = store_mut(&mut st, &cx.store)?;
+    s.pbs.tokens.get(&id).map(|t| token_info(&id, t)).ok_or_else(|| no_token(&id))
+}
+
+fn token_create(lab: &Arc<Lab>, cx: &PbsCx, p: &Params) -> ApiResult {
+    let id = full_id(p)?;
+    mutate(lab, &cx.store, |s| {
+        if s.pbs.tokens.contains_key(&id) {
+            return Err(ApiErr::new(400, format!("token '{id}' already exists.")));
         }
-        ("POST", "/access/ticket") => plain(ticket(lab, cx, p)),
-        (_, t) if t.starts_with("/access/users/") => plain(tokens(lab, cx, method, p)),
-        (_, t) if t.starts_with("/config/datastore") => collection(lab, cx, method, "datastore", "name", p),
-        (_, t) if t.starts_with("/config/remote") => collection(lab, cx, method, "remote", "name", p),
-        (_, t) if t.starts_with("/config/sync") => collection(lab, cx, method, "sync", "id", p),
-        (_, t) if t.starts_with("/config/verify") => collection(lab, cx, method, "verify", "id", p),
-        (_, t) if t.starts_with("/config/prune") => collection(lab, cx, method, "prune", "id", p),
-        ("GET", "/admin/datastore") => {
-            let st = lab.state();
-            let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
-            let list = s
-                .pbs
-                .collections
-                .get("datastore")
-                .map(|d| {
-                    d.iter()
-                        .map(|(k, c)| {
-                            let mut o = json!({"store": k});
-                            // Removable datastores (3.3.0) brought `mount-status`; `backend-type`
-                            // (4.1.7) is newer than every PBS profile of the lab.
-                            if lab.profiles.pbs.removable_datastores() {
-                                o["mount-status"] = json!("nonremovable");
-                            }
-                            if let Some(cm) = c.get("comment") {
-                                o["comment"] = cm.clone();
-                            }
-                            o
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            plain(Ok(Value::Array(list)))
+        let t = Token {
+            secret: random_secret(),
+            privsep: true,
+            comment: p_str(p, "comment"),
+            expire: p_int(p, "expire").unwrap_or(0),
+            read_only: false,
+        };
+        let out = json!({"tokenid": id, "value": t.secret});
+        s.pbs.tokens.insert(id, t);
+        Ok(out)
+    })
+}
+
+fn token_delete(lab: &Arc<Lab>, cx: &PbsCx, p: &Params) -> ApiResult {
+    let id = full_id(p)?;
+    mutate(lab, &cx.store, |s| {
+        s.pbs.tokens.remove(&id).ok_or_else(|| no_token(&id))?;
+        Ok(Value::Null)
+    })
+}
+
+/// A PBS config file: datastore.cfg, remote.cfg, sync.cfg, verification.cfg, prune.cfg.
+trait Section {
+    /// The collection in the store's PBS state.
+    const COLL: &'static str;
+    /// The parameter naming an entry.
+    const KEY: &'static str;
+}
+
+/// Declares the marker type of one config file, for handlers like `config_list::<Remotes>`.
+macro_rules! section {
+    ($name:ident, $coll:literal, $key:literal) => {
+        struct $name;
+        impl Section for $name {
+            const COLL: &'static str = $coll;
+            const KEY: &'static str = $key;
         }
-        ("GET", "/admin/datastore/{store}/gc") => {
-            let st = lab.state();
-            let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
-            let name = p_str(p, "store").unwrap_or_default();
-            let ds =
-                s.pbs.collections.get("datastore").and_then(|d| d.get(&name)).ok_or_else(|| no_datastore(&name))?;
-            let mut o = s.pbs.gc.get(&name).cloned().map(Value::Object).unwrap_or_else(|| gc_status(&name, None));
-            if let Some(sched) = ds.get("gc-schedule") {
-                o["schedule"] = sched.clone();
-            }
-            plain(Ok(o))
+    };
+}
+
+section!(Datastores, "datastore", "name");
+section!(Remotes, "remote", "name");
+section!(SyncJobs, "sync", "id");
+section!(VerifyJobs, "verify", "id");
+section!(PruneJobs, "prune", "id");
+
+type Coll = std::collections::BTreeMap<String, Map<String, Value>>;
+
+/// The section in the store's PBS state; created empty on first use, also by a read (which
+/// then leaves it unsaved).
+fn section<S: Section>(s: &mut StoreState) -> &mut Coll {
+    s.pbs.collections.entry(S::COLL.to_string()).or_default()
+}
+
+/// How messages name an entry of the section.
+fn label<S: Section>() -> &'static str {
+    match S::COLL {
+        "datastore" => "datastore",
+        "remote" => "remote",
+        _ => "job",
+    }
+}
+
+fn missing<S: Section>(id: &str) -> ApiErr {
+    ApiErr::new(404, format!("{} '{id}' does not exist.", label::<S>()))
+}
+
+/// An entry as GET shows it: without its password, with its id.
+fn public<S: Section>(id: &str, cfg: &Map<String, Value>) -> Value {
+    let mut o = cfg.clone();
+    o.remove("password");
+    o.insert(S::KEY.to_string(), json!(id));
+    Value::Object(o)
+}
+
+/// PBS refuses a change to a section whose file changed since the client read its digest.
+fn check_digest(p: &Params, digest: &str) -> Result<(), ApiErr> {
+    match p_str(p, "digest") {
+        Some(d) if d != digest => {
+            Err(ApiErr::new(400, "detected modified configuration - file changed by other user? Try again."))
         }
-        ("POST", "/admin/datastore/{store}/gc") => {
-            let name = p_str(p, "store").unwrap_or_default();
+        _ => Ok(()),
+    }
+}
+
+/// The referential checks PBS makes on job configs: their datastore and remote exist.
+fn check_job<S: Section>(lab: &Lab, cx: &PbsCx, p: &Params) -> Result<(), ApiErr> {
+    if !matches!(S::COLL, "sync" | "verify" | "prune") {
+        return Ok(());
+    }
+    let st = lab.state();
+    let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
+    if let Some(store) = p_str(p, "store") {
+        if !s.pbs.collections.get("datastore").is_some_and(|d| d.contains_key(&store)) {
+            return Err(no_datastore(&store));
+        }
+    }
+    if let Some(remote) = p_str(p, "remote") {
+        if !s.pbs.collections.get("remote").is_some_and(|d| d.contains_key(&remote)) {
+            return Err(ApiErr::new(400, format!("remote '{remote}' does not exist")));
+        }
+    }
+    Ok(())
+}
+
+fn config_list<S: Section>(lab: &Arc<Lab>, cx: &PbsCx, p: &Params) -> PbsResult {
+    // Without a schema (validation off) nothing rejects a stray `{KEY}` parameter here; it
+    // selects that one entry, as it did when one handler served the list and the entry paths.
+    if p_str(p, S::KEY).is_some() {
+        return config_get::<S>(lab, cx, p);
+    }
+    let mut st = lab.state();
+    let c = section::<S>(store_mut(&mut st, &cx.store)?);
+    let digest = api::digest256_of(&*c);
+    Ok((Value::Array(c.iter().map(|(k, v)| public::<S>(k, v)).collect()), Some(digest)))
+}
+
+fn config_get<S: Section>(lab: &Arc<Lab>, cx: &PbsCx, p: &Params) -> PbsResult {
+    let id = p_str(p, S::KEY).unwrap_or_default();
+    let mut st = lab.state();
+    let c = section::<S>(store_mut(&mut st, &cx.store)?);
+    let digest = api::digest256_of(&*c);
+    c.get(&id).map(|v| (public::<S>(&id, v), Some(digest))).ok_or_else(|| missing::<S>(&id))
+}
+
+fn config_create<S: Section>(lab: &Arc<Lab>, cx: &PbsCx, p: &Params) -> ApiResult {
+    check_job::<S>(lab, cx, p)?;
+    if S::COLL == "prune" {
+        if let Some(s) = p_str(p, "schedule") {
+            crate::formats::check_calendar_event(&s).map_err(|m| ApiErr::param("schedule", m))?;
+        }
+    }
+    mutate(lab, &cx.store, |s| {
+        let c = section::<S>(s);
+        // Without a schema nothing requires the key.
+        let Some(id) = p_str(p, S::KEY) else {
+            return Err(ApiErr::new(501, "not implemented"));
+        };
+        if c.contains_key(&id) {
+            return Err(ApiErr::new(400, format!("{} '{id}' already exists.", label::<S>())));
+        }
+        let mut cfg = Map::new();
+        for (k, v) in p {
+            if k != S::KEY
+                && k != "digest"
+                && !(S::COLL == "datastore" && matches!(k.as_str(), "overwrite-in-use" | "reuse-datastore"))
             {
-                let st = lab.state();
-                let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
-                if !s.pbs.collections.get("datastore").is_some_and(|d| d.contains_key(&name)) {
-                    return Err(no_datastore(&name));
+                cfg.insert(k.clone(), v.clone());
+            }
+        }
+        c.insert(id, cfg);
+        Ok(Value::Null)
+    })
+}
+
+fn config_update<S: Section>(lab: &Arc<Lab>, cx: &PbsCx, p: &Params) -> ApiResult {
+    check_job::<S>(lab, cx, p)?;
+    let id = p_str(p, S::KEY).unwrap_or_default();
+    mutate(lab, &cx.store, |s| {
+        let c = section::<S>(s);
+        check_digest(p, &api::digest256_of(&*c))?;
+        let cfg = c.get_mut(&id).ok_or_else(|| missing::<S>(&id))?;
+        api::set_entry(cfg, p, S::KEY);
+        Ok(Value::Null)
+    })
+}
+
+/// Removes an entry; a datastore goes with its GC status and (unless `keep-job-configs`) its
+/// jobs, and PBS removes it in a worker task.
+fn config_delete<S: Section>(lab: &Arc<Lab>, cx: &PbsCx, p: &Params) -> ApiResult {
+    let id = p_str(p, S::KEY).unwrap_or_default();
+    let datastore = S::COLL == "datastore";
+    mutate(lab, &cx.store, |s| {
+        let c = section::<S>(s);
+        check_digest(p, &api::digest256_of(&*c))?;
+        c.remove(&id).ok_or_else(|| missing::<S>(&id))?;
+        if datastore {
+            s.pbs.gc.remove(&id);
+            let keep_jobs = p_bool(p, "keep-job-configs").unwrap_or(false);
+            if !keep_jobs {
+                for j in ["sync", "verify", "prune"] {
+                    if let Some(jobs) = s.pbs.collections.get_mut(j) {
+                        jobs.retain(|_, v| v.get("store").and_then(Value::as_str) != Some(id.as_str()));
+                    }
                 }
             }
-            let store = cx.store.clone();
-            let upid_cell = Arc::new(std::sync::Mutex::new(String::new()));
-            let cell = Arc::clone(&upid_cell);
-            let upid = lab.spawn_task(
-                Product::Pbs,
-                &cx.store,
-                HOSTNAME,
-                "garbage_collection",
-                &name,
-                &cx.caller.authid,
-                cx.fail,
-                {
-                    let name = name.clone();
-                    move |lab| {
-                        let upid = crate::lab::lock(&cell).clone();
-                        let mut st = lab.state();
-                        let s = st.store_mut(&store).ok_or("store vanished")?;
-                        if let Value::Object(o) = gc_status(&name, Some(&upid)) {
-                            s.pbs.gc.insert(name.clone(), o);
-                        }
-                        lab.save(&st);
-                        Ok(vec![
-                            format!("starting garbage collection on store {name}"),
-                            "Start GC phase1 (mark used chunks)".into(),
-                            "Start GC phase2 (sweep unused chunks)".into(),
-                        ])
-                    }
-                },
-            );
-            *crate::lab::lock(&upid_cell) = upid.clone();
-            plain(Ok(json!(upid)))
         }
-        (_, t) if t.starts_with("/nodes/{node}/tasks") => {
-            plain(crate::pve::tasks(lab, cx, method, template, p, Product::Pbs))
-        }
-        _ => Err(ApiErr::new(501, "not implemented")),
+        Ok(())
+    })?;
+    if !datastore {
+        return Ok(Value::Null);
     }
+    let upid =
+        lab.spawn_task(Product::Pbs, &cx.store, HOSTNAME, "delete-datastore", &id, &cx.caller.authid, cx.fail, |_| {
+            Ok(vec!["removing datastore config".into()])
+        });
+    Ok(json!(upid))
+}
+
+/// `GET /admin/datastore`: the datastores with their status.
+fn datastores(lab: &Arc<Lab>, cx: &PbsCx, _: &Params) -> ApiResult {
+    let st = lab.state();
+    let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
+    let list = s
+        .pbs
+        .collections
+        .get("datastore")
+        .map(|d| {
+            d.iter()
+                .map(|(k, c)| {
+                    let mut o = json!({"store": k});
+                    // Removable datastores (3.3.0) brought `mount-status`; `backend-type`
+                    // (4.1.7) is newer than every PBS profile of the lab.
+                    if lab.profiles.pbs.removable_datastores() {
+                        o["mount-status"] = json!("nonremovable");
+                    }
+                    if let Some(cm) = c.get("comment") {
+                        o["comment"] = cm.clone();
+                    }
+                    o
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Value::Array(list))
+}
+
+/// The datastore's last garbage collection.
+fn gc(lab: &Arc<Lab>, cx: &PbsCx, p: &Params) -> ApiResult {
+    let st = lab.state();
+    let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
+    let name = p_str(p, "store").unwrap_or_default();
+    let ds = s.pbs.collections.get("datastore").and_then(|d| d.get(&name)).ok_or_else(|| no_datastore(&name))?;
+    let mut o = s.pbs.gc.get(&name).cloned().map(Value::Object).unwrap_or_else(|| gc_status(&name, None));
+    if let Some(sched) = ds.get("gc-schedule") {
+        o["schedule"] = sched.clone();
+    }
+    Ok(o)
+}
+
+/// Runs a garbage collection in a task.
+fn start_gc(lab: &Arc<Lab>, cx: &PbsCx, p: &Params) -> ApiResult {
+    let name = p_str(p, "store").unwrap_or_default();
+    {
+        let st = lab.state();
+        let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
+        if !s.pbs.collections.get("datastore").is_some_and(|d| d.contains_key(&name)) {
+            return Err(no_datastore(&name));
+        }
+    }
+    let store = cx.store.clone();
+    let upid_cell = Arc::new(std::sync::Mutex::new(String::new()));
+    let cell = Arc::clone(&upid_cell);
+    let upid =
+        lab.spawn_task(Product::Pbs, &cx.store, HOSTNAME, "garbage_collection", &name, &cx.caller.authid, cx.fail, {
+            let name = name.clone();
+            move |lab| {
+                let upid = crate::lab::lock(&cell).clone();
+                let mut st = lab.state();
+                let s = st.store_mut(&store).ok_or("store vanished")?;
+                if let Value::Object(o) = gc_status(&name, Some(&upid)) {
+                    s.pbs.gc.insert(name.clone(), o);
+                }
+                lab.save(&st);
+                Ok(vec![
+                    format!("starting garbage collection on store {name}"),
+                    "Start GC phase1 (mark used chunks)".into(),
+                    "Start GC phase2 (sweep unused chunks)".into(),
+                ])
+            }
+        });
+    *crate::lab::lock(&upid_cell) = upid.clone();
+    Ok(json!(upid))
 }
 
 fn no_datastore(name: &str) -> ApiErr {
@@ -310,201 +586,6 @@ fn gc_status(store: &str, upid: Option<&str>) -> Value {
         o["duration"] = json!(1);
     }
     o
-}
-
-fn ticket(lab: &Arc<Lab>, cx: &PbsCx, p: &Map<String, Value>) -> ApiResult {
-    let st = lab.state();
-    let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
-    let user = p_str(p, "username").unwrap_or_default();
-    let password = p_str(p, "password").unwrap_or_default();
-    let ok = user == "root@pam"
-        && (password == s.root_password
-            || api::verify_ticket("PBS", &s.pbs.authkey, &password).as_deref() == Some("root@pam"));
-    if !ok {
-        return Err(ApiErr::new(401, "authentication failure"));
-    }
-    Ok(json!({
-        "username": user,
-        "ticket": api::make_ticket("PBS", &s.pbs.authkey, &user),
-        "CSRFPreventionToken": api::make_csrf(&s.pbs.authkey, &user),
-    }))
-}
-
-fn tokens(lab: &Arc<Lab>, cx: &PbsCx, method: &str, p: &Map<String, Value>) -> ApiResult {
-    let userid = p_str(p, "userid").unwrap_or_default();
-    if userid != "root@pam" {
-        return Err(ApiErr::new(404, format!("no such user '{userid}'")));
-    }
-    let name = p_str(p, "token-name");
-    mutate(lab, &cx.store, method, |s| {
-        let info = |id: &str, t: &Token| {
-            let mut o = json!({"tokenid": id, "enable": true, "expire": t.expire});
-            if let Some(c) = &t.comment {
-                o["comment"] = json!(c);
-            }
-            o
-        };
-        match (method, name) {
-            ("GET", None) => Ok(Value::Array(
-                s.pbs
-                    .tokens
-                    .iter()
-                    .map(|(k, t)| {
-                        let mut o = info(k, t);
-                        o["token-name"] = json!(k.split('!').nth(1).unwrap_or(""));
-                        o
-                    })
-                    .collect(),
-            )),
-            ("GET", Some(n)) => {
-                let id = format!("{userid}!{n}");
-                s.pbs
-                    .tokens
-                    .get(&id)
-                    .map(|t| info(&id, t))
-                    .ok_or_else(|| ApiErr::new(404, format!("no such token '{id}'")))
-            }
-            ("POST", Some(n)) => {
-                let id = format!("{userid}!{n}");
-                if s.pbs.tokens.contains_key(&id) {
-                    return Err(ApiErr::new(400, format!("token '{id}' already exists.")));
-                }
-                let t = Token {
-                    secret: random_secret(),
-                    privsep: true,
-                    comment: p_str(p, "comment"),
-                    expire: p_int(p, "expire").unwrap_or(0),
-                    read_only: false,
-                };
-                let out = json!({"tokenid": id, "value": t.secret});
-                s.pbs.tokens.insert(id, t);
-                Ok(out)
-            }
-            ("DELETE", Some(n)) => {
-                let id = format!("{userid}!{n}");
-                s.pbs.tokens.remove(&id).ok_or_else(|| ApiErr::new(404, format!("no such token '{id}'")))?;
-                Ok(Value::Null)
-            }
-            _ => Err(ApiErr::new(501, "not implemented")),
-        }
-    })
-}
-
-/// PBS config sections (datastore.cfg, remote.cfg, sync.cfg, verification.cfg, prune.cfg).
-fn collection(lab: &Arc<Lab>, cx: &PbsCx, method: &str, coll: &str, key: &str, p: &Map<String, Value>) -> PbsResult {
-    let id = p_str(p, key);
-    let label = match coll {
-        "datastore" => "datastore",
-        "remote" => "remote",
-        _ => "job",
-    };
-    // Referential checks PBS makes on job configs.
-    if (method == "POST" || method == "PUT") && matches!(coll, "sync" | "verify" | "prune") {
-        let st = lab.state();
-        let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
-        if let Some(store) = p_str(p, "store") {
-            if !s.pbs.collections.get("datastore").is_some_and(|d| d.contains_key(&store)) {
-                return Err(no_datastore(&store));
-            }
-        }
-        if let Some(remote) = p_str(p, "remote") {
-            if !s.pbs.collections.get("remote").is_some_and(|d| d.contains_key(&remote)) {
-                return Err(ApiErr::new(400, format!("remote '{remote}' does not exist")));
-            }
-        }
-    }
-    if method == "POST" && coll == "prune" {
-        if let Some(s) = p_str(p, "schedule") {
-            crate::formats::check_calendar_event(&s).map_err(|m| ApiErr::param("schedule", m))?;
-        }
-    }
-    mutate(lab, &cx.store, method, |s| {
-        let c = s.pbs.collections.entry(coll.to_string()).or_default();
-        let digest = api::digest256_of(&*c);
-        let public = |id: &str, cfg: &Map<String, Value>| {
-            let mut o = cfg.clone();
-            o.remove("password");
-            o.insert(key.to_string(), json!(id));
-            Value::Object(o)
-        };
-        let missing = |id: &str| ApiErr::new(404, format!("{label} '{id}' does not exist."));
-        let check_digest = |p: &Map<String, Value>| -> Result<(), ApiErr> {
-            match p_str(p, "digest") {
-                Some(d) if d != digest => {
-                    Err(ApiErr::new(400, "detected modified configuration - file changed by other user? Try again."))
-                }
-                _ => Ok(()),
-            }
-        };
-        match (method, id) {
-            ("GET", None) => Ok((Value::Array(c.iter().map(|(k, v)| public(k, v)).collect()), Some(digest))),
-            ("GET", Some(id)) => c.get(&id).map(|v| (public(&id, v), Some(digest.clone()))).ok_or_else(|| missing(&id)),
-            ("POST", Some(id)) => {
-                if c.contains_key(&id) {
-                    return Err(ApiErr::new(400, format!("{label} '{id}' already exists.")));
-                }
-                let mut cfg = Map::new();
-                for (k, v) in p {
-                    if k != key
-                        && k != "digest"
-                        && !(coll == "datastore" && matches!(k.as_str(), "overwrite-in-use" | "reuse-datastore"))
-                    {
-                        cfg.insert(k.clone(), v.clone());
-                    }
-                }
-                c.insert(id, cfg);
-                Ok((Value::Null, None))
-            }
-            ("PUT", Some(id)) => {
-                check_digest(p)?;
-                let cfg = c.get_mut(&id).ok_or_else(|| missing(&id))?;
-                for k in delete_list(p) {
-                    cfg.remove(&k);
-                }
-                for (k, v) in p {
-                    if k != key && k != "delete" && k != "digest" {
-                        cfg.insert(k.clone(), v.clone());
-                    }
-                }
-                Ok((Value::Null, None))
-            }
-            ("DELETE", Some(id)) => {
-                check_digest(p)?;
-                c.remove(&id).ok_or_else(|| missing(&id))?;
-                if coll == "datastore" {
-                    s.pbs.gc.remove(&id);
-                    let keep_jobs = p_bool(p, "keep-job-configs").unwrap_or(false);
-                    if !keep_jobs {
-                        for j in ["sync", "verify", "prune"] {
-                            if let Some(jobs) = s.pbs.collections.get_mut(j) {
-                                jobs.retain(|_, v| v.get("store").and_then(Value::as_str) != Some(id.as_str()));
-                            }
-                        }
-                    }
-                    // PBS removes a datastore in a worker task.
-                    return Ok((Value::String(format!("DEFER:{id}")), None));
-                }
-                Ok((Value::Null, None))
-            }
-            _ => Err(ApiErr::new(501, "not implemented")),
-        }
-    })
-    .map(|(v, d)| match v.as_str().and_then(|s| s.strip_prefix("DEFER:")) {
-        Some(id) => {
-            let upid = lab.spawn_task(
-                Product::Pbs,
-                &cx.store,
-                HOSTNAME,
-                "delete-datastore",
-                id,
-                &cx.caller.authid,
-                cx.fail,
-                |_| Ok(vec!["removing datastore config".into()]),
-            );
-            (json!(upid), d)
-        }
-        None => (v, d),
-    })
 }
 
 /// A fresh PBS: one datastore, the store's token.
@@ -530,4 +611,14 @@ pub fn fresh_pbs(s: &StoreState) -> crate::state::PbsState {
 
 pub fn datastore_name(s: &StoreState) -> String {
     format!("store{}", s.index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_endpoint_is_routed_once() {
+        assert_eq!(routes::repeated(ROUTES), Vec::<String>::new());
+    }
 }

@@ -1,0 +1,146 @@
+//! Task endpoints (`/nodes/{node}/tasks[/{upid}[/status|/log]]`), for PVE and PBS alike: the
+//! context a request runs in ([`TaskScope`]) says which tasks it may see and in which shape
+//! they are shown.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::Cx;
+use crate::api::{p_bool, p_int, p_str, ApiErr, ApiResult};
+use crate::lab::{lock, Lab, Task};
+use crate::routes::Params;
+use crate::schema::Product;
+use crate::state::now_s;
+
+/// Which tasks a `/nodes/{node}/tasks` request may see, and whose API shows them.
+pub(crate) trait TaskScope {
+    const PRODUCT: Product;
+    fn owns(&self, t: &Task) -> bool;
+}
+
+impl TaskScope for Cx {
+    const PRODUCT: Product = Product::Pve;
+    fn owns(&self, t: &Task) -> bool {
+        t.store == self.store && t.node == self.node
+    }
+}
+
+/// The `upid` path parameter.
+fn upid(p: &Params) -> Result<String, ApiErr> {
+    p_str(p, "upid").ok_or_else(|| ApiErr::new(501, "not implemented"))
+}
+
+/// The task `u` names, if the scope may see it.
+fn find<'a, S: TaskScope>(tasks: &'a BTreeMap<String, Task>, scope: &S, u: &str) -> Result<&'a Task, ApiErr> {
+    if !u.starts_with("UPID:") {
+        return Err(ApiErr::die(format!("unable to parse worker upid '{u}'")));
+    }
+    tasks.get(u).filter(|t| t.product == S::PRODUCT && scope.owns(t)).ok_or_else(|| ApiErr::die("no such task"))
+}
+
+fn status_json(t: &Task, product: Product) -> Value {
+    let mut o = json!({
+        "upid": t.upid, "node": t.node, "pid": t.pid, "pstart": t.pstart, "starttime": t.starttime,
+        "type": t.wtype, "id": t.id, "user": t.user.split('!').next().unwrap_or(&t.user),
+        "status": if t.exitstatus.is_some() { "stopped" } else { "running" },
+    });
+    if product == Product::Pbs {
+        if let Some(m) = o.as_object_mut() {
+            m.remove("id");
+            m.insert("id".into(), json!(t.id));
+        }
+        if let Some((_, tok)) = t.user.split_once('!') {
+            o["tokenid"] = json!(tok);
+        }
+    } else if t.user.contains('!') {
+        o["tokenid"] = json!(t.user.split('!').nth(1));
+    }
+    if let Some(e) = &t.exitstatus {
+        o["exitstatus"] = json!(e);
+    }
+    // PBS reports `endtime` in the task status from 4.2.1 on (proxmox-backup 2683bca43), later
+    // than every PBS profile of the lab.
+    o
+}
+
+pub(crate) fn list<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> ApiResult {
+    let tasks = lock(&lab.tasks);
+    let limit = p_int(p, "limit").unwrap_or(50).max(0) as usize;
+    let start = p_int(p, "start").unwrap_or(0).max(0) as usize;
+    let typefilter = p_str(p, "typefilter");
+    let only_running = p_str(p, "source").as_deref() == Some("active") || p_bool(p, "running").unwrap_or(false);
+    let errors_only = p_bool(p, "errors").unwrap_or(false);
+    let mut list: Vec<&Task> = tasks
+        .values()
+        .filter(|t| t.product == S::PRODUCT && scope.owns(t))
+        .filter(|t| typefilter.as_ref().is_none_or(|f| &t.wtype == f))
+        .filter(|t| !only_running || t.exitstatus.is_none())
+        .filter(|t| !errors_only || t.exitstatus.as_deref().is_some_and(|e| e != "OK"))
+        .collect();
+    list.sort_by(|a, b| b.starttime.cmp(&a.starttime).then(b.pid.cmp(&a.pid)));
+    let out: Vec<Value> = list
+        .into_iter()
+        .skip(start)
+        .take(limit)
+        .map(|t| {
+            let mut o = json!({"upid": t.upid, "node": t.node, "pid": t.pid, "pstart": t.pstart, "starttime": t.starttime, "user": t.user.split('!').next().unwrap_or(&t.user)});
+            if S::PRODUCT == Product::Pve {
+                o["type"] = json!(t.wtype);
+                o["id"] = json!(t.id);
+            } else {
+                o["worker_type"] = json!(t.wtype);
+                o["worker_id"] = json!(t.id);
+            }
+            if let Some(e) = &t.exitstatus {
+                o["status"] = json!(e);
+            }
+            if let Some(e) = t.endtime {
+                o["endtime"] = json!(e);
+            }
+            o
+        })
+        .collect();
+    Ok(Value::Array(out))
+}
+
+/// A task's index: PVE lists its subdirectories, PBS answers null.
+pub(crate) fn index<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> ApiResult {
+    let u = upid(p)?;
+    find(&lock(&lab.tasks), scope, &u)?;
+    Ok(if S::PRODUCT == Product::Pve { json!([{"name": "log"}, {"name": "status"}]) } else { Value::Null })
+}
+
+pub(crate) fn status<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> ApiResult {
+    let u = upid(p)?;
+    Ok(status_json(find(&lock(&lab.tasks), scope, &u)?, S::PRODUCT))
+}
+
+pub(crate) fn log<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> ApiResult {
+    let u = upid(p)?;
+    let tasks = lock(&lab.tasks);
+    let t = find(&tasks, scope, &u)?;
+    let start = p_int(p, "start").unwrap_or(0).max(0) as usize;
+    let limit = p_int(p, "limit").unwrap_or(50).max(0) as usize;
+    Ok(Value::Array(
+        t.log.iter().enumerate().skip(start).take(limit).map(|(i, l)| json!({"n": i + 1, "t": l})).collect(),
+    ))
+}
+
+/// Stops a running task (it ends "interrupted by signal"); a finished one stays as it is.
+pub(crate) fn stop<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> ApiResult {
+    let u = upid(p)?;
+    let tasks = lock(&lab.tasks);
+    find(&tasks, scope, &u)?;
+    drop(tasks);
+    let mut tasks = lock(&lab.tasks);
+    if let Some(t) = tasks.get_mut(&u) {
+        if t.exitstatus.is_none() {
+            t.exitstatus = Some("interrupted by signal".into());
+            t.endtime = Some(now_s());
+            t.log.push("TASK ERROR: interrupted by signal".into());
+        }
+    }
+    Ok(Value::Null)
+}
