@@ -44,7 +44,7 @@ const CASES: &[Case] = &[
     c(POOL, "node = \"pve1\"\nname = \"p\"\nerasure_coding {\nk = 1\nm = 1\n}", "k = 1", "at least 2 data chunks"),
     c(POOL, "node = \"pve1\"\nname = \"p\"\nerasure_coding {\nk = 2\nm = 0\n}", "m = 0", "at least 1 coding chunk"),
     c(POOL, "node = \"pve1\"\nname = \"p\"\nerasure_coding {\nk = 2\nm = 1\ndevice_class = \"a b\"\n}", "device_class", "one word"),
-    c(POOL, "node = \"pve1\"\nname = \"p\"\nsize = 3\nerasure_coding {\nk = 2\nm = 1\n}", "size = 3", "decided by erasure_coding"),
+    c(POOL, "node = \"pve1\"\nname = \"p\"\nsize = 1", "size = 1", "yes-i-really-mean-it"),
     c(POOL, "node = \"pve1\"\nname = \"p\"\ntimeouts {\ncreate = \"5 minutes\"\n}", "create = \"5 minutes\"", "not a duration"),
     // edge_pbs_job
     c(JOB, "id = \"j\"\nschedule = \"mon..fry 02:00\"\nprune {\nstore = \"s\"\n}", "schedule", "\"fry\" is not a weekday"),

@@ -5,8 +5,6 @@ use std::process::Command;
 
 use edge_acceptance::{assert_same_except, json, Lab, Tf, Value};
 
-const NET: &str = "71";
-
 fn hcl(body: &str) -> String {
     format!(
         "terraform {{\n  required_providers {{ edge = {{ source = \"edgeform/edge\" }} }}\n}}\nprovider \"edge\" {{}}\n{body}\n"
@@ -14,13 +12,17 @@ fn hcl(body: &str) -> String {
 }
 
 fn pool_hcl(name: &str, size: u32, extra: &str) -> String {
+    pool_hcl_min(name, size, 1, extra)
+}
+
+fn pool_hcl_min(name: &str, size: u32, min_size: u32, extra: &str) -> String {
     hcl(&format!(
         r#"
 resource "edge_ceph_pool" "vm" {{
   node              = "pve1"
   name              = "{name}"
   size              = {size}
-  min_size          = 1
+  min_size          = {min_size}
   pg_num            = 16
   pg_autoscale_mode = "off"
   application       = "rbd"
@@ -53,6 +55,30 @@ fn pve(lab: &Lab, method: &str, path: &str, body: &Value) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
+/// `pveceph init` and the first monitor: PVE cannot reach Ceph's pools before a monitor exists.
+fn ceph_bootstrap(lab: &Lab) {
+    pve(lab, "POST", "/nodes/pve1/ceph/init", &json!({}));
+    let upid = pve(lab, "POST", "/nodes/pve1/ceph/mon/pve1", &json!({}))["data"].as_str().expect("UPID").to_string();
+    let path = format!("/nodes/pve1/tasks/{}/status", upid.replace(':', "%3A").replace('!', "%21").replace('@', "%40"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut delay = std::time::Duration::from_millis(50);
+    loop {
+        let st = pve(lab, "GET", &path, &json!({}));
+        if st["data"]["status"] == "stopped" {
+            assert_eq!(st["data"]["exitstatus"], "OK", "mon create: {st}");
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "mon create did not finish");
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(std::time::Duration::from_millis(500));
+    }
+}
+
+/// What the lab's model knows of store 0 (its admin API), e.g. the PVE storages.
+fn snapshot_store(lab: &Lab) -> Value {
+    lab.admin("GET", "/lab/snapshot", None)["stores"][0].clone()
+}
+
 fn ceph_conf(lab: &Lab) -> String {
     lab.json["ceph"]["conf"].as_str().expect("lab.json ceph.conf (lab started with --ceph)").to_string()
 }
@@ -69,9 +95,13 @@ fn ceph_pool(lab: &Lab, name: &str) -> Option<Value> {
 }
 
 fn assert_ceph(lab: &Lab, name: &str, size: u64) {
+    assert_ceph_min(lab, name, size, 1);
+}
+
+fn assert_ceph_min(lab: &Lab, name: &str, size: u64, min_size: u64) {
     let p = ceph_pool(lab, name).unwrap_or_else(|| panic!("Ceph has no pool {name}"));
     assert_eq!(p["size"], size, "{p:#}");
-    assert_eq!(p["min_size"], 1, "{p:#}");
+    assert_eq!(p["min_size"], min_size, "{p:#}");
     assert_eq!(p["pg_num"], 16, "{p:#}");
     assert_eq!(p["pg_autoscale_mode"], "off", "{p:#}");
     assert!(p["application_metadata"].get("rbd").is_some(), "application rbd: {p:#}");
@@ -102,17 +132,31 @@ fn put_data(lab: &Lab, pool: &str, dir: &std::path::Path) {
     }
 }
 
+/// The lifecycle on the oldest profile: PVE 8.4 (whose verbose pool status reports another
+/// pool's statistics).
 #[test]
-fn ceph_pool_against_real_ceph() {
-    let lab = Lab::up(&["--net", NET, "--ceph"]);
-    pve(&lab, "POST", "/nodes/pve1/ceph/init", &json!({}));
+fn ceph_pool_on_pve_8_4() {
+    let lab = Lab::up(&["--net", "100", "--ceph", "--pve", "8.4"]);
+    lifecycle_against_real_ceph(&lab);
+}
+
+/// The lifecycle on the newest profile, plus injected faults.
+#[test]
+fn ceph_pool_on_pve_9_1() {
+    let lab = Lab::up(&["--net", "71", "--ceph", "--pve", "9.1"]);
+    lifecycle_against_real_ceph(&lab);
+    faults_converge(&lab);
+}
+
+fn lifecycle_against_real_ceph(lab: &Lab) {
+    ceph_bootstrap(lab);
 
     // Create → empty plan → Ceph shows what was declared.
-    let tf = tf_for(&lab, &pool_hcl("vmstore", 2, ""));
+    let tf = tf_for(lab, &pool_hcl("vmstore", 2, ""));
     tf.init();
     tf.apply();
     tf.assert_no_changes();
-    assert_ceph(&lab, "vmstore", 2);
+    assert_ceph(lab, "vmstore", 2);
     let st = tf.resource("edge_ceph_pool.vm");
     assert_eq!(st["type"], "replicated");
     assert!(st["id"].as_u64().is_some(), "pool number: {st:#}");
@@ -123,16 +167,45 @@ fn ceph_pool_against_real_ceph() {
     assert!(plan.contains("update in-place") && plan.contains("size"), "{plan}");
     assert!(!plan.contains("forces replacement"), "{plan}");
     tf.apply();
-    assert_ceph(&lab, "vmstore", 3);
+    assert_ceph(lab, "vmstore", 3);
     tf.assert_no_changes();
+
+    // size and min_size together, where PVE's set_pool alone would end wrong: size first makes
+    // Ceph reset min_size to 2, and PVE then skips a min_size equal to the old one (4/3 → 5/3
+    // would end 5/2). The provider reads back and sets min_size again.
+    tf.write("main.tf", &pool_hcl_min("vmstore", 4, 3, ""));
+    tf.apply();
+    assert_ceph_min(lab, "vmstore", 4, 3);
+    tf.write("main.tf", &pool_hcl_min("vmstore", 5, 3, ""));
+    tf.apply();
+    assert_ceph_min(lab, "vmstore", 5, 3);
+    tf.assert_no_changes();
+    tf.write("main.tf", &pool_hcl("vmstore", 3, ""));
+    tf.apply();
+    assert_ceph(lab, "vmstore", 3);
 
     // Drift behind Terraform's back shows as a diff and is repaired.
     lab.admin("POST", "/lab/drift", Some(&json!({"kind": "pool_size", "pool": "vmstore", "value": 2})));
-    assert_eq!(ceph_pool(&lab, "vmstore").expect("pool")["size"], 2);
+    assert_eq!(ceph_pool(lab, "vmstore").expect("pool")["size"], 2);
     let plan = tf.plan_output();
     assert!(plan.contains("~ size") && plan.contains("2 -> 3"), "{plan}");
     tf.apply();
-    assert_ceph(&lab, "vmstore", 3);
+    assert_ceph(lab, "vmstore", 3);
+    tf.assert_no_changes();
+
+    // Another application: Ceph refuses a second one (PVE sends no override), so it is a new pool.
+    lab.admin(
+        "POST",
+        "/lab/drift",
+        Some(&json!({"kind": "pool_field", "pool": "vmstore", "field": "application", "value": "rgw"})),
+    );
+    let plan = tf.plan_output();
+    assert!(plan.contains("application") && plan.contains("forces replacement"), "{plan}");
+    lab.admin(
+        "POST",
+        "/lab/drift",
+        Some(&json!({"kind": "pool_field", "pool": "vmstore", "field": "application", "value": "rbd"})),
+    );
     tf.assert_no_changes();
 
     // Import by NODE/NAME and by identity give the same state.
@@ -153,34 +226,58 @@ fn ceph_pool_against_real_ceph() {
 
     // A pool deleted by hand is planned again.
     lab.admin("POST", "/lab/drift", Some(&json!({"kind": "delete_pool", "pool": "vmstore"})));
-    assert!(ceph_pool(&lab, "vmstore").is_none());
+    assert!(ceph_pool(lab, "vmstore").is_none());
     let plan = tf.plan_output();
     assert!(plan.contains("will be created"), "{plan}");
     tf.apply();
-    assert_ceph(&lab, "vmstore", 3);
+    assert_ceph(lab, "vmstore", 3);
 
-    // A pool with data is not destroyed unless force_destroy is set.
-    put_data(&lab, "vmstore", tf.dir());
+    // A pool with data is not destroyed unless force_destroy is set — also while a pool with a
+    // higher id exists, whose statistics PVE 8's verbose pool status reports instead.
+    let newer = tf_for(lab, &pool_hcl("newer", 2, "").replace("\"vm\"", "\"newer\""));
+    newer.init();
+    newer.apply();
+    put_data(lab, "vmstore", tf.dir());
     let out = tf.run(&["destroy", "-auto-approve", "-no-color"]);
     assert!(!out.ok(), "destroy of a pool with data must fail:\n{}", out.output());
     assert!(out.output().contains("holds data") && out.output().contains("force_destroy"), "{}", out.output());
-    assert!(ceph_pool(&lab, "vmstore").is_some());
+    assert!(ceph_pool(lab, "vmstore").is_some());
+    newer.destroy();
     tf.write("main.tf", &pool_hcl("vmstore", 3, "  force_destroy = true"));
     tf.apply();
     tf.destroy();
-    assert!(ceph_pool(&lab, "vmstore").is_none(), "destroy removes the pool from Ceph");
+    assert!(ceph_pool(lab, "vmstore").is_none(), "destroy removes the pool from Ceph");
 
-    // Erasure coding: PVE makes <name>-data and <name>-metadata; destroy removes both.
+    // PVE's create is not atomic: a setting Ceph refuses leaves the pool. The diagnostic says
+    // what is there; with the setting fixed, the empty pool is adopted.
+    let broken = tf_for(lab, &pool_hcl("halfway", 2, "  crush_rule = \"no-such-rule\""));
+    broken.init();
+    let out = broken.apply_fails();
+    assert!(out.contains("Could not set: crush_rule") && out.contains("left the pool behind"), "{out}");
+    assert!(ceph_pool(lab, "halfway").is_some(), "the pool stays after the failed create");
+    broken.write("main.tf", &pool_hcl("halfway", 2, ""));
+    broken.apply();
+    broken.assert_no_changes();
+    assert_ceph(lab, "halfway", 2);
+    broken.destroy();
+    assert!(ceph_pool(lab, "halfway").is_none());
+
+    // Erasure coding as PVE makes it: profile pve_ec_<name>, <name>-data (size k+m) and
+    // <name>-metadata (the configured size, 32 PGs), a storage <name> with data-pool; destroy
+    // removes all of it.
     let ec = tf_for(
-        &lab,
+        lab,
         &hcl(r#"
 resource "edge_ceph_pool" "ec" {
-  node = "pve1"
-  name = "archive"
-  pg_num = 16
+  node     = "pve1"
+  name     = "archive"
+  pg_num   = 16
+  size     = 2
+  min_size = 1
   erasure_coding {
-    k = 2
-    m = 1
+    k              = 2
+    m              = 1
+    failure_domain = "osd"
   }
 }
 "#),
@@ -188,30 +285,48 @@ resource "edge_ceph_pool" "ec" {
     ec.init();
     ec.apply();
     ec.assert_no_changes();
-    assert!(ceph_pool(&lab, "archive-data").is_some() && ceph_pool(&lab, "archive-metadata").is_some());
+    let data = ceph_pool(lab, "archive-data").expect("data pool");
+    let meta = ceph_pool(lab, "archive-metadata").expect("metadata pool");
+    assert_eq!(
+        (data["size"].as_u64(), data["erasure_code_profile"].as_str()),
+        (Some(3), Some("pve_ec_archive")),
+        "{data:#}"
+    );
+    assert_eq!((meta["size"].as_u64(), meta["pg_num"].as_u64()), (Some(2), Some(32)), "{meta:#}");
+    let storage = &snapshot_store(lab)["storages"]["archive"]["config"];
+    assert_eq!(
+        (storage["pool"].as_str(), storage["data-pool"].as_str()),
+        (Some("archive-metadata"), Some("archive-data")),
+        "{storage:#}"
+    );
     let plan = {
         ec.write(
             "main.tf",
-            &std::fs::read_to_string(ec.dir().join("main.tf")).expect("main.tf").replace("m = 1", "m = 2"),
+            &std::fs::read_to_string(ec.dir().join("main.tf"))
+                .expect("main.tf")
+                .replace("m              = 1", "m              = 2"),
         );
         ec.plan_output()
     };
     assert!(plan.contains("forces replacement"), "erasure_coding changes replace the pool: {plan}");
     ec.destroy();
-    assert!(ceph_pool(&lab, "archive-data").is_none() && ceph_pool(&lab, "archive-metadata").is_none());
+    assert!(ceph_pool(lab, "archive-data").is_none() && ceph_pool(lab, "archive-metadata").is_none());
+    assert!(snapshot_store(lab)["storages"].get("archive").is_none(), "the storage goes too");
+}
 
+fn faults_converge(lab: &Lab) {
     // Faults: 20 % 5xx and 200 ms latency on the pool and task endpoints; apply converges.
     lab.admin(
         "POST",
         "/lab/faults",
         Some(&json!({"pattern": "/ceph/pool|/tasks/", "error_rate": 0.2, "latency_ms": 200, "seed": 7})),
     );
-    let faulty = tf_for(&lab, &pool_hcl("faulty", 2, ""));
+    let faulty = tf_for(lab, &pool_hcl("faulty", 2, ""));
     faulty.init();
     faulty.apply();
     faulty.assert_no_changes();
     lab.admin("DELETE", "/lab/faults", None);
-    assert_ceph(&lab, "faulty", 2);
+    assert_ceph(lab, "faulty", 2);
 
     // A failed task surfaces its log.
     lab.admin("POST", "/lab/faults", Some(&json!({"pattern": "PUT .*/ceph/pool/faulty", "fail_tasks": 1.0})));
@@ -221,7 +336,7 @@ resource "edge_ceph_pool" "ec" {
     assert!(out.contains("TASK ERROR") && out.contains("injected fault"), "the task log is in the diagnostic: {out}");
     lab.admin("DELETE", "/lab/faults", None);
     faulty.apply();
-    assert_ceph(&lab, "faulty", 3);
+    assert_ceph(lab, "faulty", 3);
     faulty.destroy();
-    assert!(ceph_pool(&lab, "faulty").is_none());
+    assert!(ceph_pool(lab, "faulty").is_none());
 }

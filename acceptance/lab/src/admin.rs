@@ -397,7 +397,12 @@ fn drift(lab: &Arc<Lab>, body: &Value) -> AResult {
         crate::serve::refresh_lab_json(lab).map_err(|e| (500, format!("rewriting lab.json: {e}")))?;
     }
     if let (Some(b), Some((pool, field, v))) = (&lab.pools, ceph_set) {
-        let r = if field == "__rm" { b.remove(&pool) } else { b.set(&pool, &field, &v) };
+        let r = match field.as_str() {
+            "__rm" => b.remove(&pool),
+            "application" => b.application_replace(&pool, &v),
+            "target_size" => b.set_by_hand(&pool, "target_size_bytes", &v),
+            _ => b.set_by_hand(&pool, &field, &v),
+        };
         if let Err(e) = r {
             return Err((500, format!("drift applied to the model but real Ceph refused: {e}")));
         }

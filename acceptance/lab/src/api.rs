@@ -39,7 +39,12 @@ impl ApiErr {
 
 pub fn err_resp(product: Product, e: ApiErr) -> Resp {
     match (&e.errors, product) {
-        (Some(errs), Product::Pve) => Resp::json(400, &json!({"data": null, "errors": errs})).with_reason(&e.msg),
+        // PVE (pve-http-server Formatter/Standard.pm): the message is the body's `message` too,
+        // with its newline, since 5.2.0; `crate::pve` strips it again for the legacy profile.
+        (Some(errs), Product::Pve) => {
+            Resp::json(400, &json!({"data": null, "errors": errs, "message": format!("{}\n", e.msg)}))
+                .with_reason(&e.msg)
+        }
         (Some(errs), Product::Pbs) => {
             let msg = errs.iter().map(|(k, v)| format!("parameter '{k}': {v}")).collect::<Vec<_>>().join("\n");
             Resp::json(

@@ -899,8 +899,10 @@ auth service required = cephx
 auth client required = cephx
 osd objectstore = memstore
 memstore device bytes = {osd_bytes}
-osd pool default size = 1
-osd pool default min size = 1
+# what `pveceph init` writes (PVE/API2/Ceph.pm `init`): a pool made without a size gets 3/2,
+# and Ceph resets min_size to min(2, size) when a pool's size changes
+osd pool default size = 3
+osd pool default min size = 2
 # every OSD is on this one host: let replicas go to distinct OSDs instead of hosts
 osd crush chooseleaf type = 0
 mon allow pool size one = true

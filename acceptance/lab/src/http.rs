@@ -43,6 +43,10 @@ impl Resp {
             body: serde_json::to_vec(v).unwrap_or_default(),
         }
     }
+    /// A status line and nothing else (no body, no content type).
+    pub fn bare(status: u16, reason: &str) -> Resp {
+        Resp { status, reason: None, content_type: "", headers: Vec::new(), body: Vec::new() }.with_reason(reason)
+    }
     pub fn data(v: Value) -> Resp {
         Resp::json(200, &serde_json::json!({ "data": v }))
     }
@@ -167,8 +171,11 @@ pub async fn serve(
 fn to_hyper(r: Resp) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(r.body)));
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if let Ok(v) = hyper::header::HeaderValue::from_str(r.content_type) {
-        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    // Some Proxmox answers carry no content type at all (PVE's 401 from authentication).
+    if !r.content_type.is_empty() {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(r.content_type) {
+            resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+        }
     }
     for (k, v) in r.headers {
         if let (Ok(k), Ok(v)) =

@@ -13,12 +13,24 @@ use crate::schema::{Product, Schema};
 use crate::state::{now_ms, now_s, LabState};
 
 /// Where pools really live when `--ceph` is on. The state file stays the model of PVE's view;
-/// the backend mirrors every change into a real Ceph cluster and reports what Ceph has.
+/// the backend sends the mon commands PVE sends (`PVE/Ceph/Tools.pm`: `create_pool`,
+/// `set_pool`) to a real Ceph cluster, so Ceph's own rules (min_size reset on a size change, one
+/// application per pool, the PG limit) come from Ceph itself, and reports what Ceph has.
 pub trait PoolBackend: Send + Sync {
-    fn create(&self, name: &str, pg_num: i64, size: i64, min_size: i64, application: &str) -> Result<(), String>;
+    /// `osd pool create NAME PG [erasure PROFILE]`; a pool of that name and type existing already
+    /// is success, as in Ceph.
+    fn create(&self, name: &str, pg_num: i64, ec_profile: Option<&str>) -> Result<(), String>;
+    /// `osd pool set NAME KEY VALUE`, exactly as PVE sends it (no override flags).
     fn set(&self, name: &str, key: &str, value: &str) -> Result<(), String>;
+    /// `osd pool application enable NAME APP` without `--yes-i-really-mean-it`, as PVE sends it.
+    fn application_enable(&self, name: &str, app: &str) -> Result<(), String>;
+    /// What an admin does by hand (drift): `osd pool set` with `--yes-i-really-mean-it` (size 1),
+    /// and changing a pool's application (the old ones disabled, the new one enabled).
+    fn set_by_hand(&self, name: &str, key: &str, value: &str) -> Result<(), String>;
+    fn application_replace(&self, name: &str, app: &str) -> Result<(), String>;
+    fn ec_profile_set(&self, name: &str, p: &crate::state::EcProfile) -> Result<(), String>;
+    fn ec_profile_rm(&self, name: &str) -> Result<(), String>;
     fn remove(&self, name: &str) -> Result<(), String>;
-    /// (name, size, min_size, pg_num, bytes_used, percent_used)
     fn list(&self) -> Result<Vec<RealPool>, String>;
     fn stop(&self) {}
     fn conf(&self) -> Option<String> {
@@ -26,6 +38,7 @@ pub trait PoolBackend: Send + Sync {
     }
 }
 
+/// One pool as real Ceph reports it (`osd pool ls detail`, `osd crush rule dump`, `df`).
 #[derive(Debug, Clone, Default)]
 pub struct RealPool {
     pub name: String,
@@ -33,10 +46,15 @@ pub struct RealPool {
     pub size: i64,
     pub min_size: i64,
     pub pg_num: i64,
+    pub pg_num_min: Option<i64>,
+    pub crush_rule: String,
+    pub pg_autoscale_mode: String,
+    pub target_size_bytes: Option<i64>,
+    pub target_size_ratio: Option<f64>,
+    pub applications: Vec<String>,
+    pub ec_profile: Option<String>,
     pub bytes_used: i64,
     pub percent_used: f64,
-    /// First application enabled on the pool (`rbd`, `mgr_devicehealth`, ...).
-    pub application: Option<String>,
 }
 
 /// A node's BMC as seen through Redfish.
@@ -231,6 +249,29 @@ impl Lab {
     where
         F: FnOnce(&Arc<Lab>) -> Result<Vec<String>, String> + Send + 'static,
     {
+        self.spawn_task_logged(product, store, node, wtype, wid, user, fail, move |lab, log| {
+            log.extend(op(lab)?);
+            Ok(())
+        })
+    }
+
+    /// [`spawn_task`](Self::spawn_task) for work that logs as it goes: what it logged stays in
+    /// the task log when it fails (PVE's workers print each step before the error ends them).
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_task_logged<F>(
+        self: &Arc<Self>,
+        product: Product,
+        store: &str,
+        node: &str,
+        wtype: &str,
+        wid: &str,
+        user: &str,
+        fail: bool,
+        op: F,
+    ) -> String
+    where
+        F: FnOnce(&Arc<Lab>, &mut Vec<String>) -> Result<(), String> + Send + 'static,
+    {
         let (pid, pstart) = {
             let mut st = self.state();
             let n = st.next_id();
@@ -275,25 +316,31 @@ impl Lab {
             // Like a forked worker: the caller gets the UPID before the work is done.
             tokio::time::sleep(std::time::Duration::from_millis(60)).await;
             let lab2 = Arc::clone(&lab);
-            let res = if fail {
-                Err("command failed: injected fault".to_string())
+            let (res, lines) = if fail {
+                (Err("command failed: injected fault".to_string()), Vec::new())
             } else {
-                match tokio::task::spawn_blocking(move || op(&lab2)).await {
+                match tokio::task::spawn_blocking(move || {
+                    let mut log = Vec::new();
+                    (op(&lab2, &mut log), log)
+                })
+                .await
+                {
                     Ok(r) => r,
-                    Err(e) => Err(format!("worker panicked: {e}")),
+                    Err(e) => (Err(format!("worker panicked: {e}")), Vec::new()),
                 }
             };
             let mut tasks = lock(&lab.tasks);
             if let Some(t) = tasks.get_mut(&id) {
+                t.log.extend(lines);
                 match res {
-                    Ok(lines) => {
-                        t.log.extend(lines);
+                    Ok(()) => {
                         t.log.push("TASK OK".into());
                         t.exitstatus = Some("OK".into());
                     }
                     Err(e) => {
-                        let e = e.trim_end().to_string();
-                        t.log.push(e.clone());
+                        // PVE's fork_worker: one trailing newline trimmed, the others become
+                        // spaces in the exit status (pve-common RESTEnvironment.pm).
+                        let e = e.strip_suffix('\n').unwrap_or(&e).replace('\n', " ");
                         t.log.push(format!("TASK ERROR: {e}"));
                         t.exitstatus = Some(e);
                     }

@@ -66,6 +66,7 @@ pub fn build(opts: LabOptions) -> Result<LabState, pki::PkiError> {
             pbs_token_secret: secret_from(&mut rng),
             nodes,
             pools: Default::default(),
+            ec_profiles: Default::default(),
             next_pool_id: 1,
             pbs: Default::default(),
         };
@@ -171,6 +172,7 @@ pub fn wipe_store(st: &mut LabState, store: &str, pbs: bool) -> Vec<String> {
     st.domains.retain(|k, _| !k.starts_with(&format!("cluster:{store}/")));
     if let Some(s) = st.store_mut(store) {
         s.pools.clear();
+        s.ec_profiles.clear();
         if pbs {
             let addr = s.pbs.address.clone();
             let cert = s.pbs.cert.clone();

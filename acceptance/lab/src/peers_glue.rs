@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::ceph::{CephCluster, CephOptions, PoolCreate};
+use crate::ceph::{CephCluster, CephOptions, EcProfile};
 use crate::lab::{Bmc, BmcSystem, PoolBackend, RealPool};
 use crate::peers_util as util;
 use crate::redfish::{RedfishOptions, RedfishPeer, SystemSpec};
@@ -82,52 +82,96 @@ struct CephPools {
     handle: tokio::runtime::Handle,
 }
 
+impl CephPools {
+    /// A mon command; a refusal comes back as the mon's status text, which is what PVE's RADOS
+    /// binding shows (`mon_cmd failed - <status>`): the CLI's `Error EPERM: ` prefix removed.
+    fn mon(&self, args: &[&str]) -> Result<(), String> {
+        run(&self.handle, self.cluster.admin_cmd(args)).map(|_| ()).map_err(|e| match e {
+            crate::ceph::CephError::Command { stderr, .. } => mon_status(&stderr),
+            other => other.to_string(),
+        })
+    }
+}
+
+/// `Error EPERM: Are you SURE? …` → `Are you SURE? …` (the last line: the CLI may log before it).
+fn mon_status(stderr: &str) -> String {
+    let line = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    match line.strip_prefix("Error ").and_then(|r| r.split_once(": ")) {
+        Some((code, text)) if code.starts_with('E') && code.chars().skip(1).all(|c| c.is_ascii_uppercase()) => {
+            text.to_string()
+        }
+        _ => line.to_string(),
+    }
+}
+
 impl PoolBackend for CephPools {
-    fn create(&self, name: &str, pg_num: i64, size: i64, min_size: i64, application: &str) -> Result<(), String> {
-        let p = PoolCreate {
-            name: name.to_string(),
-            pg_num: pg_num.clamp(1, 32768) as u32,
-            size: Some(size.clamp(1, 7) as u32),
-            min_size: Some(min_size.clamp(1, 7) as u32),
-            application: Some(application.to_string()),
-            ..Default::default()
-        };
-        run(&self.handle, self.cluster.pool_create(&p)).map_err(|e| e.to_string())
+    fn create(&self, name: &str, pg_num: i64, ec_profile: Option<&str>) -> Result<(), String> {
+        let pg = pg_num.clamp(1, 32768).to_string();
+        match ec_profile {
+            Some(profile) => self.mon(&["osd", "pool", "create", name, &pg, &pg, "erasure", profile]),
+            None => self.mon(&["osd", "pool", "create", name, &pg, &pg, "replicated"]),
+        }
     }
     fn set(&self, name: &str, key: &str, value: &str) -> Result<(), String> {
-        if key == "application" {
-            return run(&self.handle, self.cluster.pool_application_enable(name, value)).map_err(|e| e.to_string());
+        self.mon(&["osd", "pool", "set", name, key, value])
+    }
+    fn application_enable(&self, name: &str, app: &str) -> Result<(), String> {
+        self.mon(&["osd", "pool", "application", "enable", name, app])
+    }
+    fn set_by_hand(&self, name: &str, key: &str, value: &str) -> Result<(), String> {
+        self.mon(&["osd", "pool", "set", name, key, value, "--yes-i-really-mean-it"])
+    }
+    fn application_replace(&self, name: &str, app: &str) -> Result<(), String> {
+        let pools = run(&self.handle, self.cluster.pools()).map_err(|e| e.to_string())?;
+        let old: Vec<String> = pools
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.application_metadata.keys().cloned().collect())
+            .unwrap_or_default();
+        for a in old.iter().filter(|a| *a != app) {
+            self.mon(&["osd", "pool", "application", "disable", name, a, "--yes-i-really-mean-it"])?;
         }
-        run(&self.handle, self.cluster.pool_set(name, key, value)).map_err(|e| e.to_string())
+        self.application_enable(name, app)
+    }
+    fn ec_profile_set(&self, name: &str, p: &crate::state::EcProfile) -> Result<(), String> {
+        let profile = EcProfile {
+            k: p.k.clamp(1, 32) as u32,
+            m: p.m.clamp(1, 32) as u32,
+            failure_domain: Some(p.failure_domain.clone()),
+            device_class: p.device_class.clone(),
+        };
+        run(&self.handle, self.cluster.erasure_code_profile_set(name, &profile)).map_err(|e| e.to_string())
+    }
+    fn ec_profile_rm(&self, name: &str) -> Result<(), String> {
+        run(&self.handle, self.cluster.erasure_code_profile_rm(name)).map_err(|e| e.to_string())
     }
     fn remove(&self, name: &str) -> Result<(), String> {
         run(&self.handle, self.cluster.pool_rm(name)).map_err(|e| e.to_string())
     }
     fn list(&self) -> Result<Vec<RealPool>, String> {
         let pools = run(&self.handle, self.cluster.pools()).map_err(|e| e.to_string())?;
+        let rules = run(&self.handle, self.cluster.crush_rules()).unwrap_or_default();
         // One `ceph df` for everyone's usage (PVE's pool list shows bytes_used/percent_used).
-        let df = run(&self.handle, self.cluster.admin_json(&["df"])).unwrap_or_default();
-        let usage = |name: &str| {
-            df["pools"]
-                .as_array()
-                .and_then(|a| a.iter().find(|p| p["name"] == name))
-                .map(|p| {
-                    (p["stats"]["bytes_used"].as_i64().unwrap_or(0), p["stats"]["percent_used"].as_f64().unwrap_or(0.0))
-                })
-                .unwrap_or((0, 0.0))
-        };
+        let usage = run(&self.handle, self.cluster.pool_stats_all()).unwrap_or_default();
+        let opt_i = |p: &crate::ceph::PoolDetail, k: &str| p.options.get(k).and_then(|v| v.as_i64());
         Ok(pools
             .into_iter()
             .map(|p| {
-                let (bytes_used, percent_used) = usage(&p.name);
+                let u = usage.get(&p.name);
                 RealPool {
-                    application: p.application_metadata.keys().next().cloned(),
                     id: p.id,
                     size: p.size as i64,
                     min_size: p.min_size as i64,
                     pg_num: p.pg_num as i64,
-                    bytes_used,
-                    percent_used,
+                    pg_num_min: opt_i(&p, "pg_num_min"),
+                    crush_rule: rules.get(&p.crush_rule).cloned().unwrap_or_else(|| p.crush_rule.to_string()),
+                    pg_autoscale_mode: p.pg_autoscale_mode.clone(),
+                    target_size_bytes: opt_i(&p, "target_size_bytes"),
+                    target_size_ratio: p.options.get("target_size_ratio").and_then(|v| v.as_f64()),
+                    applications: p.application_metadata.keys().cloned().collect(),
+                    ec_profile: (p.pool_type == 3).then(|| p.erasure_code_profile.clone()),
+                    bytes_used: u.map(|s| s.bytes_used as i64).unwrap_or(0),
+                    percent_used: u.map(|s| s.percent_used).unwrap_or(0.0),
                     name: p.name,
                 }
             })

@@ -75,6 +75,9 @@ pub struct StoreState {
     pub pbs_token_secret: String,
     pub nodes: Vec<NodeState>,
     pub pools: BTreeMap<String, Pool>,
+    /// Erasure-code profiles of the store's Ceph cluster (`osd erasure-code-profile`), by name.
+    #[serde(default)]
+    pub ec_profiles: BTreeMap<String, EcProfile>,
     #[serde(default)]
     pub next_pool_id: i64,
     pub pbs: PbsState,
@@ -152,6 +155,7 @@ pub struct Network {
     pub pending: BTreeMap<String, Option<Map<String, Value>>>,
 }
 
+/// A Ceph pool as PVE sees it (`osd pool get <pool> all` plus applications and usage).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pool {
     pub id: i64,
@@ -162,7 +166,12 @@ pub struct Pool {
     #[serde(default)]
     pub pg_num_min: Option<i64>,
     pub crush_rule: String,
-    pub application: String,
+    /// Applications enabled on the pool (Ceph allows several; PVE's API only ever adds one).
+    #[serde(default)]
+    pub applications: std::collections::BTreeSet<String>,
+    /// The erasure-code profile of an erasure-coded pool (`None`: replicated).
+    #[serde(default)]
+    pub ec_profile: Option<String>,
     pub pg_autoscale_mode: String,
     #[serde(default)]
     pub target_size: Option<i64>,
@@ -172,6 +181,16 @@ pub struct Pool {
     pub bytes_used: i64,
     #[serde(default)]
     pub percent_used: f64,
+}
+
+/// An erasure-code profile as PVE makes it (`pve_ec_<pool>`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EcProfile {
+    pub k: i64,
+    pub m: i64,
+    pub failure_domain: String,
+    #[serde(default)]
+    pub device_class: Option<String>,
 }
 
 /// One PVE config domain: what lives in /etc/pve (shared by a cluster).

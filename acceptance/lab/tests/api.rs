@@ -9,8 +9,7 @@ use serde_json::{json, Value};
 fn schema_rejections_have_pve_error_shape() {
     let lab = TestLab::up(60, &[]);
     assert_eq!(lab.json["schema_validation"], true, "schema files must be found for this test");
-    let (c, _) = lab.pve(0, "POST", "/nodes/pve1/ceph/init", &[]);
-    assert_eq!(c, 200);
+    lab.ceph_bootstrap(0);
     type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
     let cases: &[Case] = &[
         (
@@ -37,7 +36,9 @@ fn schema_rejections_have_pve_error_shape() {
         assert_eq!(v["data"], Value::Null);
         let got = v["errors"][param].as_str().unwrap_or_else(|| panic!("{form:?}: no error for {param}: {v}"));
         assert!(got.contains(msg), "{param}: '{got}' lacks '{msg}'");
-        assert_eq!(v.as_object().map(|o| o.len()), Some(2), "exactly data+errors: {v}");
+        // pve-http-server ≥ 5.2.0: data, errors and the message (Formatter/Standard.pm).
+        assert_eq!(v["message"], "Parameter verification failed.\n", "{v}");
+        assert_eq!(v.as_object().map(|o| o.len()), Some(3), "exactly data+errors+message: {v}");
     }
     // Path params count: an invalid node name is rejected by its format.
     let (code, v) = lab.pve(0, "GET", "/nodes/bad_node/status", &[]);
@@ -137,7 +138,7 @@ fn auth_ticket_csrf_tokens_and_401_403() {
 #[test]
 fn upid_task_lifecycle() {
     let lab = TestLab::up(62, &[]);
-    lab.pve(0, "POST", "/nodes/pve1/ceph/init", &[]);
+    lab.ceph_bootstrap(0);
     let (c, v) = lab.pve(0, "POST", "/nodes/pve1/ceph/pool", &[("name", "rbd1"), ("size", "2")]);
     assert_eq!(c, 200, "{v}");
     let upid = v["data"].as_str().unwrap().to_string();
@@ -158,11 +159,14 @@ fn upid_task_lifecycle() {
     assert_eq!(lab.wait_task(0, v["data"].as_str().unwrap())["exitstatus"], "OK");
     let (_, v) = lab.pve(0, "PUT", "/nodes/pve1/ceph/pool/rbd1", &[("size", "3")]);
     let st = lab.wait_task(0, v["data"].as_str().unwrap());
-    assert_eq!(st["exitstatus"], "pool 'rbd1' does not exist");
-    // Ceph's rule min_size <= size fails the worker, like the mon does.
+    assert_eq!(st["exitstatus"], "error with 'osd pool get': mon_cmd failed - unrecognized pool 'rbd1'");
+    // Ceph's rule min_size <= size fails that setting (PVE collects it), the mon's text in the log.
     let (_, v) = lab.pve(0, "POST", "/nodes/pve1/ceph/pool", &[("name", "odd"), ("size", "2"), ("min_size", "3")]);
-    let st = lab.wait_task(0, v["data"].as_str().unwrap());
-    assert!(st["exitstatus"].as_str().unwrap().contains("min_size must be between 1 and size"), "{st}");
+    let upid = v["data"].as_str().unwrap().to_string();
+    let st = lab.wait_task(0, &upid);
+    assert_eq!(st["exitstatus"], "Could not set: min_size", "{st}");
+    let (_, log) = lab.pve(0, "GET", &format!("/nodes/pve1/tasks/{}/log", enc(&upid)), &[]);
+    assert!(log.to_string().contains("pool min_size must be between 1 and size, which is set to 2"), "{log}");
     // Injected task failures are deterministic per seed.
     let (c, _) =
         lab.admin("POST", "/lab/faults", Some(json!({"pattern": "POST .*/ceph/pool$", "fail_tasks": 1.0, "seed": 7})));
@@ -275,7 +279,7 @@ fn cluster_create_join_and_token_vanishing() {
 #[test]
 fn down_up_persists_state() {
     let mut lab = TestLab::up(64, &[]);
-    lab.pve(0, "POST", "/nodes/pve1/ceph/init", &[]);
+    lab.ceph_bootstrap(0);
     let (_, v) = lab.pve(0, "POST", "/nodes/pve1/ceph/pool", &[("name", "keep"), ("size", "2")]);
     let upid = v["data"].as_str().unwrap().to_string();
     lab.wait_task(0, &upid);
@@ -413,7 +417,7 @@ fn pbs_datastore_and_jobs() {
 #[test]
 fn admin_snapshot_drift_faults_wipe() {
     let lab = TestLab::up(67, &[]);
-    lab.pve(0, "POST", "/nodes/pve1/ceph/init", &[]);
+    lab.ceph_bootstrap(0);
     let (_, v) = lab.pve(0, "POST", "/nodes/pve1/ceph/pool", &[("name", "vm"), ("size", "3")]);
     lab.wait_task(0, v["data"].as_str().unwrap());
     lab.pve(0, "POST", "/cluster/backup", &[("id", "b1"), ("all", "1"), ("schedule", "daily")]);

@@ -29,7 +29,7 @@ fn ceph_round_trip_through_the_api() {
     let lab = TestLab::up(76, &["--ceph"]);
     eprintln!("edge-lab up with real Ceph: {:.1} s", lab.up_secs);
     let conf = lab.json["ceph"]["conf"].as_str().expect("ceph.conf in lab.json").to_string();
-    assert_eq!(lab.pve(0, "POST", "/nodes/pve1/ceph/init", &[]).0, 200);
+    lab.ceph_bootstrap(0);
     let (c, v) = lab.pve(
         0,
         "POST",

@@ -36,6 +36,8 @@ px = ProxmoxAPI(host, port=8006, user="root@pam", password=s["pve"]["root_passwo
 assert px.version.get()["version"].startswith("9.")
 node = px.nodes("pve1")
 node.ceph.init.post(network="127.0.0.0/8")
+# Pools need a monitor: PVE cannot connect to Ceph before the first one exists.
+assert wait(node, node.ceph.mon("pve1").post())["exitstatus"] == "OK"
 
 # A bad parameter gets PVE's 400.
 try:

@@ -9,6 +9,12 @@ use common::{enc, TestLab};
 use edge_lab::schema::{check_returns, Product, Schema};
 use serde_json::Value;
 
+/// Answers real Proxmox gives although its own `returns` says otherwise (the API server does
+/// not check responses), reproduced on purpose: (method, template, what the checker says, the
+/// FIDELITY.md row).
+const KNOWN_DEVIATIONS: &[(&str, &str, &str, &str)] =
+    &[("GET", "/nodes/{node}/ceph/pool/{name}/status", "expected boolean, got \"", "PVE-POOL-FLAGS")];
+
 struct Walker<'a> {
     lab: &'a TestLab,
     pve: Schema,
@@ -29,7 +35,11 @@ impl Walker<'_> {
         assert_eq!(code, 200, "{product:?} {method} {path}: {v}");
         let returns = ep.info.get(method).and_then(|i| i.get("returns")).cloned().unwrap_or(Value::Null);
         for e in check_returns(schema, &returns, &v["data"]) {
-            self.failures.push(format!("{product:?} {method} {template}: {e}"));
+            let known =
+                KNOWN_DEVIATIONS.iter().any(|(m, t, needle, _)| *m == method && *t == template && e.contains(needle));
+            if !known {
+                self.failures.push(format!("{product:?} {method} {template}: {e}"));
+            }
         }
         self.seen.insert((product, method.to_string(), template));
         v["data"].clone()

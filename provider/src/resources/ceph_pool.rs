@@ -68,17 +68,17 @@ impl Resource for CephPool {
         let s = |name: &str, d: &str| Attribute::optional_computed(name, Type::String).describe(d);
         Schema::new(
             0,
-            Block::new("A Ceph pool of a Proxmox VE cluster (PVE `/nodes/{node}/ceph/pool`). Changes PVE can make in place are updates; only `name` and `erasure_coding` replace the pool.")
+            Block::new("A Ceph pool of a Proxmox VE cluster (PVE `/nodes/{node}/ceph/pool`). Changes PVE can make in place are updates; `name`, `erasure_coding` and another `application` (Ceph allows only one through PVE) replace the pool.")
                 .attr(Attribute::computed("id", Type::Number).describe("Ceph's pool number."))
                 .attr(Attribute::required("node", Type::String).describe("The PVE node whose API manages the pool (any node of the cluster)."))
                 .attr(Attribute::required("name", Type::String).replace().describe("Pool name (no `:`, `/` or whitespace). Changing it replaces the pool."))
-                .attr(n("size", "Replicas per object, 1..7 (PVE default 3)."))
-                .attr(n("min_size", "Replicas needed for I/O, 1..7 and at most `size` (PVE default 2)."))
+                .attr(n("size", "Replicas per object, 2..7 (PVE default 3; Ceph refuses 1 through PVE). With `erasure_coding`: the metadata pool's."))
+                .attr(n("min_size", "Replicas needed for I/O, 1..7 and at most `size` (PVE default 2). With `erasure_coding`: the metadata pool's."))
                 .attr(n("pg_num", "Placement groups, 1..32768 (PVE default 128); a power of two is best. With `pg_autoscale_mode = \"on\"` Ceph may change it: see `pg_num_final`."))
                 .attr(n("pg_num_min", "Lower bound for the autoscaler, at most 32768."))
                 .attr(s("pg_autoscale_mode", "`on`, `off` or `warn` (PVE default `warn`)."))
-                .attr(s("application", "`rbd`, `cephfs` or `rgw` (PVE default `rbd`)."))
-                .attr(s("crush_rule", "CRUSH rule name (default `replicated_rule`)."))
+                .attr(s("application", "`rbd`, `cephfs` or `rgw` (PVE default `rbd`). Ceph enables only one through PVE: another one replaces the pool."))
+                .attr(s("crush_rule", "CRUSH rule name (default `replicated_rule`). With `erasure_coding`: the metadata pool's (the data pool has a rule of its own)."))
                 .attr(s("target_size", "Expected size for the autoscaler, e.g. `100G` (number with optional K, M, G, T)."))
                 .attr(n("target_size_ratio", "Expected share of the cluster for the autoscaler (0 or more)."))
                 .attr(Attribute::optional("add_storages", Type::Bool).describe("At create only: also add PVE storages for the pool. Destroy then removes them too."))
@@ -130,6 +130,13 @@ impl Resource for CephPool {
         // Usage figures move on their own: when anything is applied they are unknown until read.
         if let Some(prior) = plan.prior.clone() {
             let planned = plan.planned()?;
+            // Ceph enables an application only on a pool that has none (a second one needs
+            // `--yes-i-really-mean-it`, which PVE never sends): another application means
+            // another pool.
+            let had = prior.application.as_deref().filter(|a| !a.is_empty());
+            if had.is_some() && planned.application.is_some() && planned.application.as_deref() != had {
+                plan.require_replace(AttrPath::root("application"));
+            }
             if changed(&prior, &planned) {
                 for a in ["bytes_used", "percent_used", "pg_num_final"] {
                     plan.set_unknown(a);
@@ -209,10 +216,10 @@ impl Resource for CephPool {
             tracing::info!(pool = %name, "pool missing on the cluster: creating it again");
             return create_and_read(ctx, &pve, &node, &name, planned, deadline).await;
         }
-        let pool = data_pool(&name, planned.erasure_coding.is_some());
+        let ec = planned.erasure_coding.is_some();
         let diff = |a: &Option<i64>, b: &Option<i64>| if b.is_some() && a != b { *b } else { None };
         let diff_s = |a: &Option<String>, b: &Option<String>| if b.is_some() && a != b { b.clone() } else { None };
-        let mut upd = PoolUpdate {
+        let upd = PoolUpdate {
             size: diff(&prior.size, &planned.size),
             min_size: diff(&prior.min_size, &planned.min_size),
             pg_num: diff(&prior.pg_num, &planned.pg_num),
@@ -229,32 +236,20 @@ impl Resource for CephPool {
                 None
             },
         };
-        // Ceph wants min_size <= size at every step: shrink min_size first, grow size first.
-        let mut steps = Vec::new();
-        if let (Some(size), Some(min)) = (upd.size, upd.min_size) {
-            let (first, second) = if size >= prior.size.unwrap_or(0) {
-                (
-                    PoolUpdate { size: Some(size), ..Default::default() },
-                    PoolUpdate { min_size: Some(min), ..Default::default() },
-                )
-            } else {
-                (
-                    PoolUpdate { min_size: Some(min), ..Default::default() },
-                    PoolUpdate { size: Some(size), ..Default::default() },
-                )
-            };
-            upd.size = None;
-            upd.min_size = None;
-            steps.push(first);
-            steps.push(second);
+        for (pool, part) in split_update(&name, ec, upd) {
+            set_pool(ctx, &pve, &node, &pool, &part, deadline).await?;
         }
-        if !upd.is_empty() {
-            steps.push(upd);
-        }
-        for step in steps {
-            let upid =
-                pve.pool_update(&node, &pool, &step).await.map_err(|e| api_diag("Cannot update the Ceph pool", e))?;
-            pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| task_diag("update", &name, e))?;
+        // PVE applies `size` first and Ceph then resets min_size to min(2, size); PVE compares
+        // the rest with what it read before, so a min_size equal to the old one is skipped
+        // (`PVE/Ceph/Tools.pm` `set_pool`): read back and set min_size once more if needed.
+        if let Some(want) = planned.min_size {
+            let meta = settings_pool(&name, ec, Setting::Replication);
+            let have = pve.pool_status(&node, &meta).await.map_err(|e| api_diag("Cannot read the Ceph pool", e))?;
+            if have.and_then(|h| h.min_size).is_some_and(|h| h != want) {
+                tracing::info!(pool = %meta, min_size = want, "Ceph reset min_size with the size change: setting it again");
+                let fix = PoolUpdate { min_size: Some(want), ..Default::default() };
+                set_pool(ctx, &pve, &node, &meta, &fix, deadline).await?;
+            }
         }
         // Values planned unknown (usage figures after a change) come from a fresh read; known
         // ones must stay exactly as planned.
@@ -275,23 +270,26 @@ impl Resource for CephPool {
         let node = req(&prior.node, "node")?;
         let name = req(&prior.name, "name")?;
         let ec = prior.erasure_coding.is_some();
-        let Some(entry) = find(&pve, &node, &name, ec).await? else {
+        let pools = pool_names(&name, ec);
+        let listed = pve.pools(&node).await.map_err(|e| api_diag("Cannot list Ceph pools", e))?;
+        let present: Vec<&PoolListEntry> =
+            listed.iter().filter(|e| e.pool_name.as_deref().is_some_and(|n| pools.iter().any(|p| p == n))).collect();
+        if present.is_empty() {
             return Ok(()); // already gone
-        };
+        }
+        // The usage figures of the pool list are each pool's own on every PVE release (the
+        // verbose pool status reports another pool's before 9.1.12). PVE itself does not
+        // protect data: its `force` only concerns VM images in PVE storages on the pool.
+        let used: i64 = present.iter().map(|e| e.bytes_used.unwrap_or(0)).sum();
         let force = prior.force_destroy == Some(true);
-        let pool = data_pool(&name, ec);
-        let Some(status) = pve.pool_status(&node, &pool).await.map_err(|e| api_diag("Cannot read the Ceph pool", e))?
-        else {
-            return Ok(()); // gone since the list was read
-        };
-        let used = status.statistics.as_ref().and_then(|s| s.bytes_used.or(s.stored)).or(entry.bytes_used).unwrap_or(0);
         if used > 0 && !force {
             return Err(Diagnostics::at(
                 AttrPath::root("force_destroy"),
                 "Pool holds data",
                 format!(
                     "Pool {name:?} still holds {} ({used} bytes). Destroying it would delete that data for good, so the provider \
-                     refuses. Move the data away, or set force_destroy = true, apply, and destroy again.",
+                     refuses (PVE would not: it only checks for VM disks in its storages). Move the data away, or set \
+                     force_destroy = true, apply, and destroy again.",
                     human_bytes(used)
                 ),
             ));
@@ -299,9 +297,9 @@ impl Resource for CephPool {
         let q = PoolDelete {
             force: force.then_some(1),
             remove_storages: (prior.add_storages == Some(true) || ec).then_some(1),
-            remove_ecprofile: None,
+            remove_ecprofile: ec.then_some(1),
         };
-        let pools = if ec { vec![format!("{name}-data"), format!("{name}-metadata")] } else { vec![name.clone()] };
+        // An erasure-coded pool: the data pool first (it carries the profile), then the metadata.
         for p in pools {
             // A pool that is gone already counts as deleted (the client checks the pool list).
             pve.pool_destroy(&node, &p, &q, deadline, &ctx.stop).await.map_err(|e| match e {
@@ -342,11 +340,36 @@ async fn create_and_read(
     planned: State,
     deadline: Instant,
 ) -> Result<State, Diagnostics> {
-    create_pool(ctx, pve, node, name, &planned, deadline).await?;
-    let fresh = read_pool(pve, planned.clone()).await?.ok_or_else(|| {
-        Diagnostics::error("Pool missing after create", format!("PVE reported success but pool {name:?} is not listed"))
-    })?;
-    Ok(fill_unknowns(planned, fresh))
+    let created = create_pool(ctx, pve, node, name, &planned, deadline).await;
+    let fresh = read_pool(pve, planned.clone()).await?;
+    match (created, fresh) {
+        (Ok(()), Some(fresh)) => Ok(fill_unknowns(planned, fresh)),
+        (Ok(()), None) => Err(Diagnostics::error(
+            "Pool missing after create",
+            format!("PVE reported success but pool {name:?} is not listed"),
+        )),
+        // PVE's create is not atomic: it makes the pool, then applies each setting, and a
+        // setting that fails leaves the pool behind. If it is what was asked after all (the
+        // failure was elsewhere, e.g. the storage), it is ours; otherwise say what is there.
+        (Err(d), Some(live)) => {
+            let differs = differences(&planned_or(&planned, &live), &live);
+            if differs.is_empty() && live.bytes_used.unwrap_or(0) == 0 {
+                tracing::warn!(pool = %name, "create task failed, but the pool is there as planned: adopting it");
+                return Ok(fill_unknowns(planned, live));
+            }
+            let mut d = d;
+            d.push_error(
+                "The failed create left the pool behind",
+                format!(
+                    "Pool {name:?} exists now, differing from the configuration in: {}. Fix the configuration and apply \
+                     again (an empty pool that then matches is adopted), or delete the pool in PVE.",
+                    differs.join(", ")
+                ),
+            );
+            Err(d)
+        }
+        (Err(d), None) => Err(d),
+    }
 }
 
 /// `POST /nodes/{node}/ceph/pool` with the planned settings, waiting for PVE's task.
@@ -380,6 +403,79 @@ async fn create_pool(
     }
 }
 
+/// Which Ceph pool holds a setting. A replicated pool holds all of them. An erasure-coded
+/// "pool" is two (PVE's `createpool`): `<name>-data` with the profile's size, min_size and a
+/// CRUSH rule of its own (a later `set` ignores size and crush_rule there), and
+/// `<name>-metadata`, replicated, which takes the configured size, min_size and crush_rule.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Setting {
+    Replication,
+    Placement,
+}
+
+fn settings_pool(name: &str, ec: bool, s: Setting) -> String {
+    match (ec, s) {
+        (false, _) => name.to_string(),
+        (true, Setting::Replication) => format!("{name}-metadata"),
+        (true, Setting::Placement) => format!("{name}-data"),
+    }
+}
+
+/// The Ceph pools behind the resource, in the order they are destroyed.
+fn pool_names(name: &str, ec: bool) -> Vec<String> {
+    if ec {
+        vec![format!("{name}-data"), format!("{name}-metadata")]
+    } else {
+        vec![name.to_string()]
+    }
+}
+
+/// One update per Ceph pool that holds a changed setting (application and autoscaling go to
+/// both pools of an erasure-coded one, as PVE's create set them).
+fn split_update(name: &str, ec: bool, u: PoolUpdate) -> Vec<(String, PoolUpdate)> {
+    if !ec {
+        return if u.is_empty() { vec![] } else { vec![(name.to_string(), u)] };
+    }
+    let replication = PoolUpdate {
+        size: u.size,
+        min_size: u.min_size,
+        crush_rule: u.crush_rule.clone(),
+        application: u.application.clone(),
+        pg_autoscale_mode: u.pg_autoscale_mode.clone(),
+        ..Default::default()
+    };
+    let placement = PoolUpdate {
+        pg_num: u.pg_num,
+        pg_num_min: u.pg_num_min,
+        target_size: u.target_size,
+        target_size_ratio: u.target_size_ratio,
+        application: u.application,
+        pg_autoscale_mode: u.pg_autoscale_mode,
+        ..Default::default()
+    };
+    [
+        (settings_pool(name, ec, Setting::Replication), replication),
+        (settings_pool(name, ec, Setting::Placement), placement),
+    ]
+    .into_iter()
+    .filter(|(_, u)| !u.is_empty())
+    .collect()
+}
+
+/// One `PUT …/pool/{name}` — PVE's `set_pool` applies `size` first, then the rest by name — and
+/// its task.
+async fn set_pool(
+    ctx: &Ctx,
+    pve: &PveClient,
+    node: &str,
+    pool: &str,
+    u: &PoolUpdate,
+    deadline: Instant,
+) -> Result<(), Diagnostics> {
+    let upid = pve.pool_update(node, pool, u).await.map_err(|e| api_diag("Cannot update the Ceph pool", e))?;
+    pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| task_diag("update", pool, e))
+}
+
 /// The planned settings, with what the plan leaves to PVE's defaults (unset) taken from `live`,
 /// so that only settings the configuration names are compared.
 fn planned_or(planned: &State, live: &State) -> State {
@@ -398,15 +494,27 @@ fn planned_or(planned: &State, live: &State) -> State {
 }
 
 fn changed(prior: &State, planned: &State) -> bool {
-    prior.size != planned.size
-        || prior.min_size != planned.min_size
-        || prior.pg_num != planned.pg_num
-        || prior.pg_num_min != planned.pg_num_min
-        || prior.pg_autoscale_mode != planned.pg_autoscale_mode
-        || prior.application != planned.application
-        || prior.crush_rule != planned.crush_rule
-        || prior.target_size != planned.target_size
-        || prior.target_size_ratio != planned.target_size_ratio
+    !differences(prior, planned).is_empty()
+}
+
+/// The settings that differ, by attribute name.
+fn differences(a: &State, b: &State) -> Vec<&'static str> {
+    let mut d = Vec::new();
+    let mut check = |name: &'static str, differ: bool| {
+        if differ {
+            d.push(name);
+        }
+    };
+    check("size", a.size != b.size);
+    check("min_size", a.min_size != b.min_size);
+    check("pg_num", a.pg_num != b.pg_num);
+    check("pg_num_min", a.pg_num_min != b.pg_num_min);
+    check("pg_autoscale_mode", a.pg_autoscale_mode != b.pg_autoscale_mode);
+    check("application", a.application != b.application);
+    check("crush_rule", a.crush_rule != b.crush_rule);
+    check("target_size", a.target_size != b.target_size);
+    check("target_size_ratio", a.target_size_ratio != b.target_size_ratio);
+    d
 }
 
 fn client(ctx: &Ctx) -> Result<std::sync::Arc<PveClient>, Diagnostics> {
@@ -424,14 +532,6 @@ fn req(v: &Option<String>, attr: &str) -> Result<String, Diagnostics> {
         .ok_or_else(|| Diagnostics::at(AttrPath::root(attr), "Missing value", format!("{attr} must be known at apply")))
 }
 
-fn data_pool(name: &str, ec: bool) -> String {
-    if ec {
-        format!("{name}-data")
-    } else {
-        name.to_string()
-    }
-}
-
 /// The pool's list entry, or `None` when Ceph has no such pool (the list answers 200 either
 /// way; the status endpoint would answer a missing pool with a 500).
 async fn find(pve: &PveClient, node: &str, name: &str, ec: bool) -> Result<Option<PoolListEntry>, Diagnostics> {
@@ -439,7 +539,7 @@ async fn find(pve: &PveClient, node: &str, name: &str, ec: bool) -> Result<Optio
 }
 
 async fn find_raw(pve: &PveClient, node: &str, name: &str, ec: bool) -> Result<Option<PoolListEntry>, ClientError> {
-    pve.pool(node, &data_pool(name, ec)).await
+    pve.pool(node, &settings_pool(name, ec, Setting::Placement)).await
 }
 
 /// The fsid of the Ceph cluster behind `node` (`/nodes/{node}/ceph/status`).
@@ -484,18 +584,23 @@ async fn read_pool(pve: &PveClient, state: State) -> Result<Option<State>, Diagn
 async fn read_pool_raw(pve: &PveClient, mut state: State) -> Result<Option<State>, ClientError> {
     let node = state.node.clone().unwrap_or_default();
     let name = state.name.clone().unwrap_or_default();
+    let listed = pve.pools(&node).await?;
+    let entry = |n: &str| listed.iter().find(|e| e.pool_name.as_deref() == Some(n)).cloned();
     let mut ec = state.erasure_coding.is_some();
-    let mut entry = find_raw(pve, &node, &name, ec).await?;
-    if entry.is_none() && state.id.is_none() && !ec {
+    if !ec && state.id.is_none() && entry(&name).is_none() && entry(&format!("{name}-data")).is_some() {
         // Import of an erasure-coded pool by its base name.
-        entry = find_raw(pve, &node, &name, true).await?;
-        ec = entry.is_some();
+        ec = true;
     }
-    let Some(entry) = entry else { return Ok(None) };
-    let Some(st) = pve.pool_status(&node, &data_pool(&name, ec)).await? else { return Ok(None) };
-    state.id = st.id.or(entry.pool);
-    state.size = st.size.or(state.size);
-    state.min_size = st.min_size.or(state.min_size);
+    let (place_name, repl_name) =
+        (settings_pool(&name, ec, Setting::Placement), settings_pool(&name, ec, Setting::Replication));
+    let Some(place) = entry(&place_name) else { return Ok(None) };
+    let Some(st) = pve.pool_status(&node, &place_name).await? else { return Ok(None) };
+    let repl = if ec { pve.pool_status(&node, &repl_name).await? } else { Some(st.clone()) };
+    let repl = repl.unwrap_or_else(|| st.clone());
+    state.id = st.id.or(place.pool);
+    state.size = repl.size.or(state.size);
+    state.min_size = repl.min_size.or(state.min_size);
+    state.crush_rule = repl.crush_rule.clone().or(state.crush_rule);
     state.pg_autoscale_mode = st.pg_autoscale_mode.clone().or(state.pg_autoscale_mode);
     // With the autoscaler on, Ceph moves pg_num itself: keep the declared starting value and
     // report the live one in pg_num_final, so autoscaling is not drift.
@@ -503,10 +608,12 @@ async fn read_pool_raw(pve: &PveClient, mut state: State) -> Result<Option<State
     if !(state.pg_autoscale_mode.as_deref() == Some("on") && state.pg_num.is_some()) {
         state.pg_num = live_pg.or(state.pg_num);
     }
-    state.pg_num_final = entry.pg_num_final.or(st.pg_num_final).or(live_pg);
+    state.pg_num_final = place.pg_num_final.or(live_pg);
     state.pg_num_min = st.pg_num_min.or(state.pg_num_min);
-    state.application = st.application().or(state.application);
-    state.crush_rule = st.crush_rule.clone().or(state.crush_rule);
+    // PVE's pool status has no `application`: the verbose `application_list` (or the pool
+    // list's `application_metadata`) tells. Several (added with the ceph CLI) read as a list.
+    let apps = if st.applications().is_empty() { place.applications() } else { st.applications() };
+    state.application = if apps.is_empty() { None } else { Some(apps.join(",")) };
     state.target_size = match (st.target_size.clone(), state.target_size.take()) {
         // Keep the user's spelling ("1G") when it means the bytes Ceph reports.
         (Some(remote), Some(mine)) if size_bytes(&remote) == size_bytes(&mine) => Some(mine),
@@ -518,16 +625,14 @@ async fn read_pool_raw(pve: &PveClient, mut state: State) -> Result<Option<State
         // Ceph reports an unset ratio as absent or 0: a declared 0 is the same thing.
         _ => state.target_size_ratio.filter(|r| *r == 0.0),
     };
-    state.kind = Some(entry.kind.clone().unwrap_or_else(|| if ec { "erasure".into() } else { "replicated".into() }));
-    let stats = st.statistics.as_ref();
-    state.bytes_used = stats.and_then(|s| s.bytes_used).or(entry.bytes_used).or(Some(0));
-    state.percent_used = stats.and_then(|s| s.percent_used).or(entry.percent_used).or(Some(0.0));
+    state.kind = Some(place.kind.clone().unwrap_or_else(|| if ec { "erasure".into() } else { "replicated".into() }));
+    // Usage from the pool list: its figures are each pool's own on every release.
+    let pools = pool_names(&name, ec);
+    let mine: Vec<PoolListEntry> = pools.iter().filter_map(|p| entry(p)).collect();
+    state.bytes_used = Some(mine.iter().map(|e| e.bytes_used.unwrap_or(0)).sum());
+    state.percent_used = Some(mine.iter().map(|e| e.percent_used.unwrap_or(0.0)).fold(0.0, f64::max));
     if state.force_destroy.is_none() {
         state.force_destroy = Some(false);
-    }
-    if ec && state.erasure_coding.is_none() {
-        // Import cannot recover k/m from the pool status; the configuration supplies them.
-        state.erasure_coding = None;
     }
     Ok(Some(state))
 }
@@ -727,14 +832,16 @@ pub fn validate_pool(c: &State, d: &mut Diagnostics) {
                 }
             }
         }
-        if c.size.is_some() || c.min_size.is_some() {
-            let attr = if c.size.is_some() { "size" } else { "min_size" };
-            d.error_at(
-                AttrPath::root(attr),
-                "Conflicting settings",
-                format!("{attr} is decided by erasure_coding (k + m) and cannot be set with it"),
-            );
-        }
+        // With erasure coding, size, min_size and crush_rule are the metadata pool's (PVE's
+        // createpool): the data pool's come from the profile (k + m).
+    }
+    if c.size == Some(1) {
+        d.error_at(
+            path!["size"],
+            "size 1 is refused by Ceph through PVE",
+            "Ceph sets a pool to a single replica only with --yes-i-really-mean-it, which PVE never sends: the \
+             setting would fail at apply (`Could not set: size`). Use 2 or more.",
+        );
     }
     Timeouts::validate(&c.timeouts, d);
 }
@@ -798,7 +905,7 @@ mod tests {
     fn validation_names_paths() {
         let s = State {
             name: Some("a b".into()),
-            size: Some(2),
+            size: Some(1),
             min_size: Some(3),
             pg_num: Some(100),
             target_size: Some("10X".into()),

@@ -134,8 +134,32 @@ pub fn handler(lab: Arc<Lab>, store: String, node: String) -> Handler {
         let lab = Arc::clone(&lab);
         let store = store.clone();
         let node = node.clone();
-        Box::pin(async move { handle(lab, store, node, req).await })
+        Box::pin(async move {
+            let legacy = lab.profiles.pve_http_server_legacy;
+            handle(lab, store, node, req).await.map(|r| if legacy { legacy_error_body(r) } else { r })
+        })
     })
+}
+
+/// Before pve-http-server 5.2.0 (commit 9a2112e, 2025-01-28; PVE 8.0 to early 8.3) an error's
+/// text was only in the HTTP reason phrase: the JSON body said `{"data":null}` (and `errors`).
+fn legacy_error_body(mut r: Resp) -> Resp {
+    if r.status >= 400 && !r.body.is_empty() {
+        if let Ok(serde_json::Value::Object(mut o)) = serde_json::from_slice::<serde_json::Value>(&r.body) {
+            o.remove("message");
+            r.body = serde_json::to_vec(&o).unwrap_or_default();
+        }
+    }
+    r
+}
+
+/// A 401 from pveproxy's authentication (`PVE::APIServer::AnyEvent`
+/// `authenticate_and_handle_request`): the reason phrase only, no body even after 5.2.0.
+/// pve-manager 8.4.17 / 9.1.5 (commit 26c10a2e) say `Authentication failed!` for every bad
+/// credential and log the detail; releases before name the reason. `No ticket` stays.
+fn auth_failure(lab: &Lab, e: ApiErr) -> Resp {
+    let generic = !lab.profiles.pve_http_server_legacy && e.msg != "No ticket";
+    Resp::bare(e.status, if generic { "Authentication failed!" } else { &e.msg })
 }
 
 async fn handle(lab: Arc<Lab>, store: String, local: String, req: Req) -> Option<Resp> {
@@ -148,7 +172,7 @@ async fn handle(lab: Arc<Lab>, store: String, local: String, req: Req) -> Option
         Ok(f) => f,
         Err(r) => return r,
     };
-    let not_impl = |m: String| Some(Resp::json(501, &json!({"data": null})).with_reason(&m));
+    let not_impl = |m: String| Some(Resp::json(501, &json!({"data": null, "message": m})).with_reason(&m));
     let Some(routed) = routed else {
         return not_impl(format!("Method '{} {}' not implemented", req.method, path));
     };
@@ -164,7 +188,7 @@ async fn handle(lab: Arc<Lab>, store: String, local: String, req: Req) -> Option
     } else {
         match authenticate(&lab, &store, &local, &req) {
             Ok(c) => c,
-            Err(e) => return Some(err_resp(Product::Pve, e)),
+            Err(e) => return Some(auth_failure(&lab, e)),
         }
     };
     if caller.read_only && req.method != "GET" {

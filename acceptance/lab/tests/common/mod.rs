@@ -123,6 +123,17 @@ impl TestLab {
         decode(rb.send().expect("admin call"))
     }
 
+    /// `pveceph init` and the first monitor on node `n` of store 0 (pools need a monitor: PVE
+    /// cannot even connect to Ceph before one exists).
+    pub fn ceph_bootstrap(&self, n: usize) {
+        let name = format!("pve{}", n + 1);
+        let (c, v) = self.pve(n, "POST", &format!("/nodes/{name}/ceph/init"), &[]);
+        assert_eq!(c, 200, "ceph init: {v}");
+        let (c, v) = self.pve(n, "POST", &format!("/nodes/{name}/ceph/mon/{name}"), &[]);
+        assert_eq!(c, 200, "ceph mon: {v}");
+        assert_eq!(self.wait_task(n, v["data"].as_str().expect("UPID"))["exitstatus"], "OK");
+    }
+
     /// Polls a task until it stops; returns its status object.
     pub fn wait_task(&self, n: usize, upid: &str) -> Value {
         let node = upid.split(':').nth(1).unwrap().to_string();

@@ -180,7 +180,9 @@ impl PveClient {
     }
 }
 
-/// An entry of `GET /nodes/{node}/ceph/pool`.
+/// An entry of `GET /nodes/{node}/ceph/pool` (`lspools`: `osd dump`, `df` and the autoscaler).
+/// Its usage figures are the pool's own on every release — unlike the verbose pool status
+/// before pve-manager 9.1.12, which reports another pool's statistics.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct PoolListEntry {
     #[serde(default, alias = "pool_name")]
@@ -195,6 +197,16 @@ pub struct PoolListEntry {
     pub percent_used: Option<f64>,
     #[serde(default, deserialize_with = "de::opt_int")]
     pub pg_num_final: Option<i64>,
+    /// The applications enabled on the pool, as keys (`{"rbd": {}}`).
+    #[serde(default)]
+    pub application_metadata: Option<std::collections::BTreeMap<String, serde::de::IgnoredAny>>,
+}
+
+impl PoolListEntry {
+    /// The enabled applications, sorted.
+    pub fn applications(&self) -> Vec<String> {
+        self.application_metadata.as_ref().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
 }
 
 /// `GET /nodes/{node}/ceph/pool/{name}/status`.
@@ -250,12 +262,12 @@ pub struct PoolStatus {
 }
 
 impl PoolStatus {
-    /// The pool's application: `application` where sent, else the only one of `application_list`.
-    pub fn application(&self) -> Option<String> {
-        self.application.clone().or_else(|| match self.application_list.as_deref() {
-            Some([one]) => Some(one.clone()),
-            _ => None,
-        })
+    /// The pool's applications: `application_list` (verbose), else an `application` key.
+    pub fn applications(&self) -> Vec<String> {
+        let mut v =
+            self.application_list.clone().or_else(|| self.application.clone().map(|a| vec![a])).unwrap_or_default();
+        v.sort();
+        v
     }
 }
 
@@ -359,7 +371,12 @@ mod tests {
             (s.nodelete, s.nosizechange, s.nodeep_scrub, s.fast_read, s.hashpspool),
             (Some(false), Some(true), Some(false), Some(true), Some(true))
         );
-        assert_eq!(s.application().as_deref(), Some("rbd"), "from application_list when PVE sends no application");
+        assert_eq!(s.applications(), vec!["rbd".to_string()], "from application_list: PVE sends no application");
+        let e: PoolListEntry = serde_json::from_value(
+            serde_json::json!({"pool_name": "p", "application_metadata": {"rgw": {}, "rbd": {"x": 1}}}),
+        )
+        .unwrap();
+        assert_eq!(e.applications(), vec!["rbd".to_string(), "rgw".to_string()]);
         let st: CephStatus =
             serde_json::from_value(serde_json::json!({"fsid": "abc", "health": {"status": "HEALTH_OK", "checks": {}}}))
                 .unwrap();
