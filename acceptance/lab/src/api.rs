@@ -53,8 +53,10 @@ pub fn err_resp(product: Product, e: ApiErr) -> Resp {
             )
             .with_reason("parameter verification errors")
         }
+        // A `die` ends its message with a newline (without one Perl appends " at FILE line N.").
         (None, Product::Pve) => {
-            Resp::json(e.status, &json!({"data": null, "message": format!("{}\n", e.msg)})).with_reason(&e.msg)
+            let msg = if e.msg.ends_with('\n') { e.msg.clone() } else { format!("{}\n", e.msg) };
+            Resp::json(e.status, &json!({"data": null, "message": msg})).with_reason(&e.msg)
         }
         (None, Product::Pbs) => Resp::json(e.status, &json!({"data": null, "message": e.msg})).with_reason(&e.msg),
     }

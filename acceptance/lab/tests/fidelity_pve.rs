@@ -271,3 +271,75 @@ fn rustls_pemfile_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'sta
         .map(rustls::pki_types::CertificateDer::from)
         .collect()
 }
+
+/// PVE-JOB-OBJECTS, PVE-JOB-MISSING, PVE-JOB-NORMALIZE: backup jobs as `PVE/API2/Backup.pm`
+/// stores and answers them.
+#[test]
+fn backup_jobs_as_pve_keeps_them() {
+    let lab = TestLab::up(106, &[]);
+    let job = [
+        ("id", "j1"),
+        ("schedule", "sun 01:00"),
+        ("storage", "local"),
+        ("all", "1"),
+        ("prune-backups", "keep-daily=7,keep-last=3"),
+        ("fleecing", "enabled=1,storage=local"),
+    ];
+    let (c, v) = lab.pve(0, "POST", "/cluster/backup", &job);
+    assert_eq!(c, 200, "{v}");
+    // Property strings come back decoded (pve-guest-common JobBase::decode_value), booleans as
+    // numbers; `enabled` defaults to 1; `type` is vzdump.
+    let (_, one) = lab.pve(0, "GET", "/cluster/backup/j1", &[]);
+    let one = &one["data"];
+    assert_eq!(one["prune-backups"], serde_json::json!({"keep-daily": "7", "keep-last": "3"}), "{one}");
+    assert_eq!(one["fleecing"], serde_json::json!({"enabled": 1, "storage": "local"}), "{one}");
+    assert_eq!((one["enabled"].as_i64(), one["type"].as_str()), (Some(1), Some("vzdump")), "{one}");
+    let (_, list) = lab.pve(0, "GET", "/cluster/backup", &[]);
+    let listed = list["data"].as_array().and_then(|a| a.iter().find(|j| j["id"] == "j1")).cloned().expect("listed");
+    assert_eq!(listed["prune-backups"], one["prune-backups"]);
+
+    // A missing job: GET is a parameter error (400); DELETE raises it inside the config lock,
+    // where it is stringified into a 500 without `errors`; PUT says no such vzdump job.
+    let (c, v) = lab.pve(0, "GET", "/cluster/backup/nope", &[]);
+    assert_eq!((c, v["errors"]["id"].as_str()), (400, Some("No such job 'nope'")), "{v}");
+    let (c, v) = lab.pve(0, "DELETE", "/cluster/backup/nope", &[]);
+    assert_eq!((c, v["message"].as_str()), (500, Some("400 Parameter verification failed.\nid: No such job 'nope'\n")));
+    assert!(v.get("errors").is_none(), "{v}");
+    let (c, v) = lab.pve(0, "PUT", "/cluster/backup/nope", &[("comment", "x")]);
+    assert_eq!((c, v["message"].as_str()), (500, Some("no such vzdump job\n")));
+    let (c, v) = lab.pve(0, "POST", "/cluster/backup", &job);
+    assert_eq!((c, v["message"].as_str()), (500, Some("Job 'j1' already exists\n")));
+    let (c, v) = lab.pve(0, "POST", "/cluster/backup", &[("id", "j2"), ("all", "1")]);
+    assert_eq!((c, v["errors"]["schedule"].as_str()), (400, Some("neither 'starttime' nor 'schedule' were set")));
+    let (c, v) =
+        lab.pve(0, "POST", "/cluster/backup", &[("id", "j2"), ("schedule", "daily"), ("vmid", "100"), ("all", "1")]);
+    assert_eq!(
+        (c, v["message"].as_str()),
+        (500, Some("400 Parameter verification failed.\nall: option conflicts with option 'vmid'\n"))
+    );
+    let (c, v) = lab.pve(0, "POST", "/cluster/backup", &[("id", "j2"), ("schedule", "daily")]);
+    assert_eq!(
+        (c, v["message"].as_str()),
+        (500, Some("400 Parameter verification failed.\nvmid: property is missing\n"))
+    );
+
+    // A new selection replaces the old one: vmid on an `all` job drops `all`.
+    assert_eq!(lab.pve(0, "PUT", "/cluster/backup/j1", &[("vmid", "100,101")]).0, 200);
+    let (_, one) = lab.pve(0, "GET", "/cluster/backup/j1", &[]);
+    assert!(one["data"].get("all").is_none() && one["data"]["vmid"] == "100,101", "{one}");
+    let (c, v) = lab.pve(0, "PUT", "/cluster/backup/j1", &[]);
+    assert_eq!((c, v["message"].as_str()), (500, Some("no options specified\n")));
+}
+
+/// PVE-TASK-MISSING: a task status for a UPID this node has no log of is a parameter error;
+/// the log endpoint has no such check and answers the failed open as its one line.
+#[test]
+fn task_endpoints_for_unknown_upids() {
+    let lab = TestLab::up(107, &[]);
+    let unknown = "UPID:pve1:0000ABCD:00001234:6500AAAA:cephcreatepool:x:root@pam:";
+    let (c, v) = lab.pve(0, "GET", &format!("/nodes/pve1/tasks/{}/status", enc(unknown)), &[]);
+    assert_eq!((c, v["errors"]["upid"].as_str()), (400, Some("no such task")), "{v}");
+    let (c, v) = lab.pve(0, "GET", &format!("/nodes/pve1/tasks/{}/log", enc(unknown)), &[]);
+    assert_eq!(c, 200, "{v}");
+    assert_eq!(v["data"], serde_json::json!([{"n": 1, "t": "unable to open file - No such file or directory"}]));
+}

@@ -19,12 +19,16 @@ pub(super) trait Section {
     const COLL: &'static str;
     /// The parameter naming an entry.
     const KEY: &'static str;
-    /// GET or PUT of an entry that does not exist.
-    fn missing(id: &str) -> String;
+    /// GET of an entry that does not exist.
+    fn missing(id: &str) -> ApiErr;
+    /// PUT of an entry that does not exist.
+    fn missing_update(id: &str) -> ApiErr {
+        Self::missing(id)
+    }
     /// POST of an entry that exists.
     fn taken(id: &str) -> String;
     /// DELETE of an entry that does not exist.
-    fn gone(id: &str) -> String;
+    fn gone(id: &str) -> ApiErr;
     /// What a GET shows besides the entry's config and id.
     fn describe(o: &mut Map<String, Value>, cfg: &Map<String, Value>);
     /// Checks made before the config is locked.
@@ -35,6 +39,8 @@ pub(super) trait Section {
     fn complete(_cfg: &mut Map<String, Value>, _p: &Params) -> Result<(), ApiErr> {
         Ok(())
     }
+    /// What an update does besides setting and deleting the given keys.
+    fn normalize_update(_cfg: &mut Map<String, Value>, _p: &Params) {}
     /// The answer to a POST or PUT.
     fn answer(_id: &str, _cfg: &Map<String, Value>) -> Value {
         Value::Null
@@ -44,43 +50,112 @@ pub(super) trait Section {
 pub(super) struct Backup;
 pub(super) struct Storage;
 
+/// A parameter exception raised inside `cfs_lock_file`: pve-cluster re-raises it with
+/// `die "$@"`, which stringifies it, so the client gets a 500 whose message is the exception's
+/// text — `400 Parameter verification failed.` and one `key: error` line — and no `errors`.
+fn stringified_param_error(key: &str, msg: &str) -> ApiErr {
+    ApiErr::die(format!("400 Parameter verification failed.\n{key}: {msg}\n"))
+}
+
+/// The settings PVE keeps as property strings and returns decoded (pve-guest-common
+/// `PVE::VZDump::JobBase::decode_value`): `keep-all`/`enabled` as numbers, the rest as strings.
+const PROPERTY_STRINGS: &[&str] = &["prune-backups", "fleecing", "performance"];
+
+fn decode_property_string(s: &str) -> Value {
+    let o: Map<String, Value> = s
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| {
+            let v = match (k, v) {
+                ("keep-all" | "enabled", "1" | "true" | "yes" | "on") => json!(1),
+                ("keep-all" | "enabled", _) => json!(0),
+                _ => json!(v),
+            };
+            (k.to_string(), v)
+        })
+        .collect();
+    Value::Object(o)
+}
+
 impl Section for Backup {
     const COLL: &'static str = "backup";
     const KEY: &'static str = "id";
-    fn missing(id: &str) -> String {
-        format!("Job '{id}' does not exist")
+    /// `read`: a parameter exception outside any lock, a real 400 (`PVE/API2/Backup.pm`).
+    fn missing(id: &str) -> ApiErr {
+        ApiErr::param("id", format!("No such job '{id}'"))
+    }
+    fn missing_update(_id: &str) -> ApiErr {
+        ApiErr::die("no such vzdump job")
     }
     fn taken(id: &str) -> String {
         format!("Job '{id}' already exists")
     }
-    fn gone(id: &str) -> String {
-        format!("job '{id}' not found")
+    /// `delete` raises the same exception inside the config lock: stringified into a 500.
+    fn gone(id: &str) -> ApiErr {
+        stringified_param_error("id", &format!("No such job '{id}'"))
     }
     fn describe(o: &mut Map<String, Value>, _: &Map<String, Value>) {
         o.insert("type".into(), json!("vzdump"));
-    }
-    fn complete(cfg: &mut Map<String, Value>, p: &Params) -> Result<(), ApiErr> {
-        if !cfg.contains_key("vmid") && !cfg.contains_key("pool") && !p_bool(p, "all").unwrap_or(false) {
-            return Err(ApiErr::die("you need to specify either 'vmid', 'pool' or 'all'"));
+        for k in PROPERTY_STRINGS {
+            if let Some(Value::String(s)) = o.get(*k) {
+                let decoded = decode_property_string(s);
+                o.insert((*k).to_string(), decoded);
+            }
         }
-        cfg.entry("enabled").or_insert(json!(1));
-        if !cfg.contains_key("schedule") {
-            cfg.insert("schedule".into(), json!("00:00"));
+    }
+    /// `$schedule_param_check`, before the lock: a real 400.
+    fn check(_lab: &Lab, p: &Params) -> Result<(), ApiErr> {
+        if p_str(p, "schedule").is_none() && p_str(p, "starttime").is_none() {
+            return Err(ApiErr::param("schedule", "neither 'starttime' nor 'schedule' were set"));
         }
         Ok(())
+    }
+    /// `verify_vzdump_parameters` inside the lock (`PVE/VZDump.pm`).
+    fn complete(cfg: &mut Map<String, Value>, p: &Params) -> Result<(), ApiErr> {
+        fn set(cfg: &Map<String, Value>, k: &str) -> bool {
+            cfg.get(k).is_some_and(|v| !v.is_null() && *v != json!(0) && *v != json!(""))
+        }
+        for k in ["all", "exclude", "pool"] {
+            if set(cfg, k) && set(cfg, "vmid") {
+                return Err(stringified_param_error(k, "option conflicts with option 'vmid'"));
+            }
+        }
+        if set(cfg, "exclude") && !set(cfg, "pool") {
+            cfg.insert("all".into(), json!(1));
+        }
+        if !["all", "stop", "pool", "vmid"].iter().any(|k| set(cfg, k)) {
+            return Err(stringified_param_error("vmid", "property is missing"));
+        }
+        if p_bool(p, "enabled").is_none() {
+            cfg.insert("enabled".into(), json!(1));
+        }
+        Ok(())
+    }
+    /// `update`: a new selection replaces the old one (vmid, all, pool exclude each other).
+    fn normalize_update(cfg: &mut Map<String, Value>, p: &Params) {
+        let drop = |cfg: &mut Map<String, Value>, keys: &[&str]| keys.iter().for_each(|k| drop(cfg.remove(*k)));
+        if p_str(p, "vmid").is_some() {
+            drop(cfg, &["all", "exclude", "pool"]);
+        }
+        if p_bool(p, "all").unwrap_or(false) {
+            drop(cfg, &["vmid", "pool"]);
+        }
+        if p_str(p, "pool").is_some() {
+            drop(cfg, &["vmid", "all", "exclude"]);
+        }
     }
 }
 
 impl Section for Storage {
     const COLL: &'static str = "storage";
     const KEY: &'static str = "storage";
-    fn missing(id: &str) -> String {
-        format!("storage '{id}' does not exist")
+    fn missing(id: &str) -> ApiErr {
+        ApiErr::die(format!("storage '{id}' does not exist"))
     }
     fn taken(id: &str) -> String {
         format!("storage ID '{id}' already defined")
     }
-    fn gone(id: &str) -> String {
+    fn gone(id: &str) -> ApiErr {
         Self::missing(id)
     }
     fn describe(o: &mut Map<String, Value>, cfg: &Map<String, Value>) {
@@ -139,7 +214,7 @@ pub(super) fn get<S: Section>(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult 
     let id = id_of::<S>(p);
     let mut st = lab.state();
     let c = section::<S>(&mut st, cx)?;
-    c.get(&id).map(|cfg| public::<S>(&id, cfg)).ok_or_else(|| ApiErr::die(S::missing(&id)))
+    c.get(&id).map(|cfg| public::<S>(&id, cfg)).ok_or_else(|| S::missing(&id))
 }
 
 pub(super) fn create<S: Section>(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
@@ -162,8 +237,12 @@ pub(super) fn create<S: Section>(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResu
 pub(super) fn update<S: Section>(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     let id = id_of::<S>(p);
     mutate(lab, |st| {
-        let cfg = section::<S>(st, cx)?.get_mut(&id).ok_or_else(|| ApiErr::die(S::missing(&id)))?;
+        let cfg = section::<S>(st, cx)?.get_mut(&id).ok_or_else(|| S::missing_update(&id))?;
+        if !p.keys().any(|k| k != S::KEY && k != "digest") {
+            return Err(ApiErr::die("no options specified"));
+        }
         edit_entry(cfg, p, S::KEY)?;
+        S::normalize_update(cfg, p);
         Ok(S::answer(&id, cfg))
     })
 }
@@ -171,7 +250,7 @@ pub(super) fn update<S: Section>(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResu
 pub(super) fn delete<S: Section>(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     let id = id_of::<S>(p);
     mutate(lab, |st| {
-        section::<S>(st, cx)?.remove(&id).ok_or_else(|| ApiErr::die(S::gone(&id)))?;
+        section::<S>(st, cx)?.remove(&id).ok_or_else(|| S::gone(&id))?;
         Ok(Value::Null)
     })
 }

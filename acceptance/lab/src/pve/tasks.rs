@@ -32,12 +32,25 @@ fn upid(p: &Params) -> Result<String, ApiErr> {
     p_str(p, "upid").ok_or_else(|| ApiErr::new(501, "not implemented"))
 }
 
-/// The task `u` names, if the scope may see it.
+/// The task `u` names, if the scope may see it. PVE answers a UPID it cannot parse, or one
+/// whose log is not on this node, with a parameter error (pve-manager `PVE/API2/Tasks.pm`
+/// `read_task_status`).
 fn find<'a, S: TaskScope>(tasks: &'a BTreeMap<String, Task>, scope: &S, u: &str) -> Result<&'a Task, ApiErr> {
+    let pve = S::PRODUCT == Product::Pve;
     if !u.starts_with("UPID:") {
-        return Err(ApiErr::die(format!("unable to parse worker upid '{u}'")));
+        return Err(if pve {
+            ApiErr::param("upid", "unable to parse worker upid")
+        } else {
+            ApiErr::die(format!("unable to parse worker upid '{u}'"))
+        });
     }
-    tasks.get(u).filter(|t| t.product == S::PRODUCT && scope.owns(t)).ok_or_else(|| ApiErr::die("no such task"))
+    tasks.get(u).filter(|t| t.product == S::PRODUCT && scope.owns(t)).ok_or_else(|| {
+        if pve {
+            ApiErr::param("upid", "no such task")
+        } else {
+            ApiErr::die("no such task")
+        }
+    })
 }
 
 fn status_json(t: &Task, product: Product) -> Value {
@@ -120,7 +133,14 @@ pub(crate) fn status<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> Api
 pub(crate) fn log<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> ApiResult {
     let u = upid(p)?;
     let tasks = lock(&lab.tasks);
-    let t = find(&tasks, scope, &u)?;
+    let t = match find(&tasks, scope, &u) {
+        Ok(t) => t,
+        // PVE's log reader has no existence check: the missing file is the log's one line.
+        Err(_) if S::PRODUCT == Product::Pve && u.starts_with("UPID:") => {
+            return Ok(json!([{"n": 1, "t": "unable to open file - No such file or directory"}]));
+        }
+        Err(e) => return Err(e),
+    };
     let start = p_int(p, "start").unwrap_or(0).max(0) as usize;
     let limit = p_int(p, "limit").unwrap_or(50).max(0) as usize;
     Ok(Value::Array(
