@@ -243,6 +243,11 @@ pub fn p_int(p: &Map<String, Value>, k: &str) -> Option<i64> {
     p.get(k).and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
 }
 
+/// A parameter Perl counts as true (`if $param->{k}`): given, neither empty nor "0".
+pub fn p_true(p: &Map<String, Value>, k: &str) -> bool {
+    p_str(p, k).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
 pub fn p_bool(p: &Map<String, Value>, k: &str) -> Option<bool> {
     p.get(k).map(crate::schema::truthy)
 }

@@ -6,7 +6,8 @@ use std::sync::OnceLock;
 
 use regex::Regex;
 
-fn re(cell: &'static OnceLock<Regex>, pat: &str) -> &'static Regex {
+/// A regex compiled once; a pattern that does not compile matches only the empty string.
+pub(crate) fn re(cell: &'static OnceLock<Regex>, pat: &str) -> &'static Regex {
     cell.get_or_init(|| Regex::new(pat).unwrap_or_else(|_| Regex::new("^$").unwrap_or_else(|_| unreachable!())))
 }
 
@@ -29,7 +30,8 @@ pub fn is_node_name(s: &str) -> bool {
     re(&NODE, r"^(?i:[a-z0-9]([a-z0-9\-]*[a-z0-9])?)$").is_match(s)
 }
 
-fn split_list(s: &str) -> impl Iterator<Item = &str> {
+/// PVE::Tools `split_list`: items separated by commas, semicolons, NULs or whitespace.
+pub(crate) fn split_list(s: &str) -> impl Iterator<Item = &str> {
     s.split(|c: char| c == ',' || c == ';' || c == '\0' || c.is_whitespace()).filter(|p| !p.is_empty())
 }
 

@@ -216,11 +216,12 @@ impl Schema {
             {
                 errors.insert(name.clone(), "property is missing and it is not optional".into());
             }
-            // `requires`: the other parameter must be present too.
+            // `requires`: the other parameter must be present too (pve-common
+            // `PVE::JSONSchema::check_object` keys the error by the missing one).
             if params.contains_key(name) {
                 if let Some(req) = def.get("requires").and_then(Value::as_str) {
                     if !params.contains_key(req) && !errors.contains_key(req) {
-                        errors.insert(req.to_string(), format!("parameter '{req}' is required by '{name}'"));
+                        errors.insert(req.to_string(), format!("missing property required by '{name}'"));
                     }
                 }
             }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::{mutate, node_ref, store_mut, Cx};
-use crate::api::{delete_list, p_str, ApiErr, ApiResult};
+use crate::api::{delete_list, p_str, p_true, ApiErr, ApiResult};
+use crate::formats::split_list;
 use crate::lab::Lab;
 use crate::routes::Params;
 use crate::schema::Product;
@@ -87,10 +88,61 @@ pub(super) fn get(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     let st = lab.state();
     let (_, n) = node_ref(&st, &cx.store, &cx.node)?;
     let iface = p_str(p, "iface").unwrap_or_default();
-    merged_network(n)
-        .get(&iface)
-        .map(|c| Value::Object(c.clone()))
-        .ok_or_else(|| ApiErr::die(format!("network interface '{iface}' does not exist")))
+    merged_network(n).get(&iface).map(|c| Value::Object(c.clone())).ok_or_else(no_iface)
+}
+
+/// pve-manager `PVE/API2/Network.pm` raises its checks as parameter exceptions inside
+/// `PVE::Tools::lock_file` and re-raises them with `die $@` (the object, not its text), so they
+/// stay 400s with `errors`.
+fn no_iface() -> ApiErr {
+    ApiErr::param("iface", "interface does not exist")
+}
+
+/// `$map_cidr_to_address_netmask`: `cidr` becomes `address` and `netmask`, so it conflicts with
+/// either of them (`cidr6` likewise). The netmask errors are unreachable through the API: the
+/// schema's `requires` wants the address with a netmask and reports that first.
+fn check_cidr(p: &Params) -> Result<(), ApiErr> {
+    for (cidr, address, netmask) in [("cidr", "address", "netmask"), ("cidr6", "address6", "netmask6")] {
+        if p_true(p, cidr) {
+            if let Some(k) = [address, netmask].into_iter().find(|k| p_true(p, k)) {
+                return Err(ApiErr::param(k, format!("{k} conflicts with {cidr}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The parameters that name an interface's ports, in the order `$check_duplicate_ports` reads them.
+const PORT_KEYS: [&str; 4] = ["bridge_ports", "ovs_ports", "slaves", "ovs_bonds"];
+
+fn ports(cfg: &Map<String, Value>) -> Vec<String> {
+    let joined: Vec<String> = PORT_KEYS.iter().filter_map(|k| p_str(cfg, k)).collect();
+    split_list(&joined.join(" ")).map(str::to_string).collect()
+}
+
+/// `$check_duplicate_ports`: a port belongs to one interface only; the error is keyed by the
+/// first port parameter of the request.
+fn check_ports(ifaces: &BTreeMap<String, Map<String, Value>>, iface: &str, p: &Params) -> Result<(), ApiErr> {
+    let Some(key) = PORT_KEYS.into_iter().find(|k| p_true(p, k)) else {
+        return Ok(());
+    };
+    let new = ports(p);
+    for (name, cfg) in ifaces.iter().filter(|(name, _)| *name != iface) {
+        if let Some(port) = ports(cfg).into_iter().find(|port| new.contains(port)) {
+            return Err(ApiErr::param(key, format!("{port} is already used on interface '{name}'.")));
+        }
+    }
+    Ok(())
+}
+
+/// A `bridge_vids` list without items: the schema's list format allows it, the handler not.
+fn check_vids(p: &Params) -> Result<(), ApiErr> {
+    match p_str(p, "bridge_vids") {
+        Some(v) if p_true(p, "bridge_vids") && split_list(&v).next().is_none() => {
+            Err(ApiErr::param("bridge_vids", "VLAN list items are empty"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A new interface, pending until `PUT /nodes/{node}/network` applies it.
@@ -98,9 +150,17 @@ pub(super) fn create(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     mutate(lab, |st| {
         let iface = p_str(p, "iface").unwrap_or_default();
         let n = store_mut(st, &cx.store)?.node_mut(&cx.node).ok_or_else(|| ApiErr::die("no node"))?;
-        if merged_network(n).contains_key(&iface) {
-            return Err(ApiErr::die("interface already exists"));
+        let merged = merged_network(n);
+        if merged.contains_key(&iface) {
+            return Err(ApiErr::param("iface", "interface already exists"));
         }
+        check_ports(&merged, &iface, p)?;
+        check_cidr(p)?;
+        // A fresh PVE install has no Open vSwitch (`openvswitch-switch` is an extra package).
+        if p_str(p, "type").is_some_and(|t| t.starts_with("OVS")) {
+            return Err(ApiErr::die("Open VSwitch is not installed (need package 'openvswitch-switch')"));
+        }
+        check_vids(p)?;
         n.network.pending.insert(iface.clone(), Some(iface_cfg(p, &iface)));
         Ok(Value::Null)
     })
@@ -110,9 +170,13 @@ pub(super) fn update(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     mutate(lab, |st| {
         let iface = p_str(p, "iface").unwrap_or_default();
         let n = store_mut(st, &cx.store)?.node_mut(&cx.node).ok_or_else(|| ApiErr::die("no node"))?;
-        let Some(mut cur) = merged_network(n).get(&iface).cloned() else {
-            return Err(ApiErr::die("interface does not exist"));
+        let merged = merged_network(n);
+        let Some(mut cur) = merged.get(&iface).cloned() else {
+            return Err(no_iface());
         };
+        check_cidr(p)?;
+        check_ports(&merged, &iface, p)?;
+        check_vids(p)?;
         for k in delete_list(p) {
             cur.remove(&k);
         }
@@ -129,7 +193,7 @@ pub(super) fn delete(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
         let iface = p_str(p, "iface").unwrap_or_default();
         let n = store_mut(st, &cx.store)?.node_mut(&cx.node).ok_or_else(|| ApiErr::die("no node"))?;
         if !merged_network(n).contains_key(&iface) {
-            return Err(ApiErr::die("interface does not exist"));
+            return Err(no_iface());
         }
         n.network.pending.insert(iface, None);
         Ok(Value::Null)

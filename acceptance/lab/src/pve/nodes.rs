@@ -110,8 +110,11 @@ pub(super) fn time(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
 pub(super) fn set_time(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     mutate(lab, |st| {
         let tz = p_str(p, "timezone").unwrap_or_default();
+        // The lab has no zoneinfo database: a name of the `Area/Location` form (or UTC) stands
+        // for a known one. PVE checks `timedatectl list-timezones` (pve-common
+        // `PVE::Systemd::set_timezone`; 8.x: the file under /usr/share/zoneinfo) with this message.
         if !tz.contains('/') && tz != "UTC" && tz != "Etc/UTC" {
-            return Err(ApiErr::param("timezone", format!("Invalid timezone '{tz}'")));
+            return Err(ApiErr::param("timezone", "No such timezone"));
         }
         let n = store_mut(st, &cx.store)?.node_mut(&cx.node).ok_or_else(|| ApiErr::die("no node"))?;
         n.timezone = tz;
