@@ -99,10 +99,15 @@ pub(super) fn join_info(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     let st = lab.state();
     let target = p_str(p, "node").unwrap_or_else(|| cx.local.clone());
     let (s, n) = node_ref(&st, &cx.store, &cx.local)?;
+    // pve-cluster `join_info`: a PVE::Exception with HTTP_FAILED_DEPENDENCY, then a plain die
+    // for a node the corosync nodelist lacks.
     let Some(c) = &n.cluster else {
-        return Err(ApiErr::die("node is not in a cluster, no join info available!"));
+        return Err(ApiErr::new(424, "node is not in a cluster, no join info available!"));
     };
     let dom = st.domains.get(&format!("cluster:{}/{c}", s.id)).ok_or_else(|| ApiErr::die("no cluster domain"))?;
+    if !dom.members.contains(&target) {
+        return Err(ApiErr::die(format!("unknown node '{target}'")));
+    }
     let nodelist: Vec<Value> = dom
         .members
         .iter()
