@@ -3,14 +3,16 @@
 //! of handlers serves both; [`Section`] says where they differ.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use regex::Regex;
 use serde_json::{json, Map, Value};
 
 use super::{domain_mut, mutate, Cx};
-use crate::api::{digest_of, edit_entry, p_bool, p_str, random_hex, ApiErr, ApiResult};
+use crate::api::{delete_list, digest_of, edit_entry, p_bool, p_str, p_true, random_hex, ApiErr, ApiResult};
 use crate::lab::Lab;
 use crate::routes::Params;
+use crate::schema::Product;
 use crate::state::LabState;
 
 /// What differs between the config sections served here.
@@ -39,8 +41,23 @@ pub(super) trait Section {
     fn complete(_cfg: &mut Map<String, Value>, _p: &Params) -> Result<(), ApiErr> {
         Ok(())
     }
-    /// What an update does besides setting and deleting the given keys.
-    fn normalize_update(_cfg: &mut Map<String, Value>, _p: &Params) {}
+    /// Checks of an update made before the config is locked.
+    fn check_update(_p: &Params) -> Result<(), ApiErr> {
+        Ok(())
+    }
+    /// Checks of an update made in the lock, before the entry is looked up.
+    fn verify_update(_p: &Params) -> Result<(), ApiErr> {
+        Ok(())
+    }
+    /// Checks of the keys an update deletes (after the entry was found).
+    fn check_delete(_lab: &Lab, _keys: &[String]) -> Result<(), ApiErr> {
+        Ok(())
+    }
+    /// What an update does besides setting and deleting the given keys, and the check of the
+    /// result.
+    fn normalize_update(_cfg: &mut Map<String, Value>, _p: &Params) -> Result<(), ApiErr> {
+        Ok(())
+    }
     /// The answer to a POST or PUT.
     fn answer(_id: &str, _cfg: &Map<String, Value>) -> Value {
         Value::Null
@@ -103,8 +120,11 @@ impl Section for Backup {
             }
         }
     }
-    /// `$schedule_param_check`, before the lock: a real 400.
+    /// Before the lock (real 403s and 400s): the resource pool, then `$schedule_param_check`
+    /// with the schedule required.
     fn check(_lab: &Lab, p: &Params) -> Result<(), ApiErr> {
+        check_pool_exists(p)?;
+        schedule_param_check(p)?;
         if p_str(p, "schedule").is_none() && p_str(p, "starttime").is_none() {
             return Err(ApiErr::param("schedule", "neither 'starttime' nor 'schedule' were set"));
         }
@@ -112,37 +132,133 @@ impl Section for Backup {
     }
     /// `verify_vzdump_parameters` inside the lock (`PVE/VZDump.pm`).
     fn complete(cfg: &mut Map<String, Value>, p: &Params) -> Result<(), ApiErr> {
-        fn set(cfg: &Map<String, Value>, k: &str) -> bool {
-            cfg.get(k).is_some_and(|v| !v.is_null() && *v != json!(0) && *v != json!(""))
-        }
-        for k in ["all", "exclude", "pool"] {
-            if set(cfg, k) && set(cfg, "vmid") {
-                return Err(stringified_param_error(k, "option conflicts with option 'vmid'"));
-            }
-        }
-        if set(cfg, "exclude") && !set(cfg, "pool") {
-            cfg.insert("all".into(), json!(1));
-        }
-        if !["all", "stop", "pool", "vmid"].iter().any(|k| set(cfg, k)) {
-            return Err(stringified_param_error("vmid", "property is missing"));
-        }
+        verify_vzdump_parameters(cfg, true)?;
         if p_bool(p, "enabled").is_none() {
             cfg.insert("enabled".into(), json!(1));
         }
         Ok(())
     }
-    /// `update`: a new selection replaces the old one (vmid, all, pool exclude each other).
-    fn normalize_update(cfg: &mut Map<String, Value>, p: &Params) {
-        let drop = |cfg: &mut Map<String, Value>, keys: &[&str]| keys.iter().for_each(|k| drop(cfg.remove(*k)));
-        if p_str(p, "vmid").is_some() {
-            drop(cfg, &["all", "exclude", "pool"]);
+    /// `update_job` checks the schedule without requiring one: an update may leave it alone.
+    fn check_update(p: &Params) -> Result<(), ApiErr> {
+        check_pool_exists(p)?;
+        schedule_param_check(p)
+    }
+    /// In the lock, before the job is looked up: something to change, and the given
+    /// parameters on their own (`verify_vzdump_parameters` without the selection check).
+    fn verify_update(p: &Params) -> Result<(), ApiErr> {
+        if !p.keys().any(|k| k != "id" && k != "delete") && delete_list(p).is_empty() {
+            return Err(ApiErr::die("no options specified"));
         }
-        if p_bool(p, "all").unwrap_or(false) {
-            drop(cfg, &["vmid", "pool"]);
+        verify_vzdump_parameters(&mut p.clone(), false)
+    }
+    /// Only vzdump options (`PVE::VZDump::option_exists`), `comment` and `repeat-missed` can be
+    /// deleted: the update method's parameters but the job's own keys.
+    fn check_delete(lab: &Lab, keys: &[String]) -> Result<(), ApiErr> {
+        let schema = lab.schema(Product::Pve).and_then(|s| s.endpoint("/cluster/backup/{id}"));
+        let Some(props) =
+            schema.and_then(|e| e.info.get("PUT")).and_then(|m| m["parameters"]["properties"].as_object())
+        else {
+            return Ok(());
+        };
+        let job_only = ["id", "schedule", "starttime", "dow", "delete", "enabled"];
+        match keys.iter().find(|k| !props.contains_key(k.as_str()) || job_only.contains(&k.as_str())) {
+            Some(k) => Err(stringified_param_error("delete", &format!("unknown option '{k}'"))),
+            None => Ok(()),
         }
-        if p_str(p, "pool").is_some() {
-            drop(cfg, &["vmid", "all", "exclude"]);
+    }
+    /// `update_job`: a new selection replaces the old one — vmid, else `all` (also the one
+    /// `verify_vzdump_parameters` set for an `exclude` without pool), else the job's pool —
+    /// then the job as a whole is verified.
+    fn normalize_update(cfg: &mut Map<String, Value>, p: &Params) -> Result<(), ApiErr> {
+        let remove = |cfg: &mut Map<String, Value>, keys: &[&str]| keys.iter().for_each(|k| drop(cfg.remove(*k)));
+        let all = p_bool(p, "all").unwrap_or(false) || (p.contains_key("exclude") && !p_true(p, "pool"));
+        if all || (cfg.contains_key("exclude") && !cfg.contains_key("pool")) {
+            cfg.insert("all".into(), json!(1));
         }
+        if p.contains_key("vmid") {
+            remove(cfg, &["all", "exclude", "pool"]);
+        } else if all {
+            remove(cfg, &["vmid", "pool"]);
+        } else if p_true(cfg, "pool") {
+            remove(cfg, &["vmid", "all", "exclude"]);
+        }
+        verify_vzdump_parameters(cfg, true)
+    }
+}
+
+/// A job's `pool` must be a resource pool (`$rpcenv->check_pool_exist`, pve-access-control
+/// `PVE::RPCEnvironment`): the lab has none, like a fresh install, so any pool is refused.
+fn check_pool_exists(p: &Params) -> Result<(), ApiErr> {
+    if p_true(p, "pool") {
+        let pool = p_str(p, "pool").unwrap_or_default();
+        return Err(ApiErr::new(403, format!("Permission check failed (pool '{pool}' does not exist)")));
+    }
+    Ok(())
+}
+
+/// `$schedule_param_check` (`PVE/API2/Backup.pm`): `schedule` replaces the deprecated
+/// `starttime`, so both at once is a parameter error.
+fn schedule_param_check(p: &Params) -> Result<(), ApiErr> {
+    if p_str(p, "schedule").is_some() && p_str(p, "starttime").is_some() {
+        return Err(ApiErr::param("starttime", "'starttime' and 'schedule' cannot both be set"));
+    }
+    Ok(())
+}
+
+/// `PVE::VZDump::verify_vzdump_parameters`, as the job handlers call it inside the config lock
+/// (so its parameter errors are stringified): `all`, `exclude` and `pool` exclude `vmid`; the
+/// notes template is checked; an `exclude` without pool means `all`; with `check_missing` the
+/// job must select something.
+fn verify_vzdump_parameters(cfg: &mut Map<String, Value>, check_missing: bool) -> Result<(), ApiErr> {
+    for k in ["all", "exclude", "pool"] {
+        if p_true(cfg, k) && p_true(cfg, "vmid") {
+            return Err(stringified_param_error(k, "option conflicts with option 'vmid'"));
+        }
+    }
+    if let Some(t) = cfg.get("notes-template").and_then(Value::as_str) {
+        verify_notes_template(t).map_err(|e| stringified_param_error("notes-template", &e))?;
+    }
+    if cfg.contains_key("exclude") && !p_true(cfg, "pool") {
+        cfg.insert("all".into(), json!(1));
+    }
+    if check_missing && !["all", "stop", "pool", "vmid"].iter().any(|k| p_true(cfg, k)) {
+        return Err(stringified_param_error("vmid", "property is missing"));
+    }
+    Ok(())
+}
+
+/// `$verify_notes_template` (`PVE/VZDump.pm`): one line; escapes only `\n` and `\\`; variables
+/// only cluster, guestname, node and vmid. Positions are counted as Perl's `pos` does.
+fn verify_notes_template(t: &str) -> Result<(), String> {
+    static VAR: OnceLock<Regex> = OnceLock::new();
+    if t.contains('\n') {
+        return Err("contains a line feed\n".into());
+    }
+    let chars: Vec<char> = t.chars().collect();
+    let mut problems = Vec::new();
+    let mut i = 0;
+    while i + 1 < chars.len() {
+        if chars[i] == '\\' {
+            if !matches!(chars[i + 1], 'n' | '\\') {
+                problems.push(format!("escape sequence '\\{}' at char {i}", chars[i + 1]));
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    for c in crate::formats::re(&VAR, r"\{\{([^\s{}]+)\}\}").captures_iter(t) {
+        let (Some(whole), Some(var)) = (c.get(0), c.get(1)) else { continue };
+        if !matches!(var.as_str(), "cluster" | "guestname" | "node" | "vmid") {
+            // pos() after the match minus the variable's length.
+            let end = t[..whole.end()].chars().count();
+            problems.push(format!("variable '{}' at char {}", var.as_str(), end - var.as_str().chars().count()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("found unknown: {}\n", problems.join(", ")))
     }
 }
 
@@ -235,14 +351,17 @@ pub(super) fn create<S: Section>(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResu
 }
 
 pub(super) fn update<S: Section>(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
+    S::check_update(p)?;
     let id = id_of::<S>(p);
     mutate(lab, |st| {
+        S::verify_update(p)?;
         let cfg = section::<S>(st, cx)?.get_mut(&id).ok_or_else(|| S::missing_update(&id))?;
-        if !p.keys().any(|k| k != S::KEY && k != "digest") {
-            return Err(ApiErr::die("no options specified"));
-        }
-        edit_entry(cfg, p, S::KEY)?;
-        S::normalize_update(cfg, p);
+        S::check_delete(lab, &delete_list(p))?;
+        // Changed on a copy: a failed check leaves the entry as it was.
+        let mut new = cfg.clone();
+        edit_entry(&mut new, p, S::KEY)?;
+        S::normalize_update(&mut new, p)?;
+        *cfg = new;
         Ok(S::answer(&id, cfg))
     })
 }
