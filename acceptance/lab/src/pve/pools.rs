@@ -621,6 +621,7 @@ pub(super) fn destroy(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     check_ceph(&lab.state(), cx)?;
     let name = p_str(p, "name").unwrap_or_default();
     let remove_storages = p_bool(p, "remove_storages").unwrap_or(false);
+    let force = p_bool(p, "force").unwrap_or(false);
     let remove_ecprofile = p_bool(p, "remove_ecprofile").unwrap_or(true);
     let dkey = dom_key(&lab.state(), &cx.store, &cx.node)?;
     let store = cx.store.clone();
@@ -635,16 +636,28 @@ pub(super) fn destroy(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
         cx.fail,
         {
             move |lab, log| {
+                // `$get_storages`: the RBD storages whose pool (default `rbd`) or data pool it is.
                 let uses = |v: &Map<String, Value>| {
-                    ["pool", "data-pool"].iter().any(|k| v.get(*k).and_then(Value::as_str) == Some(name.as_str()))
+                    let field = |k: &str| v.get(k).and_then(Value::as_str);
+                    field("type") == Some("rbd")
+                        && (field("pool").unwrap_or("rbd") == name || field("data-pool") == Some(name.as_str()))
                 };
-                let storages: Vec<String> = {
+                let storages: Vec<(String, bool)> = {
                     let st = lab.state();
                     let c = st.domains.get(&dkey).and_then(|d| d.collections.get("storage"));
-                    c.map(|c| c.iter().filter(|(_, v)| uses(v)).map(|(k, _)| k.clone()).collect()).unwrap_or_default()
+                    let disabled = |v: &Map<String, Value>| v.get("disable").is_some_and(crate::schema::truthy);
+                    c.map(|c| c.iter().filter(|(_, v)| uses(v)).map(|(k, v)| (k.clone(), disabled(v))).collect())
+                        .unwrap_or_default()
                 };
-                for s in &storages {
-                    log.push(format!("checking storage '{s}' for RBD images.."));
+                // Without `force` PVE lists each storage's images (`vdisk_list`, which first
+                // insists the storage is enabled); the lab's storages hold none.
+                if !force {
+                    for (s, disabled) in &storages {
+                        log.push(format!("checking storage '{s}' for RBD images.."));
+                        if *disabled {
+                            return Err(format!("storage '{s}' is disabled"));
+                        }
+                    }
                 }
                 let pool = lab
                     .state()

@@ -3,7 +3,9 @@
 //! they are shown.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use regex::Regex;
 
 use serde_json::{json, Value};
 
@@ -32,12 +34,26 @@ fn upid(p: &Params) -> Result<String, ApiErr> {
     p_str(p, "upid").ok_or_else(|| ApiErr::new(501, "not implemented"))
 }
 
+/// The log file of a PVE task (pve-common `PVE::UPID::decode`, 8.x `PVE::Tools::upid_decode`):
+/// under the directory named by the last hex digit of the start time; None when the UPID does
+/// not parse.
+fn pve_log_file(u: &str) -> Option<String> {
+    static UPID: OnceLock<Regex> = OnceLock::new();
+    let re = crate::formats::re(
+        &UPID,
+        r"^UPID:[a-zA-Z0-9](?:[a-zA-Z0-9\-]*[a-zA-Z0-9])?:[0-9A-Fa-f]{8}:[0-9A-Fa-f]{8,9}:([0-9A-Fa-f]{8}):[^:\s/]+:[^:\s/]*:[^:\s/]+:$",
+    );
+    let start = re.captures(u)?.get(1)?.as_str();
+    Some(format!("/var/log/pve/tasks/{}/{u}", &start[7..]))
+}
+
 /// The task `u` names, if the scope may see it. PVE answers a UPID it cannot parse, or one
 /// whose log is not on this node, with a parameter error (pve-manager `PVE/API2/Tasks.pm`
 /// `read_task_status`).
 fn find<'a, S: TaskScope>(tasks: &'a BTreeMap<String, Task>, scope: &S, u: &str) -> Result<&'a Task, ApiErr> {
     let pve = S::PRODUCT == Product::Pve;
-    if !u.starts_with("UPID:") {
+    let parses = if pve { pve_log_file(u).is_some() } else { u.starts_with("UPID:") };
+    if !parses {
         return Err(if pve {
             ApiErr::param("upid", "unable to parse worker upid")
         } else {
@@ -133,10 +149,22 @@ pub(crate) fn status<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> Api
 pub(crate) fn log<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> ApiResult {
     let u = upid(p)?;
     let tasks = lock(&lab.tasks);
-    let t = match find(&tasks, scope, &u) {
+    let found = find(&tasks, scope, &u);
+    // `read_task_log`: `download` streams the file, so paging is refused and a missing file is
+    // the open's error (the lab answers a download of an existing log like a read).
+    let file = if S::PRODUCT == Product::Pve { pve_log_file(&u) } else { None };
+    if let (Some(file), true) = (&file, p_bool(p, "download").unwrap_or(false)) {
+        if p.contains_key("start") || p.contains_key("limit") {
+            return Err(ApiErr::die("'download' cannot be used together with 'start' or 'limit' parameters"));
+        }
+        if found.is_err() {
+            return Err(ApiErr::die(format!("Could not open file '{file}' - No such file or directory")));
+        }
+    }
+    let t = match found {
         Ok(t) => t,
         // PVE's log reader has no existence check: the missing file is the log's one line.
-        Err(_) if S::PRODUCT == Product::Pve && u.starts_with("UPID:") => {
+        Err(_) if file.is_some() => {
             return Ok(json!([{"n": 1, "t": "unable to open file - No such file or directory"}]));
         }
         Err(e) => return Err(e),
