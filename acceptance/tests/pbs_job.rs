@@ -110,6 +110,25 @@ fn api(lab: &Lab, product: &str, method: &str, path: &str, body: &Value) -> Valu
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
+/// The next plan shows all of `expected`; applying it leaves nothing to change.
+fn plan_then_converge(tf: &Tf, expected: &[&str]) {
+    let plan = tf.plan_output();
+    assert!(expected.iter().all(|e| plan.contains(e)), "expected {expected:?} in:\n{plan}");
+    tf.apply();
+    tf.assert_no_changes();
+}
+
+/// A remote on the lab's PBS (`/config/remote`), which the provider does not manage.
+fn add_remote(lab: &Lab, name: &str) {
+    api(
+        lab,
+        "pbs",
+        "POST",
+        "/config/remote",
+        &json!({"name": name, "host": "10.9.0.1", "auth-id": "sync@pbs", "password": "pw"}),
+    );
+}
+
 fn snapshot(lab: &Lab) -> Value {
     lab.admin("GET", "/lab/snapshot", None)["stores"][0].clone()
 }
@@ -318,13 +337,7 @@ fn import_by_identity_and_refusals() {
 #[test]
 fn pbs_kinds_on_pbs_3_2() {
     let lab = Lab::up(&["--net", "98", "--pbs", "3.2"]);
-    api(
-        &lab,
-        "pbs",
-        "POST",
-        "/config/remote",
-        &json!({"name": "central", "host": "10.9.0.1", "auth-id": "sync@pbs", "password": "pw"}),
-    );
+    add_remote(&lab, "central");
     let chain = |sched: &str| {
         format!(
             r#"{HEAD}
@@ -412,15 +425,9 @@ resource "edge_pbs_job" "gc" {{
             Some(&json!({"kind": "pbs_job_field", "job_type": coll, "id": id, "field": field, "value": "weekly"})),
         );
     }
-    let plan = tf.plan_output();
-    assert!(plan.contains("0 to add, 4 to change, 0 to destroy"), "{plan}");
-    tf.apply();
-    tf.assert_no_changes();
+    plan_then_converge(&tf, &["0 to add, 4 to change, 0 to destroy"]);
     lab.admin("POST", "/lab/drift", Some(&json!({"kind": "delete_pbs_job", "job_type": "sync", "id": "pull-central"})));
-    let plan = tf.plan_output();
-    assert!(plan.contains("1 to add, 0 to change, 0 to destroy"), "{plan}");
-    tf.apply();
-    tf.assert_no_changes();
+    plan_then_converge(&tf, &["1 to add, 0 to change, 0 to destroy"]);
 
     // Import reproduces the state (the explicit pull is not on the PBS to read back: see the
     // docs, "Proxmox versions").
@@ -473,13 +480,7 @@ resource "edge_pbs_job" "gc" {{
 #[test]
 fn push_sync_on_pbs_4_0() {
     let lab = Lab::up(&["--net", "99", "--pbs", "4.0"]);
-    api(
-        &lab,
-        "pbs",
-        "POST",
-        "/config/remote",
-        &json!({"name": "central", "host": "10.9.0.1", "auth-id": "sync@pbs", "password": "pw"}),
-    );
+    add_remote(&lab, "central");
     let hcl = |sched: &str| {
         format!(
             "{HEAD}\nresource \"edge_pbs_job\" \"push\" {{\n  id = \"push-central\"\n  schedule = \"{sched}\"\n  sync {{\n    store = \"store1\"\n    remote = \"central\"\n    remote_store = \"edge-001\"\n    sync_direction = \"push\"\n    remove_vanished = true\n  }}\n}}\n"
@@ -491,15 +492,9 @@ fn push_sync_on_pbs_4_0() {
     tf.assert_no_changes();
     assert_eq!(snapshot(&lab)["pbs"]["sync_jobs"]["push-central"]["sync-direction"], "push");
     lab.admin("POST", "/lab/drift", Some(&json!({"kind": "pbs_job_field", "job_type": "sync", "id": "push-central", "field": "schedule", "value": "weekly"})));
-    let plan = tf.plan_output();
-    assert!(plan.contains("0 to add, 1 to change, 0 to destroy") && plan.contains("\"weekly\" -> \"daily\""), "{plan}");
-    tf.apply();
-    tf.assert_no_changes();
+    plan_then_converge(&tf, &["0 to add, 1 to change, 0 to destroy", "\"weekly\" -> \"daily\""]);
     lab.admin("POST", "/lab/drift", Some(&json!({"kind": "delete_pbs_job", "job_type": "sync", "id": "push-central"})));
-    let plan = tf.plan_output();
-    assert!(plan.contains("1 to add, 0 to change, 0 to destroy"), "{plan}");
-    tf.apply();
-    tf.assert_no_changes();
+    plan_then_converge(&tf, &["1 to add, 0 to change, 0 to destroy"]);
     let before = tf.resource("edge_pbs_job.push");
     tf.state_rm("edge_pbs_job.push");
     tf.import("edge_pbs_job.push", "sync/push-central");

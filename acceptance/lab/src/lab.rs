@@ -107,6 +107,18 @@ pub struct TaskFaults {
     pub delay: std::time::Duration,
 }
 
+/// A task to start: whose it is and what it does (the UPID's fields).
+#[derive(Debug, Clone, Copy)]
+pub struct NewTask<'a> {
+    pub product: Product,
+    pub store: &'a str,
+    pub node: &'a str,
+    pub wtype: &'a str,
+    pub wid: &'a str,
+    /// The auth id that started it.
+    pub user: &'a str,
+}
+
 /// What the fault rules decided for one request.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct FaultDecision {
@@ -251,27 +263,17 @@ impl Lab {
         F: FnOnce(&Arc<Lab>) -> Result<Vec<String>, String> + Send + 'static,
     {
         let faults = TaskFaults { fail, delay: std::time::Duration::ZERO };
-        self.spawn_task_with(faults, product, store, node, wtype, wid, user, op)
+        self.spawn_task_with(faults, NewTask { product, store, node, wtype, wid, user }, op)
     }
 
     /// [`Lab::spawn_task`] with the fault rules' whole say over the task: it fails, or it runs
     /// `delay` longer before its work is done.
-    #[allow(clippy::too_many_arguments)]
-    pub fn spawn_task_with<F>(
-        self: &Arc<Self>,
-        faults: TaskFaults,
-        product: Product,
-        store: &str,
-        node: &str,
-        wtype: &str,
-        wid: &str,
-        user: &str,
-        op: F,
-    ) -> String
+    pub fn spawn_task_with<F>(self: &Arc<Self>, faults: TaskFaults, task: NewTask<'_>, op: F) -> String
     where
         F: FnOnce(&Arc<Lab>) -> Result<Vec<String>, String> + Send + 'static,
     {
         let TaskFaults { fail, delay } = faults;
+        let NewTask { product, store, node, wtype, wid, user } = task;
         let (pid, pstart) = {
             let mut st = self.state();
             let n = st.next_id();

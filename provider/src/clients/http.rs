@@ -1102,8 +1102,8 @@ mod tests {
         use crate::clients::pve::{PveClient, PveFeature};
         use crate::clients::version::Version;
         let srv = server::start().await;
-        let api = |p| ApiClient::new(p, &srv.endpoint, token(), Trust::Insecure).unwrap().with_retry(fast());
-        let pve = PveClient::new(api(Product::Pve));
+        let api = |p, creds| ApiClient::new(p, &srv.endpoint, creds, Trust::Insecure).unwrap().with_retry(fast());
+        let pve = PveClient::new(api(Product::Pve, token()));
         // A 500 on the pool's status, and the pool list does not show it: gone.
         assert!(pve.pool_status("n1", "gone").await.unwrap().is_none());
         // A 500 on Ceph's status that outlives the retries while the node answers.
@@ -1112,7 +1112,7 @@ mod tests {
         assert_eq!(pve.version().await.unwrap(), Version::new(8, 4, 2));
         assert!(pve.supports(PveFeature::BackupNotificationMode).await.unwrap());
         assert!(!pve.supports(PveFeature::PerPoolStatistics).await.unwrap());
-        let pbs = PbsClient::new(api(Product::Pbs));
+        let pbs = PbsClient::new(api(Product::Pbs, token()));
         // PBS's 400 for a missing sync job, and the list without it: absent.
         assert!(pbs.job::<SyncJob>("x").await.unwrap().is_none());
         assert!(!pbs.job_exists(JobKind::Sync, "x").await.unwrap());
@@ -1132,14 +1132,7 @@ mod tests {
         let e = pbs.job_create(&push).await.unwrap_err();
         assert!(e.is(ApiErrorKind::InvalidParams), "3.2 has no such job: {e:?}");
         assert!(e.param_errors().is_some_and(|m| m.contains_key("sync-direction")), "{e:?}");
-        let new = ApiClient::new(
-            Product::Pbs,
-            &srv.endpoint,
-            Credentials::Token(Zeroizing::new("root@pam!new:s".into())),
-            Trust::Insecure,
-        )
-        .unwrap()
-        .with_retry(fast());
+        let new = api(Product::Pbs, Credentials::Token(Zeroizing::new("root@pam!new:s".into())));
         let e = PbsClient::new(new).job_create(&push).await.unwrap_err();
         assert!(e.is(ApiErrorKind::AlreadyExists), "{e:?}");
         assert_eq!(e.param_errors().and_then(|m| m.get("id")).map(String::as_str), Some("job 'p1' already exists."));

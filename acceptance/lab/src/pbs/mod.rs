@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 
 use crate::api::{self, p_str, random_secret, ApiErr, ApiResult, Caller};
 use crate::http::{self, Handler, Req, Resp};
-use crate::lab::{Lab, TaskFaults};
+use crate::lab::{Lab, NewTask, TaskFaults};
 use crate::routes::{self, Params, Route};
 use crate::schema::Product;
 use crate::state::{now_s, StoreState, Token};
@@ -120,9 +120,15 @@ impl PbsCx {
     {
         let store = self.store.clone();
         let faults = TaskFaults { fail: self.fail, delay: self.task_delay };
-        lab.spawn_task_with(faults, Product::Pbs, &self.store, HOSTNAME, wtype, wid, &self.caller.authid, move |lab| {
-            op(lab, &store)
-        })
+        let task = NewTask {
+            product: Product::Pbs,
+            store: &self.store,
+            node: HOSTNAME,
+            wtype,
+            wid,
+            user: &self.caller.authid,
+        };
+        lab.spawn_task_with(faults, task, move |lab| op(lab, &store))
     }
 }
 
