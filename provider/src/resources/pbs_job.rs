@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::clients::pbs::{JobConfig, JobKind, PbsClient, PbsFeature, PruneJob, SyncJob, VerifyJob};
-use crate::clients::pve::{BackupJob, PruneBackups, PveClient};
-use crate::clients::version::Feature;
+use crate::clients::pve::{BackupJob, PruneBackups, PveClient, PveFeature};
+use crate::clients::version::{Feature, Version};
 use crate::clients::{self, ApiErrorKind, ClientError};
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock,
@@ -217,6 +217,9 @@ impl Resource for PbsJob {
         if kind == "sync" {
             refuse_at_plan(ctx, &plan.config).await?;
         }
+        if kind == "backup" {
+            refuse_backup_at_plan(ctx, &plan.config).await?;
+        }
         if let Some(prior) = plan.prior.clone() {
             if prior.kind() != Some(kind) {
                 plan.require_replace(AttrPath::root(kind));
@@ -242,6 +245,7 @@ impl Resource for PbsJob {
         match kind {
             "backup" => {
                 let pve = pve(ctx)?;
+                check_pve_release(&pve, &s).await?;
                 if pve
                     .backup_job(&id)
                     .await
@@ -404,8 +408,9 @@ impl Resource for PbsJob {
             "backup" => {
                 let new = backup_to_api(&s);
                 let delete = backup_to_api(&prior).removed_in(&new);
-                pve(ctx)?
-                    .backup_job_update(&id, &new, &delete)
+                let pve = pve(ctx)?;
+                check_pve_release(&pve, &s).await?;
+                pve.backup_job_update(&id, &new, &delete)
                     .await
                     .map_err(|e| api_diag("Cannot update the PVE backup job", "backup", e))?;
             }
@@ -545,6 +550,48 @@ async fn refuse_at_plan(ctx: &Ctx, config: &State) -> Result<(), Diagnostics> {
         // Not reachable yet (it may come up in the same apply): apply checks again.
         Err(e) => {
             tracing::debug!(error = %e, "PBS version not readable at plan time; checking at apply");
+            Ok(())
+        }
+    }
+}
+
+/// What the PVE release lacks: backup jobs' `notification_mode` came with pve-manager 8.1.0
+/// (commit 38035bdf); an older PVE refuses the parameter.
+async fn check_pve_release(pve: &PveClient, s: &State) -> Result<(), Diagnostics> {
+    if s.backup.as_ref().and_then(|b| b.notification_mode.as_deref()).is_none() {
+        return Ok(());
+    }
+    let found = pve.version().await.map_err(|e| api_diag("Cannot read the PVE version", "backup", e))?;
+    refuse_older_pve(PveFeature::BackupNotificationMode, found)
+}
+
+fn refuse_older_pve(f: PveFeature, found: Version) -> Result<(), Diagnostics> {
+    if f.available_in(found) {
+        return Ok(());
+    }
+    Err(Diagnostics::at(
+        path!["backup", "notification_mode"],
+        "notification_mode needs a newer PVE",
+        format!(
+            "notification_mode needs Proxmox VE {} or later; this node runs {found}. Leave it out: the job then \
+             notifies as the PVE release does by default.",
+            f.since()
+        ),
+    ))
+}
+
+/// [`check_pve_release`] at plan time where the PVE endpoint is configured and answers;
+/// otherwise create and update check it before they change anything.
+async fn refuse_backup_at_plan(ctx: &Ctx, config: &State) -> Result<(), Diagnostics> {
+    let configured = ctx.clients.pve.as_ref().is_some_and(|c| c.endpoint.is_some());
+    if !configured || config.backup.as_ref().and_then(|b| b.notification_mode.as_deref()).is_none() {
+        return Ok(());
+    }
+    let Ok(pve) = pve(ctx) else { return Ok(()) };
+    match pve.version().await {
+        Ok(found) => refuse_older_pve(PveFeature::BackupNotificationMode, found),
+        Err(e) => {
+            tracing::debug!(error = %e, "PVE version not readable at plan time; checking at apply");
             Ok(())
         }
     }
@@ -1065,5 +1112,22 @@ mod tests {
         assert!(is_rate("10MiB"));
         assert!(is_rate("1.5 GB/s"));
         assert!(!is_rate("fast"));
+    }
+}
+
+#[cfg(test)]
+mod release_gates {
+    use super::*;
+
+    /// `notification_mode` on a PVE before 8.1 is refused with its attribute path and the
+    /// release it needs; 8.1 and later (every lab profile) accept it.
+    #[test]
+    fn notification_mode_needs_pve_8_1() {
+        let d = refuse_older_pve(PveFeature::BackupNotificationMode, Version::new(8, 0, 4)).unwrap_err();
+        let msg = format!("{d:?}");
+        assert!(msg.contains("notification_mode") && msg.contains("8.1.0"), "{msg}");
+        assert_eq!(d.0[0].path.as_ref().map(|p| p.to_string()).as_deref(), Some("backup.notification_mode"));
+        assert!(refuse_older_pve(PveFeature::BackupNotificationMode, Version::new(8, 1, 0)).is_ok());
+        assert!(refuse_older_pve(PveFeature::BackupNotificationMode, Version::new(9, 1, 17)).is_ok());
     }
 }
