@@ -110,6 +110,25 @@ fn api(lab: &Lab, product: &str, method: &str, path: &str, body: &Value) -> Valu
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
+/// The next plan shows all of `expected`; applying it leaves nothing to change.
+fn plan_then_converge(tf: &Tf, expected: &[&str]) {
+    let plan = tf.plan_output();
+    assert!(expected.iter().all(|e| plan.contains(e)), "expected {expected:?} in:\n{plan}");
+    tf.apply();
+    tf.assert_no_changes();
+}
+
+/// A remote on the lab's PBS (`/config/remote`), which the provider does not manage.
+fn add_remote(lab: &Lab, name: &str) {
+    api(
+        lab,
+        "pbs",
+        "POST",
+        "/config/remote",
+        &json!({"name": name, "host": "10.9.0.1", "auth-id": "sync@pbs", "password": "pw"}),
+    );
+}
+
 fn snapshot(lab: &Lab) -> Value {
     lab.admin("GET", "/lab/snapshot", None)["stores"][0].clone()
 }
@@ -309,4 +328,179 @@ fn import_by_identity_and_refusals() {
     bad.init();
     let out = bad.apply_fails();
     assert!(out.contains("No such datastore") && out.contains("gc {}"), "{out}");
+}
+
+/// The PBS kinds on the oldest PBS profile (3.2.4: no sync directions, pull-only lists), where
+/// they differ from the newest: every PBS kind's lifecycle, an explicit `pull` that 3.2 must not
+/// be sent, and push refused at plan time (or, when the value is only known at apply, before
+/// anything changes).
+#[test]
+fn pbs_kinds_on_pbs_3_2() {
+    let lab = Lab::up(&["--net", "98", "--pbs", "3.2"]);
+    add_remote(&lab, "central");
+    let chain = |sched: &str| {
+        format!(
+            r#"{HEAD}
+resource "edge_pbs_job" "pull" {{
+  id       = "pull-central"
+  schedule = "{sched}"
+  comment  = "from central"
+  sync {{
+    store           = "store1"
+    remote          = "central"
+    remote_store    = "edge-001"
+    remove_vanished = true
+    group_filter    = ["type:vm"]
+    max_depth       = 3
+  }}
+}}
+
+resource "edge_pbs_job" "local" {{
+  id       = "local-copy"
+  schedule = "daily"
+  sync {{
+    store          = "archive"
+    remote_store   = "store1"
+    sync_direction = "pull"
+  }}
+}}
+
+resource "edge_pbs_job" "verify" {{
+  id       = "verify-weekly"
+  schedule = "{sched}"
+  verify {{
+    store           = "store1"
+    ignore_verified = true
+    outdated_after  = 30
+  }}
+}}
+
+resource "edge_pbs_job" "prune" {{
+  id       = "prune-daily"
+  schedule = "{sched}"
+  prune {{
+    store      = "store1"
+    keep_last  = 3
+    keep_daily = 7
+  }}
+}}
+
+resource "edge_pbs_job" "gc" {{
+  id       = "store1"
+  schedule = "{sched}"
+  gc {{}}
+}}
+"#
+        )
+    };
+    let tf = tf_for(&lab, &chain("sat 02:00"));
+    tf.init();
+    tf.apply();
+    tf.assert_no_changes();
+    let pbs = &snapshot(&lab)["pbs"];
+    let pull = &pbs["sync_jobs"]["pull-central"];
+    assert_eq!(
+        (&pull["remote"], &pull["max-depth"], &pull["remove-vanished"]),
+        (&json!("central"), &json!(3), &json!(true)),
+        "{pbs:#}"
+    );
+    // 3.2.4 knows no directions: nothing was sent for the explicit pull either.
+    assert!(
+        pull.get("sync-direction").is_none() && pbs["sync_jobs"]["local-copy"].get("sync-direction").is_none(),
+        "{pbs:#}"
+    );
+    assert_eq!(pbs["datastores"]["store1"]["gc-schedule"], "sat 02:00");
+
+    // Drift on every kind is repaired; a job deleted by hand (PBS 3.2 answers its GET with
+    // 400) is created again.
+    for (coll, id, field) in [
+        ("sync", "pull-central", "schedule"),
+        ("verify", "verify-weekly", "schedule"),
+        ("prune", "prune-daily", "schedule"),
+        ("datastore", "store1", "gc-schedule"),
+    ] {
+        lab.admin(
+            "POST",
+            "/lab/drift",
+            Some(&json!({"kind": "pbs_job_field", "job_type": coll, "id": id, "field": field, "value": "weekly"})),
+        );
+    }
+    plan_then_converge(&tf, &["0 to add, 4 to change, 0 to destroy"]);
+    lab.admin("POST", "/lab/drift", Some(&json!({"kind": "delete_pbs_job", "job_type": "sync", "id": "pull-central"})));
+    plan_then_converge(&tf, &["1 to add, 0 to change, 0 to destroy"]);
+
+    // Import reproduces the state (the explicit pull is not on the PBS to read back: see the
+    // docs, "Proxmox versions").
+    for (addr, id) in [
+        ("edge_pbs_job.pull", "sync/pull-central"),
+        ("edge_pbs_job.verify", "verify/verify-weekly"),
+        ("edge_pbs_job.prune", "prune/prune-daily"),
+        ("edge_pbs_job.gc", "gc/store1"),
+    ] {
+        let before = tf.resource(addr);
+        tf.state_rm(addr);
+        tf.import(addr, id);
+        assert_same_except(&before, &tf.resource(addr), &[], addr);
+    }
+    tf.assert_no_changes();
+
+    // Push needs PBS 3.3: refused at plan, on the attribute, naming both versions.
+    let push = format!(
+        "{HEAD}\nresource \"edge_pbs_job\" \"push\" {{\n  id = \"push-central\"\n  schedule = \"daily\"\n  sync {{\n    store = \"store1\"\n    remote = \"central\"\n    remote_store = \"edge-001\"\n    sync_direction = \"push\"\n  }}\n}}\n"
+    );
+    let refused = tf_for(&lab, &push);
+    refused.init();
+    let r = refused.run(&["plan", "-no-color"]);
+    let out = r.output();
+    assert!(!r.ok(), "plan must fail:\n{out}");
+    assert!(out.contains("sync_direction = \"push\"") && out.contains("3.3.0") && out.contains("3.2.4"), "{out}");
+    assert!(out.contains("Push sync needs a newer PBS"), "{out}");
+    // Known only at apply: refused there, before anything is created.
+    let late = push.replace("sync_direction = \"push\"", "sync_direction = terraform_data.direction.output")
+        + "\nresource \"terraform_data\" \"direction\" {\n  input = \"push\"\n}\n";
+    refused.write("main.tf", &late);
+    let out = refused.apply_fails();
+    assert!(out.contains("Push sync needs a newer PBS") && out.contains("3.2.4"), "{out}");
+    assert!(snapshot(&lab)["pbs"]["sync_jobs"].get("push-central").is_none(), "nothing created");
+    // (A destroy would plan the push job again and be refused; drop it from the configuration.)
+    refused.write("main.tf", HEAD);
+    refused.apply();
+
+    // Destroy leaves nothing behind.
+    tf.destroy();
+    let pbs = &snapshot(&lab)["pbs"];
+    for coll in ["sync_jobs", "verify_jobs", "prune_jobs"] {
+        assert!(pbs[coll].as_object().is_none_or(|o| o.is_empty()), "{coll}: {pbs:#}");
+    }
+    assert!(pbs["datastores"]["store1"].get("gc-schedule").is_none(), "{pbs:#}");
+}
+
+/// Push sync on the newest PBS profile (4.0): PBS 3.3+ lists push jobs only when asked, so a
+/// push job deleted by hand must still read as gone, and import must find it.
+#[test]
+fn push_sync_on_pbs_4_0() {
+    let lab = Lab::up(&["--net", "99", "--pbs", "4.0"]);
+    add_remote(&lab, "central");
+    let hcl = |sched: &str| {
+        format!(
+            "{HEAD}\nresource \"edge_pbs_job\" \"push\" {{\n  id = \"push-central\"\n  schedule = \"{sched}\"\n  sync {{\n    store = \"store1\"\n    remote = \"central\"\n    remote_store = \"edge-001\"\n    sync_direction = \"push\"\n    remove_vanished = true\n  }}\n}}\n"
+        )
+    };
+    let tf = tf_for(&lab, &hcl("daily"));
+    tf.init();
+    tf.apply();
+    tf.assert_no_changes();
+    assert_eq!(snapshot(&lab)["pbs"]["sync_jobs"]["push-central"]["sync-direction"], "push");
+    lab.admin("POST", "/lab/drift", Some(&json!({"kind": "pbs_job_field", "job_type": "sync", "id": "push-central", "field": "schedule", "value": "weekly"})));
+    plan_then_converge(&tf, &["0 to add, 1 to change, 0 to destroy", "\"weekly\" -> \"daily\""]);
+    lab.admin("POST", "/lab/drift", Some(&json!({"kind": "delete_pbs_job", "job_type": "sync", "id": "push-central"})));
+    plan_then_converge(&tf, &["1 to add, 0 to change, 0 to destroy"]);
+    let before = tf.resource("edge_pbs_job.push");
+    tf.state_rm("edge_pbs_job.push");
+    tf.import("edge_pbs_job.push", "sync/push-central");
+    assert_same_except(&before, &tf.resource("edge_pbs_job.push"), &[], "import of a push job");
+    tf.assert_no_changes();
+    tf.destroy();
+    let pbs = &snapshot(&lab)["pbs"];
+    assert!(pbs["sync_jobs"].as_object().is_none_or(|o| o.is_empty()), "{pbs:#}");
 }

@@ -44,7 +44,7 @@ fn the_module_test_suites_pass_against_the_lab() {
     for suite in ["tests/inputs.tftest.hcl", "tests/converge.tftest.hcl"] {
         assert!(out.contains(&format!("{suite}... pass")), "{suite} ran and passed:\n{out}");
     }
-    assert!(out.contains("Success! 6 passed, 0 failed"), "{out}");
+    assert!(out.contains("Success! 8 passed, 0 failed"), "{out}");
 
     // terraform test destroyed what it applied: the lab's store is empty again.
     let snap = lab.admin("GET", "/lab/snapshot", None);

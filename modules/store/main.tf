@@ -122,9 +122,10 @@ resource "edge_pbs_job" "backup" {
   depends_on = [edge_proxmox_node.member]
 }
 
-# Off-site copy: push the datastore to a central PBS.
+# Off-site copy: push the datastore to a central PBS (PBS 3.3+). With sync_direction = "pull"
+# the central PBS pulls instead (output offsite_pull): PBS before 3.3 cannot push.
 resource "edge_pbs_job" "sync" {
-  count    = try(var.backup.sync_remote, null) == null ? 0 : 1
+  count    = try(var.backup.sync_remote, null) != null && try(var.backup.sync_direction, "push") == "push" ? 1 : 0
   id       = "${var.store_id}-offsite"
   schedule = var.backup.sync_schedule
   comment  = "${var.store_id}: off-site copy"

@@ -28,6 +28,16 @@ output "job_ids" {
   )
 }
 
+output "offsite_pull" {
+  description = "With backup.sync_direction = \"pull\": the sync job to create on the off-site PBS (an edge_pbs_job there, pulling from a remote that points at this store's PBS); null otherwise."
+  value = try(var.backup.sync_direction, null) == "pull" && try(var.backup.sync_remote_store, null) != null ? {
+    id           = "${var.store_id}-offsite"
+    store        = var.backup.sync_remote_store
+    remote_store = var.backup.datastore
+    schedule     = var.backup.sync_schedule
+  } : null
+}
+
 output "ceph_fsid" {
   description = "The store's Ceph cluster."
   value       = edge_proxmox_node.first.ceph_fsid

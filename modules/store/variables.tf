@@ -66,13 +66,21 @@ variable "pools" {
 }
 
 variable "backup" {
-  description = "The store's backup chain on its PBS datastore; null for none. `pve_storage` (a PVE storage of type pbs, see docs/resources/pbs_job.md) adds the nightly guest backup; `sync_remote` + `sync_remote_store` add the off-site push."
+  description = <<-EOT
+    The store's backup chain on its PBS datastore; null for none. `pve_storage` (a PVE storage of
+    type pbs, see docs/resources/pbs_job.md) adds the nightly guest backup. The off-site copy goes to
+    `sync_remote_store` on another PBS: with `sync_direction = "push"` (the default; PBS 3.3 or
+    later) the store's PBS pushes it through the remote `sync_remote`; with `"pull"` (any PBS,
+    the way for PBS 3.0–3.2, which cannot push) the off-site PBS pulls it, nothing is created on
+    the store, and the `offsite_pull` output describes the job to create there.
+  EOT
   type = object({
     datastore         = string
     pve_storage       = optional(string)
     backup_schedule   = optional(string, "mon..sun 02:00")
     sync_remote       = optional(string)
     sync_remote_store = optional(string)
+    sync_direction    = optional(string, "push")
     sync_schedule     = optional(string, "*-*-* 03:30")
     verify_schedule   = optional(string, "sat 03:00")
     prune_schedule    = optional(string, "daily")
@@ -82,6 +90,14 @@ variable "backup" {
     keep_monthly      = optional(number, 6)
   })
   default = null
+  validation {
+    condition     = var.backup == null ? true : contains(["push", "pull"], var.backup.sync_direction)
+    error_message = "backup.sync_direction: \"push\" (PBS 3.3 or later) or \"pull\" (the off-site PBS pulls; any PBS)."
+  }
+  validation {
+    condition     = var.backup == null ? true : (var.backup.sync_direction != "push" || var.backup.sync_remote_store == null || var.backup.sync_remote != null)
+    error_message = "backup.sync_remote: pushing to sync_remote_store needs the remote (/config/remote on the store's PBS) to push through."
+  }
 }
 
 variable "timeouts" {

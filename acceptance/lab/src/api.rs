@@ -45,20 +45,18 @@ pub fn err_resp(product: Product, e: ApiErr) -> Resp {
             Resp::json(400, &json!({"data": null, "errors": errs, "message": format!("{}\n", e.msg)}))
                 .with_reason(&e.msg)
         }
-        (Some(errs), Product::Pbs) => {
-            let msg = errs.iter().map(|(k, v)| format!("parameter '{k}': {v}")).collect::<Vec<_>>().join("\n");
-            Resp::json(
-                400,
-                &json!({"data": null, "errors": errs, "message": format!("parameter verification errors\n\n{msg}")}),
-            )
-            .with_reason("parameter verification errors")
-        }
         // A `die` ends its message with a newline (without one Perl appends " at FILE line N.").
         (None, Product::Pve) => {
             let msg = if e.msg.ends_with('\n') { e.msg.clone() } else { format!("{}\n", e.msg) };
             Resp::json(e.status, &json!({"data": null, "message": msg})).with_reason(&e.msg)
         }
-        (None, Product::Pbs) => Resp::json(e.status, &json!({"data": null, "message": e.msg})).with_reason(&e.msg),
+        // PBS: the bare message under a JSON content type, the standard reason phrase
+        // (src/pbs/mod.rs has the details).
+        (Some(errs), Product::Pbs) => {
+            let list = errs.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            Resp::text(400, &crate::pbs::params::ParamErrors(list).to_string())
+        }
+        (None, Product::Pbs) => Resp::text(e.status, &e.msg),
     }
 }
 

@@ -43,9 +43,24 @@ impl Resp {
             body: serde_json::to_vec(v).unwrap_or_default(),
         }
     }
-    /// A status line and nothing else (no body, no content type).
-    pub fn bare(status: u16, reason: &str) -> Resp {
+    /// A status line and nothing else: no body, no content type (PVE's authentication
+    /// failures).
+    pub fn status_only(status: u16, reason: &str) -> Resp {
         Resp { status, reason: None, content_type: "", headers: Vec::new(), body: Vec::new() }.with_reason(reason)
+    }
+    /// A plain-text body under the JSON content type: how PBS sends every API error.
+    pub fn text(status: u16, text: &str) -> Resp {
+        Resp {
+            status,
+            reason: None,
+            content_type: "application/json;charset=UTF-8",
+            headers: Vec::new(),
+            body: text.as_bytes().to_vec(),
+        }
+    }
+    /// A plain-text body with no content type at all (PBS's authentication failures).
+    pub fn bare(status: u16, text: &str) -> Resp {
+        Resp { content_type: "", ..Resp::text(status, text) }
     }
     pub fn data(v: Value) -> Resp {
         Resp::json(200, &serde_json::json!({ "data": v }))
@@ -171,11 +186,9 @@ pub async fn serve(
 fn to_hyper(r: Resp) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(r.body)));
     *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    // Some Proxmox answers carry no content type at all (PVE's 401 from authentication).
-    if !r.content_type.is_empty() {
-        if let Ok(v) = hyper::header::HeaderValue::from_str(r.content_type) {
-            resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
-        }
+    // An empty content type means none: some answers carry no Content-Type header.
+    if let Some(v) = hyper::header::HeaderValue::from_str(r.content_type).ok().filter(|_| !r.content_type.is_empty()) {
+        resp.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
     }
     for (k, v) in r.headers {
         if let (Ok(k), Ok(v)) =

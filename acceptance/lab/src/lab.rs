@@ -103,6 +103,9 @@ pub struct FaultRule {
     pub fail_tasks: f64,
     #[serde(default)]
     pub drop_rate: f64,
+    /// PBS tasks started by matching requests run this much longer (to catch one running).
+    #[serde(default)]
+    pub task_ms: u64,
     #[serde(default)]
     pub seed: u64,
 }
@@ -111,6 +114,27 @@ pub struct ActiveFault {
     pub rule: FaultRule,
     re: regex::Regex,
     rng: Mutex<rand_chacha::ChaCha8Rng>,
+}
+
+/// What the fault rules decided for the tasks one request starts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TaskFaults {
+    /// The task fails (`command failed: injected fault`).
+    pub fail: bool,
+    /// The task's work takes this much longer.
+    pub delay: std::time::Duration,
+}
+
+/// A task to start: whose it is and what it does (the UPID's fields).
+#[derive(Debug, Clone, Copy)]
+pub struct NewTask<'a> {
+    pub product: Product,
+    pub store: &'a str,
+    pub node: &'a str,
+    pub wtype: &'a str,
+    pub wid: &'a str,
+    /// The auth id that started it.
+    pub user: &'a str,
 }
 
 /// What the fault rules decided for one request.
@@ -233,6 +257,13 @@ impl Lab {
         d
     }
 
+    /// How much longer tasks started by this request run: the sum of the matching rules'
+    /// `task_ms` (no randomness involved).
+    pub fn task_delay(&self, method_path: &str) -> std::time::Duration {
+        let ms = lock(&self.faults).iter().filter(|f| f.re.is_match(method_path)).map(|f| f.rule.task_ms).sum();
+        std::time::Duration::from_millis(ms)
+    }
+
     /// Registers a task and runs `op` in the background, like a PVE/PBS worker fork.
     #[allow(clippy::too_many_arguments)]
     pub fn spawn_task<F>(
@@ -272,6 +303,18 @@ impl Lab {
     where
         F: FnOnce(&Arc<Lab>, &mut Vec<String>) -> Result<(), String> + Send + 'static,
     {
+        let faults = TaskFaults { fail, delay: std::time::Duration::ZERO };
+        self.spawn_task_with(faults, NewTask { product, store, node, wtype, wid, user }, op)
+    }
+
+    /// [`Lab::spawn_task_logged`] with the fault rules' whole say over the task: it fails, or it
+    /// runs `delay` longer before its work is done.
+    pub fn spawn_task_with<F>(self: &Arc<Self>, faults: TaskFaults, task: NewTask<'_>, op: F) -> String
+    where
+        F: FnOnce(&Arc<Lab>, &mut Vec<String>) -> Result<(), String> + Send + 'static,
+    {
+        let TaskFaults { fail, delay } = faults;
+        let NewTask { product, store, node, wtype, wid, user } = task;
         let (pid, pstart) = {
             let mut st = self.state();
             let n = st.next_id();
@@ -288,11 +331,17 @@ impl Lab {
             Product::Pve => {
                 format!("UPID:{node}:{pid:08X}:{pstart:08X}:{start:08X}:{wtype}:{wid}:{user_field}:")
             }
-            Product::Pbs => {
-                let wid_esc = wid.replace(':', "\\x3a");
-                let task_id = pid & 0xffff;
-                format!("UPID:{node}:{pid:08X}:{pstart:08X}:{task_id:08X}:{start:08X}:{wtype}:{wid_esc}:{user_field}:")
+            Product::Pbs => crate::pbs::Upid {
+                node: node.to_string(),
+                pid,
+                pstart,
+                task_id: pid & 0xffff,
+                starttime: start,
+                worker_type: wtype.to_string(),
+                worker_id: (!wid.is_empty()).then(|| wid.to_string()),
+                auth_id: user_field,
             }
+            .to_string(),
         };
         let task = Task {
             upid: upid.clone(),
@@ -314,7 +363,7 @@ impl Lab {
         let id = upid.clone();
         tokio::spawn(async move {
             // Like a forked worker: the caller gets the UPID before the work is done.
-            tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(60) + delay).await;
             let lab2 = Arc::clone(&lab);
             let (res, lines) = if fail {
                 (Err("command failed: injected fault".to_string()), Vec::new())

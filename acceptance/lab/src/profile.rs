@@ -103,6 +103,47 @@ impl PbsProfile {
     pub fn removable_datastores(self) -> bool {
         self >= PbsProfile::V3_4
     }
+
+    /// A 401 from authentication says why: `authentication failed - REASON`. proxmox-rs
+    /// commit 470ee44b ("rest server: unify returned error message for auth failure",
+    /// rest-server 1.0.4 = PBS 4.1.2; 0.8.10 = PBS 3.4.8-3 on stable-bookworm, commit c7f49009)
+    /// cut it to `authentication failed`; every profile of the lab is older.
+    pub fn auth_failure_reason(self) -> bool {
+        true
+    }
+
+    /// The HttpOnly ticket cookie `__Host-PBSAuthCookie`: read (and preferred over
+    /// `PBSAuthCookie`), and expired by a `Set-Cookie` on every 401. proxmox-rs commit 4ef6a1c0
+    /// (rest-server 1.0.1, `ApiService::call`), enabled by proxmox-backup commit 8f4e45555
+    /// ("api/proxy: set auth cookie name in rest server api config", first in 4.0.7).
+    pub fn host_auth_cookie(self) -> bool {
+        self >= PbsProfile::V4_0
+    }
+
+    /// The largest request body: 64 KiB in rest-server 0.5.x (`get_request_parameters`),
+    /// 512 KiB from 0.8.9 (`MAX_REQUEST_BODY_SIZE`), which PBS requires from 3.4.0 on
+    /// (proxmox-backup commit f7f61002e).
+    pub fn max_request_body(self) -> usize {
+        if self >= PbsProfile::V3_4 {
+            512 * 1024
+        } else {
+            64 * 1024
+        }
+    }
+
+    /// `POST /config/datastore` refuses a relative `path` before it starts the task (3.3.0,
+    /// `src/api2/config/datastore.rs` `create_datastore`, removable datastores); 3.2.4 starts
+    /// the task and the chunk store creation fails in it.
+    pub fn datastore_path_checked_up_front(self) -> bool {
+        self >= PbsProfile::V3_4
+    }
+
+    /// Deleting a datastore also deletes push sync jobs from it. Before 4.1.1 ("api: config:
+    /// fix push sync jobs cleanup on datastore destroy") `delete_datastore` listed sync jobs
+    /// with the default direction, pull, so push jobs stayed; every profile of the lab is older.
+    pub fn datastore_delete_removes_push_jobs(self) -> bool {
+        false
+    }
 }
 
 /// The profiles a lab runs with (recorded in state.json and lab.json).

@@ -337,7 +337,7 @@ impl Schema {
 
     /// Property strings (`k=v,k2=v2`) with a nested format: PVE puts the properties directly in
     /// `format`, PBS wraps them as an object schema with `properties`.
-    fn check_property_string(&self, def: &Value, fmt: &Map<String, Value>, s: &str) -> Result<(), String> {
+    pub(crate) fn check_property_string(&self, def: &Value, fmt: &Map<String, Value>, s: &str) -> Result<(), String> {
         let (props, default_key) = if let Some(p) = fmt.get("properties").and_then(Value::as_object) {
             (p.clone(), fmt.get("default_key").and_then(Value::as_str).map(str::to_string))
         } else {

@@ -243,7 +243,15 @@ fn walk_everything(pve_version: &str, pbs_version: &str, net: u8) {
     w.check(Pbs, 0, "GET", "/access/users/root@pam/token", &[]);
     w.check(Pbs, 0, "GET", "/access/users/root@pam/token/sync1", &[]);
     w.check(Pbs, 0, "DELETE", "/access/users/root@pam/token/sync1", &[]);
-    w.check(Pbs, 0, "POST", "/config/datastore", &[("name", "ds2"), ("path", "/mnt/ds2"), ("gc-schedule", "daily")]);
+    // A datastore is created by a worker task (the answer is its UPID).
+    let t = w.check(
+        Pbs,
+        0,
+        "POST",
+        "/config/datastore",
+        &[("name", "ds2"), ("path", "/mnt/ds2"), ("gc-schedule", "daily")],
+    );
+    w.task(Pbs, 0, &t);
     w.check(Pbs, 0, "GET", "/config/datastore", &[]);
     w.check(Pbs, 0, "GET", "/config/datastore/ds2", &[]);
     w.check(Pbs, 0, "PUT", "/config/datastore/ds2", &[("comment", "second")]);

@@ -86,3 +86,33 @@ run "the_backup_chain_grows_with_its_inputs" {
     error_message = "the off-site copy pushes to the remote"
   }
 }
+
+run "pbs_before_3_3_gets_its_copy_pulled" {
+  command = plan
+  variables {
+    backup = {
+      datastore         = "store1"
+      sync_remote_store = "edge-001"
+      sync_direction    = "pull"
+    }
+  }
+  assert {
+    condition     = length(edge_pbs_job.sync) == 0
+    error_message = "pull: nothing to create on the store"
+  }
+  assert {
+    condition     = output.offsite_pull.store == "edge-001" && output.offsite_pull.remote_store == "store1" && output.offsite_pull.id == "store-001-offsite"
+    error_message = "pull: the output describes the off-site PBS's job"
+  }
+}
+
+run "sync_direction_is_push_or_pull" {
+  command = plan
+  variables {
+    backup = {
+      datastore      = "store1"
+      sync_direction = "both"
+    }
+  }
+  expect_failures = [var.backup]
+}

@@ -51,9 +51,13 @@ impl Product {
     /// The typed error for an error answer: the product's classifier decides the kind, its
     /// reader the message (display only).
     fn api_error(self, method: &str, path: &str, answer: &ErrorAnswer) -> ClientError {
-        let (kind, message) = match self {
-            Product::Pve => (pve::classify(method, path, answer.status), pve::error_message(answer)),
-            Product::Pbs => (pbs::classify(method, path, answer.status), pbs::error_message(answer)),
+        let (kind, message, errors) = match self {
+            Product::Pve => {
+                (pve::classify(method, path, answer.status), pve::error_message(answer), answer.param_errors())
+            }
+            Product::Pbs => {
+                (pbs::classify(method, path, answer.status), pbs::error_message(answer), pbs::param_errors(answer))
+            }
         };
         ClientError::Api {
             kind,
@@ -61,7 +65,7 @@ impl Product {
             path: path.to_string(),
             status: answer.status,
             message,
-            errors: answer.param_errors(),
+            errors,
         }
     }
 }
@@ -869,7 +873,8 @@ mod tests {
                                 k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
                             })
                         };
-                        let (status, body) = respond(&method, &path, n, &header);
+                        let query = target.split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default();
+                        let (status, body) = respond(&method, &path, &query, n, &header);
                         let reason = reason(&path, status);
                         let resp = format!(
                             "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json;charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -902,8 +907,29 @@ mod tests {
             }
         }
 
-        fn respond(method: &str, path: &str, n: usize, header: &dyn Fn(&str) -> Option<String>) -> (u16, String) {
+        fn respond(
+            method: &str,
+            path: &str,
+            query: &str,
+            n: usize,
+            header: &dyn Fn(&str) -> Option<String>,
+        ) -> (u16, String) {
             let p = path.trim_start_matches("/api2/json");
+            // A PBS 3.4 (token `root@pam!new`) with a push job `p1`, which its sync list shows
+            // only when asked for all directions.
+            if header("authorization").is_some_and(|a| a.starts_with("PBSAPIToken=root@pam!new")) {
+                return match (method, p, query) {
+                    ("GET", "/version", _) => (200, r#"{"data":{"version":"3.4","release":"2"}}"#.into()),
+                    ("POST", "/config/sync", _) => {
+                        (400, "parameter verification failed - 'id': job 'p1' already exists.".into())
+                    }
+                    ("GET", "/config/sync", "sync-direction=all") => {
+                        (200, r#"{"data":[{"id":"p1","sync-direction":"push"}]}"#.into())
+                    }
+                    ("GET", "/config/sync", _) => (200, r#"{"data":[]}"#.into()),
+                    _ => (404, format!("Path '{path}' not found.")),
+                };
+            }
             match (method, p) {
                 // PVE before pve-http-server 5.2.0: the text only in the reason phrase.
                 ("GET", "/pve/old") => (500, r#"{"data":null}"#.into()),
@@ -920,6 +946,12 @@ mod tests {
                     _ => (200, r#"{"data":{"version":"8.4.2","release":"8.4","repoid":"abc"}}"#.into()),
                 },
                 ("GET", "/config/sync") => (200, r#"{"data":[{"id":"other","store":"a"}]}"#.into()),
+                // PBS 3.2.4 knows no sync directions.
+                ("POST", "/config/sync") => (
+                    400,
+                    "parameter verification failed - 'sync-direction': schema does not allow additional properties"
+                        .into(),
+                ),
                 ("GET", "/nodes/n1/ceph/pool") => (200, r#"{"data":[{"pool_name":"rbd","pool":1}]}"#.into()),
                 ("GET", "/nodes/n1/ceph/pool/gone/status") | ("GET", "/nodes/n1/ceph/status") => {
                     (500, r#"{"data":null}"#.into())
@@ -1066,12 +1098,12 @@ mod tests {
 
     #[tokio::test]
     async fn typed_endpoints_decide_absence_by_follow_up_reads_and_read_the_version_once() {
-        use crate::clients::pbs::{JobKind, PbsClient, PbsFeature, SyncJob};
+        use crate::clients::pbs::{JobConfig, JobKind, PbsClient, PbsFeature, SyncJob};
         use crate::clients::pve::{PveClient, PveFeature};
         use crate::clients::version::Version;
         let srv = server::start().await;
-        let api = |p| ApiClient::new(p, &srv.endpoint, token(), Trust::Insecure).unwrap().with_retry(fast());
-        let pve = PveClient::new(api(Product::Pve));
+        let api = |p, creds| ApiClient::new(p, &srv.endpoint, creds, Trust::Insecure).unwrap().with_retry(fast());
+        let pve = PveClient::new(api(Product::Pve, token()));
         // A 500 on the pool's status, and the pool list does not show it: gone.
         assert!(pve.pool_status("n1", "gone").await.unwrap().is_none());
         // A 500 on Ceph's status that outlives the retries while the node answers.
@@ -1080,7 +1112,7 @@ mod tests {
         assert_eq!(pve.version().await.unwrap(), Version::new(8, 4, 2));
         assert!(pve.supports(PveFeature::BackupNotificationMode).await.unwrap());
         assert!(!pve.supports(PveFeature::PerPoolStatistics).await.unwrap());
-        let pbs = PbsClient::new(api(Product::Pbs));
+        let pbs = PbsClient::new(api(Product::Pbs, token()));
         // PBS's 400 for a missing sync job, and the list without it: absent.
         assert!(pbs.job::<SyncJob>("x").await.unwrap().is_none());
         assert!(!pbs.job_exists(JobKind::Sync, "x").await.unwrap());
@@ -1090,6 +1122,20 @@ mod tests {
         assert!(!pbs.supports(PbsFeature::SyncDirection).await.unwrap());
         assert!(pbs.supports(PbsFeature::LocalSync).await.unwrap());
         assert_eq!(srv.hits.lock().unwrap()["GET /api2/json/version"], 2, "once per client");
+        // 3.2: the sync list as it is (it takes no parameters); 3.3+: all directions, so a push
+        // job in the way is "already exists", and its parameter error is read from the text.
+        let push = JobConfig::Sync(SyncJob {
+            id: Some("p1".into()),
+            sync_direction: Some("push".into()),
+            ..Default::default()
+        });
+        let e = pbs.job_create(&push).await.unwrap_err();
+        assert!(e.is(ApiErrorKind::InvalidParams), "3.2 has no such job: {e:?}");
+        assert!(e.param_errors().is_some_and(|m| m.contains_key("sync-direction")), "{e:?}");
+        let new = api(Product::Pbs, Credentials::Token(Zeroizing::new("root@pam!new:s".into())));
+        let e = PbsClient::new(new).job_create(&push).await.unwrap_err();
+        assert!(e.is(ApiErrorKind::AlreadyExists), "{e:?}");
+        assert_eq!(e.param_errors().and_then(|m| m.get("id")).map(String::as_str), Some("job 'p1' already exists."));
     }
 
     #[tokio::test]

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::clients::pbs::{JobConfig, JobKind, PbsClient, PruneJob, SyncJob, VerifyJob};
-use crate::clients::pve::{BackupJob, PruneBackups, PveClient};
+use crate::clients::pbs::{JobConfig, JobKind, PbsClient, PbsFeature, PruneJob, SyncJob, VerifyJob};
+use crate::clients::pve::{BackupJob, PruneBackups, PveClient, PveFeature};
+use crate::clients::version::{Feature, Version};
 use crate::clients::{self, ApiErrorKind, ClientError};
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock,
@@ -50,6 +51,7 @@ pub struct Sync {
     pub rate_out: Option<String>,
     pub burst_in: Option<String>,
     pub burst_out: Option<String>,
+    pub max_depth: Option<i64>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -165,7 +167,7 @@ impl Resource for PbsJob {
                     .attr(s("remote", "Remote (`/config/remote`); leave out for a local sync."))
                     .attr(Attribute::required("remote_store", Type::String).describe("Datastore on the remote (or the local source)."))
                     .attr(s("remote_ns", "Namespace on the remote."))
-                    .attr(s("sync_direction", "`pull` (default) or `push`."))
+                    .attr(s("sync_direction", "`pull` (default) or `push` (PBS 3.3 or later, with `remote`)."))
                     .attr(b("remove_vanished", "Delete local groups/snapshots that vanished on the source."))
                     .attr(Attribute::optional("group_filter", Type::list(Type::String)).describe("Filters like `type:vm`, `group:vm/100`, `regex:…`, optionally prefixed `exclude:`."))
                     .attr(num("transfer_last", "Only the newest N snapshots of each group (1 or more)."))
@@ -209,9 +211,15 @@ impl Resource for PbsJob {
         validate_job(c, d);
     }
 
-    async fn modify_plan(&self, _ctx: &Ctx, plan: &mut PlanCtx<State>) -> Result<(), Diagnostics> {
+    async fn modify_plan(&self, ctx: &Ctx, plan: &mut PlanCtx<State>) -> Result<(), Diagnostics> {
         let Some(kind) = plan.config.kind() else { return Ok(()) };
         plan.set("kind", &kind)?;
+        if kind == "sync" {
+            refuse_at_plan(ctx, &plan.config).await?;
+        }
+        if kind == "backup" {
+            refuse_backup_at_plan(ctx, &plan.config).await?;
+        }
         if let Some(prior) = plan.prior.clone() {
             if prior.kind() != Some(kind) {
                 plan.require_replace(AttrPath::root(kind));
@@ -237,6 +245,7 @@ impl Resource for PbsJob {
         match kind {
             "backup" => {
                 let pve = pve(ctx)?;
+                check_pve_release(&pve, &s).await?;
                 if pve
                     .backup_job(&id)
                     .await
@@ -270,6 +279,7 @@ impl Resource for PbsJob {
             }
             _ => {
                 let pbs = pbs(ctx)?;
+                check_release(&pbs, &s).await?;
                 let body = pbs_body(&s);
                 if pbs.job_exists(body.kind(), &id).await.map_err(|e| api_diag("Cannot read PBS jobs", kind, e))? {
                     return self.adopt_or_refuse(ctx, s, kind, &id).await;
@@ -323,13 +333,16 @@ impl Resource for PbsJob {
                 s.schedule = j.schedule;
                 s.comment = j.comment;
                 s.disable = Some(false);
+                // PBS shows a direction only when one was set; a job without one pulls (and
+                // before 3.3 every job does), so a configured `pull` stays as it was.
+                let was_pull = s.sync.as_ref().and_then(|b| b.sync_direction.clone()).filter(|d| d == "pull");
                 s.sync = Some(Sync {
                     store: j.store,
                     ns: j.ns,
                     remote: j.remote,
                     remote_store: j.remote_store,
                     remote_ns: j.remote_ns,
-                    sync_direction: j.sync_direction,
+                    sync_direction: j.sync_direction.or(was_pull),
                     remove_vanished: j.remove_vanished,
                     group_filter: j.group_filter,
                     transfer_last: j.transfer_last,
@@ -337,6 +350,7 @@ impl Resource for PbsJob {
                     rate_out: j.rate_out,
                     burst_in: j.burst_in,
                     burst_out: j.burst_out,
+                    max_depth: j.max_depth,
                 });
             }
             "verify" => {
@@ -394,8 +408,9 @@ impl Resource for PbsJob {
             "backup" => {
                 let new = backup_to_api(&s);
                 let delete = backup_to_api(&prior).removed_in(&new);
-                pve(ctx)?
-                    .backup_job_update(&id, &new, &delete)
+                let pve = pve(ctx)?;
+                check_pve_release(&pve, &s).await?;
+                pve.backup_job_update(&id, &new, &delete)
                     .await
                     .map_err(|e| api_diag("Cannot update the PVE backup job", "backup", e))?;
             }
@@ -408,10 +423,11 @@ impl Resource for PbsJob {
                 s.gc = Some(Gc { store: Some(store) });
             }
             _ => {
+                let pbs = pbs(ctx)?;
+                check_release(&pbs, &s).await?;
                 let new = pbs_body(&s);
                 let delete = pbs_body(&prior).removed_in(&new);
-                pbs(ctx)?
-                    .job_update(&id, &new, &delete)
+                pbs.job_update(&id, &new, &delete)
                     .await
                     .map_err(|e| api_diag(&format!("Cannot update the PBS {kind} job"), kind, e))?;
             }
@@ -496,6 +512,91 @@ fn no_kind() -> Diagnostics {
     )
 }
 
+/// What the PBS release lacks, refused with the attribute and the release that brought it:
+/// push sync (`sync_direction = "push"`) came with PBS 3.3.0. `pull` works everywhere (before
+/// 3.3 it is what every sync job does; the client leaves it out there).
+async fn check_release(pbs: &PbsClient, s: &State) -> Result<(), Diagnostics> {
+    if s.sync.as_ref().and_then(|b| b.sync_direction.as_deref()) != Some("push") {
+        return Ok(());
+    }
+    let found = pbs.version().await.map_err(|e| api_diag("Cannot read the PBS version", "sync", e))?;
+    let push = PbsFeature::SyncDirection;
+    if push.available_in(found) {
+        return Ok(());
+    }
+    Err(Diagnostics::at(
+        path!["sync", "sync_direction"],
+        "Push sync needs a newer PBS",
+        format!(
+            "sync_direction = \"push\" needs PBS {} or later; this PBS is {found}, whose sync jobs only pull. \
+             To copy this datastore off site, drop this job and create a pull sync job on the remote PBS that \
+             reads from this one (see the edge_pbs_job docs, \"Proxmox versions\").",
+            push.since()
+        ),
+    ))
+}
+
+/// [`check_release`] at plan time, where it can run: the PBS endpoint is configured and
+/// answers, and `sync_direction` is known. Otherwise create and update check it before they
+/// change anything.
+async fn refuse_at_plan(ctx: &Ctx, config: &State) -> Result<(), Diagnostics> {
+    let configured = ctx.clients.pbs.as_ref().is_some_and(|c| c.endpoint.is_some());
+    if !configured || config.sync.as_ref().and_then(|b| b.sync_direction.as_deref()) != Some("push") {
+        return Ok(());
+    }
+    let Ok(pbs) = pbs(ctx) else { return Ok(()) };
+    match pbs.version().await {
+        Ok(_) => check_release(&pbs, config).await,
+        // Not reachable yet (it may come up in the same apply): apply checks again.
+        Err(e) => {
+            tracing::debug!(error = %e, "PBS version not readable at plan time; checking at apply");
+            Ok(())
+        }
+    }
+}
+
+/// What the PVE release lacks: backup jobs' `notification_mode` came with pve-manager 8.1.0
+/// (commit 38035bdf); an older PVE refuses the parameter.
+async fn check_pve_release(pve: &PveClient, s: &State) -> Result<(), Diagnostics> {
+    if s.backup.as_ref().and_then(|b| b.notification_mode.as_deref()).is_none() {
+        return Ok(());
+    }
+    let found = pve.version().await.map_err(|e| api_diag("Cannot read the PVE version", "backup", e))?;
+    refuse_older_pve(PveFeature::BackupNotificationMode, found)
+}
+
+fn refuse_older_pve(f: PveFeature, found: Version) -> Result<(), Diagnostics> {
+    if f.available_in(found) {
+        return Ok(());
+    }
+    Err(Diagnostics::at(
+        path!["backup", "notification_mode"],
+        "notification_mode needs a newer PVE",
+        format!(
+            "notification_mode needs Proxmox VE {} or later; this node runs {found}. Leave it out: the job then \
+             notifies as the PVE release does by default.",
+            f.since()
+        ),
+    ))
+}
+
+/// [`check_pve_release`] at plan time where the PVE endpoint is configured and answers;
+/// otherwise create and update check it before they change anything.
+async fn refuse_backup_at_plan(ctx: &Ctx, config: &State) -> Result<(), Diagnostics> {
+    let configured = ctx.clients.pve.as_ref().is_some_and(|c| c.endpoint.is_some());
+    if !configured || config.backup.as_ref().and_then(|b| b.notification_mode.as_deref()).is_none() {
+        return Ok(());
+    }
+    let Ok(pve) = pve(ctx) else { return Ok(()) };
+    match pve.version().await {
+        Ok(found) => refuse_older_pve(PveFeature::BackupNotificationMode, found),
+        Err(e) => {
+            tracing::debug!(error = %e, "PVE version not readable at plan time; checking at apply");
+            Ok(())
+        }
+    }
+}
+
 impl PbsJob {
     /// A job with this id is already there. If it is exactly the planned job, it is what an
     /// interrupted apply created before its state was saved (Terraform killed mid-run): adopt it,
@@ -570,6 +671,7 @@ fn pbs_body(s: &State) -> JobConfig {
                 rate_out: b.rate_out,
                 burst_in: b.burst_in,
                 burst_out: b.burst_out,
+                max_depth: b.max_depth,
                 schedule: s.schedule.clone(),
                 comment: s.comment.clone(),
             })
@@ -1010,5 +1112,22 @@ mod tests {
         assert!(is_rate("10MiB"));
         assert!(is_rate("1.5 GB/s"));
         assert!(!is_rate("fast"));
+    }
+}
+
+#[cfg(test)]
+mod release_gates {
+    use super::*;
+
+    /// `notification_mode` on a PVE before 8.1 is refused with its attribute path and the
+    /// release it needs; 8.1 and later (every lab profile) accept it.
+    #[test]
+    fn notification_mode_needs_pve_8_1() {
+        let d = refuse_older_pve(PveFeature::BackupNotificationMode, Version::new(8, 0, 4)).unwrap_err();
+        let msg = format!("{d:?}");
+        assert!(msg.contains("notification_mode") && msg.contains("8.1.0"), "{msg}");
+        assert_eq!(d.0[0].path.as_ref().map(|p| p.to_string()).as_deref(), Some("backup.notification_mode"));
+        assert!(refuse_older_pve(PveFeature::BackupNotificationMode, Version::new(8, 1, 0)).is_ok());
+        assert!(refuse_older_pve(PveFeature::BackupNotificationMode, Version::new(9, 1, 17)).is_ok());
     }
 }

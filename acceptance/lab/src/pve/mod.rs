@@ -159,7 +159,7 @@ fn legacy_error_body(mut r: Resp) -> Resp {
 /// credential and log the detail; releases before name the reason. `No ticket` stays.
 fn auth_failure(lab: &Lab, e: ApiErr) -> Resp {
     let generic = !lab.profiles.pve_http_server_legacy && e.msg != "No ticket";
-    Resp::bare(e.status, if generic { "Authentication failed!" } else { &e.msg })
+    Resp::status_only(e.status, if generic { "Authentication failed!" } else { &e.msg })
 }
 
 async fn handle(lab: Arc<Lab>, store: String, local: String, req: Req) -> Option<Resp> {

@@ -1,6 +1,6 @@
-//! Task endpoints (`/nodes/{node}/tasks[/{upid}[/status|/log]]`), for PVE and PBS alike: the
-//! context a request runs in ([`TaskScope`]) says which tasks it may see and in which shape
-//! they are shown.
+//! Task endpoints (`/nodes/{node}/tasks[/{upid}[/status|/log]]`) of PVE: the context a request
+//! runs in ([`TaskScope`]) says which tasks it may see. PBS shows its tasks its own way
+//! (`crate::pbs::tasks`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -69,28 +69,18 @@ fn find<'a, S: TaskScope>(tasks: &'a BTreeMap<String, Task>, scope: &S, u: &str)
     })
 }
 
-fn status_json(t: &Task, product: Product) -> Value {
+fn status_json(t: &Task) -> Value {
     let mut o = json!({
         "upid": t.upid, "node": t.node, "pid": t.pid, "pstart": t.pstart, "starttime": t.starttime,
         "type": t.wtype, "id": t.id, "user": t.user.split('!').next().unwrap_or(&t.user),
         "status": if t.exitstatus.is_some() { "stopped" } else { "running" },
     });
-    if product == Product::Pbs {
-        if let Some(m) = o.as_object_mut() {
-            m.remove("id");
-            m.insert("id".into(), json!(t.id));
-        }
-        if let Some((_, tok)) = t.user.split_once('!') {
-            o["tokenid"] = json!(tok);
-        }
-    } else if t.user.contains('!') {
+    if t.user.contains('!') {
         o["tokenid"] = json!(t.user.split('!').nth(1));
     }
     if let Some(e) = &t.exitstatus {
         o["exitstatus"] = json!(e);
     }
-    // PBS reports `endtime` in the task status from 4.2.1 on (proxmox-backup 2683bca43), later
-    // than every PBS profile of the lab.
     o
 }
 
@@ -114,14 +104,7 @@ pub(crate) fn list<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> ApiRe
         .skip(start)
         .take(limit)
         .map(|t| {
-            let mut o = json!({"upid": t.upid, "node": t.node, "pid": t.pid, "pstart": t.pstart, "starttime": t.starttime, "user": t.user.split('!').next().unwrap_or(&t.user)});
-            if S::PRODUCT == Product::Pve {
-                o["type"] = json!(t.wtype);
-                o["id"] = json!(t.id);
-            } else {
-                o["worker_type"] = json!(t.wtype);
-                o["worker_id"] = json!(t.id);
-            }
+            let mut o = json!({"upid": t.upid, "node": t.node, "pid": t.pid, "pstart": t.pstart, "starttime": t.starttime, "user": t.user.split('!').next().unwrap_or(&t.user), "type": t.wtype, "id": t.id});
             if let Some(e) = &t.exitstatus {
                 o["status"] = json!(e);
             }
@@ -134,16 +117,16 @@ pub(crate) fn list<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> ApiRe
     Ok(Value::Array(out))
 }
 
-/// A task's index: PVE lists its subdirectories, PBS answers null.
+/// A task's index: its subdirectories.
 pub(crate) fn index<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> ApiResult {
     let u = upid(p)?;
     find(&lock(&lab.tasks), scope, &u)?;
-    Ok(if S::PRODUCT == Product::Pve { json!([{"name": "log"}, {"name": "status"}]) } else { Value::Null })
+    Ok(json!([{"name": "log"}, {"name": "status"}]))
 }
 
 pub(crate) fn status<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> ApiResult {
     let u = upid(p)?;
-    Ok(status_json(find(&lock(&lab.tasks), scope, &u)?, S::PRODUCT))
+    Ok(status_json(find(&lock(&lab.tasks), scope, &u)?))
 }
 
 pub(crate) fn log<S: TaskScope>(lab: &Arc<Lab>, scope: &S, p: &Params) -> ApiResult {

@@ -1,12 +1,14 @@
 //! Job configuration: `/config/sync`, `/config/verify`, `/config/prune`.
 //!
 //! PBS answers a missing job with 400 on GET (`no such sync 'x'`), 404 or 400 on DELETE
-//! (sync vs verify/prune), and an existing id on POST with 400: the job list decides.
+//! (sync vs verify/prune), and an existing id on POST with 400: the job list decides. From
+//! 3.3.0 the sync list shows pull jobs only unless asked for `sync-direction=all`, so the list
+//! asks for all where the release knows directions.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::PbsClient;
+use super::{PbsClient, PbsFeature};
 use crate::clients::http::{de, removed_keys, segment, Retry};
 use crate::clients::{ApiErrorKind, ClientError};
 
@@ -101,6 +103,7 @@ impl PbsClient {
     /// failure while the job exists is [`ApiErrorKind::AlreadyExists`].
     pub async fn job_create(&self, job: &JobConfig) -> Result<(), ClientError> {
         let kind = job.kind();
+        let job = &self.for_release(job).await?;
         match self.api.post::<_, serde::de::IgnoredAny>(kind.path(), job, Retry::Idempotent).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind().is_some() => match job.id() {
@@ -121,7 +124,11 @@ impl PbsClient {
             #[serde(skip_serializing_if = "<[String]>::is_empty")]
             delete: &'a [String],
         }
-        let body = Update { job: &job.without_id(), delete };
+        let job = self.for_release(job).await?;
+        let directions = job.kind() != JobKind::Sync || self.supports(PbsFeature::SyncDirection).await?;
+        // Before 3.3 `sync-direction` is no property a PUT may delete.
+        let delete: Vec<String> = delete.iter().filter(|d| directions || *d != SYNC_DIRECTION).cloned().collect();
+        let body = Update { job: &job.without_id(), delete: &delete };
         self.api
             .put::<_, serde::de::IgnoredAny>(&format!("{}/{}", job.kind().path(), segment(id)), &body)
             .await
@@ -157,11 +164,33 @@ impl PbsClient {
         }
     }
 
+    /// Every job id of the collection, push sync jobs included.
     async fn job_ids(&self, kind: JobKind) -> Result<Vec<String>, ClientError> {
-        let jobs: Vec<JobRef> = self.api.get(kind.path()).await?;
+        let jobs: Vec<JobRef> = if kind == JobKind::Sync && self.supports(PbsFeature::SyncDirection).await? {
+            self.api.get_query(kind.path(), &[(SYNC_DIRECTION, "all")]).await?
+        } else {
+            self.api.get(kind.path()).await?
+        };
         Ok(jobs.into_iter().filter_map(|j| j.id).collect())
     }
+
+    /// The job as this release takes it: before 3.3.0 PBS refuses `sync-direction` as an
+    /// unknown parameter, and every sync job pulls, so an explicit `pull` is left out (`push`
+    /// stays, for PBS to refuse: callers check [`PbsFeature::SyncDirection`] first).
+    async fn for_release(&self, job: &JobConfig) -> Result<JobConfig, ClientError> {
+        match job {
+            JobConfig::Sync(s)
+                if s.sync_direction.as_deref() == Some("pull") && !self.supports(PbsFeature::SyncDirection).await? =>
+            {
+                Ok(JobConfig::Sync(SyncJob { sync_direction: None, ..s.clone() }))
+            }
+            other => Ok(other.clone()),
+        }
+    }
 }
+
+/// The sync job property (and list parameter) of PBS 3.3.0+.
+const SYNC_DIRECTION: &str = "sync-direction";
 
 /// `/config/sync/{id}`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -179,10 +208,13 @@ pub struct SyncJob {
     pub remote_store: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote_ns: Option<String>,
+    /// `pull` or `push` (PBS 3.3.0+); PBS leaves it out when it was never set (pull).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_direction: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_bool")]
     pub remove_vanished: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_int")]
+    pub max_depth: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_strings")]
     pub group_filter: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de::opt_int")]

@@ -1,13 +1,16 @@
 //! Proxmox Backup Server API client: typed job configuration (`/config/sync|verify|prune`,
 //! [`jobs`]) and datastores (`/config/datastore`, garbage collection, [`datastore`]). Errors are
 //! classified here ([`classify`]); absence and presence are decided by status and follow-up
-//! reads, never by the message. Parameter names follow PBS's published API schema.
+//! reads, never by the message. Parameter names follow PBS's published API schema; what a
+//! release lacks is decided by [`PbsFeature`] against `GET /version` (read once per client).
 
 mod datastore;
 mod jobs;
 
 pub use datastore::*;
 pub use jobs::*;
+
+use std::collections::BTreeMap;
 
 use crate::clients::http::{ApiClient, ErrorAnswer, Product};
 use crate::clients::version::{Feature, Version, VersionCell};
@@ -31,14 +34,40 @@ pub fn classify(_method: &str, _path: &str, status: u16) -> ApiErrorKind {
 }
 
 /// The error text to show: PBS sends the bare message as the body (under a JSON content type,
-/// and with no content type at all for authentication failures); a JSON `message` is read too.
-/// Its reason phrase is always the standard one.
+/// and with no content type at all for authentication failures); a JSON `message` (a proxy in
+/// front of PBS) is read too. Its reason phrase is always the standard one.
 pub fn error_message(answer: &ErrorAnswer) -> String {
     answer
         .json_message()
         .or_else(|| answer.text())
         .or_else(|| Some(answer.reason.clone()).filter(|r| !r.is_empty()))
         .unwrap_or_else(|| format!("HTTP {}", answer.status))
+}
+
+/// The parameters PBS refused, by name, from its text (proxmox-schema's `ParameterError`):
+/// `parameter verification failed - 'NAME': REASON` for one, a heading and `- 'NAME': REASON`
+/// lines for several. A nested value (`delete/[0]`) counts for its top-level parameter, with
+/// the rest of its name in the reason. Empty for any other error.
+pub fn param_errors(answer: &ErrorAnswer) -> BTreeMap<String, String> {
+    let text = answer.text().unwrap_or_default();
+    let lines: Vec<&str> = if let Some(one) = text.strip_prefix("parameter verification failed - ") {
+        vec![one]
+    } else if let Some(many) = text.strip_prefix("parameter verification failed:") {
+        many.lines().filter_map(|l| l.trim().strip_prefix("- ")).collect()
+    } else {
+        Vec::new()
+    };
+    let mut out = BTreeMap::new();
+    for l in lines {
+        let Some((name, reason)) = l.strip_prefix('\'').and_then(|r| r.split_once("': ")) else { continue };
+        let (top, sub) = name.split_once('/').map_or((name, None), |(t, s)| (t, Some(s)));
+        let reason = match sub {
+            Some(sub) => format!("{sub}: {reason}"),
+            None => reason.to_string(),
+        };
+        out.entry(top.to_string()).and_modify(|r: &mut String| *r = format!("{r}; {reason}")).or_insert(reason);
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -116,7 +145,7 @@ mod tests {
             body: b"authentication failed - no credentials\n".to_vec(),
         };
         assert_eq!(error_message(&a), "authentication failed - no credentials");
-        // A JSON message (as the lab sends) is read as well; an empty body shows the reason.
+        // A JSON message (a proxy's) is read as well; an empty body shows the reason.
         let a = ErrorAnswer {
             status: 404,
             reason: "Not Found".into(),
@@ -125,6 +154,23 @@ mod tests {
         assert_eq!(error_message(&a), "gone");
         let a = ErrorAnswer { status: 404, reason: "Not Found".into(), body: vec![] };
         assert_eq!(error_message(&a), "Not Found");
+    }
+
+    #[test]
+    fn pbs_parameter_errors_are_read_from_the_text() {
+        let answer = |body: &str| ErrorAnswer { status: 400, reason: "Bad Request".into(), body: body.into() };
+        let one = param_errors(&answer(
+            "parameter verification failed - 'sync-direction': schema does not allow additional properties",
+        ));
+        assert_eq!(one.get("sync-direction").map(String::as_str), Some("schema does not allow additional properties"));
+        let many = param_errors(&answer(
+            "parameter verification failed:\n- 'delete/[1]': value 'x' is not defined in the enumeration.\n- 'id': value must be at least 3 characters long",
+        ));
+        assert_eq!(many.len(), 2, "{many:?}");
+        assert_eq!(many.get("delete").map(String::as_str), Some("[1]: value 'x' is not defined in the enumeration."));
+        assert_eq!(many.get("id").map(String::as_str), Some("value must be at least 3 characters long"));
+        assert!(param_errors(&answer("no such sync 'x'")).is_empty());
+        assert!(param_errors(&answer("permission check failed")).is_empty());
     }
 
     #[test]
