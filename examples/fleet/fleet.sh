@@ -120,15 +120,22 @@ for s in lab["stores"]:
         f.write("".join(f"{k}={shlex.quote(v)}\n" for k, v in env.items()))
     print(s["id"])
 PY
-  # Ceph pools need `pveceph init` first (edge_proxmox_node does it on real nodes; here, curl).
+  # Ceph pools need `pveceph init` and a first monitor (PVE cannot reach Ceph before one exists;
+  # edge_proxmox_node does both on real nodes; here, curl), and the monitor's task to finish.
   local s
   for s in $(stores); do
     (
       # shellcheck source=/dev/null
       . "$D/stores/$s.env"
-      curl -sS --fail-with-body --cacert "$D/lab/ca.pem" -X POST \
-        -H "Authorization: PVEAPIToken=$EDGE_PVE_API_TOKEN" -H 'Content-Type: application/json' -d '{}' \
-        "$EDGE_PVE_ENDPOINT/api2/json/nodes/pve1/ceph/init" >/dev/null
+      pve() {
+        curl -sS --fail-with-body --cacert "$D/lab/ca.pem" -X "$1" \
+          -H "Authorization: PVEAPIToken=$EDGE_PVE_API_TOKEN" "$EDGE_PVE_ENDPOINT/api2/json$2"
+      }
+      pve POST /nodes/pve1/ceph/init >/dev/null
+      upid=$(pve POST /nodes/pve1/ceph/mon/pve1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"])')
+      upid_q=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$upid")
+      task_ok() { pve GET "/nodes/pve1/tasks/$1/status" | grep -q '"exitstatus":"OK"'; }
+      wait_for 30 "" task_ok "$upid_q"
     ) || die "ceph init of $s"
   done
 
