@@ -3,7 +3,7 @@
 //! `acmedomainN: domain=…,plugin=…[,alias=…]` per domain, N = 0..5), and the certificate order
 //! (`POST /nodes/{node}/certificates/acme/certificate`, an `acmenewcert` task).
 //!
-//! Self-contained: `proxmox_node.rs` adds [`schema_block`] to its schema, an
+//! Self-contained: the resource (`mod.rs`) adds [`schema_block`] to its schema, an
 //! `acme: Option<Acme>` field to its state, calls [`configure_acme`] after the Ceph step and
 //! [`read_acme`] in read.
 //!
@@ -78,7 +78,7 @@ pub enum Outcome {
     Ordered { fingerprint: String },
 }
 
-/// The block for `proxmox_node.rs`'s schema: `acme { account, ca_pem, domains = [{ … }] }`.
+/// The block for the resource's schema: `acme { account, ca_pem, domains = [{ … }] }`.
 pub fn schema_block() -> NestedBlock {
     NestedBlock::single(
         "acme",
@@ -280,7 +280,7 @@ fn unix_now() -> i64 {
 
 /// Sets the node's ACME config and orders a certificate when the installed one does not cover
 /// the domains (or expires within 30 days). `pve` is pinned to the node's current certificate;
-/// `pin` makes a client pinned to another fingerprint (`node_client` in proxmox_node.rs).
+/// `pin` makes a client pinned to another fingerprint (the resource's `node_client`).
 pub async fn configure_acme(
     pve: &PveClient,
     node: &str,

@@ -33,7 +33,10 @@ use crate::framework::{
     PlanCtx, Resource, Schema, Timeouts, Type, Value,
 };
 use crate::provider::check_fingerprint;
-use crate::resources::node_acme::{self, Acme};
+
+mod acme;
+
+use acme::Acme;
 
 const DEFAULT_CREATE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_UPDATE: Duration = Duration::from_secs(30 * 60);
@@ -214,7 +217,7 @@ impl Resource for ProxmoxNode {
                         .attr(Attribute::optional("osd_devices", Type::list(Type::String)).describe("Disks to turn into OSDs, e.g. `/dev/sdb`."))
                         .attr(s("network", "Public network for `ceph init` (CIDR), used when the cluster's Ceph is not initialized yet.")),
                 ))
-                .block(node_acme::schema_block())
+                .block(acme::schema_block())
                 .block(NestedBlock::timeouts(&["create", "update", "delete"])),
         )
     }
@@ -358,7 +361,7 @@ impl Resource for ProxmoxNode {
         }
         // ACME: an order in this apply replaces the node's certificate (and the provider
         // re-pins the one it ordered), so the fingerprints are only known after apply.
-        if node_acme::may_order(prior.acme.as_ref(), cfg.acme.as_ref()) {
+        if acme::may_order(prior.acme.as_ref(), cfg.acme.as_ref()) {
             plan.set_unknown("tls_fingerprint");
             plan.set_unknown("tls_fingerprint_trusted");
         }
@@ -414,7 +417,7 @@ impl Resource for ProxmoxNode {
         let pve = node_client(ctx, &address, &trusted, false)?;
         read_config(&pve, &name, &mut st).await?;
         if let Some(prior) = st.acme.clone() {
-            let read = node_acme::read_acme(&pve, &name).await.map_err(|e| diag("Cannot read the ACME settings", e))?;
+            let read = acme::read_acme(&pve, &name).await.map_err(|e| diag("Cannot read the ACME settings", e))?;
             st.acme = read.map(|a| Acme { ca_pem: prior.ca_pem, ..a });
         }
         Ok(Some(st))
@@ -565,7 +568,7 @@ fn validate_config(c: &State, d: &mut Diagnostics) {
         }
     }
     if let Some(a) = &c.acme {
-        node_acme::validate(a, d);
+        acme::validate(a, d);
         if c.tls_fingerprint.is_some() {
             d.error_at(
                 AttrPath::root("tls_fingerprint"),
@@ -712,10 +715,10 @@ async fn converge(
     // re-pinning it is legitimate (any other certificate change stays drift).
     if let Some(a) = &config.acme {
         let pin = |f: &str| node_client(ctx, &address, f, false).map_err(|d| format!("{:?}", d.0));
-        let outcome = node_acme::configure_acme(&pve, &name, &address, a, &pin, deadline, &ctx.stop)
+        let outcome = acme::configure_acme(&pve, &name, &address, a, &pin, deadline, &ctx.stop)
             .await
             .map_err(|e| Diagnostics::at(AttrPath::root("acme"), "ACME certificate", e.to_string()))?;
-        if let node_acme::Outcome::Ordered { fingerprint } = outcome {
+        if let acme::Outcome::Ordered { fingerprint } = outcome {
             st.tls_fingerprint = Some(fingerprint.clone());
             st.tls_fingerprint_trusted = Some(fingerprint);
         }
