@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 
 use crate::clients::http::{parse_fingerprint, ApiClient, Credentials, Product, RetryPolicy, Trust};
 use crate::clients::image::{self, VerifiedImage};
-use crate::clients::pve::{CephDaemon, Interface, JoinRequest, NodeDns, PveClient};
+use crate::clients::pve::{CephDaemon, JoinRequest, PveClient};
 use crate::clients::redfish::{probe_fingerprint, Backoff, BmcTrust, RedfishClient, RedfishError};
 use crate::clients::ApiErrorKind;
 use crate::framework::{
@@ -35,6 +35,7 @@ use crate::framework::{
 use crate::provider::check_fingerprint;
 
 mod acme;
+mod configure;
 
 use acme::Acme;
 
@@ -128,6 +129,14 @@ pub struct State {
 }
 
 pub struct ProxmoxNode;
+
+/// The node a converge step works on, with what every step needs alongside it.
+struct Node<'a> {
+    ctx: &'a Ctx,
+    name: &'a str,
+    /// From the operation's `timeouts`: every wait of the step ends here.
+    deadline: Instant,
+}
 
 #[async_trait]
 impl Resource for ProxmoxNode {
@@ -577,29 +586,7 @@ fn validate_config(c: &State, d: &mut Diagnostics) {
             );
         }
     }
-    if let Some(dns) = &c.dns {
-        if dns.servers.as_ref().is_some_and(|s| s.len() > 3) {
-            d.error_at(
-                AttrPath::root("dns").attr("servers"),
-                "Too many DNS servers",
-                "PVE keeps at most three (dns1..dns3).",
-            );
-        }
-    }
-    if let Some(net) = &c.network {
-        for (i, n) in net.iter().enumerate() {
-            if n.kind.as_deref() == Some("vlan")
-                && n.vlan_id.is_none()
-                && !n.iface.as_deref().unwrap_or("").contains('.')
-            {
-                d.error_at(
-                    AttrPath::root("network").index(i).attr("vlan_id"),
-                    "Missing VLAN tag",
-                    "A vlan interface needs vlan_id, or a name like vmbr0.20.",
-                );
-            }
-        }
-    }
+    configure::validate(c, d);
 }
 
 // --- the converge path (create, update, re-run after an interruption) ----------------------
@@ -698,9 +685,10 @@ async fn converge(
         }
     }
     let pve = node_client(ctx, &address, &fp, false)?;
+    let node = Node { ctx, name: &name, deadline };
 
     // 4. DNS, timezone, network.
-    configure_host(ctx, &pve, &name, config, deadline).await?;
+    configure::converge(&node, &pve, config).await?;
     // 5. Cluster.
     if let Some(cl) = &config.cluster {
         configure_cluster(ctx, &pve, &name, &address, &fp, cl, deadline).await?;
@@ -878,61 +866,6 @@ async fn wait_api_until(
     }
 }
 
-async fn configure_host(
-    ctx: &Ctx,
-    pve: &PveClient,
-    name: &str,
-    c: &State,
-    deadline: Instant,
-) -> Result<(), Diagnostics> {
-    if let Some(dns) = &c.dns {
-        let cur = pve.dns(name).await.map_err(|e| diag("Cannot read DNS", e))?;
-        let (servers, search) = (cur.servers(), cur.search.clone().unwrap_or_default());
-        let want_search = dns.search.clone().unwrap_or(search.clone());
-        let want_servers = dns.servers.clone().unwrap_or(servers.clone());
-        if want_search != search || want_servers != servers {
-            pve.set_dns(name, &NodeDns::with(want_search, &want_servers))
-                .await
-                .map_err(|e| diag("Cannot set DNS", e))?;
-        }
-    }
-    if let Some(tz) = &c.timezone {
-        let cur = pve.time(name).await.map_err(|e| diag("Cannot read the time settings", e))?;
-        if cur.timezone.as_deref() != Some(tz.as_str()) {
-            pve.set_timezone(name, tz).await.map_err(|e| diag("Cannot set the timezone", e))?;
-        }
-    }
-    if let Some(net) = &c.network {
-        let cur = pve.interfaces(name).await.map_err(|e| diag("Cannot read the network", e))?;
-        let mut changed = false;
-        for want in net {
-            let iface = want.iface.clone().unwrap_or_default();
-            let have = cur.iter().find(|i| i.iface.as_deref() == Some(iface.as_str())).cloned().map(iface_of);
-            let body = iface_body(want);
-            match have {
-                None => {
-                    pve.create_interface(name, &body)
-                        .await
-                        .map_err(|e| diag(&format!("Cannot create interface {iface}"), e))?;
-                    changed = true;
-                }
-                Some(h) if !iface_matches(want, &h) => {
-                    pve.update_interface(name, &iface, &body)
-                        .await
-                        .map_err(|e| diag(&format!("Cannot update interface {iface}"), e))?;
-                    changed = true;
-                }
-                Some(_) => {}
-            }
-        }
-        if changed {
-            let upid = pve.apply_network(name).await.map_err(|e| diag("Cannot apply the network changes", e))?;
-            pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| diag("Network reload failed", e))?;
-        }
-    }
-    Ok(())
-}
-
 async fn configure_cluster(
     ctx: &Ctx,
     pve: &PveClient,
@@ -1053,39 +986,7 @@ async fn configure_ceph(
 // --- reading -------------------------------------------------------------------------------
 
 async fn read_config(pve: &PveClient, name: &str, st: &mut State) -> Result<(), Diagnostics> {
-    if st.dns.is_some() {
-        let cur = pve.dns(name).await.map_err(|e| diag("Cannot read DNS", e))?;
-        st.dns = Some(Dns { servers: Some(cur.servers()), search: Some(cur.search.unwrap_or_default()) });
-    }
-    if st.timezone.is_some() {
-        st.timezone = pve.time(name).await.map_err(|e| diag("Cannot read the time settings", e))?.timezone;
-    }
-    if let Some(net) = &st.network {
-        let cur = pve.interfaces(name).await.map_err(|e| diag("Cannot read the network", e))?;
-        let read: Vec<Iface> = net
-            .iter()
-            .filter_map(|want| {
-                let have = cur.iter().find(|i| i.iface.is_some() && i.iface == want.iface).cloned().map(iface_of)?;
-                // Only what the configuration manages is compared.
-                Some(Iface {
-                    iface: want.iface.clone(),
-                    kind: have.kind.clone(),
-                    cidr: want.cidr.as_ref().and(have.cidr.clone()),
-                    gateway: want.gateway.as_ref().and(have.gateway.clone()),
-                    bridge_ports: want.bridge_ports.as_ref().and(have.bridge_ports.clone()),
-                    bridge_vlan_aware: want.bridge_vlan_aware.and(have.bridge_vlan_aware),
-                    slaves: want.slaves.as_ref().and(have.slaves.clone()),
-                    bond_mode: want.bond_mode.as_ref().and(have.bond_mode.clone()),
-                    vlan_id: want.vlan_id.and(have.vlan_id),
-                    vlan_raw_device: want.vlan_raw_device.as_ref().and(have.vlan_raw_device.clone()),
-                    autostart: want.autostart.and(have.autostart),
-                    mtu: want.mtu.and(have.mtu),
-                    comments: want.comments.as_ref().and(have.comments.clone()),
-                })
-            })
-            .collect();
-        st.network = Some(read);
-    }
+    configure::read(pve, name, st).await?;
     if let Some(cl) = st.cluster.clone() {
         st.cluster = match cluster_name(pve).await? {
             None => None,
@@ -1148,58 +1049,6 @@ async fn ceph_roles(pve: &PveClient, name: &str, initialized: bool) -> Result<Ce
     let disks = pve.disks(name).await.map_err(|e| diag("Cannot list disks", e))?;
     let osds = disks.into_iter().filter(|d| d.has_osd()).filter_map(|d| d.devpath).collect();
     Ok(Ceph { mon: Some(mon), mgr: Some(mgr.iter().any(|m| m.on(name))), osd_devices: Some(osds), network: None })
-}
-
-/// The resource's `Iface` and the client's `Interface` have the same fields (only their serde
-/// names differ: Terraform's vs PVE's), so one field list converts either way.
-macro_rules! convert_iface {
-    ($i:expr => $to:ident) => {{
-        let i = $i;
-        $to {
-            iface: i.iface,
-            kind: i.kind,
-            cidr: i.cidr,
-            gateway: i.gateway,
-            bridge_ports: i.bridge_ports,
-            bridge_vlan_aware: i.bridge_vlan_aware,
-            slaves: i.slaves,
-            bond_mode: i.bond_mode,
-            vlan_id: i.vlan_id,
-            vlan_raw_device: i.vlan_raw_device,
-            autostart: i.autostart,
-            mtu: i.mtu,
-            comments: i.comments,
-        }
-    }};
-}
-
-/// An interface as PVE reports it, in the resource's terms.
-fn iface_of(i: Interface) -> Iface {
-    convert_iface!(i => Iface)
-}
-
-/// Every configured field equals what the node has.
-fn iface_matches(want: &Iface, have: &Iface) -> bool {
-    fn eq<T: PartialEq>(w: &Option<T>, h: &Option<T>) -> bool {
-        w.is_none() || w == h
-    }
-    eq(&want.kind, &have.kind)
-        && eq(&want.cidr, &have.cidr)
-        && eq(&want.gateway, &have.gateway)
-        && eq(&want.bridge_ports, &have.bridge_ports)
-        && eq(&want.bridge_vlan_aware, &have.bridge_vlan_aware)
-        && eq(&want.slaves, &have.slaves)
-        && eq(&want.bond_mode, &have.bond_mode)
-        && eq(&want.vlan_id, &have.vlan_id)
-        && eq(&want.vlan_raw_device, &have.vlan_raw_device)
-        && eq(&want.autostart, &have.autostart)
-        && eq(&want.mtu, &have.mtu)
-        && eq(&want.comments, &have.comments)
-}
-
-/// The PVE parameters of an interface.
-fn iface_body(i: &Iface) -> Interface {
-    convert_iface!(i.clone() => Interface)
 }
 
 // --- clients -------------------------------------------------------------------------------
@@ -1280,33 +1129,5 @@ mod tests {
         validate_config(&c, &mut d);
         let paths: Vec<String> = d.0.iter().filter_map(|x| x.path.clone()).map(|p| p.to_string()).collect();
         assert_eq!(paths, vec!["power", "cluster.join"]);
-    }
-
-    #[test]
-    fn interfaces_compare_only_configured_fields() {
-        let api: Interface = serde_json::from_value(serde_json::json!(
-            {"iface": "vmbr1", "type": "bridge", "bridge_ports": "eno2", "autostart": 1, "vlan-id": "20"}
-        ))
-        .unwrap();
-        let have = iface_of(api);
-        assert_eq!(have.vlan_id, Some(20));
-        assert_eq!(have.autostart, Some(true));
-        let want = Iface {
-            iface: Some("vmbr1".into()),
-            kind: Some("bridge".into()),
-            bridge_ports: Some("eno2".into()),
-            ..Default::default()
-        };
-        assert!(iface_matches(&want, &have));
-        let want = Iface { bridge_ports: Some("eno3".into()), ..want };
-        assert!(!iface_matches(&want, &have));
-        let b = serde_json::to_value(iface_body(&Iface {
-            vlan_id: Some(5),
-            vlan_raw_device: Some("bond0".into()),
-            ..Default::default()
-        }))
-        .unwrap();
-        assert_eq!(b["vlan-id"], 5);
-        assert_eq!(b["vlan-raw-device"], "bond0");
     }
 }
