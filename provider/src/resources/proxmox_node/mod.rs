@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 
 use crate::clients::http::{parse_fingerprint, ApiClient, Credentials, Product, RetryPolicy, Trust};
 use crate::clients::image::{self, VerifiedImage};
-use crate::clients::pve::{CephDaemon, JoinRequest, PveClient};
+use crate::clients::pve::{JoinRequest, PveClient};
 use crate::clients::redfish::{probe_fingerprint, Backoff, BmcTrust, RedfishClient, RedfishError};
 use crate::clients::ApiErrorKind;
 use crate::framework::{
@@ -35,6 +35,7 @@ use crate::framework::{
 use crate::provider::check_fingerprint;
 
 mod acme;
+mod ceph;
 mod configure;
 
 use acme::Acme;
@@ -695,9 +696,9 @@ async fn converge(
     }
     // 6. Ceph.
     if let Some(c) = &config.ceph {
-        configure_ceph(ctx, &pve, &name, c, deadline).await?;
+        ceph::converge(&node, &pve, c).await?;
     }
-    st.ceph_fsid = Some(ceph_fsid(&pve, &name).await?);
+    st.ceph_fsid = Some(ceph::fsid(&pve, &name).await?);
     // 4b. ACME, last: an order replaces the node's API certificate. The provider caused that
     // change and verified the new certificate against acme.ca_pem for an ordered domain, so
     // re-pinning it is legitimate (any other certificate change stays drift).
@@ -943,46 +944,6 @@ async fn wait_in_cluster(ctx: &Ctx, pve: &PveClient, who: &str, deadline: Instan
     }
 }
 
-async fn configure_ceph(
-    ctx: &Ctx,
-    pve: &PveClient,
-    name: &str,
-    c: &Ceph,
-    deadline: Instant,
-) -> Result<(), Diagnostics> {
-    // Init is safe to repeat (PVE keeps the fsid), so any failure to read the status leads to it;
-    // a real problem then shows as init's error.
-    if pve.ceph_status(name).await.is_err() {
-        tracing::info!(node = %name, "initialising Ceph");
-        pve.ceph_init(name, c.network.as_deref()).await.map_err(|e| diag("Cannot initialise Ceph", e))?;
-    }
-    let roles = ceph_roles(pve, name, true).await?;
-    for (want, have, daemon, kind) in
-        [(c.mon, roles.mon, CephDaemon::Mon, "mon"), (c.mgr, roles.mgr, CephDaemon::Mgr, "mgr")]
-    {
-        if want == Some(true) && have != Some(true) {
-            tracing::info!(node = %name, kind, "creating Ceph daemon");
-            let upid = pve
-                .ceph_create_daemon(name, daemon)
-                .await
-                .map_err(|e| diag(&format!("Cannot create the Ceph {kind}"), e))?;
-            pve.wait_maybe(upid, deadline, &ctx.stop)
-                .await
-                .map_err(|e| diag(&format!("Ceph {kind} creation failed"), e))?;
-        }
-    }
-    let have = roles.osd_devices.unwrap_or_default();
-    for dev in c.osd_devices.iter().flatten().filter(|d| !have.contains(d)) {
-        tracing::info!(node = %name, %dev, "creating OSD");
-        let upid =
-            pve.ceph_create_osd(name, dev).await.map_err(|e| diag(&format!("Cannot create an OSD on {dev}"), e))?;
-        pve.wait_maybe(upid, deadline, &ctx.stop)
-            .await
-            .map_err(|e| diag(&format!("OSD creation on {dev} failed"), e))?;
-    }
-    Ok(())
-}
-
 // --- reading -------------------------------------------------------------------------------
 
 async fn read_config(pve: &PveClient, name: &str, st: &mut State) -> Result<(), Diagnostics> {
@@ -993,62 +954,13 @@ async fn read_config(pve: &PveClient, name: &str, st: &mut State) -> Result<(), 
             Some(have) => Some(Cluster { name: cl.name.as_ref().map(|_| have), ..cl }),
         };
     }
-    // One look at Ceph serves both the fsid and whether the roles can be asked for.
-    let fsid = ceph_fsid(pve, name).await?;
-    if let Some(c) = st.ceph.clone() {
-        let roles = ceph_roles(pve, name, !fsid.is_empty()).await?;
-        let mut osds = roles.osd_devices.unwrap_or_default();
-        // Keep the configuration's order when the set is the same.
-        if let Some(want) = &c.osd_devices {
-            let mut a = want.clone();
-            a.sort();
-            let mut b = osds.clone();
-            b.sort();
-            if a == b {
-                osds = want.clone();
-            }
-        }
-        st.ceph = Some(Ceph {
-            mon: c.mon.map(|_| roles.mon.unwrap_or(false)),
-            mgr: c.mgr.map(|_| roles.mgr.unwrap_or(false)),
-            osd_devices: c.osd_devices.as_ref().map(|_| osds),
-            network: c.network,
-        });
-    }
-    st.ceph_fsid = Some(fsid);
+    ceph::read(pve, name, st).await?;
     Ok(())
-}
-
-/// The node's Ceph cluster fsid, or "" when Ceph is not set up there.
-async fn ceph_fsid(pve: &PveClient, name: &str) -> Result<String, Diagnostics> {
-    match pve.ceph_status(name).await {
-        Ok(s) => Ok(s.fsid.unwrap_or_default()),
-        Err(e) if e.is(ApiErrorKind::NotInitialized) => Ok(String::new()),
-        Err(e) => Err(diag("Cannot read the Ceph status", e)),
-    }
 }
 
 async fn cluster_name(pve: &PveClient) -> Result<Option<String>, Diagnostics> {
     let status = pve.cluster_status().await.map_err(|e| diag("Cannot read the cluster status", e))?;
     Ok(status.cluster_name().map(str::to_string))
-}
-
-/// Roles as PVE reports them; all `false`/empty when Ceph is not set up (`initialized` false,
-/// or the monitors cannot be asked for).
-async fn ceph_roles(pve: &PveClient, name: &str, initialized: bool) -> Result<Ceph, Diagnostics> {
-    let none = Ceph { mon: Some(false), mgr: Some(false), osd_devices: Some(vec![]), network: None };
-    if !initialized {
-        return Ok(none);
-    }
-    let mon = match pve.ceph_daemons(name, CephDaemon::Mon).await {
-        Ok(l) => l.iter().any(|m| m.on(name)),
-        Err(e) if e.is(ApiErrorKind::NotInitialized) => return Ok(none),
-        Err(e) => return Err(diag("Cannot read Ceph monitors", e)),
-    };
-    let mgr = pve.ceph_daemons(name, CephDaemon::Mgr).await.map_err(|e| diag("Cannot read Ceph managers", e))?;
-    let disks = pve.disks(name).await.map_err(|e| diag("Cannot list disks", e))?;
-    let osds = disks.into_iter().filter(|d| d.has_osd()).filter_map(|d| d.devpath).collect();
-    Ok(Ceph { mon: Some(mon), mgr: Some(mgr.iter().any(|m| m.on(name))), osd_devices: Some(osds), network: None })
 }
 
 // --- clients -------------------------------------------------------------------------------
