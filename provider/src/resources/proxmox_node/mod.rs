@@ -25,7 +25,7 @@ use zeroize::Zeroizing;
 
 use crate::clients::http::{parse_fingerprint, ApiClient, Credentials, Product, RetryPolicy, Trust};
 use crate::clients::image::{self, VerifiedImage};
-use crate::clients::pve::{JoinRequest, PveClient};
+use crate::clients::pve::PveClient;
 use crate::clients::redfish::{probe_fingerprint, Backoff, BmcTrust, RedfishClient, RedfishError};
 use crate::clients::ApiErrorKind;
 use crate::framework::{
@@ -36,6 +36,7 @@ use crate::provider::check_fingerprint;
 
 mod acme;
 mod ceph;
+mod cluster;
 mod configure;
 
 use acme::Acme;
@@ -135,6 +136,7 @@ pub struct ProxmoxNode;
 struct Node<'a> {
     ctx: &'a Ctx,
     name: &'a str,
+    address: &'a str,
     /// From the operation's `timeouts`: every wait of the step ends here.
     deadline: Instant,
 }
@@ -446,18 +448,7 @@ impl Resource for ProxmoxNode {
         let name = req(&prior.name, "name")?;
         let address = req(&prior.address, "address")?;
         // Who else is in the cluster, asked while this node still answers.
-        let mut member: Option<(String, String)> = None;
-        if let Some(fp) = prior.tls_fingerprint_trusted.clone().or(prior.tls_fingerprint.clone()) {
-            if let Ok(pve) = node_client(ctx, &address, &fp, true) {
-                if let Ok(Some(info)) = pve.join_info().await {
-                    member = info
-                        .nodelist
-                        .into_iter()
-                        .filter(|n| n.name != name)
-                        .find_map(|n| Some((n.pve_addr?, n.pve_fp?)));
-                }
-            }
-        }
+        let member = cluster::other_member(ctx, &name, &address, &prior).await;
         // Power off first (PVE's rule for `pvecm delnode`: the node must not come back as is).
         if prior.bmc.is_some() {
             let bmc = bmc_client(ctx, &prior, None)?;
@@ -475,11 +466,8 @@ impl Resource for ProxmoxNode {
                 bmc.wait_power(false, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power off", e))?;
             }
         }
-        if let Some((addr, fp)) = member {
-            let pve = node_client(ctx, &addr, &fp, false)?;
-            tracing::info!(node = %name, via = %addr, "removing the node from the cluster");
-            // A node the cluster no longer lists counts as removed (the client checks the list).
-            pve.delete_node(&name).await.map_err(|e| diag("Cannot remove the node from the cluster", e))?;
+        if let Some(member) = member {
+            cluster::remove(ctx, &name, member).await?;
         }
         Ok(())
     }
@@ -492,28 +480,17 @@ impl Resource for ProxmoxNode {
         if name.is_empty() || name.contains('/') {
             return Err(Diagnostics::error("Invalid import ID", "Import by node name, e.g. `pve1`."));
         }
-        let cfg = ctx.clients.pve.as_ref().ok_or_else(|| {
-            Diagnostics::error("PVE API not configured", "Import finds the node through the provider's pve endpoint.")
-        })?;
-        let pve = crate::clients::pve(cfg).map_err(|e| diag("Cannot set up the PVE client", e))?;
-        let status = pve.cluster_status().await.map_err(|e| diag("Cannot read the cluster", e))?;
-        let entry = status.node(&name).ok_or_else(|| {
-            Diagnostics::error("No such node", format!("{name} is not a node of the provider's cluster"))
-        })?;
-        let address = entry.ip.clone().unwrap_or_default();
-        let nodes = pve.nodes().await.map_err(|e| diag("Cannot list nodes", e))?;
-        let fp = nodes.into_iter().find(|n| n.node == name).and_then(|n| n.ssl_fingerprint);
-        let cluster = status.cluster_name();
+        let found = cluster::find(ctx, &name).await?;
         Ok(State {
             id: Some(name.clone()),
             name: Some(name),
-            address: Some(address),
-            tls_fingerprint: fp.clone(),
-            tls_fingerprint_trusted: fp,
+            address: Some(found.address),
+            tls_fingerprint: found.fingerprint.clone(),
+            tls_fingerprint_trusted: found.fingerprint,
             power: Some("on".into()),
             timezone: Some(String::new()),
             dns: Some(Dns::default()),
-            cluster: cluster.map(|c| Cluster { name: Some(c.to_string()), ..Default::default() }),
+            cluster: found.cluster.map(|c| Cluster { name: Some(c), ..Default::default() }),
             ceph: Some(Ceph::default()),
             ..Default::default()
         })
@@ -554,29 +531,7 @@ fn validate_config(c: &State, d: &mut Diagnostics) {
             );
         }
     }
-    if let Some(cl) = &c.cluster {
-        let p = AttrPath::root("cluster");
-        match (cl.create == Some(true), cl.join.is_some()) {
-            (true, true) => d.error_at(
-                p.clone().attr("join"),
-                "Conflicting cluster settings",
-                "A node either creates the cluster (create = true) or joins one (join = <member address>).",
-            ),
-            (true, false) if cl.name.is_none() => {
-                d.error_at(p.clone().attr("name"), "Missing cluster name", "create = true needs the cluster's name.")
-            }
-            _ => {}
-        }
-        if let Some(n) = &cl.name {
-            if n.is_empty() || n.len() > 15 || !n.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-') {
-                d.error_at(
-                    p.clone().attr("name"),
-                    "Invalid cluster name",
-                    format!("{n:?}: PVE allows 1–15 letters, digits and '-'"),
-                );
-            }
-        }
-    }
+    cluster::validate(c, d);
     if let Some(a) = &c.acme {
         acme::validate(a, d);
         if c.tls_fingerprint.is_some() {
@@ -686,13 +641,13 @@ async fn converge(
         }
     }
     let pve = node_client(ctx, &address, &fp, false)?;
-    let node = Node { ctx, name: &name, deadline };
+    let node = Node { ctx, name: &name, address: &address, deadline };
 
     // 4. DNS, timezone, network.
     configure::converge(&node, &pve, config).await?;
     // 5. Cluster.
     if let Some(cl) = &config.cluster {
-        configure_cluster(ctx, &pve, &name, &address, &fp, cl, deadline).await?;
+        cluster::converge(&node, &pve, &fp, cl).await?;
     }
     // 6. Ceph.
     if let Some(c) = &config.ceph {
@@ -867,100 +822,13 @@ async fn wait_api_until(
     }
 }
 
-async fn configure_cluster(
-    ctx: &Ctx,
-    pve: &PveClient,
-    name: &str,
-    address: &str,
-    fp: &str,
-    cl: &Cluster,
-    deadline: Instant,
-) -> Result<(), Diagnostics> {
-    let current = cluster_name(pve).await?;
-    if let Some(have) = &current {
-        if cl.name.as_ref().is_some_and(|want| want != have) {
-            return Err(Diagnostics::at(
-                AttrPath::root("cluster").attr("name"),
-                "Node is in another cluster",
-                format!("{name} is a member of {have:?}; leave it first (or re-image the node)."),
-            ));
-        }
-        return Ok(());
-    }
-    if cl.create == Some(true) {
-        let cname = req(&cl.name, "cluster.name")?;
-        tracing::info!(node = %name, cluster = %cname, "creating the cluster");
-        let upid = pve.create_cluster(&cname).await.map_err(|e| diag("Cannot create the cluster", e))?;
-        pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| diag("Cluster creation failed", e))?;
-    } else if let Some(join) = &cl.join {
-        let password = cl.root_password.clone().ok_or_else(|| {
-            Diagnostics::at(
-                AttrPath::root("cluster").attr("root_password"),
-                "Missing root password",
-                "Joining a cluster needs the member's root@pam password.",
-            )
-        })?;
-        let member_fp = match &cl.fingerprint {
-            Some(f) => f.clone(),
-            None => probe_fingerprint(join, PVE_PORT, Duration::from_secs(10))
-                .await
-                .map_err(|e| diag(&format!("Cannot reach the cluster member {join}"), e))?,
-        };
-        // The member may still be forming the cluster (nodes boot in parallel when the
-        // configuration does not chain them): wait until it is in one, then join.
-        let member = node_client(ctx, join, &member_fp, true)?;
-        wait_in_cluster(ctx, &member, join, deadline).await?;
-        tracing::info!(node = %name, via = %join, "joining the cluster");
-        let request = JoinRequest { hostname: join.clone(), fingerprint: member_fp, password: password.clone() };
-        let upid = pve.join_cluster(&request).await.map_err(|e| diag("Cannot join the cluster", e))?;
-        pve.wait_maybe(upid, deadline, &ctx.stop).await.map_err(|e| diag("Cluster join failed", e))?;
-        // The join replaced the node's /etc/pve: its own tokens are gone and the cluster's
-        // apply. Re-establish access (a fresh client, the cluster's token = the provider's).
-        let fresh = node_client(ctx, address, fp, true)?;
-        wait_in_cluster(ctx, &fresh, name, deadline).await?;
-    }
-    Ok(())
-}
-
-/// Polls (with backoff) until the node behind `pve` reports a cluster.
-async fn wait_in_cluster(ctx: &Ctx, pve: &PveClient, who: &str, deadline: Instant) -> Result<(), Diagnostics> {
-    let mut backoff = Backoff::new(Duration::from_millis(25), Duration::from_millis(500));
-    loop {
-        let last = match cluster_name(pve).await {
-            Ok(Some(_)) => return Ok(()),
-            Ok(None) => "no cluster yet".to_string(),
-            Err(e) => e.0.iter().map(|d| d.detail.clone()).collect::<Vec<_>>().join("; "),
-        };
-        if Instant::now() + backoff.peek() > deadline {
-            return Err(Diagnostics::error(
-                "Cluster not ready",
-                format!("{who} is not in a cluster before the deadline: {last}"),
-            ));
-        }
-        tokio::select! {
-            _ = ctx.stop.cancelled() => return Err(Diagnostics::error("Cancelled", format!("stopped while waiting for {who}"))),
-            _ = tokio::time::sleep(backoff.step()) => {}
-        }
-    }
-}
-
 // --- reading -------------------------------------------------------------------------------
 
 async fn read_config(pve: &PveClient, name: &str, st: &mut State) -> Result<(), Diagnostics> {
     configure::read(pve, name, st).await?;
-    if let Some(cl) = st.cluster.clone() {
-        st.cluster = match cluster_name(pve).await? {
-            None => None,
-            Some(have) => Some(Cluster { name: cl.name.as_ref().map(|_| have), ..cl }),
-        };
-    }
+    cluster::read(pve, st).await?;
     ceph::read(pve, name, st).await?;
     Ok(())
-}
-
-async fn cluster_name(pve: &PveClient) -> Result<Option<String>, Diagnostics> {
-    let status = pve.cluster_status().await.map_err(|e| diag("Cannot read the cluster status", e))?;
-    Ok(status.cluster_name().map(str::to_string))
 }
 
 // --- clients -------------------------------------------------------------------------------
