@@ -11,7 +11,8 @@ use crate::clients::pve::{JoinRequest, PveClient};
 use crate::clients::redfish::{probe_fingerprint, Backoff};
 use crate::framework::{AttrPath, Ctx, Diagnostics};
 
-use super::{diag, node_client, req, Cluster, Node, State, PVE_PORT};
+use super::trust::node_client;
+use super::{diag, req, Cluster, Node, State, PVE_PORT};
 
 /// Creates or joins the cluster unless the node is in it already.
 pub(super) async fn converge(node: &Node<'_>, pve: &PveClient, fp: &str, cl: &Cluster) -> Result<(), Diagnostics> {

@@ -3,50 +3,51 @@
 //! an interruption (a crash, Ctrl-C, a failed join) picks up where the last one stopped:
 //!
 //! 1. verify the signed image (manifest signature against `trusted_image_keys`, then the image
-//!    file's size/sha256/NAR hash) — before anything touches the machine;
+//!    file's size/sha256/NAR hash) — before anything touches the machine (`boot.rs`);
 //! 2. BMC (Redfish): insert the image as virtual media, one-time boot override to the CD,
-//!    power on (or power-cycle a node that runs something else), poll power with backoff;
-//! 3. wait for the node's PVE API, pin its TLS certificate, confirm it booted the media;
-//! 4. DNS, timezone, network (pending changes applied with the `srvreload` task);
+//!    power on (or power-cycle a node that runs something else), poll power with backoff
+//!    (`boot.rs`);
+//! 3. wait for the node's PVE API (`boot.rs`), pin its TLS certificate (`trust.rs`), confirm it
+//!    booted the media;
+//! 4. DNS, timezone, network (pending changes applied with the `srvreload` task;
+//!    `configure.rs`);
 //! 5. cluster: create on the first node, join the others (the join replaces the node's
-//!    `/etc/pve`, so access is re-established with the cluster's token afterwards);
-//! 6. Ceph roles: init, mon, mgr, OSDs;
+//!    `/etc/pve`, so access is re-established with the cluster's token afterwards;
+//!    `cluster.rs`);
+//! 6. Ceph roles: init, mon, mgr, OSDs (`ceph.rs`);
+//! 7. ACME: the node's certificate from an ACME CA, verified before it is pinned (`acme.rs`);
 //!
 //! and finally ejects the media, so a later power cycle boots the installed disk.
+//!
+//! This file holds the state, the schema and the [`Resource`] implementation, which only
+//! sequences the steps; each step's converge, refresh, plan and validation live in its file.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-use zeroize::Zeroizing;
 
-use crate::clients::http::{parse_fingerprint, ApiClient, Credentials, Product, RetryPolicy, Trust};
-use crate::clients::image::{self, VerifiedImage};
-use crate::clients::pve::PveClient;
-use crate::clients::redfish::{probe_fingerprint, Backoff, BmcTrust, RedfishClient, RedfishError};
-use crate::clients::ApiErrorKind;
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock, Op,
     PlanCtx, Resource, Schema, Timeouts, Type, Value,
 };
-use crate::provider::check_fingerprint;
 
 mod acme;
+mod boot;
 mod ceph;
 mod cluster;
 mod configure;
+mod trust;
 
 use acme::Acme;
 
 const DEFAULT_CREATE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_UPDATE: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_DELETE: Duration = Duration::from_secs(10 * 60);
+/// The port of a node's PVE API (pveproxy).
 const PVE_PORT: u16 = 8006;
-/// How long a node powered on from its own disk may take to answer before it counts as blank.
-const DEFAULT_DISK_BOOT: Duration = Duration::from_secs(10 * 60);
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Image {
@@ -255,122 +256,29 @@ impl Resource for ProxmoxNode {
 
     async fn modify_plan(&self, ctx: &Ctx, plan: &mut PlanCtx<State>) -> Result<(), Diagnostics> {
         let cfg = plan.config.clone();
-        // The framework warns for top-level write-only attributes; these sit in blocks.
         if !ctx.write_only_supported {
-            let nested = [
-                (
-                    AttrPath::root("cluster").attr("root_password"),
-                    cfg.cluster.as_ref().and_then(|c| c.root_password.as_ref()),
-                ),
-                (AttrPath::root("bmc").attr("password"), cfg.bmc.as_ref().and_then(|b| b.password.as_ref())),
-            ];
-            for (path, v) in nested {
-                if v.is_some() {
-                    plan.diags.warn_at(
-                        path,
-                        "Stored in state on this Terraform version",
-                        "This password is write-only on Terraform 1.11 and later. This Terraform version does not support write-only attributes, so the value is kept in state, marked sensitive.",
-                    );
-                }
-            }
+            warn_write_only_stored(plan, &cfg);
         }
-        // 1. The image, at plan time where it can be: manifest signature (path or URL).
-        let img_known = !plan.is_unknown_in_config("image");
-        let mut verified = None;
-        if let (true, Some(img)) = (img_known, &cfg.image) {
-            if let Some(m) = &img.manifest {
-                match image::load(m, &ctx.clients.trusted_image_keys, img.file.as_deref()).await {
-                    Ok(v) => verified = Some(v),
-                    // The node already runs this image: nothing will be booted, so a manifest
-                    // that no longer verifies (key rotated out, file moved) is only a warning.
-                    Err(e) if plan.prior.as_ref().is_some_and(|p| p.image.is_some() && p.image == cfg.image) => {
-                        plan.diags.warn_at(
-                            AttrPath::root("image").attr("manifest"),
-                            "Image no longer verifies",
-                            format!("{e}. The node keeps running it; a re-image with this manifest would be refused."),
-                        );
-                    }
-                    Err(e) => {
-                        return Err(Diagnostics::at(
-                            AttrPath::root("image").attr("manifest"),
-                            "Image refused",
-                            format!("{e}. Nothing was powered on."),
-                        ))
-                    }
-                }
-            }
-        }
-        match &verified {
-            Some(v) => {
-                plan.set("image_sha256", &v.sha256_hex())?;
-                plan.set("image_version", &v.manifest.version)?;
-            }
-            None if plan.is_create() => {
-                plan.set_unknown("image_sha256");
-                plan.set_unknown("image_version");
-            }
-            None => {}
-        }
+        // 1. The image, at plan time where it can be.
+        let verified = boot::plan_image(ctx, plan, &cfg).await?;
         let Some(prior) = plan.prior.clone() else {
             plan.set_unknown("booted_image");
             plan.set_unknown("ceph_fsid");
-            if cfg.tls_fingerprint.is_none() {
-                plan.set_unknown("tls_fingerprint");
-            }
-            plan.set_unknown("tls_fingerprint_trusted");
+            trust::plan_unknown(plan, &cfg);
             return Ok(());
         };
-        // Re-image: the image changed (other URL, other manifest, or the manifest now names
-        // another file). An imported node (no image in state) only records it.
-        let image_changed = prior.image.is_some()
-            && (!img_known
-                || prior.image != cfg.image
-                || verified.as_ref().is_some_and(|v| v.sha256_hex() != prior.image_sha256));
-        if image_changed {
-            if cfg.reimage_on_change == Some(true) {
-                plan.diags.warn_at(
-                    AttrPath::root("image"),
-                    "The node will be re-imaged",
-                    "The image changed and reimage_on_change = true: apply power-cycles the node into the new image (its local state is lost) and configures it again in place.",
-                );
-                plan.set_unknown("booted_image");
-            } else {
-                plan.require_replace(AttrPath::root("image"));
-            }
+        let image_changed = boot::plan_reimage(plan, &cfg, &prior, verified.as_ref());
+        // A node that comes back may have been rebuilt: what it presents is known only then.
+        let comes_back = boot::plan_power_on(plan, &cfg, &prior, verified.as_ref(), image_changed);
+        if comes_back {
+            trust::plan_unknown(plan, &cfg);
         }
-        // A powered-off node comes back at apply: from its disk, or — if that disk turns out to be
-        // blank — re-imaged. Either way what it presents afterwards is only known then.
-        let want_on = cfg.power.as_deref() != Some("off");
-        if want_on && prior.power.as_deref() == Some("off") && !image_changed {
-            let wait = cfg.disk_boot_timeout.clone().unwrap_or_else(|| "10m".into());
-            let version = verified.as_ref().map(|v| v.manifest.version.clone()).or(prior.image_version.clone());
-            plan.diags.warn_at(
-                AttrPath::root("power"),
-                "The node is powered off",
-                format!(
-                    "Apply powers it on from its own disk. If its API does not answer within disk_boot_timeout ({wait}), the node counts as blank (wiped or replaced hardware) and is re-imaged from the verified image{}, then configured and clustered again.",
-                    version.map(|v| format!(" {v}")).unwrap_or_default()
-                ),
-            );
-            plan.set_unknown("booted_image");
-            plan.set_unknown("ceph_fsid");
-            plan.set_unknown("tls_fingerprint_trusted");
-            if cfg.tls_fingerprint.is_none() {
-                plan.set_unknown("tls_fingerprint");
-            }
-        } else if image_changed || prior.ceph != cfg.ceph {
+        // A new image, a rebuilt node or other Ceph roles may change the fsid.
+        if comes_back || image_changed || prior.ceph != cfg.ceph {
             plan.set_unknown("ceph_fsid");
         }
-        // TLS: a node presenting another certificate than the trusted one is drift.
-        if cfg.tls_fingerprint.is_none() {
-            if let (Some(seen), Some(trusted)) = (&prior.tls_fingerprint, &prior.tls_fingerprint_trusted) {
-                if !seen.eq_ignore_ascii_case(trusted) {
-                    plan.set("tls_fingerprint", trusted)?;
-                }
-            }
-        } else if cfg.tls_fingerprint != prior.tls_fingerprint_trusted {
-            plan.set("tls_fingerprint_trusted", &cfg.tls_fingerprint)?;
-        }
+        // After the power step: a known drift wins over its unknown.
+        trust::plan_drift(plan, &cfg, &prior)?;
         // ACME: an order in this apply replaces the node's certificate (and the provider
         // re-pins the one it ordered), so the fingerprints are only known after apply.
         if acme::may_order(prior.acme.as_ref(), cfg.acme.as_ref()) {
@@ -392,42 +300,17 @@ impl Resource for ProxmoxNode {
         let mut st = state;
         let name = req(&st.name, "name")?;
         let address = req(&st.address, "address")?;
-        // Power, through the BMC (an imported node has no BMC in state yet).
-        if st.bmc.is_some() {
-            let bmc = bmc_client(ctx, &st, None)?;
-            match bmc.system().await {
-                Ok(sys) => {
-                    st.power = Some(if sys.is_on() { "on" } else { "off" }.into());
-                    if !sys.is_on() {
-                        // Nothing else can be read from a powered-off node; keep the last known values.
-                        return Ok(Some(st));
-                    }
-                }
-                // A per-node BMC password is write-only, so it is not in state: without the
-                // provider's redfish.password the power state cannot be read. Keep the last one.
-                Err(RedfishError::Status { status: 401 | 403, .. }) => {
-                    tracing::warn!(node = %name, "BMC refused the credentials available at refresh (bmc.password is write-only: set the provider's redfish.password to read power); keeping the last known power state");
-                }
-                Err(e) => return Err(diag("Cannot read the BMC", e)),
-            }
-        }
-        // The certificate the node presents now; the API is only read through the trusted pin.
-        let seen = match probe_fingerprint(&address, PVE_PORT, Duration::from_secs(5)).await {
-            Ok(fp) => fp,
-            Err(e) => {
-                tracing::warn!(node = %name, error = %e, "node API not reachable; keeping the last known configuration");
-                return Ok(Some(st));
-            }
-        };
-        st.tls_fingerprint = Some(seen.clone());
-        let trusted = st.tls_fingerprint_trusted.clone().unwrap_or_else(|| seen.clone());
-        if !seen.eq_ignore_ascii_case(&trusted) {
-            tracing::warn!(node = %name, %seen, %trusted, "node presents another certificate than the trusted one");
+        if !boot::read_power(ctx, &mut st, &name).await? {
+            // Nothing else can be read from a powered-off node; keep the last known values.
             return Ok(Some(st));
         }
+        // The API is only read through the trusted pin.
+        let Some(trusted) = trust::read(&mut st, &name, &address).await else { return Ok(Some(st)) };
         // The node answered the probe: read with the usual retries (a 5xx is worth another try).
-        let pve = node_client(ctx, &address, &trusted, false)?;
-        read_config(&pve, &name, &mut st).await?;
+        let pve = trust::node_client(ctx, &address, &trusted, false)?;
+        configure::read(&pve, &name, &mut st).await?;
+        cluster::read(&pve, &mut st).await?;
+        ceph::read(&pve, &name, &mut st).await?;
         if let Some(prior) = st.acme.clone() {
             let read = acme::read_acme(&pve, &name).await.map_err(|e| diag("Cannot read the ACME settings", e))?;
             st.acme = read.map(|a| Acme { ca_pem: prior.ca_pem, ..a });
@@ -447,24 +330,12 @@ impl Resource for ProxmoxNode {
         let deadline = Instant::now() + Timeouts::get(&prior.timeouts, Op::Delete, DEFAULT_DELETE);
         let name = req(&prior.name, "name")?;
         let address = req(&prior.address, "address")?;
+        let node = Node { ctx, name: &name, address: &address, deadline };
         // Who else is in the cluster, asked while this node still answers.
         let member = cluster::other_member(ctx, &name, &address, &prior).await;
         // Power off first (PVE's rule for `pvecm delnode`: the node must not come back as is).
         if prior.bmc.is_some() {
-            let bmc = bmc_client(ctx, &prior, None)?;
-            let _ = bmc.eject_media().await.map_err(|e| tracing::warn!(error = %e, "eject failed"));
-            let sys = bmc.system().await.map_err(|e| match e {
-                RedfishError::Status { status: 401 | 403, .. } => Diagnostics::at(
-                    AttrPath::root("bmc").attr("password"),
-                    "Cannot power the node off",
-                    format!("The BMC refused the credentials: {e}. bmc.password is write-only and not kept in state; set the provider's redfish.password (EDGE_REDFISH_PASSWORD) for destroy."),
-                ),
-                e => diag("Cannot read the BMC", e),
-            })?;
-            if sys.is_on() {
-                bmc.reset("ForceOff").await.map_err(|e| diag("Cannot power off the node", e))?;
-                bmc.wait_power(false, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power off", e))?;
-            }
+            boot::power_off_for_destroy(&node, &prior).await?;
         }
         if let Some(member) = member {
             cluster::remove(ctx, &name, member).await?;
@@ -497,40 +368,28 @@ impl Resource for ProxmoxNode {
     }
 }
 
-// --- configuration checks ------------------------------------------------------------------
-
-fn validate_config(c: &State, d: &mut Diagnostics) {
-    Timeouts::validate(&c.timeouts, d);
-    if let Some(t) = &c.disk_boot_timeout {
-        if let Err(e) = crate::framework::timeouts::parse_duration(t) {
-            d.error_at(AttrPath::root("disk_boot_timeout"), "Invalid duration", e);
-        }
-    }
-    if let Some(p) = &c.power {
-        if p != "on" && p != "off" {
-            d.error_at(AttrPath::root("power"), "Invalid power state", format!("{p:?}: use \"on\" or \"off\""));
-        }
-    }
-    for (path, fp) in [
-        (AttrPath::root("tls_fingerprint"), c.tls_fingerprint.as_ref()),
-        (AttrPath::root("bmc").attr("tls_fingerprint"), c.bmc.as_ref().and_then(|b| b.tls_fingerprint.as_ref())),
-        (AttrPath::root("cluster").attr("fingerprint"), c.cluster.as_ref().and_then(|b| b.fingerprint.as_ref())),
-    ] {
-        if let Some(fp) = fp {
-            if let Err(m) = check_fingerprint(fp) {
-                d.error_at(path, "Invalid TLS fingerprint", m);
-            }
-        }
-    }
-    if let Some(b) = &c.bmc {
-        if b.tls_fingerprint.is_some() && b.insecure == Some(true) {
-            d.error_at(
-                AttrPath::root("bmc").attr("insecure"),
-                "Conflicting TLS settings",
-                "Set tls_fingerprint or insecure = true, not both.",
+/// The framework warns for top-level write-only attributes; these sit in blocks.
+fn warn_write_only_stored(plan: &mut PlanCtx<State>, cfg: &State) {
+    let nested = [
+        (AttrPath::root("cluster").attr("root_password"), cfg.cluster.as_ref().and_then(|c| c.root_password.as_ref())),
+        (AttrPath::root("bmc").attr("password"), cfg.bmc.as_ref().and_then(|b| b.password.as_ref())),
+    ];
+    for (path, v) in nested {
+        if v.is_some() {
+            plan.diags.warn_at(
+                path,
+                "Stored in state on this Terraform version",
+                "This password is write-only on Terraform 1.11 and later. This Terraform version does not support write-only attributes, so the value is kept in state, marked sensitive.",
             );
         }
     }
+}
+
+/// Each step checks its own settings, in the order of the steps.
+fn validate_config(c: &State, d: &mut Diagnostics) {
+    Timeouts::validate(&c.timeouts, d);
+    boot::validate(c, d);
+    trust::validate(c, d);
     cluster::validate(c, d);
     if let Some(a) = &c.acme {
         acme::validate(a, d);
@@ -545,8 +404,7 @@ fn validate_config(c: &State, d: &mut Diagnostics) {
     configure::validate(c, d);
 }
 
-// --- the converge path (create, update, re-run after an interruption) ----------------------
-
+/// The converge path of create, update and a re-run after an interruption: the steps in order.
 async fn converge(
     ctx: &Ctx,
     st: &mut State,
@@ -558,90 +416,56 @@ async fn converge(
     let address = req(&st.address, "address")?;
     let img_cfg = config.image.clone().unwrap_or_default();
     let url = req(&img_cfg.url, "image.url")?;
+    let node = Node { ctx, name: &name, address: &address, deadline };
     let reimage =
         prior.is_some_and(|p| p.image.is_some() && (p.image != config.image || p.image_sha256 != st.image_sha256));
     let first_install = prior.is_none();
 
     // 1. Verify the image before anything touches the machine (also at apply: the manifest or
     //    the file may have changed since the plan).
-    let mut verified: Option<VerifiedImage> =
-        if first_install || reimage { Some(verify_image(ctx, st, &img_cfg, &url).await?) } else { None };
+    let mut verified =
+        if first_install || reimage { Some(boot::verify_image(ctx, st, &img_cfg, &url).await?) } else { None };
 
-    // 2. BMC: boot the image unless the node already runs it.
-    let bmc = bmc_client(ctx, st, Some(config))?;
+    // 2. BMC: boot the image unless the node already runs it; power as configured.
+    let bmc = boot::bmc_client(ctx, st, Some(config))?;
     let want_on = st.power.as_deref() != Some("off");
     // Powered on from its own disk in this run: if it does not answer, it is blank.
     let mut from_disk = false;
     if verified.is_some() {
-        boot_image(ctx, &bmc, &name, &address, &url, config, reimage, deadline).await?;
+        boot::boot_image(&node, &bmc, &url, config, reimage).await?;
         st.booted_image = Some(url.clone());
     } else if want_on {
-        // Drift repair: powered off by hand. Boot the installed disk, never the installer.
-        let sys = bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?;
-        if !sys.is_on() {
-            bmc.eject_media().await.map_err(|e| diag("Cannot eject the virtual media", e))?;
-            bmc.reset("On").await.map_err(|e| diag("Cannot power on the node", e))?;
-            bmc.wait_power(true, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power on", e))?;
-            from_disk = true;
-        }
+        from_disk = boot::power_on_from_disk(&node, &bmc).await?;
     }
     if !want_on {
-        let sys = bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?;
-        if sys.is_on() {
-            bmc.reset("ForceOff").await.map_err(|e| diag("Cannot power off the node", e))?;
-            bmc.wait_power(false, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power off", e))?;
-        }
+        boot::power_off(&node, &bmc).await?;
         st.power = Some("off".into());
         return Ok(());
     }
     st.power = Some("on".into());
 
     // 3. The node's API: wait, pin, and (for a fresh boot) confirm it booted the media.
-    let pin = config.tls_fingerprint.clone().or_else(|| {
-        if verified.is_some() {
-            None
-        } else {
-            prior.and_then(|p| p.tls_fingerprint_trusted.clone())
-        }
-    });
+    let pin = trust::expected(config, prior, verified.is_some());
     let fp = if from_disk {
-        let disk_wait = config
-            .disk_boot_timeout
-            .as_deref()
-            .and_then(|t| crate::framework::timeouts::parse_duration(t).ok())
-            .unwrap_or(DEFAULT_DISK_BOOT);
-        match wait_api_until(ctx, &name, &address, pin.as_deref(), deadline.min(Instant::now() + disk_wait)).await? {
-            Ok(fp) => fp,
-            Err(last) => {
-                // Disaster recovery: the machine powered on but nothing answers from its disk
-                // (wiped, or replaced by blank hardware). Re-image it like a first install.
-                tracing::warn!(node = %name, waited = ?disk_wait, last = %last, "node did not come back from its disk: re-imaging it from the verified image");
-                let v = verify_image(ctx, st, &img_cfg, &url).await?;
-                boot_image(ctx, &bmc, &name, &address, &url, config, true, deadline).await?;
-                st.booted_image = Some(url.clone());
-                verified = Some(v);
-                wait_api(ctx, &name, &address, config.tls_fingerprint.as_deref(), deadline).await?
+        match boot::wait_from_disk(&node, config, pin.as_deref()).await? {
+            Some(fp) => fp,
+            // Disaster recovery: the machine powered on but nothing answers from its disk.
+            None => {
+                verified = Some(boot::reimage_blank(&node, &bmc, st, config, &img_cfg, &url).await?);
+                boot::wait_api(&node, trust::expected(config, prior, true).as_deref()).await?
             }
         }
     } else {
-        wait_api(ctx, &name, &address, pin.as_deref(), deadline).await?
+        boot::wait_api(&node, pin.as_deref()).await?
     };
     if st.booted_image.is_none() {
         st.booted_image = prior.and_then(|p| p.booted_image.clone());
     }
-    st.tls_fingerprint = Some(fp.clone());
-    st.tls_fingerprint_trusted = Some(fp.clone());
+    trust::pin(st, &fp);
     if verified.is_some() {
-        let media = bmc.media().await.map_err(|e| diag("Cannot read the virtual media", e))?;
-        if media.image.as_deref() != Some(url.as_str()) {
-            return Err(Diagnostics::error(
-                "Cannot confirm the booted image",
-                format!("{name} answers, but the BMC's virtual CD holds {:?} instead of {url}", media.image),
-            ));
-        }
+        boot::confirm_media(&bmc, &name, &url).await?;
     }
-    let pve = node_client(ctx, &address, &fp, false)?;
-    let node = Node { ctx, name: &name, address: &address, deadline };
+    let pve = trust::node_client(ctx, &address, &fp, false)?;
 
     // 4. DNS, timezone, network.
     configure::converge(&node, &pve, config).await?;
@@ -654,242 +478,32 @@ async fn converge(
         ceph::converge(&node, &pve, c).await?;
     }
     st.ceph_fsid = Some(ceph::fsid(&pve, &name).await?);
-    // 4b. ACME, last: an order replaces the node's API certificate. The provider caused that
+    // 7. ACME, last: an order replaces the node's API certificate. The provider caused that
     // change and verified the new certificate against acme.ca_pem for an ordered domain, so
     // re-pinning it is legitimate (any other certificate change stays drift).
     if let Some(a) = &config.acme {
-        let pin = |f: &str| node_client(ctx, &address, f, false).map_err(|d| format!("{:?}", d.0));
+        let pin = |f: &str| trust::node_client(ctx, &address, f, false).map_err(|d| format!("{:?}", d.0));
         let outcome = acme::configure_acme(&pve, &name, &address, a, &pin, deadline, &ctx.stop)
             .await
             .map_err(|e| Diagnostics::at(AttrPath::root("acme"), "ACME certificate", e.to_string()))?;
         if let acme::Outcome::Ordered { fingerprint } = outcome {
-            st.tls_fingerprint = Some(fingerprint.clone());
-            st.tls_fingerprint_trusted = Some(fingerprint);
+            trust::pin(st, &fingerprint);
         }
     }
-    // Done: eject so the next power cycle boots the disk. (Kept inserted until now, so a re-run
-    // after an interruption recognises the node as booted from this image.)
+    // Done: eject so the next power cycle boots the disk.
     if verified.is_some() {
-        bmc.eject_media().await.map_err(|e| diag("Cannot eject the virtual media", e))?;
+        boot::eject(&bmc).await?;
     }
     tracing::info!(node = %name, redfish_calls = bmc.calls(), "node converged");
     Ok(())
 }
 
-/// Step 1: the manifest's signature against the trusted keys, then the file behind `url`.
-async fn verify_image(ctx: &Ctx, st: &mut State, img: &Image, url: &str) -> Result<VerifiedImage, Diagnostics> {
-    let m = req(&img.manifest, "image.manifest")?;
-    let v = image::load(&m, &ctx.clients.trusted_image_keys, img.file.as_deref()).await.map_err(|e| {
-        Diagnostics::at(
-            AttrPath::root("image").attr("manifest"),
-            "Image refused",
-            format!("{e}. Nothing was powered on."),
-        )
-    })?;
-    image::verify_image(&v, url).await.map_err(|e| {
-        Diagnostics::at(AttrPath::root("image").attr("url"), "Image refused", format!("{e}. Nothing was powered on."))
-    })?;
-    tracing::info!(node = st.name.as_deref().unwrap_or_default(), version = %v.manifest.version, signed_by = ?v.signed_by, "image verified");
-    st.image_sha256 = v.sha256_hex();
-    st.image_version = Some(v.manifest.version.clone());
-    Ok(v)
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn boot_image(
-    ctx: &Ctx,
-    bmc: &RedfishClient,
-    name: &str,
-    address: &str,
-    url: &str,
-    config: &State,
-    force: bool,
-    deadline: Instant,
-) -> Result<(), Diagnostics> {
-    let sys = bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?;
-    let media = bmc.media().await.map_err(|e| diag("Cannot read the virtual media", e))?;
-    let ours = media.image.as_deref() == Some(url);
-    if sys.is_on() && ours && !force {
-        // A previous run inserted this image and powered the node on: it is installing or
-        // installed. Do not boot it a second time.
-        tracing::info!(node = %name, "node already booted from this image (re-run); not booting again");
-        return Ok(());
-    }
-    if sys.is_on() && !ours && !force && config.cluster.is_some() {
-        // A running node that is not ours to boot: only a member that already runs the
-        // wanted configuration is adopted, everything else is power-cycled below.
-        if let Some(fp) = config.tls_fingerprint.as_deref() {
-            if let Ok(pve) = node_client(ctx, address, fp, true) {
-                if pve.version().await.is_ok() {
-                    tracing::info!(node = %name, "node answers with the pinned certificate; adopting it without a reboot");
-                    return Ok(());
-                }
-            }
-        }
-    }
-    if media.inserted && !ours {
-        bmc.eject_media().await.map_err(|e| diag("Cannot eject the old virtual media", e))?;
-    }
-    if !ours {
-        bmc.insert_media(url).await.map_err(|e| diag("Cannot insert the image as virtual media", e))?;
-    }
-    bmc.boot_once_cd().await.map_err(|e| diag("Cannot set the one-time boot override", e))?;
-    if sys.is_on() {
-        // Power-cycle: off, confirmed, then on (a ForceRestart is not seen as a new boot by
-        // every BMC; an explicit off/on is).
-        bmc.reset("ForceOff").await.map_err(|e| diag("Cannot power off the node", e))?;
-        bmc.wait_power(false, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power off", e))?;
-    }
-    let t = Instant::now();
-    bmc.reset("On").await.map_err(|e| diag("Cannot power on the node", e))?;
-    let polls = bmc.wait_power(true, deadline, &ctx.stop).await.map_err(|e| diag("Node did not power on", e))?;
-    // How long the BMC took (bench/converge subtracts it to get the provider's own overhead).
-    tracing::info!(node = %name, polls, power_wait_ms = t.elapsed().as_millis() as u64, "powered on from the image");
-    Ok(())
-}
-
-/// Polls the node's API until it answers with the provider's token; returns the certificate
-/// fingerprint (checked against `pin` when given).
-async fn wait_api(
-    ctx: &Ctx,
-    name: &str,
-    address: &str,
-    pin: Option<&str>,
-    deadline: Instant,
-) -> Result<String, Diagnostics> {
-    let start = Instant::now();
-    wait_api_until(ctx, name, address, pin, deadline).await?.map_err(|last| {
-        Diagnostics::error(
-            "Node API did not come up",
-            format!("{name} ({address}:{PVE_PORT}) not answering after {:?}: {last}. Raise timeouts.create if the install takes longer.", start.elapsed()),
-        )
-    })
-}
-
-/// [`wait_api`], but a deadline without an answer is `Ok(Err(last error))`: the caller decides
-/// what silence means (for a node booted from its own disk: it is blank).
-async fn wait_api_until(
-    ctx: &Ctx,
-    name: &str,
-    address: &str,
-    pin: Option<&str>,
-    deadline: Instant,
-) -> Result<Result<String, String>, Diagnostics> {
-    let start = Instant::now();
-    let mut backoff = Backoff::new(Duration::from_millis(25), Duration::from_millis(500));
-    let mut last_log = Instant::now();
-    let mut last_err: String;
-    loop {
-        match probe_fingerprint(address, PVE_PORT, Duration::from_secs(5)).await {
-            Ok(fp) => {
-                if let Some(p) = pin {
-                    if !fp.eq_ignore_ascii_case(p) {
-                        return Err(Diagnostics::at(
-                            AttrPath::root("tls_fingerprint"),
-                            "Node certificate does not match",
-                            format!("{name} ({address}) presents {fp}, but {p} is pinned. Not trusting it."),
-                        ));
-                    }
-                }
-                let pve = node_client(ctx, address, &fp, true)?;
-                match pve.node_status(name).await {
-                    Ok(_) => {
-                        tracing::info!(node = %name, after = ?start.elapsed(), fingerprint = %fp, "node API is up");
-                        return Ok(Ok(fp));
-                    }
-                    Err(e) if e.is(ApiErrorKind::Unauthorized) || e.is(ApiErrorKind::Forbidden) => {
-                        return Err(diag(
-                            &format!("{name} answers but refuses the provider's PVE token (a freshly installed node must accept the store's token)"),
-                            e,
-                        ))
-                    }
-                    Err(e) => last_err = e.to_string(),
-                }
-            }
-            Err(e) => last_err = e.to_string(),
-        }
-        if Instant::now() + backoff.peek() > deadline {
-            return Ok(Err(last_err));
-        }
-        if last_log.elapsed() > Duration::from_secs(10) {
-            tracing::info!(node = %name, waited = ?start.elapsed(), last = %last_err, "waiting for the node's API");
-            last_log = Instant::now();
-        }
-        tokio::select! {
-            _ = ctx.stop.cancelled() => return Err(Diagnostics::error("Cancelled", format!("stopped while waiting for {name}"))),
-            _ = tokio::time::sleep(backoff.step()) => {}
-        }
-    }
-}
-
-// --- reading -------------------------------------------------------------------------------
-
-async fn read_config(pve: &PveClient, name: &str, st: &mut State) -> Result<(), Diagnostics> {
-    configure::read(pve, name, st).await?;
-    cluster::read(pve, st).await?;
-    ceph::read(pve, name, st).await?;
-    Ok(())
-}
-
-// --- clients -------------------------------------------------------------------------------
-
-/// A client for the node's own API, trusting exactly `fingerprint`, with the provider's PVE
-/// token (a fresh node accepts the store's token; after a join the cluster's, which is the same).
-fn node_client(ctx: &Ctx, address: &str, fingerprint: &str, quick: bool) -> Result<PveClient, Diagnostics> {
-    let token = ctx.clients.pve.as_ref().and_then(|p| p.api_token.clone()).ok_or_else(|| {
-        Diagnostics::error(
-            "PVE token not configured",
-            "edge_proxmox_node talks to each node with the provider's pve.api_token (or EDGE_PVE_API_TOKEN).",
-        )
-    })?;
-    let fp = parse_fingerprint(fingerprint).map_err(|e| diag("Invalid node fingerprint", e))?;
-    let host =
-        if address.contains(':') && !address.starts_with('[') { format!("[{address}]") } else { address.to_string() };
-    let api = ApiClient::new(
-        Product::Pve,
-        &format!("https://{host}:{PVE_PORT}"),
-        Credentials::Token(Zeroizing::new(token)),
-        Trust::Fingerprint(fp),
-    )
-    .map_err(|e| diag("Cannot set up the node's API client", e))?;
-    // While waiting for a node the caller polls itself; one attempt per poll is enough.
-    let api = if quick {
-        api.with_retry(RetryPolicy {
-            attempts: 1,
-            first_delay: Duration::from_millis(50),
-            max_delay: Duration::from_millis(50),
-        })
-    } else {
-        api
-    };
-    Ok(PveClient::new(api))
-}
-
-fn bmc_client(ctx: &Ctx, st: &State, config: Option<&State>) -> Result<Arc<RedfishClient>, Diagnostics> {
-    let b = st.bmc.clone().unwrap_or_default();
-    let from_cfg = config.and_then(|c| c.bmc.clone()).unwrap_or_default();
-    let endpoint = from_cfg.endpoint.or(b.endpoint).ok_or_else(|| {
-        Diagnostics::at(AttrPath::root("bmc").attr("endpoint"), "Missing BMC endpoint", "Set bmc.endpoint.")
-    })?;
-    let defaults = &ctx.clients.redfish;
-    let username = from_cfg.username.or(b.username).or(defaults.username.clone()).unwrap_or_default();
-    // The password is write-only: from the configuration, else the provider's default.
-    let password = from_cfg.password.or(b.password).or(defaults.password.clone()).unwrap_or_default();
-    let insecure = from_cfg.insecure.or(b.insecure).or(defaults.insecure).unwrap_or(false);
-    let trust = match from_cfg.tls_fingerprint.or(b.tls_fingerprint) {
-        Some(fp) => BmcTrust::Fingerprint(fp),
-        None if insecure => BmcTrust::Insecure,
-        None => BmcTrust::Unset,
-    };
-    RedfishClient::new(&endpoint, &username, &password, trust)
-        .map(Arc::new)
-        .map_err(|e| Diagnostics::at(AttrPath::root("bmc"), "Cannot set up the BMC client", e.to_string()))
-}
-
+/// A value the plan left unknown must be known by apply.
 fn req(v: &Option<String>, attr: &str) -> Result<String, Diagnostics> {
     v.clone().ok_or_else(|| Diagnostics::error("Missing value", format!("{attr} must be known at apply")))
 }
 
+/// A failed call as an error diagnostic: what could not be done, and the client's reason.
 fn diag(summary: &str, e: impl std::fmt::Display) -> Diagnostics {
     Diagnostics::error(summary, e.to_string())
 }
@@ -899,7 +513,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cluster_settings_are_checked() {
+    fn settings_are_checked_in_step_order() {
         let mut d = Diagnostics::new();
         let c = State {
             cluster: Some(Cluster { create: Some(true), join: Some("10.0.0.1".into()), ..Default::default() }),
