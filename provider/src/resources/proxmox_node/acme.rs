@@ -3,9 +3,9 @@
 //! `acmedomainN: domain=…,plugin=…[,alias=…]` per domain, N = 0..5), and the certificate order
 //! (`POST /nodes/{node}/certificates/acme/certificate`, an `acmenewcert` task).
 //!
-//! Self-contained: the resource (`mod.rs`) adds [`schema_block`] to its schema, an
-//! `acme: Option<Acme>` field to its state, calls [`configure_acme`] after the Ceph step and
-//! [`read_acme`] in read.
+//! The resource (`mod.rs`) adds [`schema_block`] to its schema and an `acme: Option<Acme>`
+//! field to its state, and calls [`validate_config`], [`converge`] after the Ceph step and
+//! [`read`] in refresh.
 //!
 //! Trust across the order: an issued certificate replaces the node's API certificate, so the
 //! fingerprint the provider pinned stops matching. The provider caused that change, but a
@@ -20,21 +20,22 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::http::fingerprint_of;
 use crate::clients::pve::{
     CertificateInfo, NodeConfig, NodeConfigUpdate, PveClient, ACME_DOMAIN_SLOTS, PROXY_CERT_FILE,
 };
 use crate::clients::ClientError;
 use crate::framework::{AttrPath, Attribute, Block, Diagnostics, NestedBlock, Nesting, Type, Value};
 
+use super::{diag, trust, Node, State, PVE_PORT};
+
 /// PVE's node config has `acmedomain0` … `acmedomain5`.
 pub const MAX_DOMAINS: usize = ACME_DOMAIN_SLOTS;
 /// Renew when the installed certificate expires within this many days (PVE's own rule).
 const RENEW_DAYS: i64 = 30;
-const PVE_PORT: u16 = 8006;
 /// The CA root used when `acme.ca_pem` is not set.
 pub const CA_PEM_ENV: &str = "EDGE_ACME_CA_PEM";
 
@@ -101,7 +102,20 @@ pub fn schema_block() -> NestedBlock {
     )
 }
 
-/// Plan-time checks (call from `validate_config`).
+/// Plan-time checks of the `acme` block, and its one conflict with the resource's settings.
+pub(super) fn validate_config(c: &State, d: &mut Diagnostics) {
+    let Some(a) = &c.acme else { return };
+    validate(a, d);
+    if c.tls_fingerprint.is_some() {
+        d.error_at(
+            AttrPath::root("tls_fingerprint"),
+            "Conflicting TLS settings",
+            "With an acme block the provider pins the certificate it orders (verified against acme.ca_pem); leave tls_fingerprint out.",
+        );
+    }
+}
+
+/// Plan-time checks of the block itself.
 pub fn validate(acme: &Acme, d: &mut Diagnostics) {
     let root = AttrPath::root("acme");
     let domains = acme.domains.as_deref().unwrap_or_default();
@@ -234,6 +248,15 @@ pub fn config_update(current: &NodeConfig, want: &Acme) -> Option<NodeConfigUpda
     Some(body)
 }
 
+/// Refresh: the `acme` block as the node has it (see [`read_acme`]); `ca_pem` stays as it was.
+pub(super) async fn read(pve: &PveClient, node: &str, st: &mut State) -> Result<(), Diagnostics> {
+    if let Some(prior) = st.acme.clone() {
+        let read = read_acme(pve, node).await.map_err(|e| diag("Cannot read the ACME settings", e))?;
+        st.acme = read.map(|a| Acme { ca_pem: prior.ca_pem, ..a });
+    }
+    Ok(())
+}
+
 /// The node's ACME settings as they are in effect; `None` when it has none. `domains` reads
 /// back only while the installed certificate covers them and is not due for renewal (30
 /// days), so a missing, foreign or expiring certificate shows as a diff and the next apply
@@ -278,18 +301,22 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// The ACME step of converge: [`configure_acme`], and the certificate it ordered (verified)
+/// pinned in the state.
+pub(super) async fn converge(node: &Node<'_>, pve: &PveClient, acme: &Acme, st: &mut State) -> Result<(), Diagnostics> {
+    let outcome = configure_acme(node, pve, acme)
+        .await
+        .map_err(|e| Diagnostics::at(AttrPath::root("acme"), "ACME certificate", e.to_string()))?;
+    if let Outcome::Ordered { fingerprint } = outcome {
+        trust::pin(st, &fingerprint);
+    }
+    Ok(())
+}
+
 /// Sets the node's ACME config and orders a certificate when the installed one does not cover
-/// the domains (or expires within 30 days). `pve` is pinned to the node's current certificate;
-/// `pin` makes a client pinned to another fingerprint (the resource's `node_client`).
-pub async fn configure_acme(
-    pve: &PveClient,
-    node: &str,
-    address: &str,
-    acme: &Acme,
-    pin: &(dyn Fn(&str) -> Result<PveClient, String> + Send + Sync),
-    deadline: Instant,
-    stop: &CancellationToken,
-) -> Result<Outcome, AcmeError> {
+/// the domains (or expires within 30 days). `pve` is pinned to the node's current certificate.
+pub(super) async fn configure_acme(target: &Node<'_>, pve: &PveClient, acme: &Acme) -> Result<Outcome, AcmeError> {
+    let (node, address, deadline, stop) = (target.name, target.address, target.deadline, &target.ctx.stop);
     let current = pve.node_config(node).await?;
     let mut outcome = Outcome::Unchanged;
     if let Some(body) = config_update(&current, acme) {
@@ -323,7 +350,8 @@ pub async fn configure_acme(
         want.iter().find(|d| !d.starts_with("*.")).cloned().unwrap_or_else(|| want[0].replacen('*', "edge-verify", 1));
     let fingerprint = verified_fingerprint(address, &verify_name, &ca_pem, deadline, stop).await?;
     // Now that the certificate is verified, credentials may go to it: confirm the order.
-    let fresh = pin(&fingerprint).map_err(AcmeError::Verify)?;
+    let fresh = trust::node_client(target.ctx, address, &fingerprint, false)
+        .map_err(|d| AcmeError::Verify(format!("{:?}", d.0)))?;
     fresh.wait_task(&upid, deadline, stop).await?;
     let info = fresh.certificates(node).await?;
     if installed_fingerprint(&info).as_deref().map(str::to_ascii_uppercase) != Some(fingerprint.to_ascii_uppercase()) {
@@ -372,7 +400,7 @@ async fn verified_fingerprint(
         let last = match client.get(&url).send().await {
             // Any HTTP status will do (no credentials were sent): the handshake verified.
             Ok(resp) => match resp.extensions().get::<reqwest::tls::TlsInfo>().and_then(|t| t.peer_certificate()) {
-                Some(der) => return Ok(fingerprint(der)),
+                Some(der) => return Ok(fingerprint_of(der)),
                 None => "no peer certificate".to_string(),
             },
             Err(e) => format!("{e:?}"),
@@ -388,11 +416,6 @@ async fn verified_fingerprint(
         }
         delay = (delay * 2).min(Duration::from_secs(1));
     }
-}
-
-/// SHA-256 of a DER certificate, uppercase colon hex (PVE's spelling).
-pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
 #[cfg(test)]
@@ -492,7 +515,7 @@ mod tests {
 
     #[test]
     fn fingerprints_are_pve_spelled() {
-        let fp = fingerprint(b"x");
+        let fp = fingerprint_of(b"x");
         assert_eq!(fp.len(), 32 * 3 - 1);
         assert!(fp.chars().all(|c| c == ':' || c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
     }

@@ -311,10 +311,7 @@ impl Resource for ProxmoxNode {
         configure::read(&pve, &name, &mut st).await?;
         cluster::read(&pve, &mut st).await?;
         ceph::read(&pve, &name, &mut st).await?;
-        if let Some(prior) = st.acme.clone() {
-            let read = acme::read_acme(&pve, &name).await.map_err(|e| diag("Cannot read the ACME settings", e))?;
-            st.acme = read.map(|a| Acme { ca_pem: prior.ca_pem, ..a });
-        }
+        acme::read(&pve, &name, &mut st).await?;
         Ok(Some(st))
     }
 
@@ -391,16 +388,7 @@ fn validate_config(c: &State, d: &mut Diagnostics) {
     boot::validate(c, d);
     trust::validate(c, d);
     cluster::validate(c, d);
-    if let Some(a) = &c.acme {
-        acme::validate(a, d);
-        if c.tls_fingerprint.is_some() {
-            d.error_at(
-                AttrPath::root("tls_fingerprint"),
-                "Conflicting TLS settings",
-                "With an acme block the provider pins the certificate it orders (verified against acme.ca_pem); leave tls_fingerprint out.",
-            );
-        }
-    }
+    acme::validate_config(c, d);
     configure::validate(c, d);
 }
 
@@ -482,13 +470,7 @@ async fn converge(
     // change and verified the new certificate against acme.ca_pem for an ordered domain, so
     // re-pinning it is legitimate (any other certificate change stays drift).
     if let Some(a) = &config.acme {
-        let pin = |f: &str| trust::node_client(ctx, &address, f, false).map_err(|d| format!("{:?}", d.0));
-        let outcome = acme::configure_acme(&pve, &name, &address, a, &pin, deadline, &ctx.stop)
-            .await
-            .map_err(|e| Diagnostics::at(AttrPath::root("acme"), "ACME certificate", e.to_string()))?;
-        if let acme::Outcome::Ordered { fingerprint } = outcome {
-            trust::pin(st, &fingerprint);
-        }
+        acme::converge(&node, &pve, a, st).await?;
     }
     // Done: eject so the next power cycle boots the disk.
     if verified.is_some() {
