@@ -113,6 +113,8 @@ pub struct RedfishClient {
     password: Zeroizing<String>,
     cd: OnceCell<CdPaths>,
     calls: Arc<AtomicU64>,
+    /// Power polls at this fixed interval instead of backing off (bench baseline only).
+    fixed_poll: Option<Duration>,
 }
 
 impl std::fmt::Debug for RedfishClient {
@@ -186,7 +188,15 @@ impl RedfishClient {
             password: Zeroizing::new(password.to_string()),
             cd: OnceCell::new(),
             calls: Arc::new(AtomicU64::new(0)),
+            fixed_poll: None,
         })
+    }
+
+    /// Polls power at a fixed `interval` instead of backing off (the provider's
+    /// `EDGE_FIXED_POLL_MS`, for bench/converge's baseline); `None` keeps the backoff.
+    pub fn with_fixed_poll(mut self, interval: Option<Duration>) -> Self {
+        self.fixed_poll = interval;
+        self
     }
 
     /// How many HTTP requests this client made (for benchmarks and logs).
@@ -394,7 +404,7 @@ impl RedfishClient {
     /// deadline passes, or `stop` fires. Returns how many polls it took.
     pub async fn wait_power(&self, on: bool, deadline: Instant, stop: &CancellationToken) -> Result<u32, RedfishError> {
         let start = Instant::now();
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).fixed(self.fixed_poll);
         let mut polls = 0;
         loop {
             polls += 1;
@@ -421,8 +431,8 @@ impl RedfishClient {
 }
 
 /// The delays between polls of something that changes on its own (power state, a booting
-/// node): exponential from `first` up to `max`. `EDGE_FIXED_POLL_MS` replaces it by a fixed
-/// interval — only for `bench/converge`, which compares with a fixed-poll baseline.
+/// node): exponential from `first` up to `max`, or a fixed interval where [`Backoff::fixed`]
+/// asks for one — only for `bench/converge`, which compares with a fixed-poll baseline.
 #[derive(Clone, Debug)]
 pub struct Backoff {
     next: Duration,
@@ -432,8 +442,12 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(first: Duration, max: Duration) -> Backoff {
-        let fixed = std::env::var("EDGE_FIXED_POLL_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
-        Backoff { next: first, max, fixed }
+        Backoff { next: first, max, fixed: None }
+    }
+    /// Polls at `interval` instead, when given.
+    pub fn fixed(mut self, interval: Option<Duration>) -> Backoff {
+        self.fixed = interval;
+        self
     }
     /// The delay before the next poll.
     pub fn peek(&self) -> Duration {

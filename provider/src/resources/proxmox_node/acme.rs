@@ -29,6 +29,7 @@ use crate::clients::pve::{
 };
 use crate::clients::ClientError;
 use crate::framework::{AttrPath, Attribute, Block, Diagnostics, NestedBlock, Nesting, Type, Value};
+use crate::provider::ACME_CA_PEM_ENV;
 
 use super::{diag, trust, Node, State, PVE_PORT};
 
@@ -36,8 +37,6 @@ use super::{diag, trust, Node, State, PVE_PORT};
 pub const MAX_DOMAINS: usize = ACME_DOMAIN_SLOTS;
 /// Renew when the installed certificate expires within this many days (PVE's own rule).
 const RENEW_DAYS: i64 = 30;
-/// The CA root used when `acme.ca_pem` is not set.
-pub const CA_PEM_ENV: &str = "EDGE_ACME_CA_PEM";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Acme {
@@ -331,9 +330,9 @@ pub(super) async fn configure_acme(target: &Node<'_>, pve: &PveClient, acme: &Ac
     }
     // Without a root to verify against, the certificate about to be ordered could never be
     // trusted: refuse before changing anything on the node.
-    let ca_pem = acme.ca_pem.clone().or_else(|| std::env::var(CA_PEM_ENV).ok()).ok_or_else(|| {
+    let ca_pem = acme.ca_pem.clone().or_else(|| target.ctx.clients.settings.acme_ca_pem.clone()).ok_or_else(|| {
         AcmeError::Config(format!(
-            "set acme.ca_pem (or {CA_PEM_ENV}) to the ACME CA's root certificate: the provider verifies the certificate it orders against it before trusting the node's new fingerprint"
+            "set acme.ca_pem (or {ACME_CA_PEM_ENV}) to the ACME CA's root certificate: the provider verifies the certificate it orders against it before trusting the node's new fingerprint"
         ))
     })?;
     let force = info.iter().any(|c| c.filename == PROXY_CERT_FILE);

@@ -39,7 +39,7 @@ pub(super) fn bmc_client(ctx: &Ctx, st: &State, config: Option<&State>) -> Resul
         None => BmcTrust::Unset,
     };
     RedfishClient::new(&endpoint, &username, &password, trust)
-        .map(Arc::new)
+        .map(|c| Arc::new(c.with_fixed_poll(ctx.clients.settings.fixed_poll)))
         .map_err(|e| Diagnostics::at(AttrPath::root("bmc"), "Cannot set up the BMC client", e.to_string()))
 }
 
@@ -226,7 +226,8 @@ async fn wait_api_until(
 ) -> Result<Result<String, String>, Diagnostics> {
     let (ctx, name, address) = (node.ctx, node.name, node.address);
     let start = Instant::now();
-    let mut backoff = Backoff::new(Duration::from_millis(25), Duration::from_millis(500));
+    let mut backoff =
+        Backoff::new(Duration::from_millis(25), Duration::from_millis(500)).fixed(ctx.clients.settings.fixed_poll);
     let mut last_log = Instant::now();
     let mut last_err: String;
     loop {

@@ -79,7 +79,8 @@ async fn join(node: &Node<'_>, pve: &PveClient, fp: &str, cl: &Cluster, join: &s
 /// Polls (with backoff) until the node behind `pve` reports a cluster.
 async fn wait_in_cluster(node: &Node<'_>, pve: &PveClient, who: &str) -> Result<(), Diagnostics> {
     let (ctx, deadline) = (node.ctx, node.deadline);
-    let mut backoff = Backoff::new(Duration::from_millis(25), Duration::from_millis(500));
+    let mut backoff =
+        Backoff::new(Duration::from_millis(25), Duration::from_millis(500)).fixed(ctx.clients.settings.fixed_poll);
     loop {
         let last = match name(pve).await {
             Ok(Some(_)) => return Ok(()),
