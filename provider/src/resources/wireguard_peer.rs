@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
+use crate::clients::poll::Backoff;
 use crate::clients::ssh::{self, Session, SshError, SshTarget};
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock,
@@ -567,14 +568,13 @@ impl Node {
         let connect = async {
             // A busy hub's sshd drops connections beyond MaxStartups before the key exchange:
             // try again briefly. Never for a key or login refusal, nor after a timeout.
-            let mut wait = Duration::from_millis(250);
+            let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(1));
             let mut attempts = 1;
             loop {
                 match ssh::shared(&target, limit).await {
                     Err(e @ (SshError::Connect { .. } | SshError::Protocol { .. })) if attempts < 3 => {
                         tracing::debug!(host = %target.host, error = %e, "ssh: connect failed, retrying");
-                        tokio::time::sleep(wait).await;
-                        wait *= 2;
+                        backoff.wait().await;
                         attempts += 1;
                     }
                     r => return r,

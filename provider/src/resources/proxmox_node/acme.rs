@@ -16,6 +16,7 @@
 //! order's task confirmed through a client pinned to it. Without a CA root nothing is ordered.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::clients::http::fingerprint_of;
+use crate::clients::poll::{poll_until, Backoff, PollError, Probe};
 use crate::clients::pve::{
     CertificateInfo, NodeConfig, NodeConfigUpdate, PveClient, ACME_DOMAIN_SLOTS, PROXY_CERT_FILE,
 };
@@ -394,26 +396,27 @@ async fn verified_fingerprint(
         .build()
         .map_err(|e| AcmeError::Config(format!("verification client: {e}")))?;
     let url = format!("https://{domain}:{PVE_PORT}/api2/json/version");
-    let mut delay = Duration::from_millis(50);
-    loop {
-        let last = match client.get(&url).send().await {
+    let (client, url) = (&client, &url);
+    let probe = move || async move {
+        match client.get(url).send().await {
             // Any HTTP status will do (no credentials were sent): the handshake verified.
             Ok(resp) => match resp.extensions().get::<reqwest::tls::TlsInfo>().and_then(|t| t.peer_certificate()) {
-                Some(der) => return Ok(fingerprint_of(der)),
-                None => "no peer certificate".to_string(),
+                Some(der) => Probe::Ready(fingerprint_of(der)),
+                None => Probe::NotYet("no peer certificate".to_string()),
             },
-            Err(e) => format!("{e:?}"),
-        };
-        if Instant::now() + delay > deadline {
-            return Err(AcmeError::Verify(format!(
-                "{address} does not present a certificate for {domain} that chains to acme.ca_pem: {last}. Not trusting it."
-            )));
+            Err(e) => Probe::NotYet(format!("{e:?}")),
         }
-        tokio::select! {
-            _ = stop.cancelled() => return Err(AcmeError::Verify("cancelled".into())),
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(1));
+    };
+    let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+    let outcome: Result<String, PollError<Infallible>> =
+        poll_until(deadline, stop, &format!("{domain}'s new certificate"), backoff, probe).await;
+    match outcome {
+        Ok(fp) => Ok(fp),
+        Err(PollError::Timeout { last, .. }) => Err(AcmeError::Verify(format!(
+            "{address} does not present a certificate for {domain} that chains to acme.ca_pem: {last}. Not trusting it."
+        ))),
+        Err(PollError::Cancelled) => Err(AcmeError::Verify("cancelled".into())),
+        Err(PollError::Failed(never)) => match never {},
     }
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::clients::image::{self, VerifiedImage};
-use crate::clients::redfish::{probe_fingerprint, Backoff, BmcTrust, RedfishClient, RedfishError};
+use crate::clients::poll::{poll_until, Backoff, PollError, Probe};
+use crate::clients::redfish::{probe_fingerprint, BmcTrust, RedfishClient, RedfishError};
 use crate::clients::ApiErrorKind;
 use crate::framework::timeouts::parse_duration;
 use crate::framework::{AttrPath, Ctx, Diagnostics, PlanCtx};
@@ -224,44 +225,45 @@ async fn wait_api_until(
     pin: Option<&str>,
     deadline: Instant,
 ) -> Result<Result<String, String>, Diagnostics> {
-    let (ctx, name, address) = (node.ctx, node.name, node.address);
+    let (ctx, name) = (node.ctx, node.name);
     let start = Instant::now();
-    let mut backoff =
+    let backoff =
         Backoff::new(Duration::from_millis(25), Duration::from_millis(500)).fixed(ctx.clients.settings.fixed_poll);
-    let mut last_log = Instant::now();
-    let mut last_err: String;
-    loop {
-        match probe_fingerprint(address, PVE_PORT, Duration::from_secs(5)).await {
-            Ok(fp) => {
-                trust::check(name, address, &fp, pin)?;
-                let pve = trust::node_client(ctx, address, &fp, true)?;
-                match pve.node_status(name).await {
-                    Ok(_) => {
-                        tracing::info!(node = %name, after = ?start.elapsed(), fingerprint = %fp, "node API is up");
-                        return Ok(Ok(fp));
-                    }
-                    Err(e) if e.is(ApiErrorKind::Unauthorized) || e.is(ApiErrorKind::Forbidden) => {
-                        return Err(diag(
-                            &format!("{name} answers but refuses the provider's PVE token (a freshly installed node must accept the store's token)"),
-                            e,
-                        ))
-                    }
-                    Err(e) => last_err = e.to_string(),
-                }
-            }
-            Err(e) => last_err = e.to_string(),
+    let probe = move || probe_api(node, pin);
+    match poll_until(deadline, &ctx.stop, &format!("{name}'s API"), backoff, probe).await {
+        Ok(fp) => {
+            tracing::info!(node = %name, after = ?start.elapsed(), fingerprint = %fp, "node API is up");
+            Ok(Ok(fp))
         }
-        if Instant::now() + backoff.peek() > deadline {
-            return Ok(Err(last_err));
-        }
-        if last_log.elapsed() > Duration::from_secs(10) {
-            tracing::info!(node = %name, waited = ?start.elapsed(), last = %last_err, "waiting for the node's API");
-            last_log = Instant::now();
-        }
-        tokio::select! {
-            _ = ctx.stop.cancelled() => return Err(Diagnostics::error("Cancelled", format!("stopped while waiting for {name}"))),
-            _ = tokio::time::sleep(backoff.step()) => {}
-        }
+        Err(PollError::Timeout { last, .. }) => Ok(Err(last)),
+        Err(PollError::Cancelled) => Err(Diagnostics::error("Cancelled", format!("stopped while waiting for {name}"))),
+        Err(PollError::Failed(d)) => Err(d),
+    }
+}
+
+/// One look at the node's API: the certificate it presents (refused unless it is the pinned
+/// one), then whether it answers with the provider's token. A node that answers but refuses
+/// the token will not change its mind by waiting.
+async fn probe_api(node: &Node<'_>, pin: Option<&str>) -> Probe<String, Diagnostics> {
+    let (name, address) = (node.name, node.address);
+    let fp = match probe_fingerprint(address, PVE_PORT, Duration::from_secs(5)).await {
+        Ok(fp) => fp,
+        Err(e) => return Probe::NotYet(e.to_string()),
+    };
+    if let Err(d) = trust::check(name, address, &fp, pin) {
+        return Probe::Fail(d);
+    }
+    let pve = match trust::node_client(node.ctx, address, &fp, true) {
+        Ok(pve) => pve,
+        Err(d) => return Probe::Fail(d),
+    };
+    match pve.node_status(name).await {
+        Ok(_) => Probe::Ready(fp),
+        Err(e) if e.is(ApiErrorKind::Unauthorized) || e.is(ApiErrorKind::Forbidden) => Probe::Fail(diag(
+            &format!("{name} answers but refuses the provider's PVE token (a freshly installed node must accept the store's token)"),
+            e,
+        )),
+        Err(e) => Probe::NotYet(e.to_string()),
     }
 }
 

@@ -3,12 +3,12 @@
 //! read first: a node already in the wanted cluster is left alone, one in another cluster is
 //! refused.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
+use crate::clients::poll::{poll_until, Backoff, PollError, Probe};
 use crate::clients::pve::{JoinRequest, PveClient};
-use crate::clients::redfish::{probe_fingerprint, Backoff};
+use crate::clients::redfish::probe_fingerprint;
 use crate::framework::{AttrPath, Ctx, Diagnostics};
 
 use super::trust::node_client;
@@ -78,25 +78,27 @@ async fn join(node: &Node<'_>, pve: &PveClient, fp: &str, cl: &Cluster, join: &s
 
 /// Polls (with backoff) until the node behind `pve` reports a cluster.
 async fn wait_in_cluster(node: &Node<'_>, pve: &PveClient, who: &str) -> Result<(), Diagnostics> {
-    let (ctx, deadline) = (node.ctx, node.deadline);
-    let mut backoff =
+    let ctx = node.ctx;
+    let backoff =
         Backoff::new(Duration::from_millis(25), Duration::from_millis(500)).fixed(ctx.clients.settings.fixed_poll);
-    loop {
-        let last = match name(pve).await {
-            Ok(Some(_)) => return Ok(()),
-            Ok(None) => "no cluster yet".to_string(),
-            Err(e) => e.0.iter().map(|d| d.detail.clone()).collect::<Vec<_>>().join("; "),
-        };
-        if Instant::now() + backoff.peek() > deadline {
-            return Err(Diagnostics::error(
-                "Cluster not ready",
-                format!("{who} is not in a cluster before the deadline: {last}"),
-            ));
+    // Any answer but a cluster (none yet, or an error while the member restarts) is "not yet".
+    let probe = move || async move {
+        match name(pve).await {
+            Ok(Some(_)) => Probe::Ready(()),
+            Ok(None) => Probe::NotYet("no cluster yet".to_string()),
+            Err(e) => Probe::NotYet(e.0.iter().map(|d| d.detail.clone()).collect::<Vec<_>>().join("; ")),
         }
-        tokio::select! {
-            _ = ctx.stop.cancelled() => return Err(Diagnostics::error("Cancelled", format!("stopped while waiting for {who}"))),
-            _ = tokio::time::sleep(backoff.step()) => {}
-        }
+    };
+    let outcome: Result<(), PollError<Infallible>> =
+        poll_until(node.deadline, &ctx.stop, &format!("{who} to be in a cluster"), backoff, probe).await;
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(PollError::Timeout { last, .. }) => Err(Diagnostics::error(
+            "Cluster not ready",
+            format!("{who} is not in a cluster before the deadline: {last}"),
+        )),
+        Err(PollError::Cancelled) => Err(Diagnostics::error("Cancelled", format!("stopped while waiting for {who}"))),
+        Err(PollError::Failed(never)) => match never {},
     }
 }
 
