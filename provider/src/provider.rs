@@ -1,4 +1,12 @@
 //! The provider block: schema, validation, environment fallbacks, and `configure` → [`Clients`].
+//!
+//! The provider's own environment variables (`EDGE_*`) are interpreted here and nowhere else:
+//! [`with_env`] fills in the provider block, [`Settings::from_env`] the few settings that have no
+//! attribute. Resources and clients receive values. (Terraform's and go-plugin's variables —
+//! `TF_LOG*`, `PLUGIN_*` — are read by the plugin layer at startup.)
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +49,35 @@ pub struct ProviderConfig {
     pub trusted_image_keys: Option<Vec<String>>,
 }
 
+/// `acme.ca_pem`'s default for `edge_proxmox_node`.
+pub const ACME_CA_PEM_ENV: &str = "EDGE_ACME_CA_PEM";
+/// The known_hosts file `edge_wireguard_peer` import takes pinned host keys from.
+pub const SSH_KNOWN_HOSTS_ENV: &str = "EDGE_SSH_KNOWN_HOSTS";
+/// A fixed poll interval in milliseconds instead of the backoff (see [`Settings::fixed_poll`]).
+pub const FIXED_POLL_ENV: &str = "EDGE_FIXED_POLL_MS";
+
+/// Settings that only the environment gives: the provider block has no attribute for them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Settings {
+    /// From `EDGE_ACME_CA_PEM`: the ACME CA's root for `acme` blocks without `ca_pem`.
+    pub acme_ca_pem: Option<String>,
+    /// From `EDGE_SSH_KNOWN_HOSTS`: where import finds the pinned SSH host keys of nodes.
+    pub ssh_known_hosts: Option<PathBuf>,
+    /// From `EDGE_FIXED_POLL_MS`: the power, node API and cluster waits poll at this fixed
+    /// interval instead of backing off. Only for bench/converge's fixed-poll baseline.
+    pub fixed_poll: Option<Duration>,
+}
+
+impl Settings {
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Settings {
+        Settings {
+            acme_ca_pem: env(ACME_CA_PEM_ENV),
+            ssh_known_hosts: env(SSH_KNOWN_HOSTS_ENV).map(PathBuf::from),
+            fixed_poll: env(FIXED_POLL_ENV).and_then(|v| v.parse().ok()).map(Duration::from_millis),
+        }
+    }
+}
+
 /// What resources get from the configured provider. Clients for each API are built from these
 /// settings by the `clients` module.
 #[derive(Clone, Debug, Default)]
@@ -50,6 +87,7 @@ pub struct Clients {
     pub redfish: RedfishDefaults,
     pub ssh: SshDefaults,
     pub trusted_image_keys: Vec<String>,
+    pub settings: Settings,
 }
 
 fn api_attrs(kind: &str, port: u16, sep: char) -> Vec<Attribute> {
@@ -188,7 +226,7 @@ pub fn with_env(mut cfg: ProviderConfig, env: &dyn Fn(&str) -> Option<String>) -
     cfg
 }
 
-pub fn configure(cfg: ProviderConfig, diags: &mut Diagnostics) -> Clients {
+pub fn configure(cfg: ProviderConfig, settings: Settings, diags: &mut Diagnostics) -> Clients {
     validate(&cfg, diags);
     for (name, api) in [("pve", &cfg.pve), ("pbs", &cfg.pbs)] {
         if let Some(a) = api {
@@ -207,6 +245,7 @@ pub fn configure(cfg: ProviderConfig, diags: &mut Diagnostics) -> Clients {
         redfish: cfg.redfish.unwrap_or_default(),
         ssh: cfg.ssh.unwrap_or_default(),
         trusted_image_keys: cfg.trusted_image_keys.unwrap_or_default(),
+        settings,
     }
 }
 
@@ -276,6 +315,23 @@ mod tests {
         assert_eq!(pve.api_token.as_deref(), Some("root@pam!t=s"));
         assert!(out.pbs.is_none());
         assert_eq!(out.trusted_image_keys.unwrap(), vec!["a:x", "b:y"]);
+    }
+
+    #[test]
+    fn settings_only_the_environment_gives() {
+        let env = |k: &str| match k {
+            "EDGE_ACME_CA_PEM" => Some("-----BEGIN CERTIFICATE-----".to_string()),
+            "EDGE_SSH_KNOWN_HOSTS" => Some("/etc/ssh/known".to_string()),
+            "EDGE_FIXED_POLL_MS" => Some("1000".to_string()),
+            _ => None,
+        };
+        let s = Settings::from_env(&env);
+        assert_eq!(s.acme_ca_pem.as_deref(), Some("-----BEGIN CERTIFICATE-----"));
+        assert_eq!(s.ssh_known_hosts, Some(PathBuf::from("/etc/ssh/known")));
+        assert_eq!(s.fixed_poll, Some(Duration::from_secs(1)));
+        // bench/converge sets EDGE_FIXED_POLL_MS= (empty) for the backoff runs.
+        let s = Settings::from_env(&|k| (k == FIXED_POLL_ENV).then(String::new));
+        assert_eq!(s, Settings::default());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
+use crate::clients::poll::{poll_until, Backoff, PollError, Probe};
 use crate::clients::{pbs, pve, ClientError, TlsFailure};
 use crate::provider::ApiConfig;
 
@@ -360,7 +361,7 @@ impl ApiClient {
         params: Option<&B>,
         retry: Retry,
     ) -> Result<T, ClientError> {
-        let mut delay = self.retry.first_delay;
+        let mut backoff = Backoff::new(self.retry.first_delay, self.retry.max_delay);
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -382,8 +383,7 @@ impl ApiClient {
                         return Err(e);
                     }
                     tracing::debug!(%method, path, attempt, error = %e, "retrying {} call", self.product.name());
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(self.retry.max_delay);
+                    backoff.wait().await;
                 }
             }
         }
@@ -489,30 +489,30 @@ impl ApiClient {
             exitstatus: Option<String>,
         }
         let node = upid_node(upid)?;
-        let started = tokio::time::Instant::now();
         let path = format!("/nodes/{}/tasks/{}/status", segment(node), segment(upid));
-        let mut delay = Duration::from_millis(50);
-        loop {
-            let st: Status = self.get(&path).await?;
-            if st.status != "running" {
-                let exit = st.exitstatus.unwrap_or_else(|| "unknown".into());
-                // PVE says "OK", PBS too; "WARNINGS: n" still succeeded.
-                if exit == "OK" || exit.starts_with("WARNINGS") {
-                    return Ok(());
-                }
-                let log = self.task_log_tail(upid, 12).await;
-                return Err(ClientError::TaskFailed { upid: upid.to_string(), exitstatus: exit, log });
+        let path = &path;
+        let probe = move || async move {
+            let st: Status = match self.get(path).await {
+                Ok(st) => st,
+                Err(e) => return Probe::Fail(e),
+            };
+            if st.status == "running" {
+                return Probe::NotYet(st.status);
             }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Err(ClientError::Timeout { upid: upid.to_string(), after: now - started });
+            let exit = st.exitstatus.unwrap_or_else(|| "unknown".into());
+            // PVE says "OK", PBS too; "WARNINGS: n" still succeeded.
+            if exit == "OK" || exit.starts_with("WARNINGS") {
+                return Probe::Ready(());
             }
-            let sleep = delay.min(deadline - now);
-            tokio::select! {
-                _ = stop.cancelled() => return Err(ClientError::Cancelled { upid: upid.to_string() }),
-                _ = tokio::time::sleep(sleep) => {}
-            }
-            delay = (delay * 3 / 2).min(Duration::from_secs(1));
+            let log = self.task_log_tail(upid, 12).await;
+            Probe::Fail(ClientError::TaskFailed { upid: upid.to_string(), exitstatus: exit, log })
+        };
+        let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1)).growth(3, 2);
+        match poll_until(deadline, stop, &format!("task {upid}"), backoff, probe).await {
+            Ok(()) => Ok(()),
+            Err(PollError::Failed(e)) => Err(e),
+            Err(PollError::Timeout { after, .. }) => Err(ClientError::Timeout { upid: upid.to_string(), after }),
+            Err(PollError::Cancelled) => Err(ClientError::Cancelled { upid: upid.to_string() }),
         }
     }
 

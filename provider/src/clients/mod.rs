@@ -4,6 +4,7 @@
 pub mod http;
 pub mod image;
 pub mod pbs;
+pub mod poll;
 pub mod pve;
 pub mod redfish;
 pub mod ssh;

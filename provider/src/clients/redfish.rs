@@ -5,7 +5,7 @@
 //!
 //! Power changes are asynchronous on real BMCs and on sushy-tools' fake driver alike (the
 //! latter applies them 1–11 s after the call), so [`RedfishClient::wait_power`] polls with
-//! exponential backoff until a deadline instead of sleeping a fixed time.
+//! exponential backoff until a deadline ([`poll_until`]) instead of sleeping a fixed time.
 //!
 //! The virtual CD is found the way the spec allows it to be exposed: under the system
 //! (`/Systems/{id}/VirtualMedia`, what sushy-tools 2.x serves) or under its manager
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
 use crate::clients::http::{parse_fingerprint, tls_failure, CertCheck};
+use crate::clients::poll::{poll_until, Backoff, PollError, Probe};
 use crate::clients::TlsFailure;
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +114,8 @@ pub struct RedfishClient {
     password: Zeroizing<String>,
     cd: OnceCell<CdPaths>,
     calls: Arc<AtomicU64>,
+    /// Power polls at this fixed interval instead of backing off (bench baseline only).
+    fixed_poll: Option<Duration>,
 }
 
 impl std::fmt::Debug for RedfishClient {
@@ -186,7 +189,15 @@ impl RedfishClient {
             password: Zeroizing::new(password.to_string()),
             cd: OnceCell::new(),
             calls: Arc::new(AtomicU64::new(0)),
+            fixed_poll: None,
         })
+    }
+
+    /// Polls power at a fixed `interval` instead of backing off (the provider's
+    /// `EDGE_FIXED_POLL_MS`, for bench/converge's baseline); `None` keeps the backoff.
+    pub fn with_fixed_poll(mut self, interval: Option<Duration>) -> Self {
+        self.fixed_poll = interval;
+        self
     }
 
     /// How many HTTP requests this client made (for benchmarks and logs).
@@ -199,7 +210,7 @@ impl RedfishClient {
         // GETs are repeated on transient trouble; actions are not (a Reset sent twice is not
         // the same as once), except when the connection never came up.
         let idempotent = method == Method::GET || method == Method::PATCH;
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -211,8 +222,7 @@ impl RedfishClient {
                         && (idempotent || matches!(&e, RedfishError::Transport { connect: true, .. })) =>
                 {
                     tracing::debug!(%url, error = %e, "BMC call failed, retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(2));
+                    backoff.wait().await;
                 }
                 other => return other,
             }
@@ -393,57 +403,31 @@ impl RedfishClient {
     /// Polls the power state with backoff (100 ms doubling to 1 s) until it is `on`, the
     /// deadline passes, or `stop` fires. Returns how many polls it took.
     pub async fn wait_power(&self, on: bool, deadline: Instant, stop: &CancellationToken) -> Result<u32, RedfishError> {
-        let start = Instant::now();
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let wanted = if on { "On" } else { "Off" };
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1)).fixed(self.fixed_poll);
         let mut polls = 0;
-        loop {
+        let probe = || {
             polls += 1;
-            let actual = match self.system().await {
-                Ok(s) if s.is_on() == on => return Ok(polls),
-                Ok(s) => s.power_state,
-                Err(e) if e.is_transient() => format!("unknown ({e})"),
-                Err(e) => return Err(e),
-            };
-            if Instant::now() + backoff.peek() > deadline {
-                return Err(RedfishError::PowerTimeout {
-                    system: self.system_path().await.unwrap_or("?").to_string(),
-                    wanted: if on { "On".into() } else { "Off".into() },
-                    actual,
-                    after: start.elapsed(),
-                });
+            async move {
+                match self.system().await {
+                    Ok(s) if s.is_on() == on => Probe::Ready(()),
+                    Ok(s) => Probe::NotYet(s.power_state),
+                    Err(e) if e.is_transient() => Probe::NotYet(format!("unknown ({e})")),
+                    Err(e) => Probe::Fail(e),
+                }
             }
-            tokio::select! {
-                _ = stop.cancelled() => return Err(RedfishError::Cancelled),
-                _ = tokio::time::sleep(backoff.step()) => {}
-            }
+        };
+        match poll_until(deadline, stop, &format!("BMC power {wanted}"), backoff, probe).await {
+            Ok(()) => Ok(polls),
+            Err(PollError::Failed(e)) => Err(e),
+            Err(PollError::Cancelled) => Err(RedfishError::Cancelled),
+            Err(PollError::Timeout { after, last }) => Err(RedfishError::PowerTimeout {
+                system: self.system_path().await.unwrap_or("?").to_string(),
+                wanted: wanted.into(),
+                actual: last,
+                after,
+            }),
         }
-    }
-}
-
-/// The delays between polls of something that changes on its own (power state, a booting
-/// node): exponential from `first` up to `max`. `EDGE_FIXED_POLL_MS` replaces it by a fixed
-/// interval — only for `bench/converge`, which compares with a fixed-poll baseline.
-#[derive(Clone, Debug)]
-pub struct Backoff {
-    next: Duration,
-    max: Duration,
-    fixed: Option<Duration>,
-}
-
-impl Backoff {
-    pub fn new(first: Duration, max: Duration) -> Backoff {
-        let fixed = std::env::var("EDGE_FIXED_POLL_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis);
-        Backoff { next: first, max, fixed }
-    }
-    /// The delay before the next poll.
-    pub fn peek(&self) -> Duration {
-        self.fixed.unwrap_or(self.next)
-    }
-    /// Returns the delay and grows the next one.
-    pub fn step(&mut self) -> Duration {
-        let d = self.peek();
-        self.next = (self.next * 2).min(self.max);
-        d
     }
 }
 

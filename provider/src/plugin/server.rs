@@ -309,9 +309,12 @@ impl Provider for EdgeProvider {
         let diags = (|| {
             let v = wire::decode(r.config.as_ref(), &self.provider_schema.value_type(), "provider configuration")?;
             let cfg: ProviderConfig = crate::framework::convert::to_typed(&v)?;
-            let cfg = provider::with_env(cfg, &|k| std::env::var(k).ok());
+            // The one place the provider's EDGE_* variables are read (interpreted in provider.rs).
+            let env = |k: &str| std::env::var(k).ok();
+            let cfg = provider::with_env(cfg, &env);
+            let settings = provider::Settings::from_env(&env);
             let mut d = Diagnostics::new();
-            let clients = provider::configure(cfg, &mut d);
+            let clients = provider::configure(cfg, settings, &mut d);
             if !d.has_errors() {
                 if let Ok(mut slot) = self.clients.write() {
                     *slot = Some(Arc::new(clients));

@@ -2,7 +2,6 @@
 
 pub mod calendar;
 pub mod ceph_pool;
-pub mod node_acme;
 pub mod pbs_job;
 pub mod proxmox_node;
 pub mod wireguard_key;

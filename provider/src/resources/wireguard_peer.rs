@@ -18,11 +18,13 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
+use crate::clients::poll::Backoff;
 use crate::clients::ssh::{self, Session, SshError, SshTarget};
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock,
     Nesting, Op, PlanCtx, Resource, Schema, Timeouts, Type, Value,
 };
+use crate::provider::SSH_KNOWN_HOSTS_ENV;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SshAccess {
@@ -57,8 +59,6 @@ pub struct WireguardPeer;
 
 const DEFAULT_CONFIG_DIR: &str = "/etc/wireguard";
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-/// A known_hosts file consulted by import, which has no configuration to take `host_key` from.
-pub const KNOWN_HOSTS_ENV: &str = "EDGE_SSH_KNOWN_HOSTS";
 
 /// Args: interface, peer key. Prints the interface's public key (or `(none)`), then the peer's
 /// line of `wg show dump` (filtered on the node: a hub has hundreds) with the preshared key
@@ -418,7 +418,7 @@ impl Resource for WireguardPeer {
         check_host(&node).map_err(|e| bad("node", e))?;
         check_interface(&interface).map_err(|e| bad("interface", e))?;
         check_key(&public_key).map_err(|e| bad("public_key", e))?;
-        let host_key = known_host_key(&node, ctx.clients.ssh.port.unwrap_or(22))?;
+        let host_key = known_host_key(ctx, &node, ctx.clients.ssh.port.unwrap_or(22))?;
         let mut s = State {
             ssh: Some(SshAccess { host: Some(node), host_key: Some(host_key), ..Default::default() }),
             interface: Some(interface),
@@ -458,19 +458,20 @@ fn id_of(s: &State) -> String {
 }
 
 /// The pinned host key for `host` from the known_hosts file named by `EDGE_SSH_KNOWN_HOSTS`
-/// (plain or hashed entries, `[host]:port` for other ports; ed25519 preferred).
-fn known_host_key(host: &str, port: u16) -> Result<String, Diagnostics> {
+/// (plain or hashed entries, `[host]:port` for other ports; ed25519 preferred). Import has no
+/// configuration to take `host_key` from.
+fn known_host_key(ctx: &Ctx, host: &str, port: u16) -> Result<String, Diagnostics> {
     let need = || {
         Diagnostics::error(
             "Import needs the node's pinned host key",
             format!(
-                "Import has no configuration to take ssh.host_key from. Set {KNOWN_HOSTS_ENV} to a known_hosts file \
+                "Import has no configuration to take ssh.host_key from. Set {SSH_KNOWN_HOSTS_ENV} to a known_hosts file \
                  listing {host} (e.g. a line `{host} ssh-ed25519 AAAA…`, or `ssh-keyscan -H` output checked out of band)."
             ),
         )
     };
-    let path = std::env::var_os(KNOWN_HOSTS_ENV).ok_or_else(need)?;
-    known_host_key_in(std::path::Path::new(&path), host, port)?.ok_or_else(need)
+    let path = ctx.clients.settings.ssh_known_hosts.as_deref().ok_or_else(need)?;
+    known_host_key_in(path, host, port)?.ok_or_else(need)
 }
 
 fn known_host_key_in(path: &std::path::Path, host: &str, port: u16) -> Result<Option<String>, Diagnostics> {
@@ -567,14 +568,13 @@ impl Node {
         let connect = async {
             // A busy hub's sshd drops connections beyond MaxStartups before the key exchange:
             // try again briefly. Never for a key or login refusal, nor after a timeout.
-            let mut wait = Duration::from_millis(250);
+            let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(1));
             let mut attempts = 1;
             loop {
                 match ssh::shared(&target, limit).await {
                     Err(e @ (SshError::Connect { .. } | SshError::Protocol { .. })) if attempts < 3 => {
                         tracing::debug!(host = %target.host, error = %e, "ssh: connect failed, retrying");
-                        tokio::time::sleep(wait).await;
-                        wait *= 2;
+                        backoff.wait().await;
                         attempts += 1;
                     }
                     r => return r,
@@ -902,11 +902,10 @@ mod tests {
 
     #[test]
     fn import_ids() {
-        std::env::remove_var(KNOWN_HOSTS_ENV);
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let err = rt.block_on(WireguardPeer.import_for_test(&format!("10.0.0.1/wg0/{KEY}"))).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains(KNOWN_HOSTS_ENV), "{text}");
+        assert!(text.contains(SSH_KNOWN_HOSTS_ENV), "{text}");
         let err = rt.block_on(WireguardPeer.import_for_test("10.0.0.1/wg0")).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("Invalid import ID"), "{text}");

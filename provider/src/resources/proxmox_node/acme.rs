@@ -3,9 +3,9 @@
 //! `acmedomainN: domain=…,plugin=…[,alias=…]` per domain, N = 0..5), and the certificate order
 //! (`POST /nodes/{node}/certificates/acme/certificate`, an `acmenewcert` task).
 //!
-//! Self-contained: `proxmox_node.rs` adds [`schema_block`] to its schema, an
-//! `acme: Option<Acme>` field to its state, calls [`configure_acme`] after the Ceph step and
-//! [`read_acme`] in read.
+//! The resource (`mod.rs`) adds [`schema_block`] to its schema and an `acme: Option<Acme>`
+//! field to its state, and calls [`validate_config`], [`converge`] after the Ceph step and
+//! [`read`] in refresh.
 //!
 //! Trust across the order: an issued certificate replaces the node's API certificate, so the
 //! fingerprint the provider pinned stops matching. The provider caused that change, but a
@@ -16,27 +16,29 @@
 //! order's task confirmed through a client pinned to it. Without a CA root nothing is ordered.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::clients::http::fingerprint_of;
+use crate::clients::poll::{poll_until, Backoff, PollError, Probe};
 use crate::clients::pve::{
     CertificateInfo, NodeConfig, NodeConfigUpdate, PveClient, ACME_DOMAIN_SLOTS, PROXY_CERT_FILE,
 };
 use crate::clients::ClientError;
 use crate::framework::{AttrPath, Attribute, Block, Diagnostics, NestedBlock, Nesting, Type, Value};
+use crate::provider::ACME_CA_PEM_ENV;
+
+use super::{diag, trust, Node, State, PVE_PORT};
 
 /// PVE's node config has `acmedomain0` … `acmedomain5`.
 pub const MAX_DOMAINS: usize = ACME_DOMAIN_SLOTS;
 /// Renew when the installed certificate expires within this many days (PVE's own rule).
 const RENEW_DAYS: i64 = 30;
-const PVE_PORT: u16 = 8006;
-/// The CA root used when `acme.ca_pem` is not set.
-pub const CA_PEM_ENV: &str = "EDGE_ACME_CA_PEM";
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Acme {
@@ -78,7 +80,7 @@ pub enum Outcome {
     Ordered { fingerprint: String },
 }
 
-/// The block for `proxmox_node.rs`'s schema: `acme { account, ca_pem, domains = [{ … }] }`.
+/// The block for the resource's schema: `acme { account, ca_pem, domains = [{ … }] }`.
 pub fn schema_block() -> NestedBlock {
     NestedBlock::single(
         "acme",
@@ -101,7 +103,20 @@ pub fn schema_block() -> NestedBlock {
     )
 }
 
-/// Plan-time checks (call from `validate_config`).
+/// Plan-time checks of the `acme` block, and its one conflict with the resource's settings.
+pub(super) fn validate_config(c: &State, d: &mut Diagnostics) {
+    let Some(a) = &c.acme else { return };
+    validate(a, d);
+    if c.tls_fingerprint.is_some() {
+        d.error_at(
+            AttrPath::root("tls_fingerprint"),
+            "Conflicting TLS settings",
+            "With an acme block the provider pins the certificate it orders (verified against acme.ca_pem); leave tls_fingerprint out.",
+        );
+    }
+}
+
+/// Plan-time checks of the block itself.
 pub fn validate(acme: &Acme, d: &mut Diagnostics) {
     let root = AttrPath::root("acme");
     let domains = acme.domains.as_deref().unwrap_or_default();
@@ -234,6 +249,15 @@ pub fn config_update(current: &NodeConfig, want: &Acme) -> Option<NodeConfigUpda
     Some(body)
 }
 
+/// Refresh: the `acme` block as the node has it (see [`read_acme`]); `ca_pem` stays as it was.
+pub(super) async fn read(pve: &PveClient, node: &str, st: &mut State) -> Result<(), Diagnostics> {
+    if let Some(prior) = st.acme.clone() {
+        let read = read_acme(pve, node).await.map_err(|e| diag("Cannot read the ACME settings", e))?;
+        st.acme = read.map(|a| Acme { ca_pem: prior.ca_pem, ..a });
+    }
+    Ok(())
+}
+
 /// The node's ACME settings as they are in effect; `None` when it has none. `domains` reads
 /// back only while the installed certificate covers them and is not due for renewal (30
 /// days), so a missing, foreign or expiring certificate shows as a diff and the next apply
@@ -278,18 +302,22 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// The ACME step of converge: [`configure_acme`], and the certificate it ordered (verified)
+/// pinned in the state.
+pub(super) async fn converge(node: &Node<'_>, pve: &PveClient, acme: &Acme, st: &mut State) -> Result<(), Diagnostics> {
+    let outcome = configure_acme(node, pve, acme)
+        .await
+        .map_err(|e| Diagnostics::at(AttrPath::root("acme"), "ACME certificate", e.to_string()))?;
+    if let Outcome::Ordered { fingerprint } = outcome {
+        trust::pin(st, &fingerprint);
+    }
+    Ok(())
+}
+
 /// Sets the node's ACME config and orders a certificate when the installed one does not cover
-/// the domains (or expires within 30 days). `pve` is pinned to the node's current certificate;
-/// `pin` makes a client pinned to another fingerprint (`node_client` in proxmox_node.rs).
-pub async fn configure_acme(
-    pve: &PveClient,
-    node: &str,
-    address: &str,
-    acme: &Acme,
-    pin: &(dyn Fn(&str) -> Result<PveClient, String> + Send + Sync),
-    deadline: Instant,
-    stop: &CancellationToken,
-) -> Result<Outcome, AcmeError> {
+/// the domains (or expires within 30 days). `pve` is pinned to the node's current certificate.
+pub(super) async fn configure_acme(target: &Node<'_>, pve: &PveClient, acme: &Acme) -> Result<Outcome, AcmeError> {
+    let (node, address, deadline, stop) = (target.name, target.address, target.deadline, &target.ctx.stop);
     let current = pve.node_config(node).await?;
     let mut outcome = Outcome::Unchanged;
     if let Some(body) = config_update(&current, acme) {
@@ -304,9 +332,9 @@ pub async fn configure_acme(
     }
     // Without a root to verify against, the certificate about to be ordered could never be
     // trusted: refuse before changing anything on the node.
-    let ca_pem = acme.ca_pem.clone().or_else(|| std::env::var(CA_PEM_ENV).ok()).ok_or_else(|| {
+    let ca_pem = acme.ca_pem.clone().or_else(|| target.ctx.clients.settings.acme_ca_pem.clone()).ok_or_else(|| {
         AcmeError::Config(format!(
-            "set acme.ca_pem (or {CA_PEM_ENV}) to the ACME CA's root certificate: the provider verifies the certificate it orders against it before trusting the node's new fingerprint"
+            "set acme.ca_pem (or {ACME_CA_PEM_ENV}) to the ACME CA's root certificate: the provider verifies the certificate it orders against it before trusting the node's new fingerprint"
         ))
     })?;
     let force = info.iter().any(|c| c.filename == PROXY_CERT_FILE);
@@ -323,7 +351,8 @@ pub async fn configure_acme(
         want.iter().find(|d| !d.starts_with("*.")).cloned().unwrap_or_else(|| want[0].replacen('*', "edge-verify", 1));
     let fingerprint = verified_fingerprint(address, &verify_name, &ca_pem, deadline, stop).await?;
     // Now that the certificate is verified, credentials may go to it: confirm the order.
-    let fresh = pin(&fingerprint).map_err(AcmeError::Verify)?;
+    let fresh = trust::node_client(target.ctx, address, &fingerprint, false)
+        .map_err(|d| AcmeError::Verify(format!("{:?}", d.0)))?;
     fresh.wait_task(&upid, deadline, stop).await?;
     let info = fresh.certificates(node).await?;
     if installed_fingerprint(&info).as_deref().map(str::to_ascii_uppercase) != Some(fingerprint.to_ascii_uppercase()) {
@@ -367,32 +396,28 @@ async fn verified_fingerprint(
         .build()
         .map_err(|e| AcmeError::Config(format!("verification client: {e}")))?;
     let url = format!("https://{domain}:{PVE_PORT}/api2/json/version");
-    let mut delay = Duration::from_millis(50);
-    loop {
-        let last = match client.get(&url).send().await {
+    let (client, url) = (&client, &url);
+    let probe = move || async move {
+        match client.get(url).send().await {
             // Any HTTP status will do (no credentials were sent): the handshake verified.
             Ok(resp) => match resp.extensions().get::<reqwest::tls::TlsInfo>().and_then(|t| t.peer_certificate()) {
-                Some(der) => return Ok(fingerprint(der)),
-                None => "no peer certificate".to_string(),
+                Some(der) => Probe::Ready(fingerprint_of(der)),
+                None => Probe::NotYet("no peer certificate".to_string()),
             },
-            Err(e) => format!("{e:?}"),
-        };
-        if Instant::now() + delay > deadline {
-            return Err(AcmeError::Verify(format!(
-                "{address} does not present a certificate for {domain} that chains to acme.ca_pem: {last}. Not trusting it."
-            )));
+            Err(e) => Probe::NotYet(format!("{e:?}")),
         }
-        tokio::select! {
-            _ = stop.cancelled() => return Err(AcmeError::Verify("cancelled".into())),
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(1));
+    };
+    let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+    let outcome: Result<String, PollError<Infallible>> =
+        poll_until(deadline, stop, &format!("{domain}'s new certificate"), backoff, probe).await;
+    match outcome {
+        Ok(fp) => Ok(fp),
+        Err(PollError::Timeout { last, .. }) => Err(AcmeError::Verify(format!(
+            "{address} does not present a certificate for {domain} that chains to acme.ca_pem: {last}. Not trusting it."
+        ))),
+        Err(PollError::Cancelled) => Err(AcmeError::Verify("cancelled".into())),
+        Err(PollError::Failed(never)) => match never {},
     }
-}
-
-/// SHA-256 of a DER certificate, uppercase colon hex (PVE's spelling).
-pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
 #[cfg(test)]
@@ -492,7 +517,7 @@ mod tests {
 
     #[test]
     fn fingerprints_are_pve_spelled() {
-        let fp = fingerprint(b"x");
+        let fp = fingerprint_of(b"x");
         assert_eq!(fp.len(), 32 * 3 - 1);
         assert!(fp.chars().all(|c| c == ':' || c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
     }

@@ -1,0 +1,426 @@
+//! Steps 1–3, the machine: verify the signed image, boot it through the BMC (virtual media,
+//! one-time boot override, power), wait for the node's API; and the decisions around them —
+//! re-image on an image change, power drift (on from the installed disk, never the installer),
+//! and disaster recovery (a node that stays silent after a power-on from its disk is blank and
+//! is re-imaged). Everything looks at the BMC first, so a re-run never boots a node twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::clients::image::{self, VerifiedImage};
+use crate::clients::poll::{poll_until, Backoff, PollError, Probe};
+use crate::clients::redfish::{probe_fingerprint, BmcTrust, RedfishClient, RedfishError};
+use crate::clients::ApiErrorKind;
+use crate::framework::timeouts::parse_duration;
+use crate::framework::{AttrPath, Ctx, Diagnostics, PlanCtx};
+
+use super::{diag, req, trust, Image, Node, State, PVE_PORT};
+
+/// How long a node powered on from its own disk may take to answer before it counts as blank.
+const DEFAULT_DISK_BOOT: Duration = Duration::from_secs(10 * 60);
+
+/// A client for the node's BMC: the configuration's `bmc` block over the state's (the password
+/// is write-only, so only the configuration has it), then the provider's `redfish` defaults.
+pub(super) fn bmc_client(ctx: &Ctx, st: &State, config: Option<&State>) -> Result<Arc<RedfishClient>, Diagnostics> {
+    let b = st.bmc.clone().unwrap_or_default();
+    let from_cfg = config.and_then(|c| c.bmc.clone()).unwrap_or_default();
+    let endpoint = from_cfg.endpoint.or(b.endpoint).ok_or_else(|| {
+        Diagnostics::at(AttrPath::root("bmc").attr("endpoint"), "Missing BMC endpoint", "Set bmc.endpoint.")
+    })?;
+    let defaults = &ctx.clients.redfish;
+    let username = from_cfg.username.or(b.username).or(defaults.username.clone()).unwrap_or_default();
+    // The password is write-only: from the configuration, else the provider's default.
+    let password = from_cfg.password.or(b.password).or(defaults.password.clone()).unwrap_or_default();
+    let insecure = from_cfg.insecure.or(b.insecure).or(defaults.insecure).unwrap_or(false);
+    let trust = match from_cfg.tls_fingerprint.or(b.tls_fingerprint) {
+        Some(fp) => BmcTrust::Fingerprint(fp),
+        None if insecure => BmcTrust::Insecure,
+        None => BmcTrust::Unset,
+    };
+    RedfishClient::new(&endpoint, &username, &password, trust)
+        .map(|c| Arc::new(c.with_fixed_poll(ctx.clients.settings.fixed_poll)))
+        .map_err(|e| Diagnostics::at(AttrPath::root("bmc"), "Cannot set up the BMC client", e.to_string()))
+}
+
+/// Step 1: the manifest's signature against the trusted keys, then the file behind `url`;
+/// records the verified sha256 and version in the state.
+pub(super) async fn verify_image(
+    ctx: &Ctx,
+    st: &mut State,
+    img: &Image,
+    url: &str,
+) -> Result<VerifiedImage, Diagnostics> {
+    let m = req(&img.manifest, "image.manifest")?;
+    let v = image::load(&m, &ctx.clients.trusted_image_keys, img.file.as_deref()).await.map_err(|e| {
+        Diagnostics::at(
+            AttrPath::root("image").attr("manifest"),
+            "Image refused",
+            format!("{e}. Nothing was powered on."),
+        )
+    })?;
+    image::verify_image(&v, url).await.map_err(|e| {
+        Diagnostics::at(AttrPath::root("image").attr("url"), "Image refused", format!("{e}. Nothing was powered on."))
+    })?;
+    tracing::info!(node = st.name.as_deref().unwrap_or_default(), version = %v.manifest.version, signed_by = ?v.signed_by, "image verified");
+    st.image_sha256 = v.sha256_hex();
+    st.image_version = Some(v.manifest.version.clone());
+    Ok(v)
+}
+
+/// Step 2: boots `url` through the BMC — virtual CD, one-time boot override, power on (or
+/// power-cycle a running node). `force` re-images a node that runs this image already.
+pub(super) async fn boot_image(
+    node: &Node<'_>,
+    bmc: &RedfishClient,
+    url: &str,
+    config: &State,
+    force: bool,
+) -> Result<(), Diagnostics> {
+    let name = node.name;
+    let sys = bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?;
+    let media = bmc.media().await.map_err(|e| diag("Cannot read the virtual media", e))?;
+    let ours = media.image.as_deref() == Some(url);
+    if sys.is_on() && ours && !force {
+        // A previous run inserted this image and powered the node on: it is installing or
+        // installed. Do not boot it a second time.
+        tracing::info!(node = %name, "node already booted from this image (re-run); not booting again");
+        return Ok(());
+    }
+    if sys.is_on() && !ours && !force && config.cluster.is_some() && adoptable(node, config).await {
+        return Ok(());
+    }
+    if media.inserted && !ours {
+        bmc.eject_media().await.map_err(|e| diag("Cannot eject the old virtual media", e))?;
+    }
+    if !ours {
+        bmc.insert_media(url).await.map_err(|e| diag("Cannot insert the image as virtual media", e))?;
+    }
+    bmc.boot_once_cd().await.map_err(|e| diag("Cannot set the one-time boot override", e))?;
+    if sys.is_on() {
+        // Power-cycle: off, confirmed, then on (a ForceRestart is not seen as a new boot by
+        // every BMC; an explicit off/on is).
+        force_off(node, bmc).await?;
+    }
+    let t = Instant::now();
+    bmc.reset("On").await.map_err(|e| diag("Cannot power on the node", e))?;
+    let polls =
+        bmc.wait_power(true, node.deadline, &node.ctx.stop).await.map_err(|e| diag("Node did not power on", e))?;
+    // How long the BMC took (bench/converge subtracts it to get the provider's own overhead).
+    tracing::info!(node = %name, polls, power_wait_ms = t.elapsed().as_millis() as u64, "powered on from the image");
+    Ok(())
+}
+
+/// A running node that is not ours to boot: only a member that already runs the wanted
+/// configuration (it answers with the pinned certificate) is adopted; everything else is
+/// power-cycled into the image.
+async fn adoptable(node: &Node<'_>, config: &State) -> bool {
+    let Some(fp) = config.tls_fingerprint.as_deref() else { return false };
+    let Ok(pve) = trust::node_client(node.ctx, node.address, fp, true) else { return false };
+    let answers = pve.version().await.is_ok();
+    if answers {
+        tracing::info!(node = %node.name, "node answers with the pinned certificate; adopting it without a reboot");
+    }
+    answers
+}
+
+/// Drift repair: a node powered off by hand boots its installed disk, never the installer.
+/// Returns whether it was powered on here (then silence means it is blank: [`wait_from_disk`]).
+pub(super) async fn power_on_from_disk(node: &Node<'_>, bmc: &RedfishClient) -> Result<bool, Diagnostics> {
+    let sys = bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?;
+    if sys.is_on() {
+        return Ok(false);
+    }
+    bmc.eject_media().await.map_err(|e| diag("Cannot eject the virtual media", e))?;
+    bmc.reset("On").await.map_err(|e| diag("Cannot power on the node", e))?;
+    bmc.wait_power(true, node.deadline, &node.ctx.stop).await.map_err(|e| diag("Node did not power on", e))?;
+    Ok(true)
+}
+
+/// `power = "off"`: powers a running node off.
+pub(super) async fn power_off(node: &Node<'_>, bmc: &RedfishClient) -> Result<(), Diagnostics> {
+    let sys = bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?;
+    if sys.is_on() {
+        force_off(node, bmc).await?;
+    }
+    Ok(())
+}
+
+/// Destroy: ejects the media and powers the node off, so it cannot come back as it was (PVE's
+/// rule before `pvecm delnode`).
+pub(super) async fn power_off_for_destroy(node: &Node<'_>, prior: &State) -> Result<(), Diagnostics> {
+    let bmc = bmc_client(node.ctx, prior, None)?;
+    let _ = bmc.eject_media().await.map_err(|e| tracing::warn!(error = %e, "eject failed"));
+    let sys = bmc.system().await.map_err(|e| match e {
+        RedfishError::Status { status: 401 | 403, .. } => Diagnostics::at(
+            AttrPath::root("bmc").attr("password"),
+            "Cannot power the node off",
+            format!("The BMC refused the credentials: {e}. bmc.password is write-only and not kept in state; set the provider's redfish.password (EDGE_REDFISH_PASSWORD) for destroy."),
+        ),
+        e => diag("Cannot read the BMC", e),
+    })?;
+    if sys.is_on() {
+        force_off(node, &bmc).await?;
+    }
+    Ok(())
+}
+
+/// Off now, and confirmed by the BMC before anything else happens.
+async fn force_off(node: &Node<'_>, bmc: &RedfishClient) -> Result<(), Diagnostics> {
+    bmc.reset("ForceOff").await.map_err(|e| diag("Cannot power off the node", e))?;
+    bmc.wait_power(false, node.deadline, &node.ctx.stop).await.map_err(|e| diag("Node did not power off", e))?;
+    Ok(())
+}
+
+/// Step 3: polls the node's API until it answers with the provider's token; returns the
+/// certificate fingerprint (checked against `pin` when given).
+pub(super) async fn wait_api(node: &Node<'_>, pin: Option<&str>) -> Result<String, Diagnostics> {
+    let start = Instant::now();
+    wait_api_until(node, pin, node.deadline).await?.map_err(|last| {
+        Diagnostics::error(
+            "Node API did not come up",
+            format!("{} ({}:{PVE_PORT}) not answering after {:?}: {last}. Raise timeouts.create if the install takes longer.", node.name, node.address, start.elapsed()),
+        )
+    })
+}
+
+/// Step 3 after [`power_on_from_disk`]: the node's fingerprint, or `None` when it stays silent
+/// for `disk_boot_timeout` — then it is blank (wiped, or replaced by blank hardware).
+pub(super) async fn wait_from_disk(
+    node: &Node<'_>,
+    config: &State,
+    pin: Option<&str>,
+) -> Result<Option<String>, Diagnostics> {
+    let disk_wait =
+        config.disk_boot_timeout.as_deref().and_then(|t| parse_duration(t).ok()).unwrap_or(DEFAULT_DISK_BOOT);
+    match wait_api_until(node, pin, node.deadline.min(Instant::now() + disk_wait)).await? {
+        Ok(fp) => Ok(Some(fp)),
+        Err(last) => {
+            tracing::warn!(node = %node.name, waited = ?disk_wait, last = %last, "node did not come back from its disk: re-imaging it from the verified image");
+            Ok(None)
+        }
+    }
+}
+
+/// Disaster recovery: re-images a blank node like a first install (verify, then boot).
+pub(super) async fn reimage_blank(
+    node: &Node<'_>,
+    bmc: &RedfishClient,
+    st: &mut State,
+    config: &State,
+    img: &Image,
+    url: &str,
+) -> Result<VerifiedImage, Diagnostics> {
+    let v = verify_image(node.ctx, st, img, url).await?;
+    boot_image(node, bmc, url, config, true).await?;
+    st.booted_image = Some(url.to_string());
+    Ok(v)
+}
+
+/// [`wait_api`], but a deadline without an answer is `Ok(Err(last error))`: the caller decides
+/// what silence means (for a node booted from its own disk: it is blank).
+async fn wait_api_until(
+    node: &Node<'_>,
+    pin: Option<&str>,
+    deadline: Instant,
+) -> Result<Result<String, String>, Diagnostics> {
+    let (ctx, name) = (node.ctx, node.name);
+    let start = Instant::now();
+    let backoff =
+        Backoff::new(Duration::from_millis(25), Duration::from_millis(500)).fixed(ctx.clients.settings.fixed_poll);
+    let probe = move || probe_api(node, pin);
+    match poll_until(deadline, &ctx.stop, &format!("{name}'s API"), backoff, probe).await {
+        Ok(fp) => {
+            tracing::info!(node = %name, after = ?start.elapsed(), fingerprint = %fp, "node API is up");
+            Ok(Ok(fp))
+        }
+        Err(PollError::Timeout { last, .. }) => Ok(Err(last)),
+        Err(PollError::Cancelled) => Err(Diagnostics::error("Cancelled", format!("stopped while waiting for {name}"))),
+        Err(PollError::Failed(d)) => Err(d),
+    }
+}
+
+/// One look at the node's API: the certificate it presents (refused unless it is the pinned
+/// one), then whether it answers with the provider's token. A node that answers but refuses
+/// the token will not change its mind by waiting.
+async fn probe_api(node: &Node<'_>, pin: Option<&str>) -> Probe<String, Diagnostics> {
+    let (name, address) = (node.name, node.address);
+    let fp = match probe_fingerprint(address, PVE_PORT, Duration::from_secs(5)).await {
+        Ok(fp) => fp,
+        Err(e) => return Probe::NotYet(e.to_string()),
+    };
+    if let Err(d) = trust::check(name, address, &fp, pin) {
+        return Probe::Fail(d);
+    }
+    let pve = match trust::node_client(node.ctx, address, &fp, true) {
+        Ok(pve) => pve,
+        Err(d) => return Probe::Fail(d),
+    };
+    match pve.node_status(name).await {
+        Ok(_) => Probe::Ready(fp),
+        Err(e) if e.is(ApiErrorKind::Unauthorized) || e.is(ApiErrorKind::Forbidden) => Probe::Fail(diag(
+            &format!("{name} answers but refuses the provider's PVE token (a freshly installed node must accept the store's token)"),
+            e,
+        )),
+        Err(e) => Probe::NotYet(e.to_string()),
+    }
+}
+
+/// The node answers: after a boot from the media, the BMC must still hold our image, or what
+/// answers is not what was verified.
+pub(super) async fn confirm_media(bmc: &RedfishClient, name: &str, url: &str) -> Result<(), Diagnostics> {
+    let media = bmc.media().await.map_err(|e| diag("Cannot read the virtual media", e))?;
+    if media.image.as_deref() != Some(url) {
+        return Err(Diagnostics::error(
+            "Cannot confirm the booted image",
+            format!("{name} answers, but the BMC's virtual CD holds {:?} instead of {url}", media.image),
+        ));
+    }
+    Ok(())
+}
+
+/// Done with the media: ejected so the next power cycle boots the disk. (Kept inserted until
+/// the end of a converge, so a re-run after an interruption recognises the node as booted from
+/// this image.)
+pub(super) async fn eject(bmc: &RedfishClient) -> Result<(), Diagnostics> {
+    bmc.eject_media().await.map_err(|e| diag("Cannot eject the virtual media", e))
+}
+
+/// Refresh: the power state, through the BMC (an imported node has no BMC in state yet).
+/// `false` when the node is off: nothing else can be read, the last known values stay.
+pub(super) async fn read_power(ctx: &Ctx, st: &mut State, name: &str) -> Result<bool, Diagnostics> {
+    if st.bmc.is_none() {
+        return Ok(true);
+    }
+    let bmc = bmc_client(ctx, st, None)?;
+    match bmc.system().await {
+        Ok(sys) => {
+            st.power = Some(if sys.is_on() { "on" } else { "off" }.into());
+            Ok(sys.is_on())
+        }
+        // A per-node BMC password is write-only, so it is not in state: without the
+        // provider's redfish.password the power state cannot be read. Keep the last one.
+        Err(RedfishError::Status { status: 401 | 403, .. }) => {
+            tracing::warn!(node = %name, "BMC refused the credentials available at refresh (bmc.password is write-only: set the provider's redfish.password to read power); keeping the last known power state");
+            Ok(true)
+        }
+        Err(e) => Err(diag("Cannot read the BMC", e)),
+    }
+}
+
+/// Plan, step 1 where it can be: the manifest's signature (path or URL) and the image's sha256
+/// and version from it. A manifest that no longer verifies only warns while the node keeps
+/// running that image (nothing will be booted).
+pub(super) async fn plan_image(
+    ctx: &Ctx,
+    plan: &mut PlanCtx<State>,
+    cfg: &State,
+) -> Result<Option<VerifiedImage>, Diagnostics> {
+    let mut verified = None;
+    if let (false, Some(img)) = (plan.is_unknown_in_config("image"), &cfg.image) {
+        if let Some(m) = &img.manifest {
+            match image::load(m, &ctx.clients.trusted_image_keys, img.file.as_deref()).await {
+                Ok(v) => verified = Some(v),
+                // The node already runs this image: nothing will be booted, so a manifest
+                // that no longer verifies (key rotated out, file moved) is only a warning.
+                Err(e) if plan.prior.as_ref().is_some_and(|p| p.image.is_some() && p.image == cfg.image) => {
+                    plan.diags.warn_at(
+                        AttrPath::root("image").attr("manifest"),
+                        "Image no longer verifies",
+                        format!("{e}. The node keeps running it; a re-image with this manifest would be refused."),
+                    );
+                }
+                Err(e) => {
+                    return Err(Diagnostics::at(
+                        AttrPath::root("image").attr("manifest"),
+                        "Image refused",
+                        format!("{e}. Nothing was powered on."),
+                    ))
+                }
+            }
+        }
+    }
+    match &verified {
+        Some(v) => {
+            plan.set("image_sha256", &v.sha256_hex())?;
+            plan.set("image_version", &v.manifest.version)?;
+        }
+        None if plan.is_create() => {
+            plan.set_unknown("image_sha256");
+            plan.set_unknown("image_version");
+        }
+        None => {}
+    }
+    Ok(verified)
+}
+
+/// Plan: the image changed (other URL, other manifest, or the manifest now names another
+/// file) — a replacement, or with `reimage_on_change` a re-image in place. An imported node
+/// (no image in state) only records it. Returns whether the image changed.
+pub(super) fn plan_reimage(
+    plan: &mut PlanCtx<State>,
+    cfg: &State,
+    prior: &State,
+    verified: Option<&VerifiedImage>,
+) -> bool {
+    let img_known = !plan.is_unknown_in_config("image");
+    let changed = prior.image.is_some()
+        && (!img_known || prior.image != cfg.image || verified.is_some_and(|v| v.sha256_hex() != prior.image_sha256));
+    if !changed {
+        return false;
+    }
+    if cfg.reimage_on_change == Some(true) {
+        plan.diags.warn_at(
+            AttrPath::root("image"),
+            "The node will be re-imaged",
+            "The image changed and reimage_on_change = true: apply power-cycles the node into the new image (its local state is lost) and configures it again in place.",
+        );
+        plan.set_unknown("booted_image");
+    } else {
+        plan.require_replace(AttrPath::root("image"));
+    }
+    true
+}
+
+/// Plan: a powered-off node comes back at apply — from its disk, or, if that disk turns out to
+/// be blank, re-imaged. Either way what it presents afterwards is only known then. Returns
+/// whether it comes back.
+pub(super) fn plan_power_on(
+    plan: &mut PlanCtx<State>,
+    cfg: &State,
+    prior: &State,
+    verified: Option<&VerifiedImage>,
+    image_changed: bool,
+) -> bool {
+    let want_on = cfg.power.as_deref() != Some("off");
+    if !(want_on && prior.power.as_deref() == Some("off") && !image_changed) {
+        return false;
+    }
+    let wait = cfg.disk_boot_timeout.clone().unwrap_or_else(|| "10m".into());
+    let version = verified.map(|v| v.manifest.version.clone()).or(prior.image_version.clone());
+    plan.diags.warn_at(
+        AttrPath::root("power"),
+        "The node is powered off",
+        format!(
+            "Apply powers it on from its own disk. If its API does not answer within disk_boot_timeout ({wait}), the node counts as blank (wiped or replaced hardware) and is re-imaged from the verified image{}, then configured and clustered again.",
+            version.map(|v| format!(" {v}")).unwrap_or_default()
+        ),
+    );
+    plan.set_unknown("booted_image");
+    true
+}
+
+/// Plan-time checks of `disk_boot_timeout` and `power`.
+pub(super) fn validate(c: &State, d: &mut Diagnostics) {
+    if let Some(t) = &c.disk_boot_timeout {
+        if let Err(e) = parse_duration(t) {
+            d.error_at(AttrPath::root("disk_boot_timeout"), "Invalid duration", e);
+        }
+    }
+    if let Some(p) = &c.power {
+        if p != "on" && p != "off" {
+            d.error_at(AttrPath::root("power"), "Invalid power state", format!("{p:?}: use \"on\" or \"off\""));
+        }
+    }
+}

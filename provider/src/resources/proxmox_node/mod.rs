@@ -1,0 +1,509 @@
+//! `edge_proxmox_node`: one Proxmox VE node, from powered-off bare metal to a configured cluster
+//! member. Create runs the steps below; each one first looks at the machine, so a re-run after
+//! an interruption (a crash, Ctrl-C, a failed join) picks up where the last one stopped:
+//!
+//! 1. verify the signed image (manifest signature against `trusted_image_keys`, then the image
+//!    file's size/sha256/NAR hash) — before anything touches the machine (`boot.rs`);
+//! 2. BMC (Redfish): insert the image as virtual media, one-time boot override to the CD,
+//!    power on (or power-cycle a node that runs something else), poll power with backoff
+//!    (`boot.rs`);
+//! 3. wait for the node's PVE API (`boot.rs`), pin its TLS certificate (`trust.rs`), confirm it
+//!    booted the media;
+//! 4. DNS, timezone, network (pending changes applied with the `srvreload` task;
+//!    `configure.rs`);
+//! 5. cluster: create on the first node, join the others (the join replaces the node's
+//!    `/etc/pve`, so access is re-established with the cluster's token afterwards;
+//!    `cluster.rs`);
+//! 6. Ceph roles: init, mon, mgr, OSDs (`ceph.rs`);
+//! 7. ACME: the node's certificate from an ACME CA, verified before it is pinned (`acme.rs`);
+//!
+//! and finally ejects the media, so a later power cycle boots the installed disk.
+//!
+//! This file holds the state, the schema and the [`Resource`] implementation, which only
+//! sequences the steps; each step's converge, refresh, plan and validation live in its file.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::framework::{
+    AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock, Op,
+    PlanCtx, Resource, Schema, Timeouts, Type, Value,
+};
+
+mod acme;
+mod boot;
+mod ceph;
+mod cluster;
+mod configure;
+mod trust;
+
+use acme::Acme;
+
+const DEFAULT_CREATE: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_UPDATE: Duration = Duration::from_secs(30 * 60);
+const DEFAULT_DELETE: Duration = Duration::from_secs(10 * 60);
+/// The port of a node's PVE API (pveproxy).
+const PVE_PORT: u16 = 8006;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Image {
+    pub url: Option<String>,
+    pub manifest: Option<String>,
+    pub file: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bmc {
+    pub endpoint: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls_fingerprint: Option<String>,
+    pub insecure: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dns {
+    pub servers: Option<Vec<String>>,
+    pub search: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Iface {
+    pub iface: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub cidr: Option<String>,
+    pub gateway: Option<String>,
+    pub bridge_ports: Option<String>,
+    pub bridge_vlan_aware: Option<bool>,
+    pub slaves: Option<String>,
+    pub bond_mode: Option<String>,
+    pub vlan_id: Option<i64>,
+    pub vlan_raw_device: Option<String>,
+    pub autostart: Option<bool>,
+    pub mtu: Option<i64>,
+    pub comments: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub name: Option<String>,
+    pub create: Option<bool>,
+    pub join: Option<String>,
+    pub fingerprint: Option<String>,
+    pub root_password: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ceph {
+    pub mon: Option<bool>,
+    pub mgr: Option<bool>,
+    pub osd_devices: Option<Vec<String>>,
+    pub network: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    pub id: Option<String>,
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub tls_fingerprint: Option<String>,
+    pub tls_fingerprint_trusted: Option<String>,
+    pub power: Option<String>,
+    pub reimage_on_change: Option<bool>,
+    pub image_sha256: Option<String>,
+    pub image_version: Option<String>,
+    pub booted_image: Option<String>,
+    pub ceph_fsid: Option<String>,
+    pub disk_boot_timeout: Option<String>,
+    pub timezone: Option<String>,
+    pub image: Option<Image>,
+    pub bmc: Option<Bmc>,
+    pub dns: Option<Dns>,
+    pub network: Option<Vec<Iface>>,
+    pub cluster: Option<Cluster>,
+    pub ceph: Option<Ceph>,
+    pub acme: Option<Acme>,
+    pub timeouts: Option<Timeouts>,
+}
+
+pub struct ProxmoxNode;
+
+/// The node a converge step works on, with what every step needs alongside it.
+struct Node<'a> {
+    ctx: &'a Ctx,
+    name: &'a str,
+    address: &'a str,
+    /// From the operation's `timeouts`: every wait of the step ends here.
+    deadline: Instant,
+}
+
+#[async_trait]
+impl Resource for ProxmoxNode {
+    type State = State;
+
+    fn type_name(&self) -> &'static str {
+        "edge_proxmox_node"
+    }
+
+    fn schema(&self) -> Schema {
+        let s = |n: &str, d: &str| Attribute::optional(n, Type::String).describe(d);
+        Schema::new(
+            0,
+            Block::new("A Proxmox VE node converged from powered-off bare metal: signed image booted through the BMC (Redfish), DNS/time/network configured, cluster created or joined, Ceph roles set up. Drift (power, DNS, timezone, network, cluster membership, Ceph roles, TLS certificate) shows as a diff.")
+                .attr(Attribute::computed("id", Type::String).describe("The node name."))
+                .attr(Attribute::required("name", Type::String).replace().describe("The node's name in PVE (its hostname, e.g. `pve1`)."))
+                .attr(Attribute::required("address", Type::String).replace().describe("Address of the node's PVE API (port 8006), an IP or host name."))
+                .attr(Attribute::optional_computed("tls_fingerprint", Type::String).describe("SHA-256 fingerprint of the node's API certificate (`AB:CD:…`). Set it to pin a known certificate; left out, the certificate the node presents after the provider booted it is pinned and stored. A different certificate later is drift, never trusted silently."))
+                .attr(Attribute::computed("tls_fingerprint_trusted", Type::String).describe("The fingerprint the provider trusts (what it pinned at install, or the one set in `tls_fingerprint`)."))
+                .attr(Attribute::optional_computed("power", Type::String).default(Value::String("on".into())).describe("`on` (default) or `off`, as the BMC reports it. A node powered off by hand shows as a diff and apply powers it on again."))
+                .attr(Attribute::optional("reimage_on_change", Type::Bool).describe("When the image changes, re-image the node in place (power-cycle into the new image, then re-run the configuration) instead of replacing the resource."))
+                .attr(Attribute::computed("image_sha256", Type::String).describe("sha256 (hex) of the boot file, from the verified manifest."))
+                .attr(Attribute::computed("image_version", Type::String).describe("Version from the verified manifest."))
+                .attr(Attribute::computed("booted_image", Type::String).describe("The image URL the node was last booted from by this provider."))
+                .attr(Attribute::computed("ceph_fsid", Type::String).describe("The fsid of the Ceph cluster the node is in (empty before Ceph is initialised). Unknown in a plan that brings a powered-off node back, since it may be rebuilt: wire it into `edge_ceph_pool.ceph_fsid` so pools are checked again (and created again on a rebuilt cluster) in the same apply."))
+                .attr(s("disk_boot_timeout", "How long apply waits for a powered-off node to answer after powering it on from its own disk before treating it as blank (wiped or replaced hardware) and re-imaging it from the verified image. Default `10m`."))
+                .attr(s("timezone", "Timezone, e.g. `Europe/Berlin` or `UTC`."))
+                .block(
+                    NestedBlock::single(
+                        "image",
+                        Block::new("The signed node image. Verified (signature against the provider's `trusted_image_keys`, then the file's size, sha256 and NAR hash) before the BMC is touched; a local manifest is checked at plan time already. Changing it replaces the node, or re-images it in place with `reimage_on_change`.")
+                            .attr(Attribute::required("url", Type::String).describe("Where the BMC fetches the image (virtual media URL, http(s)); also a local path for verification only setups."))
+                            .attr(Attribute::required("manifest", Type::String).describe("The signed manifest (`edge-image sign`), a local path or an http(s) URL."))
+                            .attr(s("file", "Which file of the manifest the URL serves; default: the only file with a sha256.")),
+                    )
+                    .items(1, 1),
+                )
+                .block(
+                    NestedBlock::single(
+                        "bmc",
+                        Block::new("The node's BMC (Redfish).")
+                            .attr(Attribute::required("endpoint", Type::String).describe("The system's Redfish URL (`https://bmc/redfish/v1/Systems/ID`), or the BMC's base URL when it has one system."))
+                            .attr(s("username", "BMC user; default: the provider's `redfish.username`."))
+                            .attr(Attribute::optional("password", Type::String).sensitive().write_only().describe("BMC password; default: the provider's `redfish.password`. Write-only on Terraform 1.11+."))
+                            .attr(s("tls_fingerprint", "SHA-256 fingerprint of the BMC certificate (https endpoints)."))
+                            .attr(Attribute::optional("insecure", Type::Bool).describe("Skip BMC certificate checks (labs only).")),
+                    )
+                    .items(1, 1),
+                )
+                .block(NestedBlock::single(
+                    "dns",
+                    Block::new("Resolver settings (`/nodes/{node}/dns`).")
+                        .attr(Attribute::optional("servers", Type::list(Type::String)).describe("Up to three DNS servers."))
+                        .attr(s("search", "Search domain.")),
+                ))
+                .block(NestedBlock::list(
+                    "network",
+                    Block::new("Interfaces to manage (bridges, bonds, VLANs); others are left alone. Pending changes are applied with PVE's network reload task.")
+                        .attr(Attribute::required("iface", Type::String).describe("Interface name, e.g. `vmbr1`, `bond0`, `vmbr0.20`."))
+                        .attr(Attribute::required("type", Type::String).describe("`bridge`, `bond`, `vlan`, `eth`, …"))
+                        .attr(s("cidr", "IPv4 address with prefix length."))
+                        .attr(s("gateway", "Default gateway."))
+                        .attr(s("bridge_ports", "Bridge ports, space separated."))
+                        .attr(Attribute::optional("bridge_vlan_aware", Type::Bool).describe("VLAN-aware bridge."))
+                        .attr(s("slaves", "Bond members, space separated."))
+                        .attr(s("bond_mode", "Bond mode, e.g. `802.3ad`, `active-backup`."))
+                        .attr(Attribute::optional("vlan_id", Type::Number).describe("VLAN tag."))
+                        .attr(s("vlan_raw_device", "VLAN parent device."))
+                        .attr(Attribute::optional("autostart", Type::Bool).describe("Bring up at boot."))
+                        .attr(Attribute::optional("mtu", Type::Number).describe("MTU."))
+                        .attr(s("comments", "Comment.")),
+                ))
+                .block(NestedBlock::single(
+                    "cluster",
+                    Block::new("Cluster membership: `create = true` on the first node, `join = <member address>` on the others.")
+                        .attr(s("name", "Cluster name (required with `create`; checked against the cluster when joining)."))
+                        .attr(Attribute::optional("create", Type::Bool).describe("Create the cluster on this node."))
+                        .attr(s("join", "Address of a member to join through."))
+                        .attr(s("fingerprint", "The member's API certificate fingerprint; default: the one it presents (pin it!)."))
+                        .attr(Attribute::optional("root_password", Type::String).sensitive().write_only().describe("root@pam password of the member (PVE's join needs it). Write-only on Terraform 1.11+.")),
+                ))
+                .block(NestedBlock::single(
+                    "ceph",
+                    Block::new("Ceph roles of the node (`pveceph init`, mon, mgr, OSDs).")
+                        .attr(Attribute::optional("mon", Type::Bool).describe("Run a monitor."))
+                        .attr(Attribute::optional("mgr", Type::Bool).describe("Run a manager."))
+                        .attr(Attribute::optional("osd_devices", Type::list(Type::String)).describe("Disks to turn into OSDs, e.g. `/dev/sdb`."))
+                        .attr(s("network", "Public network for `ceph init` (CIDR), used when the cluster's Ceph is not initialized yet.")),
+                ))
+                .block(acme::schema_block())
+                .block(NestedBlock::timeouts(&["create", "update", "delete"])),
+        )
+    }
+
+    fn identity_schema(&self) -> Option<IdentitySchema> {
+        Some(IdentitySchema {
+            version: 0,
+            attributes: vec![IdentityAttribute {
+                name: "name".into(),
+                description: "The node name.".into(),
+                required_for_import: true,
+            }],
+        })
+    }
+
+    fn identity(&self, s: &State) -> Option<BTreeMap<String, String>> {
+        Some(BTreeMap::from([("name".to_string(), s.name.clone()?)]))
+    }
+
+    fn validate(&self, c: &State, d: &mut Diagnostics) {
+        validate_config(c, d);
+    }
+
+    async fn modify_plan(&self, ctx: &Ctx, plan: &mut PlanCtx<State>) -> Result<(), Diagnostics> {
+        let cfg = plan.config.clone();
+        if !ctx.write_only_supported {
+            warn_write_only_stored(plan, &cfg);
+        }
+        // 1. The image, at plan time where it can be.
+        let verified = boot::plan_image(ctx, plan, &cfg).await?;
+        let Some(prior) = plan.prior.clone() else {
+            plan.set_unknown("booted_image");
+            plan.set_unknown("ceph_fsid");
+            trust::plan_unknown(plan, &cfg);
+            return Ok(());
+        };
+        let image_changed = boot::plan_reimage(plan, &cfg, &prior, verified.as_ref());
+        // A node that comes back may have been rebuilt: what it presents is known only then.
+        let comes_back = boot::plan_power_on(plan, &cfg, &prior, verified.as_ref(), image_changed);
+        if comes_back {
+            trust::plan_unknown(plan, &cfg);
+        }
+        // A new image, a rebuilt node or other Ceph roles may change the fsid.
+        if comes_back || image_changed || prior.ceph != cfg.ceph {
+            plan.set_unknown("ceph_fsid");
+        }
+        // After the power step: a known drift wins over its unknown.
+        trust::plan_drift(plan, &cfg, &prior)?;
+        // ACME: an order in this apply replaces the node's certificate (and the provider
+        // re-pins the one it ordered), so the fingerprints are only known after apply.
+        if acme::may_order(prior.acme.as_ref(), cfg.acme.as_ref()) {
+            plan.set_unknown("tls_fingerprint");
+            plan.set_unknown("tls_fingerprint_trusted");
+        }
+        Ok(())
+    }
+
+    async fn create(&self, ctx: &Ctx, planned: State, config: &State) -> Result<State, Diagnostics> {
+        let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Create, DEFAULT_CREATE);
+        let mut st = planned;
+        st.id = st.name.clone();
+        converge(ctx, &mut st, config, None, deadline).await?;
+        Ok(st)
+    }
+
+    async fn read(&self, ctx: &Ctx, state: State) -> Result<Option<State>, Diagnostics> {
+        let mut st = state;
+        let name = req(&st.name, "name")?;
+        let address = req(&st.address, "address")?;
+        if !boot::read_power(ctx, &mut st, &name).await? {
+            // Nothing else can be read from a powered-off node; keep the last known values.
+            return Ok(Some(st));
+        }
+        // The API is only read through the trusted pin.
+        let Some(trusted) = trust::read(&mut st, &name, &address).await else { return Ok(Some(st)) };
+        // The node answered the probe: read with the usual retries (a 5xx is worth another try).
+        let pve = trust::node_client(ctx, &address, &trusted, false)?;
+        configure::read(&pve, &name, &mut st).await?;
+        cluster::read(&pve, &mut st).await?;
+        ceph::read(&pve, &name, &mut st).await?;
+        acme::read(&pve, &name, &mut st).await?;
+        Ok(Some(st))
+    }
+
+    async fn update(&self, ctx: &Ctx, prior: State, planned: State, config: &State) -> Result<State, Diagnostics> {
+        let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Update, DEFAULT_UPDATE);
+        let mut st = planned;
+        st.id = st.name.clone();
+        converge(ctx, &mut st, config, Some(&prior), deadline).await?;
+        Ok(st)
+    }
+
+    async fn delete(&self, ctx: &Ctx, prior: State) -> Result<(), Diagnostics> {
+        let deadline = Instant::now() + Timeouts::get(&prior.timeouts, Op::Delete, DEFAULT_DELETE);
+        let name = req(&prior.name, "name")?;
+        let address = req(&prior.address, "address")?;
+        let node = Node { ctx, name: &name, address: &address, deadline };
+        // Who else is in the cluster, asked while this node still answers.
+        let member = cluster::other_member(ctx, &name, &address, &prior).await;
+        // Power off first (PVE's rule for `pvecm delnode`: the node must not come back as is).
+        if prior.bmc.is_some() {
+            boot::power_off_for_destroy(&node, &prior).await?;
+        }
+        if let Some(member) = member {
+            cluster::remove(ctx, &name, member).await?;
+        }
+        Ok(())
+    }
+
+    async fn import(&self, ctx: &Ctx, req: ImportRequest) -> Result<State, Diagnostics> {
+        let name = match req {
+            ImportRequest::Id(id) => id,
+            ImportRequest::Identity(mut m) => m.remove("name").unwrap_or_default(),
+        };
+        if name.is_empty() || name.contains('/') {
+            return Err(Diagnostics::error("Invalid import ID", "Import by node name, e.g. `pve1`."));
+        }
+        let found = cluster::find(ctx, &name).await?;
+        Ok(State {
+            id: Some(name.clone()),
+            name: Some(name),
+            address: Some(found.address),
+            tls_fingerprint: found.fingerprint.clone(),
+            tls_fingerprint_trusted: found.fingerprint,
+            power: Some("on".into()),
+            timezone: Some(String::new()),
+            dns: Some(Dns::default()),
+            cluster: found.cluster.map(|c| Cluster { name: Some(c), ..Default::default() }),
+            ceph: Some(Ceph::default()),
+            ..Default::default()
+        })
+    }
+}
+
+/// The framework warns for top-level write-only attributes; these sit in blocks.
+fn warn_write_only_stored(plan: &mut PlanCtx<State>, cfg: &State) {
+    let nested = [
+        (AttrPath::root("cluster").attr("root_password"), cfg.cluster.as_ref().and_then(|c| c.root_password.as_ref())),
+        (AttrPath::root("bmc").attr("password"), cfg.bmc.as_ref().and_then(|b| b.password.as_ref())),
+    ];
+    for (path, v) in nested {
+        if v.is_some() {
+            plan.diags.warn_at(
+                path,
+                "Stored in state on this Terraform version",
+                "This password is write-only on Terraform 1.11 and later. This Terraform version does not support write-only attributes, so the value is kept in state, marked sensitive.",
+            );
+        }
+    }
+}
+
+/// Each step checks its own settings, in the order of the steps.
+fn validate_config(c: &State, d: &mut Diagnostics) {
+    Timeouts::validate(&c.timeouts, d);
+    boot::validate(c, d);
+    trust::validate(c, d);
+    cluster::validate(c, d);
+    acme::validate_config(c, d);
+    configure::validate(c, d);
+}
+
+/// The converge path of create, update and a re-run after an interruption: the steps in order.
+async fn converge(
+    ctx: &Ctx,
+    st: &mut State,
+    config: &State,
+    prior: Option<&State>,
+    deadline: Instant,
+) -> Result<(), Diagnostics> {
+    let name = req(&st.name, "name")?;
+    let address = req(&st.address, "address")?;
+    let img_cfg = config.image.clone().unwrap_or_default();
+    let url = req(&img_cfg.url, "image.url")?;
+    let node = Node { ctx, name: &name, address: &address, deadline };
+    let reimage =
+        prior.is_some_and(|p| p.image.is_some() && (p.image != config.image || p.image_sha256 != st.image_sha256));
+    let first_install = prior.is_none();
+
+    // 1. Verify the image before anything touches the machine (also at apply: the manifest or
+    //    the file may have changed since the plan).
+    let mut verified =
+        if first_install || reimage { Some(boot::verify_image(ctx, st, &img_cfg, &url).await?) } else { None };
+
+    // 2. BMC: boot the image unless the node already runs it; power as configured.
+    let bmc = boot::bmc_client(ctx, st, Some(config))?;
+    let want_on = st.power.as_deref() != Some("off");
+    // Powered on from its own disk in this run: if it does not answer, it is blank.
+    let mut from_disk = false;
+    if verified.is_some() {
+        boot::boot_image(&node, &bmc, &url, config, reimage).await?;
+        st.booted_image = Some(url.clone());
+    } else if want_on {
+        from_disk = boot::power_on_from_disk(&node, &bmc).await?;
+    }
+    if !want_on {
+        boot::power_off(&node, &bmc).await?;
+        st.power = Some("off".into());
+        return Ok(());
+    }
+    st.power = Some("on".into());
+
+    // 3. The node's API: wait, pin, and (for a fresh boot) confirm it booted the media.
+    let pin = trust::expected(config, prior, verified.is_some());
+    let fp = if from_disk {
+        match boot::wait_from_disk(&node, config, pin.as_deref()).await? {
+            Some(fp) => fp,
+            // Disaster recovery: the machine powered on but nothing answers from its disk.
+            None => {
+                verified = Some(boot::reimage_blank(&node, &bmc, st, config, &img_cfg, &url).await?);
+                boot::wait_api(&node, trust::expected(config, prior, true).as_deref()).await?
+            }
+        }
+    } else {
+        boot::wait_api(&node, pin.as_deref()).await?
+    };
+    if st.booted_image.is_none() {
+        st.booted_image = prior.and_then(|p| p.booted_image.clone());
+    }
+    trust::pin(st, &fp);
+    if verified.is_some() {
+        boot::confirm_media(&bmc, &name, &url).await?;
+    }
+    let pve = trust::node_client(ctx, &address, &fp, false)?;
+
+    // 4. DNS, timezone, network.
+    configure::converge(&node, &pve, config).await?;
+    // 5. Cluster.
+    if let Some(cl) = &config.cluster {
+        cluster::converge(&node, &pve, &fp, cl).await?;
+    }
+    // 6. Ceph.
+    if let Some(c) = &config.ceph {
+        ceph::converge(&node, &pve, c).await?;
+    }
+    st.ceph_fsid = Some(ceph::fsid(&pve, &name).await?);
+    // 7. ACME, last: an order replaces the node's API certificate. The provider caused that
+    // change and verified the new certificate against acme.ca_pem for an ordered domain, so
+    // re-pinning it is legitimate (any other certificate change stays drift).
+    if let Some(a) = &config.acme {
+        acme::converge(&node, &pve, a, st).await?;
+    }
+    // Done: eject so the next power cycle boots the disk.
+    if verified.is_some() {
+        boot::eject(&bmc).await?;
+    }
+    tracing::info!(node = %name, redfish_calls = bmc.calls(), "node converged");
+    Ok(())
+}
+
+/// A value the plan left unknown must be known by apply.
+fn req(v: &Option<String>, attr: &str) -> Result<String, Diagnostics> {
+    v.clone().ok_or_else(|| Diagnostics::error("Missing value", format!("{attr} must be known at apply")))
+}
+
+/// A failed call as an error diagnostic: what could not be done, and the client's reason.
+fn diag(summary: &str, e: impl std::fmt::Display) -> Diagnostics {
+    Diagnostics::error(summary, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked_in_step_order() {
+        let mut d = Diagnostics::new();
+        let c = State {
+            cluster: Some(Cluster { create: Some(true), join: Some("10.0.0.1".into()), ..Default::default() }),
+            power: Some("sideways".into()),
+            ..Default::default()
+        };
+        validate_config(&c, &mut d);
+        let paths: Vec<String> = d.0.iter().filter_map(|x| x.path.clone()).map(|p| p.to_string()).collect();
+        assert_eq!(paths, vec!["power", "cluster.join"]);
+    }
+}
