@@ -12,7 +12,7 @@
 #   fleet.sh check              all of it in a temp dir, self-checking, cleans up (exit != 0 = fail)
 #
 # Environment: FLEET_DIR (/tmp/edge-fleet; `check` uses its own temp dir), STORES (3), NET (150:
-# lab addresses 127.NET.S.N), JOBS (2), FLEET_PG_PORT (a free port), binaries from
+# lab addresses 127.NET.S.N), JOBS (2), LOCK_TIMEOUT (60s), FLEET_PG_PORT (a free port), binaries from
 # $CARGO_TARGET_DIR/debug or EDGE_PROVIDER_BIN / EDGE_LAB_BIN, EDGE_TERRAFORM (.tools/bin/terraform).
 # Builds nothing: `cargo build -p terraform-provider-edge -p edge-lab` first.
 set -euo pipefail
@@ -26,6 +26,7 @@ TF=${EDGE_TERRAFORM:-$ROOT/.tools/bin/terraform}
 STORES=${STORES:-3}
 NET=${NET:-150}
 JOBS=${JOBS:-2}
+LOCK_TIMEOUT=${LOCK_TIMEOUT:-60s}
 D=${FLEET_DIR:-/tmp/edge-fleet}
 
 say() { printf '[fleet %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -164,10 +165,14 @@ for_stores() {
   local ok=$1 verb=$2; shift 2
   local list=("$@") s
   [ ${#list[@]} -gt 0 ] || mapfile -t list < <(stores)
+  # -lock-timeout: the pg backend takes a database-wide advisory lock (-1, its "workspace
+  # creation" lock) for a moment on every lock, whatever the workspace, so two stores locking at
+  # the same instant collide ("Cannot lock workspace; already locked for workspace creation").
+  # Terraform retries within the timeout; a store held by a long run still fails after it.
   local -a args
   case $verb in
-    apply) args=(apply -auto-approve -input=false -no-color) ;;
-    plan) args=(plan -detailed-exitcode -input=false -no-color) ;;
+    apply) args=(apply -auto-approve -input=false -no-color "-lock-timeout=$LOCK_TIMEOUT") ;;
+    plan) args=(plan -detailed-exitcode -input=false -no-color "-lock-timeout=$LOCK_TIMEOUT") ;;
   esac
   rm -f "$D/log/$verb".rc
   for s in "${list[@]}"; do
