@@ -66,9 +66,8 @@ json.dump({
 PY
 cat > "$lab_dir/env.sh" <<ENV
 export TF_CLI_CONFIG_FILE="$lab_dir/cli.tfrc" CHECKPOINT_DISABLE=1
-export EDGE_PVE_ENDPOINT="$(j "d['stores'][0]['pve']['endpoint']")"
-export EDGE_PVE_API_TOKEN="$(j "d['stores'][0]['pve']['api_token']")"
-export EDGE_PVE_TLS_FINGERPRINT="$(j "d['stores'][0]['pve']['tls_fingerprint']")"
+# PVE: the nodes come from bare metal and know no token; the example logs in as root@pam with
+# its root_password and trusts the nodes through the seeds and the cluster's CA.
 export EDGE_PBS_ENDPOINT="$(j "d['stores'][0]['pbs']['endpoint']")"
 export EDGE_PBS_API_TOKEN="$(j "d['stores'][0]['pbs']['api_token']")"
 export EDGE_PBS_TLS_FINGERPRINT="$(j "d['stores'][0]['pbs']['tls_fingerprint']")"

@@ -341,6 +341,67 @@ impl Lab {
         env
     }
 
+    /// Environment for a store whose nodes the provider installs from bare metal: the image knows
+    /// no API token, so the provider talks to PVE as root@pam (`EDGE_PVE_ROOT_PASSWORD`); the
+    /// nodes' certificates are only known once installed, so no PVE fingerprint is pinned.
+    pub fn bare_metal_env(&self, i: usize) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> =
+            self.provider_env(i).into_iter().filter(|(k, _)| !k.starts_with("EDGE_PVE_")).collect();
+        let s = self.store(i);
+        env.push(("EDGE_PVE_ROOT_PASSWORD".into(), s["pve"]["root_password"].as_str().unwrap_or_default().into()));
+        // Empty values count as unset: they override anything the caller's environment holds.
+        env.push(("EDGE_PVE_API_TOKEN".into(), String::new()));
+        env.push(("EDGE_PVE_TLS_FINGERPRINT".into(), String::new()));
+        env.push(("EDGE_PVE_ENDPOINT".into(), s["pve"]["endpoint"].as_str().unwrap_or_default().into()));
+        env
+    }
+
+    /// A PVE call on node `node` of store 0 as root@pam (a ticket from the store's root
+    /// password), through curl trusting the lab CA; returns the answer's JSON. Nodes installed
+    /// from the image know no token, and what they know of root is their seed's password.
+    pub fn pve_root(&self, node: usize, method: &str, path: &str, form: &[(&str, &str)]) -> Value {
+        let endpoint = self.store(0)["nodes"][node]["endpoint"].as_str().expect("node endpoint").to_string();
+        let password = self.store(0)["pve"]["root_password"].as_str().expect("root password").to_string();
+        let ca = self.dir.path().join("ca.pem");
+        let curl = |args: &[String]| -> Value {
+            let out = Command::new("curl")
+                .args(["-sS", "--cacert"])
+                .arg(&ca)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .expect("curl");
+            assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+        };
+        let login = curl(&[
+            "--data-urlencode".into(),
+            "username=root@pam".into(),
+            "--data-urlencode".into(),
+            format!("password={password}"),
+            format!("{endpoint}/api2/json/access/ticket"),
+        ]);
+        let ticket = login["data"]["ticket"].as_str().unwrap_or_else(|| panic!("root ticket: {login}")).to_string();
+        let csrf = login["data"]["CSRFPreventionToken"].as_str().unwrap_or_default().to_string();
+        let mut args = vec![
+            "-X".to_string(),
+            method.to_string(),
+            "-H".into(),
+            format!("Cookie: PVEAuthCookie={ticket}"),
+            "-H".into(),
+            format!("CSRFPreventionToken: {csrf}"),
+        ];
+        if method == "GET" || method == "DELETE" {
+            args.push("-G".into());
+        }
+        for (k, v) in form {
+            args.push("--data-urlencode".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(format!("{endpoint}/api2/json{path}"));
+        curl(&args)
+    }
+
     /// Calls the lab admin API with curl-free std networking: `method path [json body]`.
     pub fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
         let endpoint = self.json["admin"]["endpoint"].as_str().expect("admin endpoint");

@@ -2,8 +2,9 @@
 //! (sushy-emulator): nodes start powered off and come up only after the provider boots a
 //! signed image from virtual media.
 //!
-//! Each test has its own lab (`--net 81..85`, `88`) and a throwaway signing key; images are small
-//! files in the lab's artifact dir with a manifest made by the `edge-image` CLI.
+//! Each test has its own lab (`--net 81..85`, `88`, `129`) and a throwaway signing key; images
+//! are small files in the lab's artifact dir with a manifest made by the `edge-image` CLI. The
+//! whole story runs on both PVE profiles; the other tests alternate between them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,7 +69,7 @@ fn tf_for(lab: &Lab, hcl: &str, trusted: &str) -> Tf {
 }
 
 fn with_env(lab: &Lab, mut tf: Tf, trusted: &str) -> Tf {
-    for (k, v) in lab.provider_env(0) {
+    for (k, v) in lab.bare_metal_env(0) {
         tf.env(&k, &v);
     }
     tf.env("EDGE_REDFISH_USERNAME", lab.json["redfish"]["username"].as_str().unwrap_or_default());
@@ -105,7 +106,7 @@ variable "root_password" {
         let cluster = if i == 0 {
             "cluster {\n    name   = \"edge\"\n    create = true\n  }".to_string()
         } else {
-            "cluster {\n    join          = edge_proxmox_node.pve1.address\n    fingerprint   = edge_proxmox_node.pve1.tls_fingerprint\n    root_password = var.root_password\n  }".to_string()
+            "cluster {\n    join   = edge_proxmox_node.pve1.address\n    ca_pem = edge_proxmox_node.pve1.cluster_ca_pem\n  }".to_string()
         };
         // The first node also gets a bridge (staged, then applied with the reload task).
         let network = if i == 0 {
@@ -121,8 +122,9 @@ variable "root_password" {
         out.push_str(&format!(
             r#"
 resource "edge_proxmox_node" "{name}" {{
-  name    = "{name}"
-  address = "{address}"
+  name          = "{name}"
+  address       = "{address}"
+  root_password = var.root_password
   image {{
     url      = "{url}"
     manifest = "{manifest}"
@@ -162,7 +164,16 @@ fn assert_all_off(lab: &Lab, n: usize) {
 
 #[test]
 fn three_nodes_from_powered_off_to_a_ceph_cluster_then_drift_is_repaired() {
-    let lab = Lab::up(&["--net", "81", "--redfish", "--install-ms", "200"]);
+    three_nodes_then_drift("81", "9.1");
+}
+
+#[test]
+fn three_nodes_from_powered_off_to_a_ceph_cluster_then_drift_is_repaired_on_pve_8_4() {
+    three_nodes_then_drift("129", "8.4");
+}
+
+fn three_nodes_then_drift(net: &str, pve: &str) {
+    let lab = Lab::up(&["--net", net, "--pve", pve, "--redfish", "--install-ms", "200"]);
     let keys = tempfile::tempdir().expect("temp dir");
     let (secret, public) = keygen(keys.path(), "edge-test-1");
     let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "2026.11.1");
@@ -177,9 +188,27 @@ fn three_nodes_from_powered_off_to_a_ceph_cluster_then_drift_is_repaired() {
         let s = tf.resource("edge_proxmox_node.pve1");
         assert_eq!(s["power"], "on");
         assert_eq!(s["booted_image"], url.as_str());
-        assert_eq!(s["tls_fingerprint"], lab_node_json(&lab, 0)["tls_fingerprint"]);
+        assert_eq!(s["tls_fingerprint"], node(&lab, "pve1")["tls_fingerprint"], "what the node presents");
         s["image_sha256"].as_str().unwrap_or_default().to_string()
     };
+    // One cluster CA, learned over the seed-pinned channel of the first node, trusted by every
+    // member; each member states the seed it booted, the provider recorded the same one.
+    let ca = tf.resource("edge_proxmox_node.pve1")["cluster_ca_pem"].as_str().unwrap_or_default().to_string();
+    assert!(ca.contains("BEGIN CERTIFICATE"), "{ca}");
+    for i in 0..3 {
+        let name = lab_node_json(&lab, i)["name"].as_str().unwrap_or_default().to_string();
+        let st = tf.resource(&format!("edge_proxmox_node.{name}"));
+        assert_eq!(st["cluster_ca_pem"], ca.as_str(), "{name} trusted through the cluster's CA");
+        let info = lab.pve_root(0, "GET", &format!("/nodes/{name}/certificates/info"), &[]);
+        assert_eq!(info["data"][0]["pem"], ca.as_str(), "PVE's own pve-root-ca.pem on {name}: {info}");
+        let notes = lab.pve_root(0, "GET", &format!("/nodes/{name}/config"), &[]);
+        let seed = st["seed_sha256"].as_str().unwrap_or_default();
+        assert!(
+            notes["data"]["description"].as_str().unwrap_or_default().contains(&format!("edge-seed sha256={seed}")),
+            "{name} applied the seed the provider made: {notes}"
+        );
+        assert!(st["ssh_host_key"].as_str().is_some_and(|k| k.starts_with("ssh-ed25519 ")), "{st}");
+    }
     for i in 0..3 {
         let name = lab_node_json(&lab, i)["name"].as_str().unwrap_or_default().to_string();
         let s = node(&lab, &name);
@@ -196,8 +225,11 @@ fn three_nodes_from_powered_off_to_a_ceph_cluster_then_drift_is_repaired() {
     let net = &node(&lab, "pve1")["network"];
     assert_eq!(net["active"]["vmbr1"]["cidr"], "10.2.0.11/24", "bridge applied: {net}");
     assert!(net["pending"].as_object().is_none_or(|p| p.is_empty()), "nothing left pending: {net}");
-    let write_only_clean = tf.resource("edge_proxmox_node.pve2")["cluster"]["root_password"].is_null();
+    let write_only_clean = tf.resource("edge_proxmox_node.pve2")["root_password"].is_null();
     assert!(write_only_clean, "the root password is write-only: not in state");
+    let state = std::fs::read_to_string(tf.dir().join("terraform.tfstate")).expect("state");
+    let pw = lab.store(0)["pve"]["root_password"].as_str().expect("pw");
+    assert!(!state.contains(pw), "no trace of the root password in the state");
 
     // Drift by hand: DNS changed on pve2, pve2 removed from the cluster, pve3 powered off.
     lab.admin(
@@ -205,7 +237,8 @@ fn three_nodes_from_powered_off_to_a_ceph_cluster_then_drift_is_repaired() {
         "/lab/drift",
         Some(&json!({"kind": "dns", "node": "pve2", "servers": ["192.0.2.1"], "search": "evil.example"})),
     );
-    pve_call(&lab, 0, "DELETE", "/cluster/config/nodes/pve2");
+    let r = lab.pve_root(0, "DELETE", "/cluster/config/nodes/pve2", &[]);
+    assert!(r.get("data").is_some(), "delnode: {r}");
     assert!(node(&lab, "pve2")["cluster"].is_null());
     let booted3 = node(&lab, "pve3")["image"]["booted_at"].clone();
     lab.admin("POST", "/lab/power", Some(&json!({"node": "pve3", "on": false})));
@@ -225,14 +258,17 @@ fn three_nodes_from_powered_off_to_a_ceph_cluster_then_drift_is_repaired() {
     assert_eq!(s2["dns"]["search"], "store1.example");
     assert_eq!(s2["cluster"], "edge", "re-joined: {s2}");
 
-    // Import by node name.
+    // Import by node name, through the provider's PVE endpoint trusted by the cluster's CA.
     let before = tf.resource("edge_proxmox_node.pve3");
     tf.state_rm("edge_proxmox_node.pve3");
+    let mut tf = tf;
+    tf.env("EDGE_PVE_CA_PEM", &ca);
     let imp = tf.import("edge_proxmox_node.pve3", "pve3");
     assert!(imp.ok(), "{}", imp.output());
     let after = tf.resource("edge_proxmox_node.pve3");
     assert_eq!(after["address"], before["address"]);
     assert_eq!(after["tls_fingerprint"], before["tls_fingerprint"]);
+    assert_eq!(after["cluster_ca_pem"], ca.as_str());
     assert_eq!(after["cluster"]["name"], "edge");
     // The first apply after an import records the configuration without booting anything.
     tf.apply();
@@ -254,18 +290,6 @@ fn three_nodes_from_powered_off_to_a_ceph_cluster_then_drift_is_repaired() {
     for name in ["pve1", "pve2"] {
         wait_until(Duration::from_secs(30), || node(&lab, name)["power_on"] == false);
     }
-}
-
-/// A call to node `i`'s PVE API with the store's token (hand-made drift), through curl.
-fn pve_call(lab: &Lab, i: usize, method: &str, path: &str) {
-    let nd = lab_node_json(lab, i);
-    let ca = lab.dir.path().join("ca.pem");
-    run(Command::new("curl")
-        .args(["-sS", "--fail-with-body", "-X", method, "--cacert"])
-        .arg(&ca)
-        .arg("-H")
-        .arg(format!("Authorization: PVEAPIToken={}", lab.store(0)["pve"]["api_token"].as_str().unwrap_or_default()))
-        .arg(format!("{}/api2/json{path}", nd["endpoint"].as_str().unwrap_or_default())));
 }
 
 #[test]
@@ -308,8 +332,8 @@ fn unsigned_tampered_and_untrusted_images_are_refused_and_nothing_powers_on() {
 }
 
 #[test]
-fn an_apply_killed_at_the_join_resumes_without_a_second_boot_or_cluster() {
-    let lab = Lab::up(&["--net", "83", "--redfish", "--install-ms", "200"]);
+fn a_failed_join_resumes_into_one_cluster_without_trusting_on_first_use() {
+    let lab = Lab::up(&["--net", "83", "--pve", "8.4", "--redfish", "--install-ms", "200"]);
     let keys = tempfile::tempdir().expect("temp dir");
     let (secret, public) = keygen(keys.path(), "edge-test-1");
     let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "1");
@@ -327,11 +351,18 @@ fn an_apply_killed_at_the_join_resumes_without_a_second_boot_or_cluster() {
     assert!(node(&lab, "pve2")["cluster"].is_null());
     lab.admin("DELETE", "/lab/faults", None);
 
+    // The failed create left no state: what the provider knew of pve2 (its seed, its CA) is
+    // gone, and a node it cannot trust is not trusted on first use. pve2 runs the image but
+    // presents no certificate of the cluster's CA: the re-run reboots it from its disk with a
+    // new seed (no second install), trusts it through that seed, and joins it.
+    let seed1 = lab.pve_root(1, "GET", "/nodes/pve2/config", &[])["data"]["description"].clone();
     tf.apply();
     tf.assert_no_changes();
     let s2 = node(&lab, "pve2");
     assert_eq!(s2["cluster"], "edge");
-    assert_eq!(s2["image"]["booted_at"], booted, "no second boot: {s2}");
+    assert_eq!(s2["image"]["booted_at"], booted, "no second install: {s2}");
+    let seed2 = tf.resource("edge_proxmox_node.pve2")["seed_sha256"].as_str().unwrap_or_default().to_string();
+    assert!(!seed1.as_str().unwrap_or_default().contains(&seed2), "a new seed: {seed1} vs {seed2}");
     let snap = lab.admin("GET", "/lab/snapshot", None);
     let clusters = &snap["stores"][0]["clusters"];
     assert_eq!(clusters.as_object().map(|c| c.len()), Some(1), "no duplicate cluster: {clusters}");
@@ -340,7 +371,7 @@ fn an_apply_killed_at_the_join_resumes_without_a_second_boot_or_cluster() {
 
 #[test]
 fn two_nodes_with_terraform_1_0_3_keep_the_write_only_password_sensitive_in_state() {
-    let lab = Lab::up(&["--net", "84", "--redfish", "--install-ms", "200"]);
+    let lab = Lab::up(&["--net", "84", "--pve", "8.4", "--redfish", "--install-ms", "200"]);
     let keys = tempfile::tempdir().expect("temp dir");
     let (secret, public) = keygen(keys.path(), "edge-test-1");
     let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "1");
@@ -354,9 +385,9 @@ fn two_nodes_with_terraform_1_0_3_keep_the_write_only_password_sensitive_in_stat
     // No write-only support: the password is kept in state, shown only as a sensitive value.
     // (`terraform show` of Terraform 1.0.3 itself panics on sensitive values in nested blocks,
     // so the plan output and the JSON state are checked instead.)
-    assert!(out.contains("root_password = (sensitive value)"), "{out}");
+    assert!(out.contains("root_password") && out.contains("(sensitive value)"), "{out}");
     assert!(!out.contains(lab.store(0)["pve"]["root_password"].as_str().unwrap_or("-")), "never printed");
-    assert!(tf.resource("edge_proxmox_node.pve2")["cluster"]["root_password"].is_string());
+    assert!(tf.resource("edge_proxmox_node.pve2")["root_password"].is_string());
 }
 
 #[test]
@@ -415,7 +446,7 @@ fn a_changed_node_certificate_is_drift_refused_at_apply_until_pinned() {
     tf.apply();
     tf.assert_no_changes();
     let old_fp = tf.resource("edge_proxmox_node.pve1")["tls_fingerprint"].as_str().unwrap_or_default().to_string();
-    assert_eq!(old_fp, lab_node_json(&lab, 0)["tls_fingerprint"].as_str().unwrap_or_default());
+    assert_eq!(old_fp, node(&lab, "pve1")["tls_fingerprint"].as_str().unwrap_or_default());
 
     // Someone runs `pvenode cert set` (or pveproxy makes a new self-signed certificate).
     let drift = lab.admin("POST", "/lab/drift", Some(&json!({"kind": "cert", "node": "pve1"})));
@@ -434,8 +465,9 @@ fn a_changed_node_certificate_is_drift_refused_at_apply_until_pinned() {
     // Apply refuses to talk to a node with an unknown certificate.
     let dns_before = node(&lab, "pve1")["dns"].clone();
     let out = flat(&tf.apply_fails());
-    assert!(out.contains("Node certificate does not match"), "{out}");
-    assert!(out.contains(&format!("presents {new_fp}")) && out.contains("Not trusting it"), "{out}");
+    assert!(out.contains("Node certificate not trusted"), "{out}");
+    assert!(out.contains(&format!("presents {new_fp}")) && out.contains("Nothing was sent to it"), "{out}");
+    assert!(out.contains("not a certificate of the node's cluster CA"), "{out}");
     assert_eq!(node(&lab, "pve1")["dns"], dns_before, "nothing was changed through the untrusted certificate");
     let st = tf.resource("edge_proxmox_node.pve1");
     assert_eq!(st["tls_fingerprint_trusted"], old_fp.as_str(), "a failed apply keeps trusting the old certificate");
@@ -450,6 +482,100 @@ fn a_changed_node_certificate_is_drift_refused_at_apply_until_pinned() {
 }
 
 #[test]
+fn ceph_gets_its_monitor_address_and_wiped_disks_only_when_asked() {
+    let lab = Lab::up(&["--net", "130", "--redfish", "--install-ms", "200", "--bmc-power-delay", "instant"]);
+    let keys = tempfile::tempdir().expect("temp dir");
+    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "1");
+    // pve1 gets two addresses in the Ceph public network (vmbr1 10.2.0.11, vmbr2 10.2.0.12), and
+    // its OSD goes on /dev/sde, which holds an old partition table on every fresh machine.
+    let base = nodes_hcl(&lab, 1, &url, &manifest, false).replacen(
+        "  timezone = ",
+        "  network {\n    iface = \"vmbr2\"\n    type  = \"bridge\"\n    cidr  = \"10.2.0.12/24\"\n  }\n  timezone = ",
+        1,
+    );
+    let with_ceph = |extra: &str| {
+        base.replacen(
+            "  timezone = ",
+            &format!("  ceph {{\n    network     = \"10.2.0.0/24\"\n    mon         = true\n    mgr         = true\n    osd_devices = [\"/dev/sde\"]\n{extra}  }}\n  timezone = "),
+            1,
+        )
+    };
+    let tf = tf_for(&lab, &with_ceph(""), &public);
+    tf.init();
+    // PVE cannot choose the monitor's address: the error says so, at ceph.mon.
+    let out = flat(&tf.apply_fails());
+    // (Terraform shows the attribute's line of the configuration.)
+    assert!(out.contains("Cannot create the Ceph monitor") && out.contains("32: mon = true"), "{out}");
+    assert!(out.contains("Multiple IPs for ceph public network '10.2.0.0/24' detected on pve1"), "{out}");
+    // With mon_address: the monitor, its manager (PVE's, with the first monitor), then the
+    // disk — refused while it holds something, naming the attribute.
+    tf.write("main.tf", &with_ceph("    mon_address = \"10.2.0.11\"\n"));
+    let out = flat(&tf.apply_fails());
+    assert!(out.contains("Disk in use") && out.contains(": osd_devices = [\"/dev/sde\"]"), "{out}");
+    assert!(out.contains("/dev/sde on pve1 holds partitions") && out.contains("ceph.wipe = true"), "{out}");
+    let s = node(&lab, "pve1");
+    assert_eq!((s["ceph"]["mon"].clone(), s["ceph"]["mgr"].clone()), (json!(true), json!(true)), "{s}");
+    assert_eq!(s["ceph"]["osds"], json!([]), "nothing on the used disk yet: {s}");
+    // wipe = true: PVE wipes the disk (root@pam's wipedisk task), then the OSD goes on it.
+    tf.write("main.tf", &with_ceph("    mon_address = \"10.2.0.11\"\n    wipe        = true\n"));
+    tf.apply();
+    tf.assert_no_changes();
+    let disks = lab.pve_root(0, "GET", "/nodes/pve1/disks/list", &[]);
+    let sde = disks["data"].as_array().into_iter().flatten().find(|d| d["devpath"] == "/dev/sde").cloned();
+    let sde = sde.unwrap_or_else(|| panic!("sde listed: {disks}"));
+    assert_eq!((sde["used"].clone(), sde["osdid"].as_i64().is_some_and(|i| i >= 0)), (json!("LVM"), true), "{sde}");
+    let mons = lab.pve_root(0, "GET", "/nodes/pve1/ceph/mon", &[]);
+    assert_eq!(mons["data"][0]["addr"], "10.2.0.11:6789/0", "{mons}");
+    let tasks = lab.pve_root(0, "GET", "/nodes/pve1/tasks", &[("typefilter", "cephcreatemgr")]);
+    assert_eq!(tasks["data"].as_array().map(Vec::len), Some(1), "one manager, PVE's own: {tasks}");
+}
+
+#[test]
+fn a_tampered_seed_is_refused_before_any_credential_is_sent() {
+    let _turn = net88();
+    let lab =
+        Lab::up(&["--net", "88", "--pve", "8.4", "--redfish", "--install-ms", "200", "--bmc-power-delay", "instant"]);
+    let keys = tempfile::tempdir().expect("temp dir");
+    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "1");
+    let tf = tf_for(&lab, &nodes_hcl(&lab, 1, &url, &manifest, false), &public);
+    tf.init();
+    // A man in the middle of the BMC's seed download: the node boots with another certificate
+    // than the one in the seed the provider made.
+    lab.admin("POST", "/lab/drift", Some(&json!({"kind": "seed_tamper", "node": "pve1"})));
+    lab.admin("DELETE", "/lab/calls", None);
+    let out = flat(&tf.apply_fails());
+    assert!(out.contains("Node certificate not trusted"), "{out}");
+    let presented = node(&lab, "pve1")["tls_fingerprint"].as_str().unwrap_or_default().to_string();
+    assert!(
+        out.contains(&format!("presents {presented}")) && out.contains("the bootstrap certificate of the seed"),
+        "{out}"
+    );
+    // Nothing was sent to it: not one HTTP request reached the node's API (the certificate was
+    // refused in the TLS handshake), so nothing on it changed.
+    let calls = lab.admin("GET", "/lab/calls", None);
+    let pve_calls: Vec<&String> = calls["by_endpoint"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with("pve "))
+        .collect();
+    assert!(pve_calls.is_empty(), "no request reached the node: {pve_calls:?}");
+    let s = node(&lab, "pve1");
+    assert_eq!((s["dns"]["search"].clone(), s["cluster"].clone()), (json!("localdomain"), Value::Null), "{s}");
+    assert!(tf.try_resource("edge_proxmox_node.pve1").is_none(), "nothing in state");
+
+    // The next apply cannot trust the node either (its seed died with the last run): it reboots
+    // the node with a new seed, which arrives intact this time, and converges.
+    tf.apply();
+    tf.assert_no_changes();
+    let s = node(&lab, "pve1");
+    assert_eq!((s["dns"]["search"].clone(), s["cluster"].clone()), (json!("store1.example"), json!("edge")), "{s}");
+}
+
+#[test]
 fn an_acme_certificate_is_ordered_verified_and_pinned() {
     let _turn = net88();
     let lab = Lab::up(&["--net", "88", "--redfish", "--install-ms", "200", "--bmc-power-delay", "instant"]);
@@ -460,20 +586,22 @@ fn an_acme_certificate_is_ordered_verified_and_pinned() {
     let tf = tf_for(&lab, &hcl, &public);
     tf.init();
     tf.apply();
-    let installed_fp = lab_node_json(&lab, 0)["tls_fingerprint"].as_str().unwrap_or_default().to_string();
+    let installed_fp = node(&lab, "pve1")["tls_fingerprint"].as_str().unwrap_or_default().to_string();
 
     // The cluster-wide ACME objects (an account with the lab's directory, a DNS plugin).
     let dir = lab.json["acme"]["directory"].as_str().expect("acme directory").to_string();
     let tos = lab.json["acme"]["tos"].as_str().expect("acme tos").to_string();
-    pve_form(
-        &lab,
+    // Accounts are root@pam's alone.
+    lab.pve_root(
         0,
         "POST",
         "/cluster/acme/account",
         &[("contact", "ops@store1.example"), ("directory", &dir), ("tos_url", &tos)],
     );
-    wait_until(Duration::from_secs(20), || pve_try(&lab, 0, "/cluster/acme/account/default"));
-    pve_form(&lab, 0, "POST", "/cluster/acme/plugins", &[("id", "dns1"), ("type", "dns"), ("api", "pdns")]);
+    wait_until(Duration::from_secs(20), || {
+        lab.pve_root(0, "GET", "/cluster/acme/account/default", &[])["data"]["directory"].is_string()
+    });
+    lab.pve_root(0, "POST", "/cluster/acme/plugins", &[("id", "dns1"), ("type", "dns"), ("api", "pdns")]);
 
     // Without a CA root the provider refuses to order (it could not verify the result).
     let block = |ca: &str| {
@@ -501,33 +629,6 @@ fn an_acme_certificate_is_ordered_verified_and_pinned() {
     // A second apply orders nothing (the certificate covers the domain for 90 days).
     tf.apply();
     assert_eq!(node(&lab, "pve1")["tls_fingerprint"], now_fp.as_str());
-}
-
-/// A form call to node `i`'s PVE API with the store's token, through curl; returns the body.
-fn pve_form(lab: &Lab, i: usize, method: &str, path: &str, form: &[(&str, &str)]) -> String {
-    let nd = lab_node_json(lab, i);
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--fail-with-body", "-X", method, "--cacert"])
-        .arg(lab.dir.path().join("ca.pem"))
-        .arg("-H")
-        .arg(format!("Authorization: PVEAPIToken={}", lab.store(0)["pve"]["api_token"].as_str().unwrap_or_default()));
-    for (k, v) in form {
-        cmd.arg("--data-urlencode").arg(format!("{k}={v}"));
-    }
-    run(cmd.arg(format!("{}/api2/json{path}", nd["endpoint"].as_str().unwrap_or_default())))
-}
-
-/// Whether a GET on node `i` answers 2xx.
-fn pve_try(lab: &Lab, i: usize, path: &str) -> bool {
-    let nd = lab_node_json(lab, i);
-    Command::new("curl")
-        .args(["-sS", "--fail", "-o", "/dev/null", "--cacert"])
-        .arg(lab.dir.path().join("ca.pem"))
-        .arg("-H")
-        .arg(format!("Authorization: PVEAPIToken={}", lab.store(0)["pve"]["api_token"].as_str().unwrap_or_default()))
-        .arg(format!("{}/api2/json{path}", nd["endpoint"].as_str().unwrap_or_default()))
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 /// Terraform wraps diagnostics at 80 columns: compare on single-spaced text.

@@ -8,7 +8,7 @@
 
 use std::process::Command;
 
-use edge_acceptance::{repo_root, Lab, Tf};
+use edge_acceptance::{repo_root, Tf};
 
 #[path = "support/store.rs"]
 mod store;
@@ -25,7 +25,16 @@ fn the_example_store_validates() {
 
 #[test]
 fn the_module_test_suites_pass_against_the_lab() {
-    let lab = Lab::up(&["--net", "92", "--ceph", "--redfish", "--bmc-power-delay", "instant", "--install-ms", "300"]);
+    module_suites_pass("92", "9.1");
+}
+
+#[test]
+fn the_module_test_suites_pass_against_the_lab_on_pve_8_4() {
+    module_suites_pass("128", "8.4");
+}
+
+fn module_suites_pass(net: &str, pve: &str) {
+    let lab = store::store_lab(net, pve);
     let keys = tempfile::tempdir().expect("temp dir");
     let (url, manifest, key) = store::signed_image(&lab, keys.path(), "tftest-1");
 

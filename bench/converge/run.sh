@@ -53,14 +53,14 @@ provider_installation {
 }
 EOF
 export TF_CLI_CONFIG_FILE="$W/tf.rc" TF_IN_AUTOMATION=1
-export EDGE_PVE_ENDPOINT=$(j 'd["stores"][0]["pve"]["endpoint"]')
-export EDGE_PVE_API_TOKEN=$(j 'd["stores"][0]["pve"]["api_token"]')
-export EDGE_PVE_TLS_FINGERPRINT=$(j 'd["stores"][0]["pve"]["tls_fingerprint"]')
+# The nodes come from bare metal: they know no token; the provider talks to them as root@pam.
+export EDGE_PVE_ROOT_PASSWORD=$(j 'd["stores"][0]["pve"]["root_password"]')
 export EDGE_REDFISH_USERNAME=$(j 'd["redfish"]["username"]') EDGE_REDFISH_PASSWORD=$(j 'd["redfish"]["password"]')
 export EDGE_TRUSTED_IMAGE_KEYS=$(cat "$W/k.pub")
 export TF_VAR_root_password=$(j 'd["stores"][0]["pve"]["root_password"]')
 
-# Three nodes, not chained: they boot in parallel; the joiners wait for pve1's cluster.
+# Three nodes: pve1 first (the members trust the cluster through its CA, known once it is up),
+# then the two members in parallel, their joins one at a time.
 python3 - "$LJ" "$W/manifest.json" >"$W/tf/main.tf" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1])); nodes = d["stores"][0]["nodes"]
@@ -71,12 +71,12 @@ for i, n in enumerate(nodes):
     if i == 0:
         cl = 'cluster {\n    name   = "edge"\n    create = true\n  }'
     else:
-        cl = ('cluster {\n    join          = "%s"\n    fingerprint   = "%s"\n    root_password = var.root_password\n  }'
-              % (nodes[0]["address"], nodes[0]["tls_fingerprint"]))
+        cl = 'cluster {\n    join   = edge_proxmox_node.pve1.address\n    ca_pem = edge_proxmox_node.pve1.cluster_ca_pem\n  }'
     print('''
 resource "edge_proxmox_node" "%(name)s" {
-  name    = "%(name)s"
-  address = "%(address)s"
+  name          = "%(name)s"
+  address       = "%(address)s"
+  root_password = var.root_password
   image {
     url      = "%(url)s"
     manifest = "%(manifest)s"

@@ -73,8 +73,18 @@ for s in "${STORE_IDS[@]}"; do
   (
     # shellcheck source=/dev/null
     . "$W/env/$s"
-    curl -sS --fail-with-body --cacert "$W/lab/ca.pem" -X POST -H "Authorization: PVEAPIToken=$EDGE_PVE_API_TOKEN" \
-      -H 'Content-Type: application/json' -d '{}' "$EDGE_PVE_ENDPOINT/api2/json/nodes/pve1/ceph/init" >/dev/null
+    # Pools need `pveceph init` and a first monitor (PVE cannot reach Ceph before one exists).
+    pve() {
+      curl -sS --fail-with-body --cacert "$W/lab/ca.pem" -X "$1" -H "Authorization: PVEAPIToken=$EDGE_PVE_API_TOKEN" \
+        "$EDGE_PVE_ENDPOINT/api2/json$2"
+    }
+    pve POST /nodes/pve1/ceph/init >/dev/null
+    upid=$(pve POST /nodes/pve1/ceph/mon/pve1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"])')
+    q=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$upid")
+    for _ in $(seq 100); do
+      pve GET "/nodes/pve1/tasks/$q/status" | grep -q '"exitstatus":"OK"' && break
+      sleep 0.1
+    done
   )
 done
 

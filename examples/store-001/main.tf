@@ -1,6 +1,6 @@
 # The demo store: three nodes from powered-off bare metal, a Ceph pool, the PBS maintenance chain.
 # `make demo` fills terraform.tfvars.json from the edge lab and the provider settings from the
-# environment (EDGE_PVE_*, EDGE_PBS_*, EDGE_REDFISH_*, EDGE_TRUSTED_IMAGE_KEYS).
+# environment.
 
 terraform {
   required_providers {
@@ -8,7 +8,11 @@ terraform {
   }
 }
 
-provider "edge" {}
+# PVE is reached as root@pam: the image knows no API token. Endpoints, certificates and the
+# other settings come from the environment (EDGE_PBS_*, EDGE_REDFISH_*, EDGE_TRUSTED_IMAGE_KEYS).
+provider "edge" {
+  pve = { root_password = var.root_password }
+}
 
 variable "nodes" {
   type = map(object({
@@ -62,3 +66,4 @@ output "booted_images" { value = module.store_001.booted_images }
 output "pool_ids" { value = module.store_001.pool_ids }
 output "ceph_fsid" { value = module.store_001.ceph_fsid }
 output "job_ids" { value = module.store_001.job_ids }
+output "cluster_ca_pem" { value = module.store_001.cluster_ca_pem }

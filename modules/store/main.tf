@@ -1,17 +1,26 @@
 # One store: nodes from bare metal (the first creates the cluster, the others join it), the
 # Ceph pools on the resulting cluster, the WireGuard tunnel to the hub, and the PBS maintenance
-# chain. Ordering comes from the
-# references between resources, not from depends_on lists to keep in sync by hand.
+# chain. Ordering comes from the references between resources, not from depends_on lists to keep
+# in sync by hand. Trust flows from the first node: each node is pinned to the seed the provider
+# made for its first boot, then trusted through the cluster's CA (`cluster_ca_pem`), which the
+# members, the pools and the backup job use — a rebuilt store needs no re-pinning.
 
 locals {
   names   = sort(keys(var.nodes))
   first   = local.names[0]
   members = toset(slice(local.names, 1, length(local.names)))
+  # The cluster's API as the pools and the backup job reach it: the first node, verified against
+  # the cluster's CA (a rebuild brings a new CA in the same apply).
+  pve = {
+    endpoint = "https://${edge_proxmox_node.first.address}:8006"
+    ca_pem   = edge_proxmox_node.first.cluster_ca_pem
+  }
 }
 
 resource "edge_proxmox_node" "first" {
   name              = local.first
   address           = var.nodes[local.first].address
+  root_password     = var.root_password
   timezone          = var.timezone
   disk_boot_timeout = var.disk_boot_timeout
 
@@ -34,6 +43,8 @@ resource "edge_proxmox_node" "first" {
     mon         = var.nodes[local.first].mon
     mgr         = var.nodes[local.first].mgr
     osd_devices = var.nodes[local.first].osd_devices
+    mon_address = var.nodes[local.first].mon_address
+    wipe        = var.nodes[local.first].wipe_disks
   }
   timeouts {
     create = var.timeouts
@@ -45,6 +56,7 @@ resource "edge_proxmox_node" "member" {
 
   name              = each.key
   address           = var.nodes[each.key].address
+  root_password     = var.root_password
   timezone          = var.timezone
   disk_boot_timeout = var.disk_boot_timeout
 
@@ -59,15 +71,17 @@ resource "edge_proxmox_node" "member" {
     servers = var.dns.servers
     search  = var.dns.search
   }
+  # Joins run one at a time (the provider serialises them per cluster).
   cluster {
-    join          = edge_proxmox_node.first.address
-    fingerprint   = edge_proxmox_node.first.tls_fingerprint
-    root_password = var.root_password
+    join   = edge_proxmox_node.first.address
+    ca_pem = edge_proxmox_node.first.cluster_ca_pem
   }
   ceph {
     mon         = var.nodes[each.key].mon
     mgr         = var.nodes[each.key].mgr
     osd_devices = var.nodes[each.key].osd_devices
+    mon_address = var.nodes[each.key].mon_address
+    wipe        = var.nodes[each.key].wipe_disks
   }
   timeouts {
     create = var.timeouts
@@ -80,6 +94,7 @@ resource "edge_ceph_pool" "pool" {
   # Pools need the whole cluster's OSDs: created through the first node once every member is in.
   node        = edge_proxmox_node.first.name
   ceph_fsid   = edge_proxmox_node.first.ceph_fsid # a rebuilt cluster gets its pools back in the same apply
+  pve         = local.pve
   name        = each.key
   size        = each.value.size
   min_size    = each.value.min_size
@@ -96,7 +111,7 @@ resource "edge_wireguard_peer" "hub" {
 
   ssh = {
     host     = coalesce(var.hub.store_ssh_host, var.nodes[local.first].address)
-    host_key = var.hub.store_host_key
+    host_key = coalesce(var.hub.store_host_key, edge_proxmox_node.first.ssh_host_key)
   }
   interface            = var.hub.interface
   public_key           = var.hub.public_key
@@ -113,6 +128,7 @@ resource "edge_pbs_job" "backup" {
   id       = "${var.store_id}-nightly"
   schedule = var.backup.backup_schedule
   comment  = "${var.store_id}: all guests to PBS"
+  pve      = local.pve
   backup {
     storage = var.backup.pve_storage
     all     = true

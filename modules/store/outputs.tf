@@ -1,5 +1,5 @@
 output "node_fingerprints" {
-  description = "TLS certificate fingerprint (SHA-256) pinned for each node."
+  description = "TLS certificate fingerprint (SHA-256) each node presents (signed by the cluster's CA)."
   value = merge(
     { (edge_proxmox_node.first.name) = edge_proxmox_node.first.tls_fingerprint },
     { for k, n in edge_proxmox_node.member : k => n.tls_fingerprint },
@@ -51,4 +51,17 @@ output "tunnel" {
     rx_bytes         = edge_wireguard_peer.hub[0].rx_bytes
     tx_bytes         = edge_wireguard_peer.hub[0].tx_bytes
   }
+}
+
+output "cluster_ca_pem" {
+  description = "The store cluster's CA (PEM): what the provider verifies every node against."
+  value       = edge_proxmox_node.first.cluster_ca_pem
+}
+
+output "ssh_host_keys" {
+  description = "Each node's SSH host public key, made by the provider in its first-boot seed (pin these, e.g. in known_hosts)."
+  value = merge(
+    { (edge_proxmox_node.first.name) = edge_proxmox_node.first.ssh_host_key },
+    { for k, n in edge_proxmox_node.member : k => n.ssh_host_key },
+  )
 }

@@ -15,6 +15,11 @@ variable "nodes" {
     mon          = optional(bool, true)
     mgr          = optional(bool, true)
     osd_devices  = optional(list(string), [])
+    # The monitor's address when the node has several in the Ceph public network.
+    mon_address = optional(string)
+    # Wipe osd_devices that hold something (partitions, LVM, a filesystem) before their OSD:
+    # their data is lost. Without it such a disk is an error.
+    wipe_disks = optional(bool, false)
   }))
   validation {
     condition     = length(var.nodes) >= 1
@@ -36,9 +41,18 @@ variable "cluster_name" {
 }
 
 variable "root_password" {
-  description = "Root password of the first node, used by the others to join (write-only on Terraform ≥ 1.11)."
+  description = <<-EOT
+    root@pam's password on every node (write-only on Terraform ≥ 1.11: never in state). Its hash
+    reaches each node in its first-boot seed; the provider talks to the nodes as root@pam with it
+    (the image knows no API token; clustering and OSDs are root@pam's alone). Set the provider's
+    pve.root_password to the same value: refresh and destroy use that one.
+  EOT
   type        = string
   sensitive   = true
+  validation {
+    condition     = length(var.root_password) >= 16
+    error_message = "root_password: at least 16 characters (its hash travels to the nodes in their seeds)."
+  }
 }
 
 variable "dns" {
@@ -119,7 +133,7 @@ variable "hub" {
     public_key     = string # the hub interface's public key
     allowed_ips    = list(string)
     interface      = optional(string, "wg0")
-    store_host_key = string                 # "ssh-ed25519 AAAA…" of the store's gateway node
+    store_host_key = optional(string, null) # default: the first node's ssh_host_key (from its seed)
     store_ssh_host = optional(string, null) # default: the first node's address
   })
   default = null

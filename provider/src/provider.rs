@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clients::seed_server::BootstrapSettings;
 use crate::framework::diag::{AttrPath, Diagnostics};
 use crate::framework::schema::{Attribute, Block, Nesting, Schema};
 use crate::framework::value::Type;
@@ -19,6 +20,7 @@ use crate::framework::value::Type;
 pub struct ApiConfig {
     pub endpoint: Option<String>,
     pub api_token: Option<String>,
+    pub root_password: Option<String>,
     pub tls_fingerprint: Option<String>,
     pub ca_pem: Option<String>,
     pub insecure: Option<bool>,
@@ -40,12 +42,20 @@ pub struct SshDefaults {
     pub port: Option<u16>,
 }
 
+/// Where the provider serves nodes' first-boot seeds to their BMCs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapConfig {
+    pub listen: Option<String>,
+    pub url: Option<String>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProviderConfig {
     pub pve: Option<ApiConfig>,
     pub pbs: Option<ApiConfig>,
     pub redfish: Option<RedfishDefaults>,
     pub ssh: Option<SshDefaults>,
+    pub bootstrap: Option<BootstrapConfig>,
     pub trusted_image_keys: Option<Vec<String>>,
 }
 
@@ -86,6 +96,7 @@ pub struct Clients {
     pub pbs: Option<ApiConfig>,
     pub redfish: RedfishDefaults,
     pub ssh: SshDefaults,
+    pub bootstrap: BootstrapSettings,
     pub trusted_image_keys: Vec<String>,
     pub settings: Settings,
 }
@@ -99,6 +110,9 @@ fn api_attrs(kind: &str, port: u16, sep: char) -> Vec<Attribute> {
         Attribute::optional("api_token", Type::String)
             .sensitive()
             .describe(&format!("API token `USER@REALM!TOKENID{sep}SECRET`. Env: `EDGE_{upper}_API_TOKEN`.")),
+        Attribute::optional("root_password", Type::String).sensitive().describe(&format!(
+            "root@pam's password: the {upper} API is called with a root@pam ticket (everything without              `api_token`; with it, the methods only root@pam may call). Provider configuration is never              stored in state. Env: `EDGE_{upper}_ROOT_PASSWORD`."
+        )),
         Attribute::optional("tls_fingerprint", Type::String).describe(&format!(
             "SHA-256 fingerprint of the server certificate (`AB:CD:…`), pinned. Env: `EDGE_{upper}_TLS_FINGERPRINT`."
         )),
@@ -153,6 +167,28 @@ pub fn schema() -> Schema {
                 )
                 .describe("Defaults for node access over SSH."),
             )
+            .attr(
+                Attribute::nested(
+                    "bootstrap",
+                    Nesting::Single,
+                    vec![
+                        Attribute::optional("listen", Type::String).describe(
+                            "Address the seed server listens on (`ADDR:PORT`), default `127.0.0.1:0` (a free \
+                             port on loopback: BMCs on this machine only). Env: `EDGE_BOOTSTRAP_LISTEN`.",
+                        ),
+                        Attribute::optional("url", Type::String).describe(
+                            "The seed server's base URL as the BMCs reach it (`http://10.9.0.5:8090`), default \
+                             `http://` + the bound address. Env: `EDGE_BOOTSTRAP_URL`.",
+                        ),
+                    ],
+                )
+                .describe(
+                    "The seed server: while a node installs, the provider serves its first-boot seed \
+                     (bootstrap certificate, SSH host key, root password hash) to the node's BMC as a \
+                     second virtual medium. Serve it on a management network the store LAN cannot see \
+                     (docs/design/node-bootstrap.md).",
+                ),
+            )
             .attr(Attribute::optional("trusted_image_keys", Type::list(Type::String)).describe(
                 "Nix-format public keys (`name:BASE64`) whose signatures make a node image acceptable. \
                  Env: `EDGE_TRUSTED_IMAGE_KEYS` (comma-separated).",
@@ -205,6 +241,7 @@ pub fn with_env(mut cfg: ProviderConfig, env: &dyn Fn(&str) -> Option<String>) -
         let var = |f: &str| env(&format!("EDGE_{name}_{f}")).filter(|v| !v.is_empty());
         a.endpoint = a.endpoint.take().or_else(|| var("ENDPOINT"));
         a.api_token = a.api_token.take().or_else(|| var("API_TOKEN"));
+        a.root_password = a.root_password.take().or_else(|| var("ROOT_PASSWORD"));
         a.tls_fingerprint = a.tls_fingerprint.take().or_else(|| var("TLS_FINGERPRINT"));
         a.ca_pem = a.ca_pem.take().or_else(|| var("CA_PEM"));
         a.insecure = a.insecure.or_else(|| var("INSECURE").map(|v| v == "true" || v == "1"));
@@ -219,6 +256,9 @@ pub fn with_env(mut cfg: ProviderConfig, env: &dyn Fn(&str) -> Option<String>) -
     s.user = s.user.take().or_else(|| env("EDGE_SSH_USER"));
     s.private_key = s.private_key.take().or_else(|| env("EDGE_SSH_PRIVATE_KEY"));
     s.port = s.port.or_else(|| env("EDGE_SSH_PORT").and_then(|p| p.trim().parse().ok()));
+    let b = cfg.bootstrap.get_or_insert_with(BootstrapConfig::default);
+    b.listen = b.listen.take().or_else(|| env("EDGE_BOOTSTRAP_LISTEN").filter(|v| !v.is_empty()));
+    b.url = b.url.take().or_else(|| env("EDGE_BOOTSTRAP_URL").filter(|v| !v.is_empty()));
     if cfg.trusted_image_keys.is_none() {
         cfg.trusted_image_keys = env("EDGE_TRUSTED_IMAGE_KEYS")
             .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect());
@@ -244,6 +284,7 @@ pub fn configure(cfg: ProviderConfig, settings: Settings, diags: &mut Diagnostic
         pbs: cfg.pbs,
         redfish: cfg.redfish.unwrap_or_default(),
         ssh: cfg.ssh.unwrap_or_default(),
+        bootstrap: cfg.bootstrap.map(|b| BootstrapSettings { listen: b.listen, url: b.url }).unwrap_or_default(),
         trusted_image_keys: cfg.trusted_image_keys.unwrap_or_default(),
         settings,
     }

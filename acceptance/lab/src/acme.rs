@@ -424,8 +424,11 @@ fn info_of(filename: &str, e: &pki::CertEntry) -> Value {
 
 pub(crate) fn cert_info(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
     let st = lab.state();
-    let n = st.store(&cx.store).and_then(|s| s.node(&cx.node)).ok_or_else(|| ApiErr::die("node vanished"))?;
-    let mut out = vec![info_of("pve-root-ca.pem", &st.ca.cert)];
+    let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
+    let n = s.node(&cx.node).ok_or_else(|| ApiErr::die("node vanished"))?;
+    // pve-root-ca.pem is the CA of the /etc/pve the node is in (its own, or its cluster's).
+    let ca = st.domains.get(&LabState::domain_key(s, n)).and_then(|d| d.ca.as_ref()).unwrap_or(&st.ca);
+    let mut out = vec![info_of("pve-root-ca.pem", &ca.cert)];
     match &n.base_cert {
         // An ACME (or custom) certificate is pveproxy-ssl.pem; pve-ssl.pem stays.
         Some(base) => {
@@ -435,6 +438,26 @@ pub(crate) fn cert_info(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
         None => out.push(info_of("pve-ssl.pem", &n.cert)),
     }
     Ok(Value::Array(out))
+}
+
+/// `DELETE /nodes/{node}/certificates/custom` (pve-manager `API2/Certificates.pm`
+/// `remove_custom_cert`): pveproxy-ssl.pem goes, the node presents its pve-ssl.pem again — from
+/// the next connection after pveproxy restarts (`restart`), as the lab serves it from the next
+/// handshake.
+pub(crate) fn delete_custom_cert(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
+    {
+        let mut st = lab.state();
+        let n =
+            st.store_mut(&cx.store).and_then(|s| s.node_mut(&cx.node)).ok_or_else(|| ApiErr::die("node vanished"))?;
+        if let Some(base) = n.base_cert.take() {
+            n.cert = base;
+        }
+        lab.save(&st);
+    }
+    if let Err(e) = crate::serve::refresh_lab_json(lab) {
+        tracing::warn!(error = %e, "rewriting lab.json after removing a custom certificate");
+    }
+    Ok(Value::Null)
 }
 
 #[cfg(test)]

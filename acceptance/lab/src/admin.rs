@@ -241,7 +241,9 @@ fn install(lab: &Arc<Lab>, body: &Value) -> AResult {
         return Err((404, format!("no such node '{node}'")));
     }
     let install_ms = st.options.install_ms;
-    model::reset_os(&mut st, &sid, node);
+    // The image carries no token; without a BMC there is no seed either: root keeps the lab's
+    // password (as after an install by hand).
+    model::reset_os(&mut st, &sid, node, model::Tokens::None).map_err(|e| (500, e))?;
     let image = body.get("image_url").and_then(Value::as_str).map(|u| crate::state::BootedImage {
         url: u.to_string(),
         sha256: body.get("sha256").and_then(Value::as_str).map(str::to_string),
@@ -355,6 +357,15 @@ fn drift(lab: &Arc<Lab>, body: &Value) -> AResult {
                 n.cert = crate::pki::issue(&ca, &n.name, ip).map_err(|e| (500, e.to_string()))?;
                 publish = true;
                 json!({"node": node, "old_fingerprint": old, "tls_fingerprint": n.cert.fingerprint})
+            }
+            "seed_tamper" => {
+                // A man in the middle of the BMC's seed download: the node's next install
+                // boots with another bootstrap certificate than the seed's.
+                let node = n_arg.ok_or((400, "missing \"node\"".to_string()))?;
+                let n =
+                    st.store_mut(&sid).and_then(|s| s.node_mut(node)).ok_or((404, format!("no such node '{node}'")))?;
+                n.seed_tamper = true;
+                json!({"node": node, "seed_tamper": true})
             }
             "timezone" => {
                 let node = n_arg.ok_or((400, "missing \"node\"".to_string()))?;

@@ -224,6 +224,12 @@ pub fn is_world(info: &Option<Value>) -> bool {
         .is_some_and(|u| u == "world")
 }
 
+/// A method without `permissions` in its schema: only the user root@pam may call it
+/// (pve-access-control `RPCEnvironment::check_api2_permissions`).
+pub fn is_root_only(info: &Option<Value>) -> bool {
+    info.as_ref().is_some_and(|i| i.get("permissions").is_none())
+}
+
 pub fn params_of(req: &Req, product: Product) -> Result<Map<String, Value>, Resp> {
     http::parse_params(req).map_err(|m| err_resp(product, ApiErr::new(400, m)))
 }

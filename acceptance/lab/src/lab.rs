@@ -64,11 +64,14 @@ pub struct BmcSystem {
     pub boot_override_target: Option<String>,
     pub media_inserted: bool,
     pub media_image: Option<String>,
+    /// What the second (removable) virtual medium holds: a node's seed.
+    pub seed_media: Option<String>,
 }
 
 pub trait Bmc: Send + Sync {
     fn system(&self, uuid: &str) -> Result<BmcSystem, String>;
     fn set_power(&self, uuid: &str, on: bool) -> Result<(), String>;
+    /// Ejects every virtual medium (the installer CD and the seed).
     fn eject(&self, uuid: &str) -> Result<(), String>;
     fn endpoint(&self) -> String;
     fn credentials(&self) -> (String, String);

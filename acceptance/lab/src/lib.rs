@@ -21,5 +21,6 @@ pub mod redfish;
 pub mod routes;
 pub mod schema;
 pub mod schemagen;
+pub mod seed;
 pub mod serve;
 pub mod state;

@@ -1,5 +1,6 @@
 //! Lifecycle of the modelled hardware: building a new lab, installing a node's OS, wiping.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use rand::{Rng, SeedableRng};
@@ -56,6 +57,11 @@ pub fn build(opts: LabOptions) -> Result<LabState, pki::PkiError> {
                 boot_time: now_s(),
                 config: Default::default(),
                 base_cert: None,
+                seed: None,
+                api_restart_until_ms: None,
+                auth_restart_until_ms: None,
+                used_disks: Default::default(),
+                seed_tamper: false,
             });
         }
         let mut s = StoreState {
@@ -95,19 +101,42 @@ pub fn build(opts: LabOptions) -> Result<LabState, pki::PkiError> {
         .flat_map(|s| s.nodes.iter().filter(|n| n.installed).map(|n| (s.id.clone(), n.name.clone())))
         .collect();
     for (s, n) in pairs {
-        reset_os(&mut st, &s, &n);
+        // Nodes that are there from the start were set up by hand, token included.
+        reset_os(&mut st, &s, &n, Tokens::Store).map_err(pki::PkiError::Stored)?;
     }
     Ok(st)
 }
 
-/// A freshly installed OS: no cluster, no Ceph, default DNS/time/network, the store's token.
-pub fn reset_os(st: &mut LabState, store: &str, node: &str) {
+/// Which API tokens a freshly installed node's `/etc/pve` has.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Tokens {
+    /// The store's `root@pam!edge` (and the read-only audit token): a node an admin prepared.
+    Store,
+    /// None: what the edge image installs (it carries no secret; docs/design/node-bootstrap.md).
+    None,
+}
+
+/// A freshly installed OS: a new `/etc/pve` (its own CA and node certificate, as PVE's first
+/// boot makes them — `pvecm updatecerts` via pveproxy's ExecStartPre), no cluster, no Ceph,
+/// default DNS/time/network, and `tokens`.
+pub fn reset_os(st: &mut LabState, store: &str, node: &str, tokens: Tokens) -> Result<(), String> {
     st.domains.remove(&format!("node:{store}/{node}"));
-    let Some(s) = st.store(store) else { return };
-    let dom = crate::pve::fresh_domain(s);
+    let Some(s) = st.store(store) else { return Err(format!("no store {store}")) };
+    let mut dom = crate::pve::fresh_domain(s);
+    if tokens == Tokens::None {
+        dom.tokens.clear();
+    }
+    let ca = pki::new_intermediate(&st.ca, &format!("Proxmox Virtual Environment {store}/{node}"))
+        .map_err(|e| e.to_string())?;
     let Some(n) = st.store_mut(store).and_then(|s| s.node_mut(node)) else {
-        return;
+        return Err(format!("no node {node}"));
     };
+    let ip: IpAddr = n.address.parse().map_err(|e| format!("{e}"))?;
+    n.cert = pki::issue_for(&ca, &n.name, &[n.name.clone(), "localhost".to_string()], Some(ip), Some(730))
+        .map_err(|e| e.to_string())?;
+    n.base_cert = None;
+    n.seed = None;
+    dom.ca = Some(ca);
     n.cluster = None;
     n.ceph = CephRoles::default();
     n.dns = Dns::default();
@@ -116,12 +145,30 @@ pub fn reset_os(st: &mut LabState, store: &str, node: &str) {
     n.pstart = n.pstart.wrapping_add(1000) % 0xffff_ffff;
     n.boot_time = now_s();
     n.config.clear();
-    // The lab keeps a node's own certificate across installs (lab.json publishes it and
-    // clients pin it); an ACME certificate lived on the old disk and is gone.
-    if let Some(base) = n.base_cert.take() {
-        n.cert = base;
-    }
+    n.api_restart_until_ms = None;
+    n.auth_restart_until_ms = None;
+    // The machine's disks: /dev/sdb–sdd blank, /dev/sde with an old partition table on it.
+    n.used_disks = BTreeMap::from([("/dev/sde".to_string(), "partitions".to_string())]);
     st.domains.insert(format!("node:{store}/{node}"), dom);
+    Ok(())
+}
+
+/// A new `pve-ssl.pem` for a node, signed by the CA of the `/etc/pve` it is in now (after a join:
+/// the cluster's; pve-cluster `updatecerts_and_ssh(1)` in `finish_join`). A custom certificate it
+/// presented lived in its old `/etc/pve` and is gone.
+pub fn reissue_node_cert(st: &mut LabState, store: &str, node: &str) -> Result<(), String> {
+    let ca = {
+        let s = st.store(store).ok_or("store vanished")?;
+        let n = s.node(node).ok_or("node vanished")?;
+        let dom = st.domains.get(&LabState::domain_key(s, n)).ok_or("no config domain")?;
+        dom.ca.clone().ok_or("the cluster has no CA")?
+    };
+    let n = st.store_mut(store).and_then(|s| s.node_mut(node)).ok_or("node vanished")?;
+    let ip: IpAddr = n.address.parse().map_err(|e| format!("{e}"))?;
+    n.cert = pki::issue_for(&ca, &n.name, &[n.name.clone(), "localhost".to_string()], Some(ip), Some(730))
+        .map_err(|e| e.to_string())?;
+    n.base_cert = None;
+    Ok(())
 }
 
 /// What the installed image's first boot leaves in the node notes (`description` in

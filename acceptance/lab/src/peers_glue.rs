@@ -200,13 +200,15 @@ impl Bmc for RedfishBmc {
             boot_override_target: Some(s.boot_override_target),
             media_inserted: s.media_inserted,
             media_image: s.media_image,
+            seed_media: s.removable_image,
         })
     }
     fn set_power(&self, uuid: &str, on: bool) -> Result<(), String> {
         run(&self.handle, self.peer.set_power(uuid, on)).map_err(|e| e.to_string())
     }
     fn eject(&self, uuid: &str) -> Result<(), String> {
-        run(&self.handle, self.peer.eject(uuid)).map_err(|e| e.to_string())
+        run(&self.handle, self.peer.eject(uuid)).map_err(|e| e.to_string())?;
+        run(&self.handle, self.peer.eject_on(uuid, crate::redfish::Device::Removable)).map_err(|e| e.to_string())
     }
     fn endpoint(&self) -> String {
         let base = &self.peer.endpoint().base_url;

@@ -80,18 +80,66 @@ pub fn new_ca() -> Result<Ca, PkiError> {
 pub fn new_named_ca(name: &str) -> Result<Ca, PkiError> {
     let key = KeyPair::generate()?;
     let cert = ca_params(name)?.self_signed(&key)?;
-    Ok(Ca {
+    Ok(ca_of(&cert, &key, None, (name != LAB_CA_NAME).then(|| name.to_string())))
+}
+
+/// A CA as the lab keeps it: the certificate with its key.
+fn ca_of(cert: &rcgen::Certificate, key: &KeyPair, info: Option<CertInfo>, name: Option<String>) -> Ca {
+    Ca {
         cert: CertEntry {
             cert_pem: cert.pem(),
             cert_der_b64: B64.encode(cert.der()),
             key_der_b64: B64.encode(key.serialize_der()),
             fingerprint: fingerprint(cert.der()),
             chain_der_b64: None,
-            info: None,
+            info,
         },
         key_pem: key.serialize_pem(),
-        name: (name != LAB_CA_NAME).then(|| name.to_string()),
+        name,
+    }
+}
+
+/// A CA signed by the lab CA: the `pve-root-ca` of one `/etc/pve` (a standalone node's, then its
+/// cluster's). Real PVE's is self-signed; chaining it to the lab CA lets every test verify
+/// every node with the one lab root, while a client that trusts only this CA (the provider,
+/// once it learned a cluster's CA) verifies the node's own certificates against it.
+pub fn new_intermediate(lab: &Ca, name: &str) -> Result<Ca, PkiError> {
+    let lab_name = lab.name.clone().unwrap_or_else(|| LAB_CA_NAME.to_string());
+    let issuer = Issuer::new(ca_params(&lab_name)?, KeyPair::from_pem(&lab.key_pem)?);
+    let key = KeyPair::generate()?;
+    let cert = ca_params(name)?.signed_by(&key, &issuer)?;
+    let info = CertInfo {
+        subject: format!("/CN={name}/O=edge-lab"),
+        issuer: format!("/CN={lab_name}/O=edge-lab"),
+        san: Vec::new(),
+        notbefore: 0,
+        notafter: 0,
+    };
+    Ok(ca_of(&cert, &key, Some(info), Some(name.to_string())))
+}
+
+/// A certificate and key from PEM (a seed's bootstrap certificate), as the lab stores them.
+pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<CertEntry, PkiError> {
+    let der = pem_der(cert_pem, "CERTIFICATE").ok_or_else(|| PkiError::Stored("no certificate in PEM".into()))?;
+    let key = KeyPair::from_pem(key_pem)?;
+    Ok(CertEntry {
+        cert_pem: cert_pem.to_string(),
+        cert_der_b64: B64.encode(&der),
+        key_der_b64: B64.encode(key.serialize_der()),
+        fingerprint: fingerprint(&der),
+        // Self-signed: presented alone, no chain.
+        chain_der_b64: Some(String::new()),
+        info: None,
     })
+}
+
+/// The DER of the first `label` block of a PEM text.
+fn pem_der(pem: &str, label: &str) -> Option<Vec<u8>> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let body = pem.split(&begin).nth(1)?.split(&end).next()?;
+    let clean: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    B64.decode(clean).ok()
 }
 
 /// A server certificate for `name` at `ip`, signed by the lab CA.
@@ -146,19 +194,19 @@ pub fn issue_for(
     })
 }
 
-/// The chain a node presents: its certificate, then the lab CA.
+/// The chain a node presents: its certificate, then its issuer (the lab CA unless the entry
+/// names another; none for a self-signed one).
 fn certified_key(entry: &CertEntry, ca: &Ca) -> Result<rustls::sign::CertifiedKey, PkiError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let cert = B64.decode(&entry.cert_der_b64).map_err(|e| PkiError::Stored(e.to_string()))?;
     let chain = entry.chain_der_b64.as_deref().unwrap_or(&ca.cert.cert_der_b64);
-    let ca_der = B64.decode(chain).map_err(|e| PkiError::Stored(e.to_string()))?;
+    let mut certs = vec![CertificateDer::from(cert)];
+    if !chain.is_empty() {
+        certs.push(CertificateDer::from(B64.decode(chain).map_err(|e| PkiError::Stored(e.to_string()))?));
+    }
     let key = B64.decode(&entry.key_der_b64).map_err(|e| PkiError::Stored(e.to_string()))?;
     let provider = rustls::crypto::ring::default_provider();
-    Ok(rustls::sign::CertifiedKey::from_der(
-        vec![CertificateDer::from(cert), CertificateDer::from(ca_der)],
-        PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
-        &provider,
-    )?)
+    Ok(rustls::sign::CertifiedKey::from_der(certs, PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)), &provider)?)
 }
 
 /// Where a listener finds the certificate it presents right now (the node's entry in the lab

@@ -9,7 +9,8 @@
 //!
 //! Paths in sushy-tools 2.x: `/redfish/v1/Systems/{uuid}`,
 //! `/redfish/v1/Systems/{uuid}/Actions/ComputerSystem.Reset`,
-//! `/redfish/v1/Systems/{uuid}/VirtualMedia/Cd[/Actions/VirtualMedia.InsertMedia|EjectMedia]`.
+//! `/redfish/v1/Systems/{uuid}/VirtualMedia/{Cd,Floppy}[/Actions/VirtualMedia.InsertMedia|EjectMedia]`
+//! (sushy-tools' default devices: `Cd` for CD/DVD, `Floppy` for Floppy/USBStick media).
 //! Quirks of the fake driver: power changes land 1–11 s after the Reset call (poll with
 //! [`RedfishPeer::wait_power`]; `RedfishOptions::instant_power` makes them land at once); `BootSourceOverrideEnabled` always reads back `Continuous`;
 //! any boot target is accepted; InsertMedia really downloads the URL (a 404 gives HTTP 400).
@@ -104,6 +105,24 @@ struct PeerMeta {
     systems: Vec<SystemSpec>,
 }
 
+/// A virtual-media device of sushy-tools' default set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    /// `Cd`: the installer image.
+    Cd,
+    /// `Floppy` ("Virtual Removable Media", MediaTypes Floppy/USBStick): the node's seed.
+    Removable,
+}
+
+impl Device {
+    pub fn path(self) -> &'static str {
+        match self {
+            Device::Cd => "Cd",
+            Device::Removable => "Floppy",
+        }
+    }
+}
+
 /// A system's state as the lab's install logic needs it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct SystemState {
@@ -117,6 +136,8 @@ pub struct SystemState {
     pub media_inserted: bool,
     /// URL of the inserted image (`None` when nothing is inserted).
     pub media_image: Option<String>,
+    /// URL of what the second device (`Floppy`: removable media) holds, if anything.
+    pub removable_image: Option<String>,
 }
 
 /// Handle on a running emulator. Holds no process: it is found through `sushy.pid`.
@@ -393,11 +414,14 @@ impl RedfishPeer {
     /// Power, boot override and virtual CD of one system.
     pub async fn system(&self, uuid: &str) -> Result<SystemState, RedfishError> {
         let sys = self.get_json(&format!("/Systems/{uuid}")).await?;
-        let cd = self.get_json(&format!("/Systems/{uuid}/VirtualMedia/Cd")).await?;
+        let cd = self.get_json(&format!("/Systems/{uuid}/VirtualMedia/{}", Device::Cd.path())).await?;
+        let removable = self.get_json(&format!("/Systems/{uuid}/VirtualMedia/{}", Device::Removable.path())).await?;
         let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
         let power_state = s(&sys["PowerState"]);
         let image = s(&cd["Image"]);
         let inserted = cd["Inserted"].as_bool().unwrap_or(false);
+        let removable_image =
+            Some(s(&removable["Image"])).filter(|i| !i.is_empty() && removable["Inserted"].as_bool().unwrap_or(false));
         Ok(SystemState {
             power_on: power_state == "On",
             power_state,
@@ -405,6 +429,7 @@ impl RedfishPeer {
             boot_override_enabled: s(&sys["Boot"]["BootSourceOverrideEnabled"]),
             media_inserted: inserted,
             media_image: (inserted && !image.is_empty()).then_some(image),
+            removable_image,
         })
     }
 
@@ -443,9 +468,14 @@ impl RedfishPeer {
     /// `VirtualMedia.InsertMedia` on the CD: the emulator downloads `url` before answering
     /// (an unreachable URL or a 404 fails with HTTP 400 and the emulator's message).
     pub async fn insert_media(&self, uuid: &str, url: &str) -> Result<(), RedfishError> {
+        self.insert_media_on(uuid, Device::Cd, url).await
+    }
+
+    /// `VirtualMedia.InsertMedia` on `device`.
+    pub async fn insert_media_on(&self, uuid: &str, device: Device, url: &str) -> Result<(), RedfishError> {
         self.send(
             "POST",
-            &format!("/Systems/{uuid}/VirtualMedia/Cd/Actions/VirtualMedia.InsertMedia"),
+            &format!("/Systems/{uuid}/VirtualMedia/{}/Actions/VirtualMedia.InsertMedia", device.path()),
             Some(json!({ "Image": url, "Inserted": true, "WriteProtected": true })),
         )
         .await
@@ -454,9 +484,18 @@ impl RedfishPeer {
 
     /// `VirtualMedia.EjectMedia` on the CD.
     pub async fn eject(&self, uuid: &str) -> Result<(), RedfishError> {
-        self.send("POST", &format!("/Systems/{uuid}/VirtualMedia/Cd/Actions/VirtualMedia.EjectMedia"), Some(json!({})))
-            .await
-            .map(|_| ())
+        self.eject_on(uuid, Device::Cd).await
+    }
+
+    /// `VirtualMedia.EjectMedia` on `device`.
+    pub async fn eject_on(&self, uuid: &str, device: Device) -> Result<(), RedfishError> {
+        self.send(
+            "POST",
+            &format!("/Systems/{uuid}/VirtualMedia/{}/Actions/VirtualMedia.EjectMedia", device.path()),
+            Some(json!({})),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Polls (with backoff) until the system's power is `on`, or fails after `deadline`.

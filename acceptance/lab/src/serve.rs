@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::lab::{lock, Lab};
 use crate::schema::{Product, Schema};
 use crate::state::{now_ms, write_atomic, BootedImage, LabOptions, LabState};
-use crate::{admin, artifacts, http, model, pbs, pki, pve};
+use crate::{admin, artifacts, http, model, pbs, pki, pve, seed};
 
 pub const PID_FILE: &str = "edge-lab.pid";
 pub const LAB_JSON: &str = "lab.json";
@@ -366,6 +366,12 @@ fn bare_metal_tick(lab: &Lab) {
         if sys.power_on == was_on && !blank_with_media {
             continue;
         }
+        // A boot reads the seed medium (images/nixos/seed.nix): fetched here, outside the state
+        // lock, applied below when this boot installs or the seed is new to the node.
+        let seed = sys
+            .seed_media
+            .as_deref()
+            .map(|url| tokio::runtime::Handle::current().block_on(seed::fetch(url)).and_then(|b| seed::parse(&b)));
         let mut st = lab.state();
         let mut reinstalled = false;
         let install_ms = st.options.install_ms;
@@ -394,7 +400,10 @@ fn bare_metal_tick(lab: &Lab) {
                 (true, Some(url)) => {
                     let sha = artifacts::sha256_of_url(&artifacts_dir, &art_ep, &url);
                     tracing::info!(node = %name, %url, "booting installer from virtual media");
-                    model::reset_os(&mut st, &sid, &name);
+                    // The edge image holds no credentials: what a node knows comes from its seed.
+                    if let Err(e) = model::reset_os(&mut st, &sid, &name, model::Tokens::None) {
+                        tracing::warn!(node = %name, error = %e, "installing");
+                    }
                     reinstalled = true;
                     if let Some(n) = st.store_mut(&sid).and_then(|s| s.node_mut(&name)) {
                         n.power_on = true;
@@ -403,6 +412,14 @@ fn bare_metal_tick(lab: &Lab) {
                         n.image = Some(BootedImage { url, sha256: sha, booted_at: crate::state::now_s() });
                         model::record_image(n);
                     }
+                    match &seed {
+                        Some(Ok((seed, sha))) => match seed::apply(&mut st, &sid, &name, seed, sha) {
+                            Ok(()) => tracing::info!(node = %name, %sha, "first boot applied its seed"),
+                            Err(e) => tracing::warn!(node = %name, error = %e, "seed refused"),
+                        },
+                        Some(Err(e)) => tracing::warn!(node = %name, error = %e, "seed medium unreadable"),
+                        None => tracing::info!(node = %name, "no seed medium: root keeps the lab's password"),
+                    }
                 }
                 _ => {
                     if let Some(n) = st.store_mut(&sid).and_then(|s| s.node_mut(&name)) {
@@ -410,6 +427,21 @@ fn bare_metal_tick(lab: &Lab) {
                         n.boot_time = crate::state::now_s();
                     }
                     tracing::info!(node = %name, "powered on (boots from disk if installed)");
+                    // seed.nix runs at every boot: a seed it has not applied yet is applied now.
+                    let installed = st.store(&sid).and_then(|s| s.node(&name)).is_some_and(|n| n.installed);
+                    if let (true, Some(Ok((seed, sha)))) = (installed, seed) {
+                        let applied = st
+                            .store(&sid)
+                            .and_then(|s| s.node(&name))
+                            .and_then(|n| n.seed.as_ref())
+                            .map(|a| a.sha256.clone());
+                        if applied.as_deref() != Some(sha.as_str()) {
+                            match seed::apply(&mut st, &sid, &name, &seed, &sha) {
+                                Ok(()) => tracing::info!(node = %name, %sha, "boot applied a new seed"),
+                                Err(e) => tracing::warn!(node = %name, error = %e, "seed refused"),
+                            }
+                        }
+                    }
                 }
             }
         }

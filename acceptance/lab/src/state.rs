@@ -107,10 +107,35 @@ pub struct NodeState {
     /// `/etc/pve/nodes/{node}/config` (acme, acmedomainN, description, …) as PVE stores it.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
-    /// The node's own `pve-ssl.pem` while an ACME certificate (`pveproxy-ssl.pem`) is what it
-    /// presents in `cert`.
+    /// The node's own `pve-ssl.pem` while a custom certificate (`pveproxy-ssl.pem`: an ACME
+    /// order, or the bootstrap certificate of its seed) is what it presents in `cert`.
     #[serde(default)]
     pub base_cert: Option<CertEntry>,
+    /// What the node's first boot took from its seed medium (docs/design/node-bootstrap.md).
+    #[serde(default)]
+    pub seed: Option<AppliedSeed>,
+    /// Until then (epoch ms) pveproxy restarts after a cluster join: connections are reset.
+    #[serde(default)]
+    pub api_restart_until_ms: Option<u64>,
+    /// Until then (epoch ms) pmxcfs restarts after a cluster create: authentication fails.
+    #[serde(default)]
+    pub auth_restart_until_ms: Option<u64>,
+    /// Disks that carry something (`/dev/sde` → `partitions`), as `disks/list` reports `used`.
+    #[serde(default)]
+    pub used_disks: BTreeMap<String, String>,
+    /// Admin drift `seed_tamper`: the next seed read is swapped in transit (another certificate).
+    #[serde(default)]
+    pub seed_tamper: bool,
+}
+
+/// The identity a node booted with from its seed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AppliedSeed {
+    pub sha256: String,
+    /// `root@pam`'s password hash (SHA-512 crypt).
+    pub root_password_hash: String,
+    /// `ssh-ed25519 AAAA…` of the host key it installed.
+    pub ssh_host_public_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -139,6 +164,9 @@ pub struct CephRoles {
     pub mon: bool,
     pub mgr: bool,
     pub osds: Vec<Osd>,
+    /// The monitor's public address (`mon_host` entry), when it has one.
+    #[serde(default)]
+    pub mon_address: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,6 +226,9 @@ pub struct EcProfile {
 pub struct Domain {
     /// Signs tickets and CSRF tokens.
     pub authkey: String,
+    /// `pve-root-ca.pem`: made with the first node's install, the cluster's once it creates one.
+    #[serde(default)]
+    pub ca: Option<crate::pki::Ca>,
     /// `USER@REALM!ID` -> token record.
     pub tokens: BTreeMap<String, Token>,
     pub ceph_initialized: bool,
@@ -214,6 +245,9 @@ pub struct Domain {
     pub members: Vec<String>,
     #[serde(default)]
     pub config_version: u64,
+    /// Until then (epoch ms) an `addnode` holds the cluster lock `file-corosync_conf`.
+    #[serde(default)]
+    pub corosync_lock_until_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

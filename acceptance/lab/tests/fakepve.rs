@@ -12,7 +12,8 @@
 //!   ([`DIFFERS`] has the scenario and the source's answer; FIDELITY.md rows `FAKEPVE-DIFF-*`
 //!   cite the source);
 //! * not modelled — FIDELITY.md rows `FAKEPVE-NOMODEL-*` say why (a condition the lab's nodes
-//!   never have, or an endpoint the lab does not serve yet).
+//!   never have, a check the lab does not make, or an answer in the lab's own words that is
+//!   neither the catalogue's nor the source's).
 //!
 //! The ledger rows are read from FIDELITY.md's section "fakepve catalogue: known differences":
 //! in a row's second cell, a backticked `METHOD /path` scopes the backticked entry names after
@@ -24,6 +25,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use common::{decode, TestLab};
 use serde_json::Value;
@@ -473,6 +475,51 @@ impl Fx {
         self.lab.ceph_bootstrap(0);
     }
 
+    /// `pveceph init` with the public network 127.0.0.0/8, the lab's loopback block: each
+    /// node has one address in it.
+    fn ceph_public(&self) {
+        self.ok("POST", "/nodes/pve1/ceph/init", &[("network", "127.0.0.0/8")]);
+    }
+
+    /// `pveceph init` with a public network none of pve1's addresses is in.
+    fn ceph_public_elsewhere(&self) {
+        self.ok("POST", "/nodes/pve1/ceph/init", &[("network", "10.99.0.0/16")]);
+    }
+
+    /// A second address of pve1 in the public network (vmbr1, applied).
+    fn second_address(&self) {
+        self.ok(
+            "POST",
+            "/nodes/pve1/network",
+            &[("iface", "vmbr1"), ("type", "bridge"), ("cidr", SECOND_ADDRESS_CIDR), ("autostart", "1")],
+        );
+        self.ok("PUT", "/nodes/pve1/network", &[]);
+    }
+
+    /// The public network, and two addresses of pve1 in it.
+    fn ceph_two_addresses(&self) {
+        self.ceph_public();
+        self.second_address();
+    }
+
+    /// The public network, the first monitor (on pve1's one address there), then a second
+    /// address of pve1 in that network.
+    fn mon_then_second_address(&self) {
+        self.ceph_public();
+        self.ok("POST", "/nodes/pve1/ceph/mon/pve1", &[]);
+        self.second_address();
+    }
+
+    /// The first monitor and the manager its task starts (a task of its own: waited for in
+    /// the manager list).
+    fn mgr(&self) {
+        self.ceph();
+        poll("the manager of the first monitor", || {
+            let (status, v) = self.call("GET", "/nodes/pve1/ceph/mgr", &[]);
+            (status == 200 && v["data"].as_array().is_some_and(|a| a.iter().any(|m| m["name"] == "pve1"))).then_some(())
+        });
+    }
+
     /// An OSD on /dev/sdb.
     fn osd(&self) {
         self.ceph();
@@ -537,6 +584,27 @@ impl Fx {
     }
 }
 
+/// Retries `f` with backoff (20 ms doubling to 250 ms) until it gives a value, for up to 30 s.
+fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// pve1's second address in the Ceph public network 127.0.0.0/8.
+const SECOND_ADDRESS: &str = "127.200.0.9";
+const SECOND_ADDRESS_CIDR: &str = "127.200.0.9/8";
+const MON: &str = "/nodes/pve1/ceph/mon/pve1";
+const OSD: &str = "/nodes/pve1/ceph/osd";
+const WIPEDISK: &str = "/nodes/pve1/disks/wipedisk";
+
 const CIDR_AND_ADDRESS: Form = &[("cidr", "10.9.0.1/24"), ("address", "10.9.0.1"), ("netmask", "255.255.255.0")];
 const CIDR6_AND_ADDRESS6: Form = &[("cidr6", "fd00::1/64"), ("address6", "fd00::1"), ("netmask6", "64")];
 const ACME_ORDER: &str = "/nodes/pve1/certificates/acme/certificate";
@@ -572,6 +640,18 @@ const REPRODUCED: &[(&str, &str, Scenario)] = &[
     ("PUT /nodes/{node}/network/{iface}", "param_address_address_conflicts_cidr", vmbr0(CIDR_AND_ADDRESS)),
     ("PUT /nodes/{node}/network/{iface}", "param_address_address_conflicts_cidr_2", vmbr0(CIDR6_AND_ADDRESS6)),
     ("DELETE /nodes/{node}/network/{iface}", "param_iface_interface_does_not", call("/nodes/pve1/network/vmbr9", &[])),
+    // The boot disk: is_mounted looks at the disk and each partition and names the one that is
+    // mounted (on a real node the ESP, /dev/sda2; the lab names the disk; the placeholder takes
+    // either).
+    ("PUT /nodes/{node}/disks/wipedisk", "disk_partition_mounted", call(WIPEDISK, &[("disk", "/dev/sda")])),
+    // An OSD's disk: its LVM volume holds it.
+    (
+        "PUT /nodes/{node}/disks/wipedisk",
+        "disk_partition_has_holder",
+        after(Fx::osd, WIPEDISK, &[("disk", "/dev/sdb")]),
+    ),
+    // A path that is no block device: assert_blockdev's text, without the path.
+    ("PUT /nodes/{node}/disks/wipedisk", "not_valid_block_device", call(WIPEDISK, &[("disk", "/dev/nope")])),
     (
         "POST /cluster/config",
         "cluster_config_already_exists",
@@ -588,6 +668,32 @@ const REPRODUCED: &[(&str, &str, Scenario)] = &[
         "ip_not_known_host_cluster",
         after(Fx::cluster, "/cluster/config/nodes/pve3", &[]),
     ),
+    ("POST /nodes/{node}/ceph/mon/{monid}", "no_active_ip_found_requested", after(Fx::ceph_public_elsewhere, MON, &[])),
+    (
+        "POST /nodes/{node}/ceph/mon/{monid}",
+        "multiple_ips_ceph_public_network",
+        after(Fx::ceph_two_addresses, MON, &[]),
+    ),
+    (
+        "POST /nodes/{node}/ceph/mon/{monid}",
+        "specified_monitor_ip_not_configured",
+        after(Fx::ceph_public, MON, &[("mon-address", "10.9.9.9")]),
+    ),
+    // Without a public network the monitor takes the node's address, which the first has.
+    ("POST /nodes/{node}/ceph/mon/{monid}", "monitor_address_already_use", after(Fx::ceph, MON, &[])),
+    // A free address, but the id is taken.
+    (
+        "POST /nodes/{node}/ceph/mon/{monid}",
+        "monitor_already_exists",
+        after(Fx::mon_then_second_address, MON, &[("mon-address", SECOND_ADDRESS)]),
+    ),
+    (
+        "POST /nodes/{node}/ceph/mgr/{id}",
+        "ceph_manager_directory_already_exists",
+        after(Fx::mgr, "/nodes/pve1/ceph/mgr/pve1", &[]),
+    ),
+    // A block device get_disks does not list: a device-mapper volume of the installer's LVM.
+    ("POST /nodes/{node}/ceph/osd", "unable_get_device_info", after(Fx::ceph, OSD, &[("dev", "/dev/dm-0")])),
     (
         "POST /nodes/{node}/ceph/osd",
         "device_already_use",
@@ -729,6 +835,15 @@ const DIFFERS: &[(&str, &str, Scenario, Source)] = &[
         "pool_name_contains_characters_which",
         new_pool(&[("name", "b"), ("add_storages", "1")]),
         Source(500, "storage ID 'b' contains illegal characters", &[]),
+    ),
+    // `mon-address` has the format ip-list: an item that is no IP is refused by the schema
+    // (pve-common says `invalid format - value does not look like a valid IP address`; the
+    // lab's texts for named formats are its own: only the key).
+    (
+        "POST /nodes/{node}/ceph/mon/{monid}",
+        "invalid_ip_string",
+        call(MON, &[("mon-address", "nope")]),
+        Source(400, "Parameter verification failed.", &[("mon-address", None)]),
     ),
     (
         "GET /nodes/{node}/disks/list",

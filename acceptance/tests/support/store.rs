@@ -21,6 +21,12 @@ pub fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A lab for whole-store tests on PVE profile `pve`: real Ceph, the Redfish BMC (instant power),
+/// short installs.
+pub fn store_lab(net: &str, pve: &str) -> Lab {
+    Lab::up(&["--net", net, "--pve", pve, "--ceph", "--redfish", "--bmc-power-delay", "instant", "--install-ms", "300"])
+}
+
 /// A throwaway signing key and a signed test image in the lab's artifact dir:
 /// (image URL, manifest path, public key).
 pub fn signed_image(lab: &Lab, keys: &Path, version: &str) -> (String, String, String) {
@@ -96,9 +102,10 @@ pub fn module_inputs(lab: &Lab, url: &str, manifest: &str) -> Value {
            "pools": {"vm-disks": {}}, "backup": {"datastore": store["pbs"]["datastore"]}})
 }
 
-/// Provider settings for `lab` (PVE/PBS/Redfish from lab.json, the image key).
+/// Provider settings for `lab` (PBS/Redfish from lab.json, PVE as root@pam — the nodes come
+/// from bare metal —, the image key).
 pub fn provider_env(tf: &mut Tf, lab: &Lab, key: &str) {
-    for (k, v) in lab.provider_env(0) {
+    for (k, v) in lab.bare_metal_env(0) {
         tf.env(&k, &v);
     }
     tf.env("EDGE_REDFISH_USERNAME", lab.json["redfish"]["username"].as_str().unwrap_or_default());

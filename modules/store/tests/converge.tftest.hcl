@@ -22,4 +22,12 @@ run "converge" {
     condition     = alltrue([for v in values(output.booted_images) : v == "tftest-1"])
     error_message = "every node booted the verified image"
   }
+  assert {
+    condition     = startswith(output.cluster_ca_pem, "-----BEGIN CERTIFICATE-----")
+    error_message = "the store's cluster CA is known"
+  }
+  assert {
+    condition     = length(output.ssh_host_keys) == 3 && alltrue([for k in values(output.ssh_host_keys) : startswith(k, "ssh-ed25519 ")])
+    error_message = "every node's SSH host key is known from its seed"
+  }
 }

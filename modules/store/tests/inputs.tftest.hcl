@@ -24,7 +24,7 @@ run "the_plan_wires_the_store" {
   command = plan
 
   # The first node (sort order) creates the cluster; the others join it through its address,
-  # pinned to its certificate.
+  # trusting it through the cluster's CA.
   assert {
     condition     = edge_proxmox_node.first.name == "pve1" && edge_proxmox_node.first.cluster.create == true
     error_message = "pve1 must create the cluster"

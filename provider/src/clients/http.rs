@@ -43,6 +43,13 @@ impl Product {
             Product::Pbs => "PBSAPIToken=",
         }
     }
+    /// Methods only the literal user root@pam may call (no token can).
+    fn root_only(self, method: &str, path: &str) -> bool {
+        match self {
+            Product::Pve => pve::root_only(method, path),
+            Product::Pbs => false,
+        }
+    }
     fn cookie(self) -> &'static str {
         match self {
             Product::Pve => "PVEAuthCookie",
@@ -177,6 +184,13 @@ pub enum Credentials {
     Password { user: String, password: Zeroizing<String> },
 }
 
+impl Credentials {
+    /// root@pam with `password` (what PVE's and PBS's root-only methods need).
+    pub fn root(password: &str) -> Credentials {
+        Credentials::Password { user: "root@pam".into(), password: Zeroizing::new(password.to_string()) }
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -229,13 +243,27 @@ struct Ticket {
     csrf: String,
 }
 
+/// Credentials with the ticket a password login got (kept until a 401).
+struct Auth {
+    creds: Credentials,
+    ticket: Mutex<Option<Ticket>>,
+}
+
+impl Auth {
+    fn new(creds: Credentials) -> Auth {
+        Auth { creds, ticket: Mutex::new(None) }
+    }
+}
+
 /// One Proxmox API endpoint (`https://host:port/api2/json`).
 pub struct ApiClient {
     http: reqwest::Client,
     base: String,
     product: Product,
-    creds: Credentials,
-    ticket: Mutex<Option<Ticket>>,
+    auth: Auth,
+    /// root@pam's password login, for the methods only root@pam may call ([`Product::root_only`])
+    /// when `auth` is a token.
+    root: Option<Auth>,
     retry: RetryPolicy,
 }
 
@@ -267,13 +295,17 @@ impl ApiClient {
                 product.name()
             ))
         })?;
-        let token = cfg.api_token.as_deref().ok_or_else(|| {
-            ClientError::Config(format!(
-                "no {} api_token: set it in the provider block or EDGE_{}_API_TOKEN",
-                product.name(),
-                product.name()
-            ))
-        })?;
+        let root = cfg.root_password.as_ref().map(|p| Credentials::root(p));
+        let creds = match (&cfg.api_token, &root) {
+            (Some(t), _) => Credentials::Token(Zeroizing::new(t.to_string())),
+            (None, Some(r)) => r.clone(),
+            (None, None) => {
+                return Err(ClientError::Config(format!(
+                    "no {p} credentials: set api_token or root_password in the provider block (EDGE_{p}_API_TOKEN, EDGE_{p}_ROOT_PASSWORD)",
+                    p = product.name()
+                )))
+            }
+        };
         let trust = if cfg.insecure == Some(true) {
             Trust::Insecure
         } else if let Some(fp) = &cfg.tls_fingerprint {
@@ -283,7 +315,8 @@ impl ApiClient {
         } else {
             Trust::Unset
         };
-        Self::new(product, endpoint, Credentials::Token(Zeroizing::new(token.to_string())), trust)
+        let root = root.filter(|_| cfg.api_token.is_some());
+        Ok(Self::new(product, endpoint, creds, trust)?.with_root(root))
     }
 
     pub fn new(product: Product, endpoint: &str, creds: Credentials, trust: Trust) -> Result<ApiClient, ClientError> {
@@ -296,7 +329,13 @@ impl ApiClient {
             .build()
             .map_err(|e| ClientError::Config(format!("HTTP client: {e}")))?;
         let base = format!("{}/api2/json", endpoint.trim_end_matches('/'));
-        Ok(ApiClient { http, base, product, creds, ticket: Mutex::new(None), retry: RetryPolicy::default() })
+        Ok(ApiClient { http, base, product, auth: Auth::new(creds), root: None, retry: RetryPolicy::default() })
+    }
+
+    /// Uses `root` (a root@pam password login) for the methods only root@pam may call.
+    pub fn with_root(mut self, root: Option<Credentials>) -> Self {
+        self.root = root.map(Auth::new);
+        self
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -400,7 +439,11 @@ impl ApiClient {
         if let Some(p) = params {
             req = if *method == Method::GET || *method == Method::DELETE { req.query(p) } else { req.json(p) };
         }
-        req = self.authorize(req, method).await?;
+        let auth = match &self.root {
+            Some(root) if self.product.root_only(method.as_str(), path) => root,
+            _ => &self.auth,
+        };
+        req = self.authorize(auth, req, method).await?;
         let resp = req.send().await.map_err(|e| transport_error(method.as_str(), path, &e))?;
         let status = resp.status();
         let reason = reason_phrase(&resp);
@@ -408,7 +451,7 @@ impl ApiClient {
         if !status.is_success() {
             if status.as_u16() == 401 {
                 // A ticket may have expired: log in again on the next attempt.
-                *self.ticket.lock().await = None;
+                *auth.ticket.lock().await = None;
             }
             let answer = ErrorAnswer { status: status.as_u16(), reason, body: body.to_vec() };
             return Err(self.product.api_error(method.as_str(), path, &answer));
@@ -419,15 +462,16 @@ impl ApiClient {
 
     async fn authorize(
         &self,
+        auth: &Auth,
         req: reqwest::RequestBuilder,
         method: &Method,
     ) -> Result<reqwest::RequestBuilder, ClientError> {
-        match &self.creds {
+        match &auth.creds {
             Credentials::Token(t) => {
                 Ok(req.header("Authorization", format!("{}{}", self.product.token_prefix(), t.as_str())))
             }
             Credentials::Password { user, password } => {
-                let mut guard = self.ticket.lock().await;
+                let mut guard = auth.ticket.lock().await;
                 if guard.is_none() {
                     *guard = Some(self.login(user, password).await?);
                 }
@@ -476,11 +520,15 @@ impl ApiClient {
     /// Waits until the task `upid` ends: polls its status starting at ~50 ms and backing off to
     /// ~1 s, gives up at `deadline` or when `stop` fires. A failed task's error carries the last
     /// lines of its log.
+    /// Waits until task `upid` ends. `through_restart`: the task restarts the API it is polled
+    /// through (cluster create, join), so errors of a restarting node
+    /// ([`ClientError::is_restarting`]) mean "not yet" rather than failure.
     pub(in crate::clients) async fn wait_task(
         &self,
         upid: &str,
         deadline: tokio::time::Instant,
         stop: &tokio_util::sync::CancellationToken,
+        through_restart: bool,
     ) -> Result<(), ClientError> {
         #[derive(serde::Deserialize)]
         struct Status {
@@ -494,6 +542,7 @@ impl ApiClient {
         let probe = move || async move {
             let st: Status = match self.get(path).await {
                 Ok(st) => st,
+                Err(e) if through_restart && e.is_restarting() => return Probe::NotYet(e.to_string()),
                 Err(e) => return Probe::Fail(e),
             };
             if st.status == "running" {
@@ -670,6 +719,73 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The CA certificate(s) of a PEM text as trust anchors (a node's or cluster's `pve-root-ca.pem`).
+fn ca_roots(pem: &str) -> Result<rustls::RootCertStore, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_bytes()) {
+        let c = c.map_err(|e| ClientError::Config(format!("ca_pem: {e}")))?;
+        roots.add(c).map_err(|e| ClientError::Config(format!("ca_pem: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(ClientError::Config("ca_pem holds no PEM certificate".into()));
+    }
+    Ok(roots)
+}
+
+/// What a TLS server presented in one handshake (the handshake's signature checked, the
+/// certificate not yet trusted for anything).
+#[derive(Clone, Debug)]
+pub struct Presented {
+    /// SHA-256 of the leaf, `AB:CD:…`.
+    pub fingerprint: String,
+    chain: Vec<CertificateDer<'static>>,
+}
+
+impl Presented {
+    /// A presentation with no certificate behind it, for tests of fingerprint pins.
+    #[cfg(test)]
+    pub fn for_tests(fingerprint: &str) -> Presented {
+        Presented { fingerprint: fingerprint.to_string(), chain: Vec::new() }
+    }
+
+    /// Whether the certificate chains to a CA of `ca_pem` and names `host` (DNS name or IP
+    /// address), as a client that trusts only that CA would check it.
+    pub fn verify(&self, ca_pem: &str, host: &str) -> Result<(), String> {
+        let roots = ca_roots(ca_pem).map_err(|e| e.to_string())?;
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let (leaf, rest) = self.chain.split_first().ok_or("no certificate presented")?;
+        let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{host:?}: {e}"))?;
+        verifier.verify_server_cert(leaf, rest, &name, &[], UnixTime::now()).map(drop).map_err(|e| e.to_string())
+    }
+}
+
+/// Connects to `host:port` over TLS and returns what the server presents, without trusting it.
+pub async fn probe_certificate(host: &str, port: u16, timeout: Duration) -> Result<Presented, ClientError> {
+    let check = CertCheck::any();
+    let cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Config(format!("TLS: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::clone(&check) as Arc<dyn ServerCertVerifier>)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|e| ClientError::Config(format!("{host:?} is not a host name or address: {e}")))?;
+    let url = format!("{host}:{port}");
+    let fail =
+        |message: String| ClientError::Transport { method: "TLS".into(), path: url.clone(), connect: true, message };
+    let work = async {
+        let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| fail(format!("connect: {e}")))?;
+        connector.connect(name, tcp).await.map_err(|e| fail(format!("handshake: {e}")))?;
+        let chain = check.seen_chain();
+        let fingerprint = check.seen().ok_or_else(|| fail("no certificate presented".into()))?;
+        Ok(Presented { fingerprint, chain })
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| fail(format!("connect: no answer within {timeout:?}")))?
+}
+
 fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -679,19 +795,7 @@ fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError> {
             builder.dangerous().with_custom_certificate_verifier(CertCheck::pinned(*fp)).with_no_client_auth()
         }
         Trust::Insecure => builder.dangerous().with_custom_certificate_verifier(CertCheck::any()).with_no_client_auth(),
-        Trust::CaPem(pem) => {
-            let mut roots = rustls::RootCertStore::empty();
-            let mut n = 0;
-            for c in rustls_pemfile::certs(&mut pem.as_bytes()) {
-                let c = c.map_err(|e| ClientError::Config(format!("ca_pem: {e}")))?;
-                roots.add(c).map_err(|e| ClientError::Config(format!("ca_pem: {e}")))?;
-                n += 1;
-            }
-            if n == 0 {
-                return Err(ClientError::Config("ca_pem holds no PEM certificate".into()));
-            }
-            builder.with_root_certificates(roots).with_no_client_auth()
-        }
+        Trust::CaPem(pem) => builder.with_root_certificates(ca_roots(pem)?).with_no_client_auth(),
         Trust::Unset => {
             return Err(ClientError::Config(
                 "no way to trust the server: set tls_fingerprint (recommended, `pvenode cert info` shows it) or ca_pem"
@@ -708,7 +812,7 @@ fn tls_config(trust: &Trust) -> Result<rustls::ClientConfig, ClientError> {
 #[derive(Debug)]
 pub struct CertCheck {
     pin: Option<[u8; 32]>,
-    seen: std::sync::Mutex<Option<String>>,
+    seen: std::sync::Mutex<Vec<CertificateDer<'static>>>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -721,6 +825,10 @@ impl CertCheck {
     }
     /// The fingerprint of the last certificate presented.
     pub fn seen(&self) -> Option<String> {
+        self.seen_chain().first().map(|c| fingerprint_of(c.as_ref()))
+    }
+    /// The last chain presented, leaf first.
+    fn seen_chain(&self) -> Vec<CertificateDer<'static>> {
         self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -729,13 +837,14 @@ impl ServerCertVerifier for CertCheck {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let fp = fingerprint_of(end_entity.as_ref());
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp.clone());
+        let chain = std::iter::once(end_entity).chain(intermediates).map(|c| c.clone().into_owned()).collect();
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = chain;
         match self.pin {
             Some(pin) if <[u8; 32]>::from(Sha256::digest(end_entity.as_ref())) != pin => {
                 Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(Arc::new(
@@ -1034,7 +1143,7 @@ mod tests {
             .unwrap()
             .with_retry(fast());
         let e = c.get::<String>("/token").await.unwrap_err();
-        assert!(e.is_pin_mismatch(), "{e:?}");
+        assert!(matches!(e, ClientError::Tls { failure: TlsFailure::PinMismatch, .. }), "{e:?}");
         assert!(e.to_string().ends_with("the provider pins another one"), "{e}");
         assert!(!e.is_transient() && !e.is_unreachable(), "a pin mismatch is not retried, and not a dark site");
         assert_eq!(srv.hits.lock().unwrap().get("GET /api2/json/token"), None, "nothing was sent");
@@ -1172,8 +1281,8 @@ mod tests {
         let c = ApiClient::new(Product::Pve, &srv.endpoint, token(), Trust::Insecure).unwrap().with_retry(fast());
         let stop = tokio_util::sync::CancellationToken::new();
         let far = tokio::time::Instant::now() + Duration::from_secs(30);
-        c.wait_task("UPID:n1:0001:0002:0003:okjob:x:root@pam:", far, &stop).await.unwrap();
-        let e = c.wait_task("UPID:n1:0001:0002:0003:bad:x:root@pam:", far, &stop).await.unwrap_err();
+        c.wait_task("UPID:n1:0001:0002:0003:okjob:x:root@pam:", far, &stop, false).await.unwrap();
+        let e = c.wait_task("UPID:n1:0001:0002:0003:bad:x:root@pam:", far, &stop, false).await.unwrap_err();
         match e {
             ClientError::TaskFailed { exitstatus, log, .. } => {
                 assert_eq!(exitstatus, "boom");
@@ -1183,11 +1292,11 @@ mod tests {
         }
         // A deadline that passes while the task runs.
         let soon = tokio::time::Instant::now() + Duration::from_millis(1);
-        let e = c.wait_task("UPID:n1:0001:0002:0003:slow:y:root@pam:", soon, &stop).await.unwrap_err();
+        let e = c.wait_task("UPID:n1:0001:0002:0003:slow:y:root@pam:", soon, &stop, false).await.unwrap_err();
         assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
         // Terraform's stop signal.
         stop.cancel();
-        let e = c.wait_task("UPID:n1:0001:0002:0003:slow:z:root@pam:", far, &stop).await.unwrap_err();
+        let e = c.wait_task("UPID:n1:0001:0002:0003:slow:z:root@pam:", far, &stop, false).await.unwrap_err();
         assert!(matches!(e, ClientError::Cancelled { .. }), "{e}");
         assert!(upid_node("nope").is_err());
     }

@@ -7,6 +7,7 @@ pub mod pbs;
 pub mod poll;
 pub mod pve;
 pub mod redfish;
+pub mod seed_server;
 pub mod ssh;
 pub mod version;
 
@@ -104,9 +105,21 @@ impl ClientError {
     pub fn is_unreachable(&self) -> bool {
         matches!(self, ClientError::Transport { .. })
     }
-    /// The server presented a certificate other than the pinned one.
-    pub fn is_pin_mismatch(&self) -> bool {
-        matches!(self, ClientError::Tls { failure: TlsFailure::PinMismatch, .. })
+    /// The server presented a certificate the client does not trust: not the pinned one, or
+    /// not signed by the trusted CA.
+    pub fn is_untrusted_certificate(&self) -> bool {
+        matches!(self, ClientError::Tls { .. })
+    }
+    /// Worth waiting through while a node restarts its API (after a cluster create or join):
+    /// the connection reset, authentication failing while `/etc/pve` is remounted, the old
+    /// certificate gone before the new one is trusted.
+    pub fn is_restarting(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Transport { .. }
+                | ClientError::Tls { .. }
+                | ClientError::Api { kind: ApiErrorKind::Unauthorized, .. }
+        ) || self.is_transient()
     }
     /// The request never reached the server (connecting failed), so even a POST may be repeated.
     pub fn never_sent(&self) -> bool {

@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use reqwest::Method;
 use rustls::client::danger::ServerCertVerifier;
-use rustls::pki_types::ServerName;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::OnceCell;
@@ -94,9 +93,45 @@ pub struct MediaState {
     pub image: Option<String>,
 }
 
-/// The actions of the CD, as discovered once per client.
+/// A virtual-media device: the CD the installer boots from, and the removable medium (floppy
+/// or USB stick) that carries a node's seed (docs/design/node-bootstrap.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    Cd,
+    Removable,
+}
+
+impl Device {
+    fn name(self) -> &'static str {
+        match self {
+            Device::Cd => "virtual CD/DVD",
+            Device::Removable => "virtual removable medium (USB stick or floppy)",
+        }
+    }
+
+    /// Whether the `VirtualMedia` member `media` (at `id`) is this device: by its `MediaTypes`,
+    /// else by the member's name (sushy-tools: `Cd`, `Floppy`). A member that takes CDs is the
+    /// CD even if it takes other media too.
+    fn matches(self, media: &Value, id: &str) -> bool {
+        let types: Vec<String> = media["MediaTypes"]
+            .as_array()
+            .map(|t| t.iter().filter_map(Value::as_str).map(str::to_ascii_lowercase).collect())
+            .unwrap_or_default();
+        let has = |w: &[&str]| types.iter().any(|t| w.contains(&t.as_str()));
+        let last = id.rsplit('/').next().unwrap_or_default().to_ascii_lowercase();
+        let cd = has(&["cd", "dvd"]);
+        match self {
+            Device::Cd => cd || last == "cd",
+            Device::Removable => {
+                !cd && (has(&["usbstick", "floppy"]) || ["floppy", "usb", "usbstick"].contains(&last.as_str()))
+            }
+        }
+    }
+}
+
+/// The actions of one virtual-media device, as discovered once per client.
 #[derive(Clone, Debug)]
-struct CdPaths {
+struct MediaPaths {
     member: String,
     insert: String,
     eject: String,
@@ -112,7 +147,8 @@ pub struct RedfishClient {
     endpoint_path: String,
     username: String,
     password: Zeroizing<String>,
-    cd: OnceCell<CdPaths>,
+    cd: OnceCell<MediaPaths>,
+    removable: OnceCell<MediaPaths>,
     calls: Arc<AtomicU64>,
     /// Power polls at this fixed interval instead of backing off (bench baseline only).
     fixed_poll: Option<Duration>,
@@ -188,6 +224,7 @@ impl RedfishClient {
             username: username.to_string(),
             password: Zeroizing::new(password.to_string()),
             cd: OnceCell::new(),
+            removable: OnceCell::new(),
             calls: Arc::new(AtomicU64::new(0)),
             fixed_poll: None,
         })
@@ -305,55 +342,63 @@ impl RedfishClient {
         })
     }
 
-    async fn cd_paths(&self) -> Result<&CdPaths, RedfishError> {
-        self.cd
-            .get_or_try_init(|| async {
-                let sys_path = self.system_path().await?.to_string();
-                let sys = self.get(&sys_path).await?;
-                let mut collections = Vec::new();
-                if let Some(id) = sys["VirtualMedia"]["@odata.id"].as_str() {
-                    collections.push(id.to_string());
-                }
-                if let Some(managers) = sys["Links"]["ManagedBy"].as_array() {
-                    for m in managers.iter().filter_map(|m| m["@odata.id"].as_str()) {
-                        if let Ok(mv) = self.get(m).await {
-                            if let Some(id) = mv["VirtualMedia"]["@odata.id"].as_str() {
-                                collections.push(id.to_string());
-                            }
+    async fn media_paths(&self, device: Device) -> Result<&MediaPaths, RedfishError> {
+        let cell = match device {
+            Device::Cd => &self.cd,
+            Device::Removable => &self.removable,
+        };
+        cell.get_or_try_init(|| async {
+            let sys_path = self.system_path().await?.to_string();
+            let sys = self.get(&sys_path).await?;
+            let mut collections = Vec::new();
+            if let Some(id) = sys["VirtualMedia"]["@odata.id"].as_str() {
+                collections.push(id.to_string());
+            }
+            if let Some(managers) = sys["Links"]["ManagedBy"].as_array() {
+                for m in managers.iter().filter_map(|m| m["@odata.id"].as_str()) {
+                    if let Ok(mv) = self.get(m).await {
+                        if let Some(id) = mv["VirtualMedia"]["@odata.id"].as_str() {
+                            collections.push(id.to_string());
                         }
                     }
                 }
-                if collections.is_empty() {
-                    // sushy-tools 2.x serves it under the system without always linking it.
-                    collections.push(format!("{sys_path}/VirtualMedia"));
-                }
-                for c in collections {
-                    let Ok(list) = self.get(&c).await else { continue };
-                    let Ok(list) = serde_json::from_value::<Collection>(list) else { continue };
-                    for m in list.members {
-                        let Ok(mv) = self.get(&m.id).await else { continue };
-                        if is_cd(&mv, &m.id) {
-                            let target = |action: &str| {
-                                mv["Actions"][format!("#VirtualMedia.{action}")]["target"]
-                                    .as_str()
-                                    .map(str::to_string)
-                                    .unwrap_or_else(|| format!("{}/Actions/VirtualMedia.{action}", m.id))
-                            };
-                            return Ok(CdPaths {
-                                insert: target("InsertMedia"),
-                                eject: target("EjectMedia"),
-                                member: m.id,
-                            });
-                        }
+            }
+            if collections.is_empty() {
+                // sushy-tools 2.x serves it under the system without always linking it.
+                collections.push(format!("{sys_path}/VirtualMedia"));
+            }
+            for c in collections {
+                let Ok(list) = self.get(&c).await else { continue };
+                let Ok(list) = serde_json::from_value::<Collection>(list) else { continue };
+                for m in list.members {
+                    let Ok(mv) = self.get(&m.id).await else { continue };
+                    if device.matches(&mv, &m.id) {
+                        let target = |action: &str| {
+                            mv["Actions"][format!("#VirtualMedia.{action}")]["target"]
+                                .as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| format!("{}/Actions/VirtualMedia.{action}", m.id))
+                        };
+                        return Ok(MediaPaths {
+                            insert: target("InsertMedia"),
+                            eject: target("EjectMedia"),
+                            member: m.id,
+                        });
                     }
                 }
-                Err(RedfishError::Config("the BMC exposes no virtual CD/DVD media".into()))
-            })
-            .await
+            }
+            Err(RedfishError::Config(format!("the BMC exposes no {}", device.name())))
+        })
+        .await
     }
 
+    /// The virtual CD's state.
     pub async fn media(&self) -> Result<MediaState, RedfishError> {
-        let p = self.cd_paths().await?.member.clone();
+        self.media_on(Device::Cd).await
+    }
+
+    pub async fn media_on(&self, device: Device) -> Result<MediaState, RedfishError> {
+        let p = self.media_paths(device).await?.member.clone();
         let v = self.get(&p).await?;
         let inserted = v["Inserted"].as_bool().unwrap_or(false);
         let image = v["Image"].as_str().filter(|s| !s.is_empty() && inserted).map(str::to_string);
@@ -362,19 +407,33 @@ impl RedfishClient {
 
     /// Inserts `url` as the virtual CD (the BMC fetches it; some, like sushy, before answering).
     pub async fn insert_media(&self, url: &str) -> Result<(), RedfishError> {
-        let p = self.cd_paths().await?.insert.clone();
-        tracing::info!(image = %url, "BMC: inserting virtual media");
+        self.insert_on(Device::Cd, url).await
+    }
+
+    /// Inserts `url` into `device`. The URL is logged only for the CD: a seed's URL is a secret
+    /// path (whoever knows it can fetch the seed while it is served).
+    pub async fn insert_on(&self, device: Device, url: &str) -> Result<(), RedfishError> {
+        let p = self.media_paths(device).await?.insert.clone();
+        match device {
+            Device::Cd => tracing::info!(image = %url, "BMC: inserting virtual media"),
+            Device::Removable => tracing::info!("BMC: inserting the seed medium"),
+        }
         self.send(Method::POST, &p, Some(&json!({"Image": url, "Inserted": true, "WriteProtected": true}))).await?;
         Ok(())
     }
 
+    /// Ejects the virtual CD.
     pub async fn eject_media(&self) -> Result<(), RedfishError> {
-        let p = self.cd_paths().await?.eject.clone();
-        tracing::info!("BMC: ejecting virtual media");
+        self.eject_on(Device::Cd).await
+    }
+
+    pub async fn eject_on(&self, device: Device) -> Result<(), RedfishError> {
+        let p = self.media_paths(device).await?.eject.clone();
+        tracing::info!(device = device.name(), "BMC: ejecting virtual media");
         match self.send(Method::POST, &p, Some(&json!({}))).await {
             Ok(_) => Ok(()),
             // Nothing inserted: already the wanted state.
-            Err(RedfishError::Status { status: 400 | 409, .. }) if !self.media().await?.inserted => Ok(()),
+            Err(RedfishError::Status { status: 400 | 409, .. }) if !self.media_on(device).await?.inserted => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -431,13 +490,6 @@ impl RedfishClient {
     }
 }
 
-fn is_cd(media: &Value, id: &str) -> bool {
-    let types_cd = media["MediaTypes"].as_array().is_some_and(|t| {
-        t.iter().filter_map(Value::as_str).any(|t| t.eq_ignore_ascii_case("CD") || t.eq_ignore_ascii_case("DVD"))
-    });
-    types_cd || id.rsplit('/').next().is_some_and(|last| last.eq_ignore_ascii_case("cd"))
-}
-
 /// Redfish errors are `{"error": {"message": …, "@Message.ExtendedInfo": [{"Message": …}]}}`.
 fn redfish_message(body: &str) -> String {
     let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
@@ -460,30 +512,6 @@ fn client_config(check: &Arc<CertCheck>) -> Result<rustls::ClientConfig, Redfish
         .with_no_client_auth())
 }
 
-/// Connects to `host:port` over TLS and returns the SHA-256 fingerprint of the certificate
-/// the server presents (`AB:CD:…`), without trusting it for anything else.
-pub async fn probe_fingerprint(host: &str, port: u16, timeout: Duration) -> Result<String, RedfishError> {
-    let check = CertCheck::any();
-    let cfg = client_config(&check)?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-    let name = ServerName::try_from(host.to_string())
-        .map_err(|e| RedfishError::Config(format!("{host:?} is not a host name or address: {e}")))?;
-    let url = format!("{host}:{port}");
-    let fail = |message: String| RedfishError::Transport {
-        method: "TLS".into(),
-        url: url.clone(),
-        connect: true,
-        tls: None,
-        message,
-    };
-    let work = async {
-        let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| fail(format!("connect: {e}")))?;
-        connector.connect(name, tcp).await.map_err(|e| fail(format!("handshake: {e}")))?;
-        check.seen().ok_or_else(|| fail("no certificate presented".into()))
-    };
-    tokio::time::timeout(timeout, work).await.map_err(|_| fail(format!("connect: no answer within {timeout:?}")))?
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,10 +529,16 @@ mod tests {
     }
 
     #[test]
-    fn cd_found_by_type_or_name() {
-        assert!(is_cd(&json!({"MediaTypes": ["CD", "DVD"]}), "/x/VirtualMedia/1"));
-        assert!(is_cd(&json!({}), "/redfish/v1/Systems/a/VirtualMedia/Cd"));
-        assert!(!is_cd(&json!({"MediaTypes": ["Floppy"]}), "/x/VirtualMedia/Floppy"));
+    fn media_found_by_type_or_name() {
+        let (cd, usb) = (Device::Cd, Device::Removable);
+        assert!(cd.matches(&json!({"MediaTypes": ["CD", "DVD"]}), "/x/VirtualMedia/1"));
+        assert!(cd.matches(&json!({}), "/redfish/v1/Systems/a/VirtualMedia/Cd"));
+        assert!(!cd.matches(&json!({"MediaTypes": ["Floppy"]}), "/x/VirtualMedia/Floppy"));
+        // sushy-tools' second device: "Virtual Removable Media", Floppy and USBStick.
+        assert!(usb.matches(&json!({"MediaTypes": ["Floppy", "USBStick"]}), "/x/VirtualMedia/Floppy"));
+        assert!(usb.matches(&json!({"MediaTypes": ["USBStick"]}), "/x/VirtualMedia/2"));
+        assert!(usb.matches(&json!({}), "/x/VirtualMedia/Floppy"));
+        assert!(!usb.matches(&json!({"MediaTypes": ["CD", "USBStick"]}), "/x/VirtualMedia/1"), "a CD drive is the CD");
     }
 
     #[test]

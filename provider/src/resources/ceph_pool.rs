@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::clients::pve::{PoolCreate, PoolDelete, PoolListEntry, PoolUpdate, PveClient};
-use crate::clients::{self, ApiErrorKind, ClientError};
+use crate::clients::{ApiErrorKind, ClientError};
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock, Op,
     PlanCtx, Resource, Schema, Timeouts, Type, Value,
@@ -43,6 +43,7 @@ pub struct State {
     pub add_storages: Option<bool>,
     pub ceph_fsid: Option<String>,
     pub force_destroy: Option<bool>,
+    pub pve: Option<super::PveApi>,
     pub timeouts: Option<Timeouts>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
@@ -84,6 +85,7 @@ impl Resource for CephPool {
                 .attr(Attribute::optional("add_storages", Type::Bool).describe("At create only: also add PVE storages for the pool. Destroy then removes them too."))
                 .attr(Attribute::optional("ceph_fsid", Type::String).describe("The Ceph cluster (fsid) the pool belongs to; wire it to `edge_proxmox_node.<first>.ceph_fsid`. Apply refuses a cluster with another fsid. When the node is being brought back from power-off or rebuilt, the fsid is unknown in the plan, so the pool is checked again at apply and created again if the rebuilt cluster lacks it (the disaster-recovery path)."))
                 .attr(Attribute::optional("force_destroy", Type::Bool).default(Value::Bool(false)).describe("Allow destroying a pool that still holds data. Set it and apply before the destroy."))
+                .attr(super::pve_api_attribute("the pool"))
                 .attr(Attribute::computed("type", Type::String).describe("`replicated` or `erasure`."))
                 .attr(Attribute::computed("pg_num_final", Type::Number).describe("The pg_num Ceph works towards (differs from `pg_num` while the autoscaler acts)."))
                 .attr(Attribute::computed("bytes_used", Type::Number).describe("Bytes stored, as of the last refresh."))
@@ -154,7 +156,7 @@ impl Resource for CephPool {
     }
 
     async fn create(&self, ctx: &Ctx, planned: State, _config: &State) -> Result<State, Diagnostics> {
-        let pve = client(ctx)?;
+        let pve = client(ctx, &planned)?;
         let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Create, DEFAULT_TIMEOUT);
         let node = req(&planned.node, "node")?;
         let name = req(&planned.name, "name")?;
@@ -178,7 +180,7 @@ impl Resource for CephPool {
     }
 
     async fn read(&self, ctx: &Ctx, state: State) -> Result<Option<State>, Diagnostics> {
-        let pve = client(ctx)?;
+        let pve = client(ctx, &state)?;
         let node = req(&state.node, "node")?;
         // A dark store (cluster powered off, tunnel down) must not block plans: keep the last
         // known pool and warn. Drift on a cluster nobody can reach cannot be seen anyway, and a
@@ -205,7 +207,7 @@ impl Resource for CephPool {
     }
 
     async fn update(&self, ctx: &Ctx, prior: State, planned: State, _config: &State) -> Result<State, Diagnostics> {
-        let pve = client(ctx)?;
+        let pve = client(ctx, &planned)?;
         let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Update, DEFAULT_TIMEOUT);
         let node = req(&planned.node, "node")?;
         let name = req(&planned.name, "name")?;
@@ -265,7 +267,7 @@ impl Resource for CephPool {
     }
 
     async fn delete(&self, ctx: &Ctx, prior: State) -> Result<(), Diagnostics> {
-        let pve = client(ctx)?;
+        let pve = client(ctx, &prior)?;
         let deadline = Instant::now() + Timeouts::get(&prior.timeouts, Op::Delete, DEFAULT_TIMEOUT);
         let node = req(&prior.node, "node")?;
         let name = req(&prior.name, "name")?;
@@ -517,14 +519,8 @@ fn differences(a: &State, b: &State) -> Vec<&'static str> {
     d
 }
 
-fn client(ctx: &Ctx) -> Result<std::sync::Arc<PveClient>, Diagnostics> {
-    let cfg = ctx.clients.pve.as_ref().ok_or_else(|| {
-        Diagnostics::error(
-            "PVE API not configured",
-            "edge_ceph_pool needs the provider's pve block (endpoint, api_token, tls_fingerprint) or EDGE_PVE_* variables.",
-        )
-    })?;
-    clients::pve(cfg).map_err(|e| Diagnostics::error("Cannot set up the PVE client", e.to_string()))
+fn client(ctx: &Ctx, st: &State) -> Result<std::sync::Arc<PveClient>, Diagnostics> {
+    super::pve_client(ctx, st.pve.as_ref(), "edge_ceph_pool")
 }
 
 fn req(v: &Option<String>, attr: &str) -> Result<String, Diagnostics> {

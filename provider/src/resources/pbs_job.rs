@@ -93,6 +93,7 @@ pub struct State {
     pub verify: Option<Verify>,
     pub prune: Option<Prune>,
     pub gc: Option<Gc>,
+    pub pve: Option<super::PveApi>,
 }
 
 const KINDS: [&str; 5] = ["backup", "sync", "verify", "prune", "gc"];
@@ -149,6 +150,7 @@ impl Resource for PbsJob {
                 .attr(Attribute::required("schedule", Type::String).describe("Calendar event, e.g. `daily`, `mon..fri 02:00`, `*-*-* 02:30`, `sat *-1..7 15:00`."))
                 .attr(s("comment", "Free text (not for `gc`)."))
                 .attr(Attribute::optional("disable", Type::Bool).default(Value::Bool(false)).describe("Keep the job but do not run it (`backup` and `prune` only; PBS has no switch for the others)."))
+                .attr(super::pve_api_attribute("a `backup` job"))
                 .block(NestedBlock::single("backup", Block::new("A PVE backup job (`/cluster/backup`) writing to a storage, normally of type `pbs`.")
                     .attr(Attribute::required("storage", Type::String).describe("PVE storage ID to back up to."))
                     .attr(s("node", "Only back up guests on this node."))
@@ -244,7 +246,7 @@ impl Resource for PbsJob {
         s.kind = Some(kind.to_string());
         match kind {
             "backup" => {
-                let pve = pve(ctx)?;
+                let pve = pve(ctx, &s)?;
                 check_pve_release(&pve, &s).await?;
                 if pve
                     .backup_job(&id)
@@ -301,7 +303,7 @@ impl Resource for PbsJob {
         s.kind = Some(kind.to_string());
         match kind {
             "backup" => {
-                let Some(job) = pve(ctx)?
+                let Some(job) = pve(ctx, &s)?
                     .backup_job(&id)
                     .await
                     .map_err(|e| api_diag("Cannot read PVE backup jobs", "backup", e))?
@@ -408,7 +410,7 @@ impl Resource for PbsJob {
             "backup" => {
                 let new = backup_to_api(&s);
                 let delete = backup_to_api(&prior).removed_in(&new);
-                let pve = pve(ctx)?;
+                let pve = pve(ctx, &s)?;
                 check_pve_release(&pve, &s).await?;
                 pve.backup_job_update(&id, &new, &delete)
                     .await
@@ -441,7 +443,7 @@ impl Resource for PbsJob {
         match kind {
             "backup" => {
                 // Gone already (deleted by hand, or a repeat after a 5xx) counts as deleted.
-                pve(ctx)?
+                pve(ctx, &prior)?
                     .backup_job_delete(&id)
                     .await
                     .map_err(|e| api_diag("Cannot delete the PVE backup job", "backup", e))?;
@@ -583,11 +585,12 @@ fn refuse_older_pve(f: PveFeature, found: Version) -> Result<(), Diagnostics> {
 /// [`check_pve_release`] at plan time where the PVE endpoint is configured and answers;
 /// otherwise create and update check it before they change anything.
 async fn refuse_backup_at_plan(ctx: &Ctx, config: &State) -> Result<(), Diagnostics> {
-    let configured = ctx.clients.pve.as_ref().is_some_and(|c| c.endpoint.is_some());
+    let configured = ctx.clients.pve.as_ref().is_some_and(|c| c.endpoint.is_some())
+        || config.pve.as_ref().is_some_and(|p| p.endpoint.is_some());
     if !configured || config.backup.as_ref().and_then(|b| b.notification_mode.as_deref()).is_none() {
         return Ok(());
     }
-    let Ok(pve) = pve(ctx) else { return Ok(()) };
+    let Ok(pve) = pve(ctx, config) else { return Ok(()) };
     match pve.version().await {
         Ok(found) => refuse_older_pve(PveFeature::BackupNotificationMode, found),
         Err(e) => {
@@ -633,14 +636,8 @@ fn job_kind(kind: &str) -> JobKind {
     }
 }
 
-fn pve(ctx: &Ctx) -> Result<std::sync::Arc<PveClient>, Diagnostics> {
-    let cfg = ctx.clients.pve.as_ref().ok_or_else(|| {
-        Diagnostics::error(
-            "PVE API not configured",
-            "backup jobs need the provider's pve block or EDGE_PVE_* variables.",
-        )
-    })?;
-    clients::pve(cfg).map_err(|e| Diagnostics::error("Cannot set up the PVE client", e.to_string()))
+fn pve(ctx: &Ctx, s: &State) -> Result<std::sync::Arc<PveClient>, Diagnostics> {
+    super::pve_client(ctx, s.pve.as_ref(), "a backup job")
 }
 
 fn pbs(ctx: &Ctx) -> Result<std::sync::Arc<PbsClient>, Diagnostics> {

@@ -24,8 +24,12 @@ pub(super) fn ticket(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
         user = format!("{user}@{}", p_str(p, "realm").unwrap_or_else(|| "pam".into()));
     }
     let password = p_str(p, "password").unwrap_or_default();
-    let ok = user == "root@pam"
-        && (password == s.root_password
+    // PAM checks root's password on this node: the one its seed set, else the lab's (a node
+    // installed by hand). A valid ticket renews itself.
+    let restarting = n.auth_restart_until_ms.is_some_and(|t| lab.now_ms() < t);
+    let ok = !restarting
+        && user == "root@pam"
+        && (crate::seed::root_password_ok(&st, &cx.store, &cx.local, &password)
             || api::verify_ticket("PVE", &dom.authkey, &password).as_deref() == Some("root@pam"));
     if !ok {
         return Err(ApiErr::new(401, "authentication failure"));
@@ -146,7 +150,8 @@ fn no_token() -> ApiErr {
     ApiErr::die("no such token")
 }
 
-/// A freshly installed node's config domain: the store's API token, plus a read-only one.
+/// A config domain with the store's API token, plus a read-only one: a node an admin set up
+/// (`model::Tokens::Store`; the edge image's nodes start without any, `model::reset_os`).
 pub fn fresh_domain(store: &StoreState) -> Domain {
     let mut d = Domain { authkey: random_secret(), ..Default::default() };
     d.tokens.insert(

@@ -1,11 +1,12 @@
 //! Ceph on the nodes (`/nodes/{node}/ceph/…`): `pveceph init`, status, monitors, managers and
 //! OSDs. Pools are in `pools.rs`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{check_ceph, domain, domain_mut, mutate, node_ref, visible_nodes, Cx, DISKS};
+use super::{check_ceph, check_rados, domain, domain_mut, mutate, node_ref, visible_nodes, Cx, DISKS};
 use crate::api::{digest_of, p_int, p_str, ApiErr, ApiResult};
 use crate::lab::Lab;
 use crate::routes::Params;
@@ -29,6 +30,7 @@ pub(super) fn status(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
     let (store, node) = (cx.store.clone(), cx.node.clone());
     let st = lab.state();
     check_ceph(&st, cx)?;
+    check_rados(&st, cx)?;
     let s = st.store(&store).ok_or_else(|| ApiErr::die("store vanished"))?;
     let members = visible_nodes(&st, &store, &node);
     let nodes: Vec<&NodeState> = members.iter().filter_map(|m| s.node(m)).collect();
@@ -36,7 +38,7 @@ pub(super) fn status(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
     let mons: Vec<Value> = nodes
         .iter()
         .filter(|n| n.ceph.mon)
-        .map(|n| json!({"name": n.name, "addr": format!("{}:6789/0", n.address)}))
+        .map(|n| json!({"name": n.name, "addr": format!("{}:6789/0", mon_addr(n))}))
         .collect();
     let health = if mons.is_empty() {
         "HEALTH_WARN"
@@ -62,25 +64,40 @@ pub(super) const MON: bool = true;
 pub(super) const MGR: bool = false;
 
 pub(super) fn create<const IS_MON: bool>(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
-    daemon_task(lab, cx, p, IS_MON, true)
+    if IS_MON {
+        mon_create(lab, cx, p)
+    } else {
+        let id = p_str(p, "id").unwrap_or_else(|| cx.node.clone());
+        check_ceph(&lab.state(), cx)?;
+        Ok(json!(mgr_create_task(lab, &cx.store, &cx.node, &id, &cx.caller.authid, cx.fail)))
+    }
 }
 
 pub(super) fn destroy<const IS_MON: bool>(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
-    daemon_task(lab, cx, p, IS_MON, false)
+    if IS_MON {
+        mon_destroy(lab, cx, p)
+    } else {
+        mgr_destroy(lab, cx, p)
+    }
 }
 
-/// The monitors (`IS_MON`) or managers of the nodes visible from this one.
+/// The monitors (`IS_MON`) or managers of the nodes visible from this one. Monitors come from
+/// the services PVE knows and swallow RADOS errors (MON.pm `listmon`: `[]` before the first);
+/// managers need RADOS (MGR.pm `index`: 500 before the first monitor).
 pub(super) fn daemons<const IS_MON: bool>(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
     let (store, node) = (cx.store.clone(), cx.node.clone());
     let st = lab.state();
     check_ceph(&st, cx)?;
+    if !IS_MON {
+        check_rados(&st, cx)?;
+    }
     let s = st.store(&store).ok_or_else(|| ApiErr::die("store vanished"))?;
     let mut out = Vec::new();
     let mut first_mgr = true;
     for (rank, m) in visible_nodes(&st, &store, &node).iter().enumerate() {
         let Some(n) = s.node(m) else { continue };
         if IS_MON && n.ceph.mon {
-            out.push(json!({"name": n.name, "addr": format!("{}:6789/0", n.address), "rank": rank, "quorum": 1, "state": "running", "service": 1, "direxists": "1", "ceph_version": "ceph version 19.2.3 (c92aebb279828e9c3c1f5d24613efca272649e62) squid (stable)", "ceph_version_short": "19.2.3"}));
+            out.push(json!({"name": n.name, "addr": format!("{}:6789/0", mon_addr(n)), "rank": rank, "quorum": 1, "state": "running", "service": 1, "direxists": "1", "ceph_version": "ceph version 19.2.3 (c92aebb279828e9c3c1f5d24613efca272649e62) squid (stable)", "ceph_version_short": "19.2.3"}));
         } else if !IS_MON && n.ceph.mgr {
             out.push(json!({"name": n.name, "host": n.name, "addr": n.address, "state": if first_mgr { "active" } else { "standby" }}));
             first_mgr = false;
@@ -89,44 +106,211 @@ pub(super) fn daemons<const IS_MON: bool>(lab: &Arc<Lab>, cx: &Cx, _: &Params) -
     Ok(Value::Array(out))
 }
 
-/// Creates or destroys the node's monitor (`is_mon`) or manager in a task.
-fn daemon_task(lab: &Arc<Lab>, cx: &Cx, p: &Params, is_mon: bool, create: bool) -> ApiResult {
+fn mon_addr(n: &NodeState) -> &str {
+    n.ceph.mon_address.as_deref().unwrap_or(&n.address)
+}
+
+/// The node's addresses that are up (its active interfaces' `address`/`cidr`).
+fn local_ips(n: &NodeState) -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = n
+        .network
+        .active
+        .values()
+        .filter_map(|i| i.get("address").and_then(Value::as_str).or_else(|| i.get("cidr")?.as_str()?.split('/').next()))
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    ips
+}
+
+fn in_network(ip: IpAddr, cidr: &str) -> bool {
+    let Some((net, bits)) = cidr.split_once('/') else { return false };
+    match (ip, net.parse::<IpAddr>(), bits.parse::<u32>()) {
+        (IpAddr::V4(ip), Ok(IpAddr::V4(net)), Ok(bits)) if bits <= 32 => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (IpAddr::V6(ip), Ok(IpAddr::V6(net)), Ok(bits)) if bits <= 128 => {
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
+    }
+}
+
+/// pve-manager `API2/Ceph/MON.pm` `$find_mon_ips`: the monitor's address in the Ceph public
+/// network — exactly one local address there, or the one `mon-address` names.
+fn find_mon_ip(net: Option<&str>, n: &NodeState, mon_address: Option<&str>) -> Result<String, ApiErr> {
+    let Some(net) = net else {
+        return Ok(mon_address.map(str::to_string).unwrap_or_else(|| n.address.clone()));
+    };
+    let local = local_ips(n);
+    if let Some(want) = mon_address {
+        let ok = want.parse::<IpAddr>().is_ok_and(|ip| local.contains(&ip) && in_network(ip, net));
+        if !ok {
+            return Err(ApiErr::die(format!("Specified monitor IP '{want}' not configured or up on {}!", n.name)));
+        }
+        return Ok(want.to_string());
+    }
+    let found: Vec<String> = local.iter().filter(|ip| in_network(**ip, net)).map(|ip| ip.to_string()).collect();
+    match found.as_slice() {
+        [] => Err(ApiErr::die(format!(
+            "No active IP found for the requested ceph public network '{net}' on node '{}'",
+            n.name
+        ))),
+        [one] => Ok(one.clone()),
+        many => Err(ApiErr::die(format!(
+            "Multiple IPs for ceph public network '{net}' detected on {}:\n{}\nuse 'mon-address' to specify one of them.",
+            n.name,
+            many.join("\n")
+        ))),
+    }
+}
+
+/// `createmon`: the checks are synchronous (address, then id: `$assert_mon_prerequisites`); the
+/// first monitor of a cluster also starts the manager named after the node, as a separate
+/// `cephcreatemgr` task (MON.pm, after the ceph.conf lock: `createmgr` forks its own worker).
+fn mon_create(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     let (store, node) = (cx.store.clone(), cx.node.clone());
-    let id = p_str(p, if is_mon { "monid" } else { "id" }).unwrap_or_else(|| node.clone());
+    let id = p_str(p, "monid").unwrap_or_else(|| node.clone());
+    let (addr, first) = {
+        let st = lab.state();
+        check_ceph(&st, cx)?;
+        let s = st.store(&store).ok_or_else(|| ApiErr::die("store vanished"))?;
+        let (_, n) = node_ref(&st, &store, &node)?;
+        let visible: Vec<&NodeState> = visible_nodes(&st, &store, &node).iter().filter_map(|m| s.node(m)).collect();
+        let first = !visible.iter().any(|x| x.ceph.mon);
+        let net = domain(&st, &store, &node)?.ceph_network.clone();
+        let addr = find_mon_ip(net.as_deref(), n, p_str(p, "mon-address").as_deref())?;
+        if visible.iter().any(|x| x.ceph.mon && mon_addr(x) == addr) {
+            return Err(ApiErr::die(format!("monitor address '{addr}' already in use")));
+        }
+        if n.ceph.mon {
+            return Err(ApiErr::die(format!("monitor '{id}' already exists")));
+        }
+        (addr, first)
+    };
+    let wid = format!("mon.{id}");
+    let authid = cx.caller.authid.clone();
+    let fail = cx.fail;
+    let upid = lab.spawn_task(Product::Pve, &store, &node, "cephcreatemon", &wid.clone(), &cx.caller.authid, fail, {
+        let (store, node) = (store.clone(), node.clone());
+        move |lab| {
+            {
+                let mut st = lab.state();
+                let n = st.store_mut(&store).and_then(|s| s.node_mut(&node)).ok_or("node vanished")?;
+                n.ceph.mon = true;
+                n.ceph.mon_address = Some(addr.clone());
+                lab.save(&st);
+            }
+            let mut log = vec![
+                format!("creating new monitor keyring"),
+                format!("monmaptool: monmap file /tmp/monmap"),
+                format!("starting service 'ceph-mon@{id}.service'"),
+            ];
+            if first {
+                let mgr = mgr_create_task(lab, &store, &node, &node, &authid, false);
+                log.push(format!("creating manager in task {mgr}"));
+            }
+            Ok(log)
+        }
+    });
+    Ok(json!(upid))
+}
+
+/// `destroymon`: needs RADOS; refuses an unknown id and the last monitor.
+fn mon_destroy(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
+    let (store, node) = (cx.store.clone(), cx.node.clone());
+    let id = p_str(p, "monid").unwrap_or_else(|| node.clone());
     {
         let st = lab.state();
         check_ceph(&st, cx)?;
+        check_rados(&st, cx)?;
+        let s = st.store(&store).ok_or_else(|| ApiErr::die("store vanished"))?;
         let (_, n) = node_ref(&st, &store, &node)?;
-        let has = if is_mon { n.ceph.mon } else { n.ceph.mgr };
-        let what = if is_mon { "monitor" } else { "manager" };
-        if create && has {
-            return Err(ApiErr::die(format!("ceph {what} '{id}' already exists")));
+        if !n.ceph.mon || id != node {
+            return Err(ApiErr::die(format!("no such monitor id '{id}'")));
         }
-        if !create && !has {
-            return Err(ApiErr::die(format!("no such {what} id '{id}'")));
+        let mons = visible_nodes(&st, &store, &node).iter().filter_map(|m| s.node(m)).filter(|x| x.ceph.mon).count();
+        if mons <= 1 {
+            return Err(ApiErr::die("can't remove last monitor"));
         }
     }
-    let wtype = match (is_mon, create) {
-        (true, true) => "cephcreatemon",
-        (true, false) => "cephdestroymon",
-        (false, true) => "cephcreatemgr",
-        (false, false) => "cephdestroymgr",
-    };
-    let wid = format!("{}.{id}", if is_mon { "mon" } else { "mgr" });
-    let upid = lab.spawn_task(Product::Pve, &store, &node, wtype, &wid.clone(), &cx.caller.authid, cx.fail, {
+    let wid = format!("mon.{id}");
+    let upid = lab.spawn_task(Product::Pve, &store, &node, "cephdestroymon", &wid, &cx.caller.authid, cx.fail, {
         let (store, node) = (store.clone(), node.clone());
         move |lab| {
             let mut st = lab.state();
             let n = st.store_mut(&store).and_then(|s| s.node_mut(&node)).ok_or("node vanished")?;
-            if is_mon {
-                n.ceph.mon = create;
-            } else {
-                n.ceph.mgr = create;
-            }
+            n.ceph.mon = false;
+            n.ceph.mon_address = None;
             lab.save(&st);
-            Ok(vec![format!("{wtype} {wid}")])
+            Ok(vec![format!("destroy monitor mon.{id}")])
         }
     });
+    Ok(json!(upid))
+}
+
+/// `createmgr`'s worker (`Ceph/Services.pm` `create_mgr`): RADOS first, then the node's local
+/// manager directory must not exist — there is no cluster-wide duplicate check.
+fn mgr_create_task(lab: &Arc<Lab>, store: &str, node: &str, id: &str, user: &str, fail: bool) -> String {
+    let dir = format!("/var/lib/ceph/mgr/ceph-{id}");
+    let wid = format!("mgr.{id}");
+    let (store2, node2, id) = (store.to_string(), node.to_string(), id.to_string());
+    lab.spawn_task(Product::Pve, store, node, "cephcreatemgr", &wid.clone(), user, fail, move |lab| {
+        let mut st = lab.state();
+        let s = st.store(&store2).ok_or("store vanished")?;
+        let has_mon = visible_nodes(&st, &store2, &node2).iter().filter_map(|m| s.node(m)).any(|n| n.ceph.mon);
+        if !has_mon {
+            return Err("rados_connect failed - No such file or directory".into());
+        }
+        let n = st.store_mut(&store2).and_then(|s| s.node_mut(&node2)).ok_or("node vanished")?;
+        if n.ceph.mgr {
+            return Err(format!("ceph manager directory '{dir}' already exists"));
+        }
+        n.ceph.mgr = true;
+        lab.save(&st);
+        Ok(vec![
+            format!("creating manager directory '{dir}'"),
+            format!("creating keys for '{wid}'"),
+            format!("enabling service 'ceph-mgr@{id}.service'"),
+            format!("starting service 'ceph-mgr@{id}.service'"),
+        ])
+    })
+}
+
+/// `destroymgr`: a task that fails when the local directory is not there.
+fn mgr_destroy(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
+    let (store, node) = (cx.store.clone(), cx.node.clone());
+    let id = p_str(p, "id").unwrap_or_else(|| node.clone());
+    check_ceph(&lab.state(), cx)?;
+    let dir = format!("/var/lib/ceph/mgr/ceph-{id}");
+    let upid = lab.spawn_task(
+        Product::Pve,
+        &store,
+        &node,
+        "cephdestroymgr",
+        &format!("mgr.{id}"),
+        &cx.caller.authid,
+        cx.fail,
+        {
+            let (store, node) = (store.clone(), node.clone());
+            move |lab| {
+                let mut st = lab.state();
+                let n = st.store_mut(&store).and_then(|s| s.node_mut(&node)).ok_or("node vanished")?;
+                if !n.ceph.mgr {
+                    return Err(format!("ceph manager directory '{dir}' not found"));
+                }
+                n.ceph.mgr = false;
+                lab.save(&st);
+                Ok(vec![
+                    format!("disabling service 'ceph-mgr@{id}.service'"),
+                    format!("removing manager directory '{dir}'"),
+                ])
+            }
+        },
+    );
     Ok(json!(upid))
 }
 
@@ -134,6 +318,7 @@ pub(super) fn osd_list(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
     let (store, node) = (cx.store.clone(), cx.node.clone());
     let st = lab.state();
     check_ceph(&st, cx)?;
+    check_rados(&st, cx)?;
     let s = st.store(&store).ok_or_else(|| ApiErr::die("store vanished"))?;
     let hosts: Vec<Value> = visible_nodes(&st, &store, &node)
         .iter()
@@ -154,12 +339,15 @@ pub(super) fn osd_create(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
         let st = lab.state();
         check_ceph(&st, cx)?;
         let (_, n) = node_ref(&st, &store, &node)?;
+        // OSD.pm `$test_disk_requirements`: any `used` the disk list reports refuses the disk
+        // (partitions, LVM, a filesystem, a mount); then RADOS.
         if !DISKS.contains(&dev.as_str()) {
             return Err(ApiErr::die(format!("unable to get device info for '{dev}'")));
         }
-        if n.ceph.osds.iter().any(|o| o.dev == dev) {
+        if n.ceph.osds.iter().any(|o| o.dev == dev) || n.used_disks.contains_key(&dev) {
             return Err(ApiErr::die(format!("device '{dev}' is already in use")));
         }
+        check_rados(&st, cx)?;
     }
     let wid = dev.trim_start_matches("/dev/").to_string();
     let upid = lab.spawn_task(Product::Pve, &store, &node, "cephcreateosd", &wid, &cx.caller.authid, cx.fail, {

@@ -58,6 +58,7 @@ const ROUTES: &[Route<routes::Handler<Cx, ApiResult>>] = &[
     Route::put("/nodes/{node}/network/{iface}", network::update),
     Route::delete("/nodes/{node}/network/{iface}", network::delete),
     Route::get("/nodes/{node}/disks/list", nodes::disks),
+    Route::put("/nodes/{node}/disks/wipedisk", nodes::wipe_disk),
     Route::get("/cluster/config", cluster::config_index),
     Route::post("/cluster/config", cluster::create),
     Route::get("/cluster/config/join", cluster::join_info),
@@ -112,12 +113,15 @@ const ROUTES: &[Route<routes::Handler<Cx, ApiResult>>] = &[
     Route::delete("/cluster/acme/plugins/{id}", acme::plugin_delete),
     Route::post("/nodes/{node}/certificates/acme/certificate", acme::order),
     Route::get("/nodes/{node}/certificates/info", acme::cert_info),
+    Route::delete("/nodes/{node}/certificates/custom", acme::delete_custom_cert),
 ];
 
 /// Every (METHOD, template) in [`ROUTES`]; `coverage` compares this with the schema.
 pub const IMPLEMENTED: &[(&str, &str)] = &routes::endpoints::<_, { ROUTES.len() }>(ROUTES);
 
-const DISKS: &[&str] = &["/dev/sdb", "/dev/sdc", "/dev/sdd"];
+/// The data disks of every node: /dev/sdb–sdd blank, /dev/sde with an old partition table
+/// (`model::reset_os`).
+const DISKS: &[&str] = &["/dev/sdb", "/dev/sdc", "/dev/sdd", "/dev/sde"];
 
 pub(crate) struct Cx {
     pub(crate) store: String,
@@ -166,6 +170,11 @@ async fn handle(lab: Arc<Lab>, store: String, local: String, req: Req) -> Option
     let Some(path) = req.path.strip_prefix("/api2/json").map(str::to_string) else {
         return Some(Resp::json(501, &json!({"data": null})).with_reason("Unsupported format"));
     };
+    // pveproxy restarting after a join (`finish_join`: `systemctl reload-or-restart pveproxy`):
+    // the connection is reset; the next one gets the new certificate.
+    if restarting(&lab, &store, &local, |n| n.api_restart_until_ms) {
+        return None;
+    }
     let routed = api::route(&lab, Product::Pve, &req.method, &path, IMPLEMENTED);
     let template = routed.as_ref().map(|r| r.template.clone()).unwrap_or_else(|| path.clone());
     let fail = match api::pre_request(&lab, Product::Pve, &req, &template).await {
@@ -191,6 +200,12 @@ async fn handle(lab: Arc<Lab>, store: String, local: String, req: Req) -> Option
             Err(e) => return Some(auth_failure(&lab, e)),
         }
     };
+    // pve-access-control `RPCEnvironment::check_api2_permissions`: a method whose schema has no
+    // `permissions` is for the literal user root@pam; a token's user is its full id
+    // (`root@pam!edge`), so every token is refused, before the parameters are looked at.
+    if api::is_root_only(&routed.info) && caller.authid != "root@pam" {
+        return Some(err_resp(Product::Pve, ApiErr::new(403, "Permission check failed (user != root@pam)")));
+    }
     if caller.read_only && req.method != "GET" {
         return Some(err_resp(Product::Pve, ApiErr::new(403, "Permission check failed (/, Sys.Modify)")));
     }
@@ -218,6 +233,11 @@ async fn handle(lab: Arc<Lab>, store: String, local: String, req: Req) -> Option
 }
 
 fn authenticate(lab: &Lab, store: &str, local: &str, req: &Req) -> Result<Caller, ApiErr> {
+    // pmxcfs restarting after `pvecm create` (`systemctl restart corosync pve-cluster`):
+    // /etc/pve, with the keys that check tickets and tokens, is briefly not there.
+    if restarting(lab, store, local, |n| n.auth_restart_until_ms) {
+        return Err(ApiErr::new(401, "authentication failure: /etc/pve is not mounted"));
+    }
     let st = lab.state();
     let s = st.store(store).ok_or_else(|| ApiErr::new(401, "No ticket"))?;
     let n = s.node(local).ok_or_else(|| ApiErr::new(401, "No ticket"))?;
@@ -249,6 +269,12 @@ fn authenticate(lab: &Lab, store: &str, local: &str, req: &Req) -> Result<Caller
         return Ok(Caller { authid: user.clone(), user, read_only: false, via_ticket: true });
     }
     Err(ApiErr::new(401, "No ticket"))
+}
+
+/// Whether the node is inside the restart window `until` reads from its state.
+fn restarting(lab: &Lab, store: &str, node: &str, until: impl Fn(&NodeState) -> Option<u64>) -> bool {
+    let st = lab.state();
+    st.store(store).and_then(|s| s.node(node)).and_then(until).is_some_and(|t| lab.now_ms() < t)
 }
 
 fn proxy_target(lab: &Lab, store: &str, local: &str, target: &str) -> Result<(), ApiErr> {
@@ -325,6 +351,18 @@ fn check_ceph(st: &LabState, cx: &Cx) -> Result<(), ApiErr> {
         return Err(ApiErr::die("pveceph configuration not initialized - missing '/etc/pve/ceph.conf'"));
     }
     Ok(())
+}
+
+/// Before the first monitor exists PVE cannot connect to the cluster (`PVE::RADOS->new()` in
+/// the handler, outside any eval): the librados error of an empty `mon_host`.
+fn check_rados(st: &LabState, cx: &Cx) -> Result<(), ApiErr> {
+    let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
+    let has_mon = visible_nodes(st, &cx.store, &cx.node).iter().filter_map(|m| s.node(m)).any(|n| n.ceph.mon);
+    if has_mon {
+        Ok(())
+    } else {
+        Err(ApiErr::die("rados_connect failed - No such file or directory"))
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use super::{mutate, node_ref, store_mut, visible_nodes, Cx, DISKS};
 use crate::api::{p_str, ApiErr, ApiResult};
 use crate::lab::Lab;
 use crate::routes::Params;
+use crate::schema::Product;
 use crate::state::now_s;
 
 pub(super) fn version(lab: &Arc<Lab>, _: &Cx, _: &Params) -> ApiResult {
@@ -130,13 +131,18 @@ pub(super) fn disks(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
     ];
     for d in DISKS {
         let osd = n.ceph.osds.iter().find(|o| o.dev == *d);
-        let mut o = json!({"devpath": d, "gpt": 0, "mounted": 0, "osdid": osd.map(|o| o.id).unwrap_or(-1), "size": 1_000_204_886_016u64, "health": "PASSED", "model": "EDGE-DATA", "serial": format!("{}-{}", n.name, &d[5..]), "vendor": "ATA", "wwn": "unknown", "type": "ssd", "rpm": 0, "by_id_link": ""});
-        match osd {
-            Some(osd) => {
+        let used = n.used_disks.get(*d);
+        let mut o = json!({"devpath": d, "gpt": used.is_some_and(|u| u == "partitions") as i64, "mounted": 0, "osdid": osd.map(|o| o.id).unwrap_or(-1), "size": 1_000_204_886_016u64, "health": "PASSED", "model": "EDGE-DATA", "serial": format!("{}-{}", n.name, &d[5..]), "vendor": "ATA", "wwn": "unknown", "type": "ssd", "rpm": 0, "by_id_link": ""});
+        match (osd, used) {
+            (Some(osd), _) => {
                 o["used"] = json!("LVM");
                 o["osdid-list"] = json!([osd.id]);
             }
-            None => o["osdid-list"] = Value::Null,
+            (None, Some(u)) => {
+                o["used"] = json!(u);
+                o["osdid-list"] = Value::Null;
+            }
+            (None, None) => o["osdid-list"] = Value::Null,
         }
         out.push(o);
     }
@@ -154,4 +160,42 @@ pub(super) fn disks(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
 fn pveversion(lab: &Lab) -> String {
     let (version, _, repoid) = lab.profiles.pve.version();
     format!("pve-manager/{version}/{repoid}")
+}
+
+/// `PUT /nodes/{node}/disks/wipedisk` (pve-storage `API2/Disks.pm` `wipe_disk`, root@pam only by
+/// its schema): refuses only mounted disks and disks with holders (an active OSD's LVM);
+/// the `wipedisk` task clears what was on the disk.
+pub(super) fn wipe_disk(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
+    let disk = p_str(p, "disk").unwrap_or_default();
+    {
+        let st = lab.state();
+        let (_, n) = node_ref(&st, &cx.store, &cx.node)?;
+        if disk == "/dev/sda" {
+            return Err(ApiErr::die(format!("disk/partition '{disk}' is mounted")));
+        }
+        if !DISKS.contains(&disk.as_str()) {
+            // pve-storage `Diskmanage.pm` `assert_blockdev`: the text names no path.
+            return Err(ApiErr::die("not a valid block device"));
+        }
+        if n.ceph.osds.iter().any(|o| o.dev == disk) {
+            return Err(ApiErr::die(format!("disk/partition '{disk}' has a holder")));
+        }
+    }
+    let (store, node) = (cx.store.clone(), cx.node.clone());
+    let wid = disk.trim_start_matches("/dev/").to_string();
+    let upid =
+        lab.spawn_task(Product::Pve, &cx.store, &cx.node, "wipedisk", &wid, &cx.caller.authid, cx.fail, move |lab| {
+            let mut st = lab.state();
+            let n = st.store_mut(&store).and_then(|s| s.node_mut(&node)).ok_or("node vanished")?;
+            let mut log = Vec::new();
+            if n.used_disks.remove(&disk).is_some_and(|u| u == "partitions") {
+                log.push(format!("found child partitions to wipe: {disk}1"));
+            }
+            log.push(format!("wiping block device {disk}"));
+            log.push("200+0 records in".into());
+            log.push("200+0 records out".into());
+            lab.save(&st);
+            Ok(log)
+        });
+    Ok(json!(upid))
 }

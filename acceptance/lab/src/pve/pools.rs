@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-use super::{check_ceph, dom_key, visible_nodes, Cx};
+use super::{check_ceph, dom_key, Cx};
 use crate::api::{p_bool, p_str, ApiErr, ApiResult};
 use crate::lab::Lab;
 use crate::routes::Params;
@@ -134,22 +134,10 @@ fn new_pool(id: i64, name: &str, pg_num: i64, ec: Option<(&str, &EcProfile)>) ->
     }
 }
 
-/// Before the first monitor exists PVE cannot connect to the cluster (`PVE::RADOS->new()` in
-/// the handler, outside any eval): the librados error of an empty `mon_host`.
-pub(super) fn check_rados(st: &LabState, cx: &Cx) -> Result<(), ApiErr> {
-    let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
-    let has_mon = visible_nodes(st, &cx.store, &cx.node).iter().filter_map(|m| s.node(m)).any(|n| n.ceph.mon);
-    if has_mon {
-        Ok(())
-    } else {
-        Err(ApiErr::die("rados_connect failed - No such file or directory"))
-    }
-}
-
 fn check_ready(lab: &Lab, cx: &Cx) -> Result<(), ApiErr> {
     let st = lab.state();
     check_ceph(&st, cx)?;
-    check_rados(&st, cx)
+    super::check_rados(&st, cx)
 }
 
 pub(super) fn list(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
@@ -264,7 +252,7 @@ pub(super) fn create(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     let dkey = {
         let st = lab.state();
         check_ceph(&st, cx)?;
-        check_rados(&st, cx)?;
+        super::check_rados(&st, cx)?;
         if let Some((Some(profile), _)) = &ec {
             let s = st.store(&cx.store).ok_or_else(|| ApiErr::die("store vanished"))?;
             if !s.ec_profiles.contains_key(profile) {

@@ -96,6 +96,57 @@ impl TestLab {
         self.call(&url, &self.token(0), method, form)
     }
 
+    /// A PVE call on node `n` of store 0 as root@pam (a ticket from the store's root password):
+    /// methods without `permissions` in PVE's schema refuse every token.
+    pub fn pve_root(&self, n: usize, method: &str, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        let password = self.store(0)["pve"]["root_password"].as_str().expect("root_password").to_string();
+        self.pve_as(n, &password, method, path, form)
+    }
+
+    /// A PVE call on node `n` of store 0 as root@pam with `password`.
+    pub fn pve_as(&self, n: usize, password: &str, method: &str, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
+        self.try_pve_as(n, password, method, path, form)
+            .unwrap_or_else(|e| panic!("{method} {path} as root@pam on node {n}: {e}"))
+    }
+
+    /// [`TestLab::pve_as`] that reports a failed login or connection instead of panicking (a
+    /// node restarting its API). Any certificate the lab CA signed is accepted.
+    pub fn try_pve_as(
+        &self,
+        n: usize,
+        password: &str,
+        method: &str,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<(u16, Value), String> {
+        self.try_pve_as_with(&self.client, n, password, method, path, form)
+    }
+
+    /// [`TestLab::try_pve_as`] through `client` (one that trusts what the node presents).
+    pub fn try_pve_as_with(
+        &self,
+        client: &Client,
+        n: usize,
+        password: &str,
+        method: &str,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<(u16, Value), String> {
+        let base = format!("{}/api2/json", self.node_ep(0, n));
+        let r = client.post(format!("{base}/access/ticket")).form(&[("username", "root@pam"), ("password", password)]);
+        let (c, t) = decode(r.send().map_err(|e| format!("ticket: {e:?}"))?);
+        if c != 200 {
+            return Err(format!("ticket: {c} {t}"));
+        }
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut rb = client
+            .request(m, format!("{base}{path}"))
+            .header("Cookie", format!("PVEAuthCookie={}", t["data"]["ticket"].as_str().expect("ticket")))
+            .header("CSRFPreventionToken", t["data"]["CSRFPreventionToken"].as_str().expect("csrf"));
+        rb = if method == "GET" || method == "DELETE" { rb.query(form) } else { rb.form(form) };
+        rb.send().map(decode).map_err(|e| format!("{e:?}"))
+    }
+
     pub fn pbs(&self, method: &str, path: &str, form: &[(&str, &str)]) -> (u16, Value) {
         let url = format!("{}/api2/json{}", self.store(0)["pbs"]["endpoint"].as_str().unwrap(), path);
         self.call(&url, &self.pbs_token(0), method, form)
@@ -134,16 +185,33 @@ impl TestLab {
         assert_eq!(self.wait_task(n, v["data"].as_str().expect("UPID"))["exitstatus"], "OK");
     }
 
-    /// Polls a task until it stops; returns its status object.
+    /// Polls a task until it stops; returns its status object. Rides out what a cluster create
+    /// or join does to the node's API meanwhile (pmxcfs restarting: 401; pveproxy restarting:
+    /// connection reset).
     pub fn wait_task(&self, n: usize, upid: &str) -> Value {
+        self.wait_task_with(upid, |path| {
+            let url = format!("{}/api2/json{path}", self.node_ep(0, n));
+            self.client.get(&url).header("Authorization", self.token(0)).send().map(decode).map_err(|e| e.to_string())
+        })
+    }
+
+    /// [`TestLab::wait_task`] as root@pam with the store's root password (a node that knows no
+    /// token: freshly installed).
+    pub fn wait_task_root(&self, n: usize, upid: &str) -> Value {
+        let pw = self.store(0)["pve"]["root_password"].as_str().expect("root_password").to_string();
+        self.wait_task_with(upid, |path| self.try_pve_as(n, &pw, "GET", path, &[]))
+    }
+
+    fn wait_task_with(&self, upid: &str, get: impl Fn(&str) -> Result<(u16, Value), String>) -> Value {
         let node = upid.split(':').nth(1).unwrap().to_string();
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut delay = Duration::from_millis(20);
+        let path = format!("/nodes/{node}/tasks/{}/status", enc(upid));
         loop {
-            let (code, v) = self.pve(n, "GET", &format!("/nodes/{node}/tasks/{}/status", enc(upid)), &[]);
-            assert_eq!(code, 200, "task status: {v}");
-            if v["data"]["status"] == "stopped" {
-                return v["data"].clone();
+            match get(&path) {
+                Ok((200, v)) if v["data"]["status"] == "stopped" => return v["data"].clone(),
+                Ok((200 | 401, _)) | Err(_) => {}
+                Ok((code, v)) => panic!("task status: {code} {v}"),
             }
             assert!(Instant::now() < deadline, "task {upid} did not finish");
             std::thread::sleep(delay);

@@ -26,6 +26,9 @@ pub struct CertificateInfo {
     /// Expiry, seconds since the epoch.
     #[serde(default, deserialize_with = "de::opt_int")]
     pub notafter: Option<i64>,
+    /// The certificate itself (PEM).
+    #[serde(default)]
+    pub pem: Option<String>,
 }
 
 impl CertificateInfo {
@@ -38,6 +41,17 @@ impl CertificateInfo {
 impl PveClient {
     pub async fn certificates(&self, node: &str) -> Result<Vec<CertificateInfo>, ClientError> {
         self.api.get(&format!("/nodes/{}/certificates/info", segment(node))).await
+    }
+    /// The CA of the `/etc/pve` the node is in (`pve-root-ca.pem`: its own after an install,
+    /// its cluster's once it is in one); `None` when the node does not list it.
+    pub async fn root_ca(&self, node: &str) -> Result<Option<String>, ClientError> {
+        Ok(self.certificates(node).await?.into_iter().find(|c| c.filename == "pve-root-ca.pem").and_then(|c| c.pem))
+    }
+    /// Removes the node's custom certificate (`pveproxy-ssl.pem`), restarting pveproxy: from
+    /// the next connection on it presents its own `pve-ssl.pem`. Nothing there is fine too.
+    pub async fn delete_custom_certificate(&self, node: &str) -> Result<(), ClientError> {
+        let path = format!("/nodes/{}/certificates/custom", segment(node));
+        self.api.delete::<_, serde::de::IgnoredAny>(&path, &[("restart", "1")]).await.map(drop)
     }
     /// Orders a certificate for the node's configured ACME domains (an `acmenewcert` task; its
     /// UPID). `force` replaces an existing custom certificate.

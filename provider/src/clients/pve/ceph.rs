@@ -83,11 +83,22 @@ impl PveClient {
         self.ceph_get(node, &format!("/nodes/{}/ceph/{}", segment(node), kind.path()), &[]).await
     }
     /// Creates a monitor or manager named after `node` on `node` (a task; not repeated blindly).
-    pub async fn ceph_create_daemon(&self, node: &str, kind: CephDaemon) -> Result<MaybeUpid, ClientError> {
+    /// `address`: the monitor's address (`mon-address`), needed when the node has several in
+    /// the Ceph public network; managers take none.
+    pub async fn ceph_create_daemon(
+        &self,
+        node: &str,
+        kind: CephDaemon,
+        address: Option<&str>,
+    ) -> Result<MaybeUpid, ClientError> {
         #[derive(Serialize)]
-        struct Empty {}
+        struct Body<'a> {
+            #[serde(rename = "mon-address", skip_serializing_if = "Option::is_none")]
+            mon_address: Option<&'a str>,
+        }
         let path = format!("/nodes/{n}/ceph/{}/{n}", kind.path(), n = segment(node));
-        self.api.post(&path, &Empty {}, Retry::Once).await
+        let mon_address = address.filter(|_| kind == CephDaemon::Mon);
+        self.api.post(&path, &Body { mon_address }, Retry::Once).await
     }
     /// Creates an OSD on `dev` (a task; PVE allows only root@pam: [`ApiErrorKind::RootOnly`]).
     pub async fn ceph_create_osd(&self, node: &str, dev: &str) -> Result<MaybeUpid, ClientError> {

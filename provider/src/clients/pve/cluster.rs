@@ -41,6 +41,20 @@ impl ClusterStatus {
     pub fn node(&self, name: &str) -> Option<&ClusterStatusEntry> {
         self.0.iter().find(|e| e.kind == "node" && e.name.as_deref() == Some(name))
     }
+    /// Quorate with every member online: the state in which another node may join (a member
+    /// that is still finishing its join counts against quorum) or one may be removed.
+    pub fn settled(&self) -> bool {
+        let quorate = self.0.iter().any(|e| e.kind == "cluster" && e.quorate == Some(true));
+        quorate && self.0.iter().filter(|e| e.kind == "node").all(|e| e.online == Some(true))
+    }
+    /// The cluster's members other than `name` that are online, with their addresses.
+    pub fn online_others(&self, name: &str) -> Vec<(String, String)> {
+        self.0
+            .iter()
+            .filter(|e| e.kind == "node" && e.online == Some(true) && e.name.as_deref() != Some(name))
+            .filter_map(|e| Some((e.name.clone()?, e.ip.clone()?)))
+            .collect()
+    }
 }
 
 /// `GET /cluster/config/join`: how to join through this cluster.

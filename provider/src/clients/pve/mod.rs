@@ -66,7 +66,7 @@ const ROOT_ONLY: &[(&str, &str)] = &[
     ("POST", "/nodes/*/storage/*/content/*"),
 ];
 
-fn root_only(method: &str, path: &str) -> bool {
+pub(crate) fn root_only(method: &str, path: &str) -> bool {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     ROOT_ONLY.iter().any(|(m, pattern)| {
         let pat: Vec<&str> = pattern.trim_matches('/').split('/').collect();

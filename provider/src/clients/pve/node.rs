@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::PveClient;
+use super::{MaybeUpid, PveClient};
 use crate::clients::http::{de, segment};
 use crate::clients::ClientError;
 
@@ -162,6 +162,11 @@ impl Disk {
     pub fn has_osd(&self) -> bool {
         self.osdid.is_some_and(|i| i >= 0) || self.osdid_list.as_ref().is_some_and(|l| !l.is_empty())
     }
+    /// What PVE says the disk holds (`partitions`, `LVM`, a filesystem, `mounted`, …) when
+    /// anything: PVE creates no OSD on such a disk.
+    pub fn in_use(&self) -> Option<&str> {
+        self.used.as_deref().filter(|u| !u.is_empty())
+    }
 }
 
 impl PveClient {
@@ -202,6 +207,15 @@ impl PveClient {
     /// `GET /nodes/{node}/disks/list`.
     pub async fn disks(&self, node: &str) -> Result<Vec<Disk>, ClientError> {
         self.api.get(&format!("/nodes/{}/disks/list", segment(node))).await
+    }
+    /// Wipes `disk` (partition table, signatures, the first 200 MiB) in a `wipedisk` task.
+    /// root@pam only ([`ApiErrorKind::RootOnly`](crate::clients::ApiErrorKind::RootOnly)).
+    pub async fn wipe_disk(&self, node: &str, disk: &str) -> Result<MaybeUpid, ClientError> {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            disk: &'a str,
+        }
+        self.api.put(&format!("/nodes/{}/disks/wipedisk", segment(node)), &Body { disk }).await
     }
 }
 

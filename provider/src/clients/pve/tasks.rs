@@ -16,7 +16,19 @@ impl PveClient {
     ///
     /// [`ApiClient::wait_task`]: crate::clients::http::ApiClient::wait_task
     pub async fn wait_task(&self, upid: &str, deadline: Instant, stop: &CancellationToken) -> Result<(), ClientError> {
-        self.api.wait_task(upid, deadline, stop).await
+        self.api.wait_task(upid, deadline, stop, false).await
+    }
+
+    /// [`PveClient::wait_task`] for a task that restarts the API it is polled through (cluster
+    /// create and join): a reset connection, a 401 while `/etc/pve` is remounted, a certificate
+    /// not yet trusted are waited out until `deadline`.
+    pub async fn wait_task_through_restart(
+        &self,
+        upid: &str,
+        deadline: Instant,
+        stop: &CancellationToken,
+    ) -> Result<(), ClientError> {
+        self.api.wait_task(upid, deadline, stop, true).await
     }
 
     /// Waits for the task if the call started one.

@@ -341,18 +341,24 @@ pub(super) async fn configure_acme(target: &Node<'_>, pve: &PveClient, acme: &Ac
     tracing::info!(%node, domains = ?want, "ordering an ACME certificate");
     let upid = pve.order_certificate(node, force).await?;
     // The node swaps its certificate at the end of the task: a status poll over a new
-    // connection then fails the old pin. That is expected; anything else is an error.
+    // connection then no longer trusts it (not the pinned one, not the node CA's). That is
+    // expected; anything else is an error.
     match pve.wait_task(&upid, deadline, stop).await {
         Ok(()) => {}
-        Err(e) if e.is_pin_mismatch() => {}
+        Err(e) if e.is_untrusted_certificate() => {}
         Err(e) => return Err(e.into()),
     }
     let verify_name =
         want.iter().find(|d| !d.starts_with("*.")).cloned().unwrap_or_else(|| want[0].replacen('*', "edge-verify", 1));
     let fingerprint = verified_fingerprint(address, &verify_name, &ca_pem, deadline, stop).await?;
     // Now that the certificate is verified, credentials may go to it: confirm the order.
-    let fresh = trust::node_client(target.ctx, address, &fingerprint, false)
-        .map_err(|d| AcmeError::Verify(format!("{:?}", d.0)))?;
+    let fresh = trust::node_client(
+        address,
+        &trust::Trusted::Pin(fingerprint.clone()),
+        target.creds().map_err(|d| AcmeError::Verify(format!("{:?}", d.0)))?,
+        false,
+    )
+    .map_err(|d| AcmeError::Verify(format!("{:?}", d.0)))?;
     fresh.wait_task(&upid, deadline, stop).await?;
     let info = fresh.certificates(node).await?;
     if installed_fingerprint(&info).as_deref().map(str::to_ascii_uppercase) != Some(fingerprint.to_ascii_uppercase()) {

@@ -1,23 +1,29 @@
-//! Steps 1–3, the machine: verify the signed image, boot it through the BMC (virtual media,
-//! one-time boot override, power), wait for the node's API; and the decisions around them —
-//! re-image on an image change, power drift (on from the installed disk, never the installer),
-//! and disaster recovery (a node that stays silent after a power-on from its disk is blank and
-//! is re-imaged). Everything looks at the BMC first, so a re-run never boots a node twice.
+//! Steps 1–3, the machine: verify the signed image, make the node's seed and boot both through
+//! the BMC (the seed as the removable medium, the image as the CD, one-time boot override,
+//! power), wait for the node's API; and the decisions around them — re-image on an image change,
+//! power drift (on from the installed disk, never the installer), and disaster recovery (a node
+//! that stays silent after a power-on from its disk is blank and is re-imaged with a new seed).
+//! Everything looks at the BMC first, so a re-run never boots a node twice.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::clients::http::probe_certificate;
 use crate::clients::image::{self, VerifiedImage};
 use crate::clients::poll::{poll_until, Backoff, PollError, Probe};
-use crate::clients::redfish::{probe_fingerprint, BmcTrust, RedfishClient, RedfishError};
+use crate::clients::redfish::{BmcTrust, Device, RedfishClient, RedfishError};
+use crate::clients::seed_server::{Published, SeedServer};
 use crate::clients::ApiErrorKind;
 use crate::framework::timeouts::parse_duration;
 use crate::framework::{AttrPath, Ctx, Diagnostics, PlanCtx};
 
-use super::{diag, req, trust, Image, Node, State, PVE_PORT};
+use super::trust::{self, Trusted};
+use super::{diag, req, seed, Image, Node, State, PVE_PORT};
 
+/// How long a node's API may keep answering after its BMC reports it off.
+const API_GONE_WITHIN: Duration = Duration::from_secs(120);
 /// How long a node powered on from its own disk may take to answer before it counts as blank.
 const DEFAULT_DISK_BOOT: Duration = Duration::from_secs(10 * 60);
 
@@ -69,35 +75,73 @@ pub(super) async fn verify_image(
     Ok(v)
 }
 
-/// Step 2: boots `url` through the BMC — virtual CD, one-time boot override, power on (or
-/// power-cycle a running node). `force` re-images a node that runs this image already.
+/// What step 2 left the node in.
+pub(super) enum Boot {
+    /// Booting the image now, with this seed (served while the handle lives).
+    Seeded { seed: seed::Seed, published: Published },
+    /// Already running the image (a re-run), presenting a certificate trusted like this.
+    Running(Trusted),
+}
+
+impl Boot {
+    /// What the node must present when its API answers.
+    pub(super) fn trust(&self) -> Trusted {
+        match self {
+            Boot::Seeded { seed, .. } => Trusted::Pin(seed.cert_fingerprint.clone()),
+            Boot::Running(t) => t.clone(),
+        }
+    }
+}
+
+/// Step 2: boots `url` through the BMC with a new seed — seed on the removable medium, image on
+/// the CD, one-time boot override, power on (or power-cycle a running node). `force` re-images
+/// a node that runs this image already. A running node is left alone if it presents a
+/// certificate the provider trusts without a new seed; one that runs this image but cannot be
+/// trusted (a re-run after an interrupted one: the seed and what it taught died with that
+/// process) is re-seeded — rebooted from its disk with a new seed, which the image applies at
+/// every boot — never trusted on first use.
 pub(super) async fn boot_image(
     node: &Node<'_>,
     bmc: &RedfishClient,
     url: &str,
     config: &State,
+    prior: Option<&State>,
     force: bool,
-) -> Result<(), Diagnostics> {
+) -> Result<Boot, Diagnostics> {
     let name = node.name;
     let sys = bmc.system().await.map_err(|e| diag("Cannot read the BMC", e))?;
     let media = bmc.media().await.map_err(|e| diag("Cannot read the virtual media", e))?;
     let ours = media.image.as_deref() == Some(url);
-    if sys.is_on() && ours && !force {
-        // A previous run inserted this image and powered the node on: it is installing or
-        // installed. Do not boot it a second time.
-        tracing::info!(node = %name, "node already booted from this image (re-run); not booting again");
-        return Ok(());
+    let mut reseed = false;
+    if sys.is_on() && !force {
+        if let Some(t) = running_trusted(node, config, prior, ours).await {
+            return Ok(Boot::Running(t));
+        }
+        if ours {
+            tracing::warn!(node = %name, "node runs this image but presents no certificate the provider trusts (the seed of an interrupted run is lost): rebooting it from its disk with a new seed");
+            reseed = true;
+        }
     }
-    if sys.is_on() && !ours && !force && config.cluster.is_some() && adoptable(node, config).await {
-        return Ok(());
+    let seed = make_seed(node, config)?;
+    let server = SeedServer::get(&node.ctx.clients.bootstrap)
+        .await
+        .map_err(|e| Diagnostics::error("Cannot serve the node's seed", format!("{e} (provider bootstrap.listen)")))?;
+    let published = server.publish(seed.medium.to_vec());
+    let old_seed =
+        bmc.media_on(Device::Removable).await.map_err(|e| diag("Cannot read the BMC's removable medium", e))?;
+    if old_seed.inserted {
+        bmc.eject_on(Device::Removable).await.map_err(|e| diag("Cannot eject the old seed medium", e))?;
     }
+    bmc.insert_on(Device::Removable, &published.url).await.map_err(|e| diag("Cannot insert the seed medium", e))?;
     if media.inserted && !ours {
         bmc.eject_media().await.map_err(|e| diag("Cannot eject the old virtual media", e))?;
     }
     if !ours {
         bmc.insert_media(url).await.map_err(|e| diag("Cannot insert the image as virtual media", e))?;
     }
-    bmc.boot_once_cd().await.map_err(|e| diag("Cannot set the one-time boot override", e))?;
+    if !reseed {
+        bmc.boot_once_cd().await.map_err(|e| diag("Cannot set the one-time boot override", e))?;
+    }
     if sys.is_on() {
         // Power-cycle: off, confirmed, then on (a ForceRestart is not seen as a new boot by
         // every BMC; an explicit off/on is).
@@ -108,21 +152,43 @@ pub(super) async fn boot_image(
     let polls =
         bmc.wait_power(true, node.deadline, &node.ctx.stop).await.map_err(|e| diag("Node did not power on", e))?;
     // How long the BMC took (bench/converge subtracts it to get the provider's own overhead).
-    tracing::info!(node = %name, polls, power_wait_ms = t.elapsed().as_millis() as u64, "powered on from the image");
-    Ok(())
+    tracing::info!(node = %name, polls, power_wait_ms = t.elapsed().as_millis() as u64, seed = %seed.sha256, "powered on from the image with a new seed");
+    Ok(Boot::Seeded { seed, published })
 }
 
-/// A running node that is not ours to boot: only a member that already runs the wanted
-/// configuration (it answers with the pinned certificate) is adopted; everything else is
-/// power-cycled into the image.
-async fn adoptable(node: &Node<'_>, config: &State) -> bool {
-    let Some(fp) = config.tls_fingerprint.as_deref() else { return false };
-    let Ok(pve) = trust::node_client(node.ctx, node.address, fp, true) else { return false };
-    let answers = pve.version().await.is_ok();
-    if answers {
-        tracing::info!(node = %node.name, "node answers with the pinned certificate; adopting it without a reboot");
+/// A new seed for this boot: root@pam's password is needed for its hash.
+fn make_seed(node: &Node<'_>, config: &State) -> Result<seed::Seed, Diagnostics> {
+    let password = config
+        .root_password
+        .clone()
+        .or_else(|| node.ctx.clients.pve.as_ref().and_then(|p| p.root_password.clone()))
+        .ok_or_else(|| {
+            Diagnostics::at(
+                AttrPath::root("root_password"),
+                "Missing root password",
+                "A node installed from the image gets root@pam's password hash from its seed: set root_password (or the provider's pve.root_password). Nothing was powered on.",
+            )
+        })?;
+    seed::make(node.name, node.address, &password).map_err(|e| Diagnostics::error("Cannot make the node's seed", e))
+}
+
+/// A running node is left running when it presents a certificate trusted without a new seed:
+/// the configured pin, or — for a re-run that already booted this image — the CA of the cluster
+/// it joins or its recorded CA.
+async fn running_trusted(node: &Node<'_>, config: &State, prior: Option<&State>, ours: bool) -> Option<Trusted> {
+    let mut candidates: Vec<Trusted> = config.tls_fingerprint.clone().map(Trusted::Pin).into_iter().collect();
+    if ours {
+        let cas =
+            [config.cluster.as_ref().and_then(|c| c.ca_pem.clone()), prior.and_then(|p| p.cluster_ca_pem.clone())];
+        candidates.extend(cas.into_iter().flatten().filter(|c| !c.is_empty()).map(Trusted::Ca));
     }
-    answers
+    if candidates.is_empty() {
+        return None;
+    }
+    let presented = probe_certificate(node.address, PVE_PORT, Duration::from_secs(5)).await.ok()?;
+    let t = candidates.into_iter().find(|t| t.check(node.name, node.address, &presented).is_ok())?;
+    tracing::info!(node = %node.name, fingerprint = %presented.fingerprint, "node runs and presents a trusted certificate; not booting it again");
+    Some(t)
 }
 
 /// Drift repair: a node powered off by hand boots its installed disk, never the installer.
@@ -147,11 +213,11 @@ pub(super) async fn power_off(node: &Node<'_>, bmc: &RedfishClient) -> Result<()
     Ok(())
 }
 
-/// Destroy: ejects the media and powers the node off, so it cannot come back as it was (PVE's
-/// rule before `pvecm delnode`).
+/// Destroy: ejects the media and powers the node off, so it cannot come back as it was (after
+/// it left its cluster: `cluster::leave`).
 pub(super) async fn power_off_for_destroy(node: &Node<'_>, prior: &State) -> Result<(), Diagnostics> {
     let bmc = bmc_client(node.ctx, prior, None)?;
-    let _ = bmc.eject_media().await.map_err(|e| tracing::warn!(error = %e, "eject failed"));
+    let _ = eject(&bmc).await.map_err(|e| tracing::warn!(error = ?e, "eject failed"));
     let sys = bmc.system().await.map_err(|e| match e {
         RedfishError::Status { status: 401 | 403, .. } => Diagnostics::at(
             AttrPath::root("bmc").attr("password"),
@@ -167,17 +233,41 @@ pub(super) async fn power_off_for_destroy(node: &Node<'_>, prior: &State) -> Res
 }
 
 /// Off now, and confirmed by the BMC before anything else happens.
+/// Off now, and confirmed twice before anything else happens: by the BMC, and by the node's API
+/// no longer answering — a BMC that reports Off while the address still answers is not this
+/// node's (a wrong `bmc.endpoint`), and powering "it" on again would not reboot the node.
 async fn force_off(node: &Node<'_>, bmc: &RedfishClient) -> Result<(), Diagnostics> {
     bmc.reset("ForceOff").await.map_err(|e| diag("Cannot power off the node", e))?;
     bmc.wait_power(false, node.deadline, &node.ctx.stop).await.map_err(|e| diag("Node did not power off", e))?;
-    Ok(())
+    let (name, address) = (node.name, node.address);
+    let backoff =
+        Backoff::new(Duration::from_millis(25), Duration::from_millis(500)).fixed(node.ctx.clients.settings.fixed_poll);
+    let probe = || async move {
+        match probe_certificate(address, PVE_PORT, Duration::from_secs(2)).await {
+            Ok(_) => Probe::NotYet("its API still answers".to_string()),
+            Err(_) => Probe::Ready(()),
+        }
+    };
+    let limit = node.deadline.min(Instant::now() + API_GONE_WITHIN);
+    let outcome: Result<(), PollError<std::convert::Infallible>> =
+        poll_until(limit, &node.ctx.stop, &format!("{name}'s API to go away"), backoff, probe).await;
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(PollError::Timeout { .. }) => Err(Diagnostics::at(
+            AttrPath::root("bmc").attr("endpoint"),
+            "The node did not power off",
+            format!("The BMC reports the system off, but {name} ({address}) still answers after {API_GONE_WITHIN:?}: is bmc.endpoint this node's BMC?"),
+        )),
+        Err(PollError::Cancelled) => Err(Diagnostics::error("Cancelled", format!("stopped while powering {name} off"))),
+        Err(PollError::Failed(never)) => match never {},
+    }
 }
 
-/// Step 3: polls the node's API until it answers with the provider's token; returns the
-/// certificate fingerprint (checked against `pin` when given).
-pub(super) async fn wait_api(node: &Node<'_>, pin: Option<&str>) -> Result<String, Diagnostics> {
+/// Step 3: polls the node's API until it answers as root@pam, presenting what `trust` accepts;
+/// returns the certificate's fingerprint.
+pub(super) async fn wait_api(node: &Node<'_>, trust: &Trusted) -> Result<String, Diagnostics> {
     let start = Instant::now();
-    wait_api_until(node, pin, node.deadline).await?.map_err(|last| {
+    wait_api_until(node, trust, node.deadline).await?.map_err(|last| {
         Diagnostics::error(
             "Node API did not come up",
             format!("{} ({}:{PVE_PORT}) not answering after {:?}: {last}. Raise timeouts.create if the install takes longer.", node.name, node.address, start.elapsed()),
@@ -190,11 +280,11 @@ pub(super) async fn wait_api(node: &Node<'_>, pin: Option<&str>) -> Result<Strin
 pub(super) async fn wait_from_disk(
     node: &Node<'_>,
     config: &State,
-    pin: Option<&str>,
+    trust: &Trusted,
 ) -> Result<Option<String>, Diagnostics> {
     let disk_wait =
         config.disk_boot_timeout.as_deref().and_then(|t| parse_duration(t).ok()).unwrap_or(DEFAULT_DISK_BOOT);
-    match wait_api_until(node, pin, node.deadline.min(Instant::now() + disk_wait)).await? {
+    match wait_api_until(node, trust, node.deadline.min(Instant::now() + disk_wait)).await? {
         Ok(fp) => Ok(Some(fp)),
         Err(last) => {
             tracing::warn!(node = %node.name, waited = ?disk_wait, last = %last, "node did not come back from its disk: re-imaging it from the verified image");
@@ -203,7 +293,7 @@ pub(super) async fn wait_from_disk(
     }
 }
 
-/// Disaster recovery: re-images a blank node like a first install (verify, then boot).
+/// Disaster recovery: re-images a blank node like a first install (verify, new seed, boot).
 pub(super) async fn reimage_blank(
     node: &Node<'_>,
     bmc: &RedfishClient,
@@ -211,25 +301,25 @@ pub(super) async fn reimage_blank(
     config: &State,
     img: &Image,
     url: &str,
-) -> Result<VerifiedImage, Diagnostics> {
+) -> Result<(VerifiedImage, Boot), Diagnostics> {
     let v = verify_image(node.ctx, st, img, url).await?;
-    boot_image(node, bmc, url, config, true).await?;
+    let boot = boot_image(node, bmc, url, config, None, true).await?;
     st.booted_image = Some(url.to_string());
-    Ok(v)
+    Ok((v, boot))
 }
 
 /// [`wait_api`], but a deadline without an answer is `Ok(Err(last error))`: the caller decides
 /// what silence means (for a node booted from its own disk: it is blank).
 async fn wait_api_until(
     node: &Node<'_>,
-    pin: Option<&str>,
+    trust: &Trusted,
     deadline: Instant,
 ) -> Result<Result<String, String>, Diagnostics> {
     let (ctx, name) = (node.ctx, node.name);
     let start = Instant::now();
     let backoff =
         Backoff::new(Duration::from_millis(25), Duration::from_millis(500)).fixed(ctx.clients.settings.fixed_poll);
-    let probe = move || probe_api(node, pin);
+    let probe = move || probe_api(node, trust);
     match poll_until(deadline, &ctx.stop, &format!("{name}'s API"), backoff, probe).await {
         Ok(fp) => {
             tracing::info!(node = %name, after = ?start.elapsed(), fingerprint = %fp, "node API is up");
@@ -241,35 +331,45 @@ async fn wait_api_until(
     }
 }
 
-/// One look at the node's API: the certificate it presents (refused unless it is the pinned
-/// one), then whether it answers with the provider's token. A node that answers but refuses
-/// the token will not change its mind by waiting.
-async fn probe_api(node: &Node<'_>, pin: Option<&str>) -> Probe<String, Diagnostics> {
+/// One look at the node's API: the certificate it presents — anything `trust` does not accept
+/// ends the wait at once, before a credential is sent (a tampered seed, someone else on the
+/// address) — then whether it answers with the node's credentials. A node that answers but
+/// refuses them will not change its mind by waiting.
+async fn probe_api(node: &Node<'_>, trust: &Trusted) -> Probe<String, Diagnostics> {
     let (name, address) = (node.name, node.address);
-    let fp = match probe_fingerprint(address, PVE_PORT, Duration::from_secs(5)).await {
-        Ok(fp) => fp,
+    let presented = match probe_certificate(address, PVE_PORT, Duration::from_secs(5)).await {
+        Ok(p) => p,
         Err(e) => return Probe::NotYet(e.to_string()),
     };
-    if let Err(d) = trust::check(name, address, &fp, pin) {
+    if let Err(d) = trust.check(name, address, &presented) {
         return Probe::Fail(d);
     }
-    let pve = match trust::node_client(node.ctx, address, &fp, true) {
+    let pve = match node.creds().and_then(|c| trust::node_client(address, trust, c, true)) {
         Ok(pve) => pve,
         Err(d) => return Probe::Fail(d),
     };
     match pve.node_status(name).await {
-        Ok(_) => Probe::Ready(fp),
-        Err(e) if e.is(ApiErrorKind::Unauthorized) || e.is(ApiErrorKind::Forbidden) => Probe::Fail(diag(
-            &format!("{name} answers but refuses the provider's PVE token (a freshly installed node must accept the store's token)"),
-            e,
+        Ok(_) => Probe::Ready(presented.fingerprint),
+        Err(e) if e.is(ApiErrorKind::Unauthorized) || e.is(ApiErrorKind::Forbidden) => Probe::Fail(Diagnostics::at(
+            AttrPath::root("root_password"),
+            "The node refuses the provider's credentials",
+            format!("{name}: {e}. A node installed from the image takes root@pam's password from its seed (root_password); it knows no API token."),
         )),
         Err(e) => Probe::NotYet(e.to_string()),
     }
 }
 
-/// The node answers: after a boot from the media, the BMC must still hold our image, or what
-/// answers is not what was verified.
-pub(super) async fn confirm_media(bmc: &RedfishClient, name: &str, url: &str) -> Result<(), Diagnostics> {
+/// The node answers with the seed's certificate: it must also state that seed in its notes
+/// (what its first boot applied), and the BMC must still hold our image and our seed — else
+/// what answers is not what the provider verified and made.
+pub(super) async fn confirm_boot(
+    node: &Node<'_>,
+    pve: &crate::clients::pve::PveClient,
+    bmc: &RedfishClient,
+    url: &str,
+    boot: &Boot,
+) -> Result<(), Diagnostics> {
+    let name = node.name;
     let media = bmc.media().await.map_err(|e| diag("Cannot read the virtual media", e))?;
     if media.image.as_deref() != Some(url) {
         return Err(Diagnostics::error(
@@ -277,14 +377,31 @@ pub(super) async fn confirm_media(bmc: &RedfishClient, name: &str, url: &str) ->
             format!("{name} answers, but the BMC's virtual CD holds {:?} instead of {url}", media.image),
         ));
     }
+    let Boot::Seeded { seed, published } = boot else { return Ok(()) };
+    let removable = bmc.media_on(Device::Removable).await.map_err(|e| diag("Cannot read the seed medium", e))?;
+    if removable.image.as_deref() != Some(published.url.as_str()) {
+        return Err(Diagnostics::error(
+            "Cannot confirm the node's seed",
+            format!("{name} answers, but the BMC's removable medium no longer holds the seed the provider served"),
+        ));
+    }
+    let notes = pve.node_config(name).await.map_err(|e| diag("Cannot read the node notes", e))?;
+    let line = seed::notes_line(&seed.sha256);
+    if !notes.description.as_deref().unwrap_or_default().lines().any(|l| l.trim() == line) {
+        return Err(Diagnostics::error(
+            "Cannot confirm the node's seed",
+            format!("{name} presents the seed's certificate but its notes do not say `{line}`: it did not apply the seed the provider made for this boot"),
+        ));
+    }
     Ok(())
 }
 
-/// Done with the media: ejected so the next power cycle boots the disk. (Kept inserted until
-/// the end of a converge, so a re-run after an interruption recognises the node as booted from
-/// this image.)
+/// Done with the media: the image and the seed ejected, so the next power cycle boots the disk
+/// and nothing reads the seed again. (Kept inserted until the end of a converge, so a re-run
+/// after an interruption recognises the node as booted from this image.)
 pub(super) async fn eject(bmc: &RedfishClient) -> Result<(), Diagnostics> {
-    bmc.eject_media().await.map_err(|e| diag("Cannot eject the virtual media", e))
+    bmc.eject_media().await.map_err(|e| diag("Cannot eject the virtual media", e))?;
+    bmc.eject_on(Device::Removable).await.map_err(|e| diag("Cannot eject the seed medium", e))
 }
 
 /// Refresh: the power state, through the BMC (an imported node has no BMC in state yet).

@@ -1,71 +1,160 @@
-//! Step 6: the node's Ceph roles — `pveceph init` where the cluster has no Ceph yet, then a
-//! monitor, a manager and OSDs as configured. Roles are read first and only the missing ones
-//! are created, so a re-run after a failed OSD picks up there.
+//! Step 6: the node's Ceph roles, in PVE's order — `pveceph init` where the cluster has no Ceph
+//! yet; the monitor (the cluster's first one brings a manager named after its node, created by
+//! PVE in a task of its own); a manager only where none is; OSDs on disks that hold nothing, or
+//! that `wipe` allows wiping first. Roles are read first and only the missing ones are created,
+//! so a re-run after a failed OSD picks up there.
+//!
+//! Before the first monitor exists PVE cannot reach Ceph at all: status, managers and OSDs
+//! answer 500 (`rados_connect failed`), only the monitor list answers (empty). So the monitor
+//! list is what tells "initialised" and "has a monitor" apart.
 
-use crate::clients::pve::{CephDaemon, PveClient};
+use std::time::Duration;
+
+use crate::clients::poll::{poll_until, Backoff, PollError, Probe};
+use crate::clients::pve::{CephDaemon, CephService, PveClient};
 use crate::clients::ApiErrorKind;
-use crate::framework::Diagnostics;
+use crate::framework::{AttrPath, Diagnostics};
 
 use super::{diag, Ceph, Node, State};
 
 /// Initialises Ceph if needed and creates the roles the node lacks.
 pub(super) async fn converge(node: &Node<'_>, pve: &PveClient, c: &Ceph) -> Result<(), Diagnostics> {
-    init(pve, node.name, c).await?;
-    let roles = roles(pve, node.name, true).await?;
-    create_daemons(node, pve, c, &roles).await?;
-    create_osds(node, pve, c, roles.osd_devices.unwrap_or_default()).await
-}
-
-/// Init is safe to repeat (PVE keeps the fsid), so any failure to read the status leads to it;
-/// a real problem then shows as init's error.
-async fn init(pve: &PveClient, name: &str, c: &Ceph) -> Result<(), Diagnostics> {
-    if pve.ceph_status(name).await.is_err() {
-        tracing::info!(node = %name, "initialising Ceph");
-        pve.ceph_init(name, c.network.as_deref()).await.map_err(|e| diag("Cannot initialise Ceph", e))?;
-    }
-    Ok(())
-}
-
-/// A monitor and a manager where configured and not there yet, each waited for before the next.
-async fn create_daemons(node: &Node<'_>, pve: &PveClient, c: &Ceph, have: &Ceph) -> Result<(), Diagnostics> {
     let name = node.name;
-    for (want, have, daemon, kind) in
-        [(c.mon, have.mon, CephDaemon::Mon, "mon"), (c.mgr, have.mgr, CephDaemon::Mgr, "mgr")]
-    {
-        if want == Some(true) && have != Some(true) {
-            tracing::info!(node = %name, kind, "creating Ceph daemon");
-            let upid = pve
-                .ceph_create_daemon(name, daemon)
-                .await
-                .map_err(|e| diag(&format!("Cannot create the Ceph {kind}"), e))?;
-            pve.wait_maybe(upid, node.deadline, &node.ctx.stop)
-                .await
-                .map_err(|e| diag(&format!("Ceph {kind} creation failed"), e))?;
+    let mons = match monitors(pve, name).await? {
+        Some(m) => m,
+        None => {
+            tracing::info!(node = %name, "initialising Ceph");
+            pve.ceph_init(name, c.network.as_deref()).await.map_err(|e| diag("Cannot initialise Ceph", e))?;
+            monitors(pve, name).await?.unwrap_or_default()
+        }
+    };
+    let mut has_mon = !mons.is_empty();
+    if c.mon == Some(true) && !mons.iter().any(|m| m.on(name)) {
+        create_monitor(node, pve, c, mons.is_empty()).await?;
+        has_mon = true;
+    }
+    if c.mgr == Some(true) {
+        if !has_mon {
+            return Err(Diagnostics::at(
+                AttrPath::root("ceph").attr("mgr"),
+                "No Ceph monitor yet",
+                format!("A manager needs a monitor in the cluster (PVE cannot reach Ceph without one): set ceph.mon = true on {name} or on a node that is set up before it."),
+            ));
+        }
+        let mgrs = pve.ceph_daemons(name, CephDaemon::Mgr).await.map_err(|e| diag("Cannot read Ceph managers", e))?;
+        if !mgrs.iter().any(|m| m.on(name)) {
+            create_daemon(node, pve, CephDaemon::Mgr, None).await?;
         }
     }
-    Ok(())
+    create_osds(node, pve, c).await
 }
 
-/// One OSD per configured device that does not hold one yet (`have`), in the configured order.
-async fn create_osds(node: &Node<'_>, pve: &PveClient, c: &Ceph, have: Vec<String>) -> Result<(), Diagnostics> {
+/// The cluster's monitors as `name` sees them; `None` when Ceph is not initialised there.
+async fn monitors(pve: &PveClient, name: &str) -> Result<Option<Vec<CephService>>, Diagnostics> {
+    match pve.ceph_daemons(name, CephDaemon::Mon).await {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.is(ApiErrorKind::NotInitialized) => Ok(None),
+        Err(e) => Err(diag("Cannot read Ceph monitors", e)),
+    }
+}
+
+/// The node's monitor (at `mon_address` when set). The cluster's first monitor brings a
+/// manager for its node in a second task: waited for, so the manager step finds it.
+async fn create_monitor(node: &Node<'_>, pve: &PveClient, c: &Ceph, first: bool) -> Result<(), Diagnostics> {
+    create_daemon(node, pve, CephDaemon::Mon, c.mon_address.as_deref()).await?;
+    if !first {
+        return Ok(());
+    }
     let name = node.name;
-    for dev in c.osd_devices.iter().flatten().filter(|d| !have.contains(d)) {
+    let backoff =
+        Backoff::new(Duration::from_millis(50), Duration::from_secs(1)).fixed(node.ctx.clients.settings.fixed_poll);
+    let probe = || async move {
+        match pve.ceph_daemons(name, CephDaemon::Mgr).await {
+            Ok(m) if m.iter().any(|m| m.on(name)) => Probe::Ready(()),
+            Ok(_) => Probe::NotYet("no manager yet".to_string()),
+            Err(e) => Probe::NotYet(e.to_string()),
+        }
+    };
+    let outcome: Result<(), PollError<std::convert::Infallible>> =
+        poll_until(node.deadline, &node.ctx.stop, &format!("the manager of {name}'s first monitor"), backoff, probe)
+            .await;
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(PollError::Timeout { last, .. }) => Err(Diagnostics::error(
+            "Ceph manager missing",
+            format!("PVE creates a manager with the cluster's first monitor; none showed up on {name}: {last}"),
+        )),
+        Err(PollError::Cancelled) => Err(Diagnostics::error("Cancelled", format!("stopped while waiting for {name}"))),
+        Err(PollError::Failed(never)) => match never {},
+    }
+}
+
+async fn create_daemon(
+    node: &Node<'_>,
+    pve: &PveClient,
+    daemon: CephDaemon,
+    address: Option<&str>,
+) -> Result<(), Diagnostics> {
+    let kind = match daemon {
+        CephDaemon::Mon => "monitor",
+        CephDaemon::Mgr => "manager",
+    };
+    tracing::info!(node = %node.name, kind, "creating Ceph daemon");
+    let at = AttrPath::root("ceph").attr(if daemon == CephDaemon::Mon { "mon" } else { "mgr" });
+    let upid = pve
+        .ceph_create_daemon(node.name, daemon, address)
+        .await
+        .map_err(|e| Diagnostics::at(at.clone(), format!("Cannot create the Ceph {kind}"), e.to_string()))?;
+    pve.wait_maybe(upid, node.deadline, &node.ctx.stop)
+        .await
+        .map_err(|e| Diagnostics::at(at, format!("Ceph {kind} creation failed"), e.to_string()))
+}
+
+/// One OSD per configured device that does not hold one yet, in the configured order. PVE
+/// refuses a disk that holds anything; with `wipe` it is wiped first (root@pam only, as OSDs).
+async fn create_osds(node: &Node<'_>, pve: &PveClient, c: &Ceph) -> Result<(), Diagnostics> {
+    let name = node.name;
+    let disks = pve.disks(name).await.map_err(|e| diag("Cannot list disks", e))?;
+    for (i, dev) in c.osd_devices.iter().flatten().enumerate() {
+        let at = AttrPath::root("ceph").attr("osd_devices").index(i);
+        let disk = disks.iter().find(|d| d.devpath.as_deref() == Some(dev.as_str()));
+        if disk.is_some_and(|d| d.has_osd()) {
+            continue;
+        }
+        if let Some(used) = disk.and_then(|d| d.in_use()) {
+            if c.wipe != Some(true) {
+                return Err(Diagnostics::at(
+                    at,
+                    "Disk in use",
+                    format!("{dev} on {name} holds {used}: PVE creates no OSD on it. Set ceph.wipe = true to wipe it first — everything on it is lost."),
+                ));
+            }
+            tracing::warn!(node = %name, %dev, used, "wiping the disk for its OSD (ceph.wipe = true)");
+            let upid = pve
+                .wipe_disk(name, dev)
+                .await
+                .map_err(|e| Diagnostics::at(at.clone(), "Cannot wipe the disk", e.to_string()))?;
+            pve.wait_maybe(upid, node.deadline, &node.ctx.stop)
+                .await
+                .map_err(|e| Diagnostics::at(at.clone(), "Wiping the disk failed", e.to_string()))?;
+        }
         tracing::info!(node = %name, %dev, "creating OSD");
-        let upid =
-            pve.ceph_create_osd(name, dev).await.map_err(|e| diag(&format!("Cannot create an OSD on {dev}"), e))?;
+        let upid = pve
+            .ceph_create_osd(name, dev)
+            .await
+            .map_err(|e| Diagnostics::at(at.clone(), format!("Cannot create an OSD on {dev}"), e.to_string()))?;
         pve.wait_maybe(upid, node.deadline, &node.ctx.stop)
             .await
-            .map_err(|e| diag(&format!("OSD creation on {dev} failed"), e))?;
+            .map_err(|e| Diagnostics::at(at, format!("OSD creation on {dev} failed"), e.to_string()))?;
     }
     Ok(())
 }
 
 /// Refresh: the fsid, and the roles the state tracks (those the configuration sets).
 pub(super) async fn read(pve: &PveClient, name: &str, st: &mut State) -> Result<(), Diagnostics> {
-    // One look at Ceph serves both the fsid and whether the roles can be asked for.
     let fsid = fsid(pve, name).await?;
     if let Some(c) = st.ceph.clone() {
-        let roles = roles(pve, name, !fsid.is_empty()).await?;
+        let roles = roles(pve, name).await?;
         let mut osds = roles.osd_devices.unwrap_or_default();
         // Keep the configuration's order when the set is the same.
         if let Some(want) = &c.osd_devices {
@@ -81,15 +170,18 @@ pub(super) async fn read(pve: &PveClient, name: &str, st: &mut State) -> Result<
             mon: c.mon.map(|_| roles.mon.unwrap_or(false)),
             mgr: c.mgr.map(|_| roles.mgr.unwrap_or(false)),
             osd_devices: c.osd_devices.as_ref().map(|_| osds),
-            network: c.network,
+            ..c
         });
     }
     st.ceph_fsid = Some(fsid);
     Ok(())
 }
 
-/// The node's Ceph cluster fsid, or "" when Ceph is not set up there.
+/// The node's Ceph cluster fsid, or "" when Ceph is not set up there (or has no monitor yet).
 pub(super) async fn fsid(pve: &PveClient, name: &str) -> Result<String, Diagnostics> {
+    if monitors(pve, name).await?.is_none_or(|m| m.is_empty()) {
+        return Ok(String::new());
+    }
     match pve.ceph_status(name).await {
         Ok(s) => Ok(s.fsid.unwrap_or_default()),
         Err(e) if e.is(ApiErrorKind::NotInitialized) => Ok(String::new()),
@@ -97,20 +189,36 @@ pub(super) async fn fsid(pve: &PveClient, name: &str) -> Result<String, Diagnost
     }
 }
 
-/// Roles as PVE reports them; all `false`/empty when Ceph is not set up (`initialized` false,
-/// or the monitors cannot be asked for).
-async fn roles(pve: &PveClient, name: &str, initialized: bool) -> Result<Ceph, Diagnostics> {
-    let none = Ceph { mon: Some(false), mgr: Some(false), osd_devices: Some(vec![]), network: None };
-    if !initialized {
-        return Ok(none);
-    }
-    let mon = match pve.ceph_daemons(name, CephDaemon::Mon).await {
-        Ok(l) => l.iter().any(|m| m.on(name)),
-        Err(e) if e.is(ApiErrorKind::NotInitialized) => return Ok(none),
-        Err(e) => return Err(diag("Cannot read Ceph monitors", e)),
-    };
-    let mgr = pve.ceph_daemons(name, CephDaemon::Mgr).await.map_err(|e| diag("Cannot read Ceph managers", e))?;
+/// Roles as PVE reports them; all `false`/empty when Ceph is not set up. Managers are asked for
+/// only where a monitor exists (PVE cannot reach Ceph before).
+async fn roles(pve: &PveClient, name: &str) -> Result<Ceph, Diagnostics> {
     let disks = pve.disks(name).await.map_err(|e| diag("Cannot list disks", e))?;
     let osds = disks.into_iter().filter(|d| d.has_osd()).filter_map(|d| d.devpath).collect();
-    Ok(Ceph { mon: Some(mon), mgr: Some(mgr.iter().any(|m| m.on(name))), osd_devices: Some(osds), network: None })
+    let mons = monitors(pve, name).await?.unwrap_or_default();
+    let mgr = if mons.is_empty() {
+        false
+    } else {
+        let m = pve.ceph_daemons(name, CephDaemon::Mgr).await.map_err(|e| diag("Cannot read Ceph managers", e))?;
+        m.iter().any(|m| m.on(name))
+    };
+    Ok(Ceph {
+        mon: Some(mons.iter().any(|m| m.on(name))),
+        mgr: Some(mgr),
+        osd_devices: Some(osds),
+        ..Default::default()
+    })
+}
+
+/// Plan-time checks: PVE gives the node with the cluster's first monitor a manager whatever the
+/// configuration says, so `mgr = false` next to the creating node's monitor could never hold.
+pub(super) fn validate(c: &State, d: &mut Diagnostics) {
+    let Some(ceph) = &c.ceph else { return };
+    let creates = c.cluster.as_ref().is_some_and(|cl| cl.create == Some(true));
+    if creates && ceph.mon == Some(true) && ceph.mgr == Some(false) {
+        d.error_at(
+            AttrPath::root("ceph").attr("mgr"),
+            "A manager comes with the first monitor",
+            "PVE creates a manager with the cluster's first monitor (on the node that creates the cluster): leave mgr out or set it true here.",
+        );
+    }
 }

@@ -1,30 +1,48 @@
 //! Step 5: cluster membership — create the cluster on the first node, join the others through a
-//! member; on destroy, remove the node through another member (`pvecm delnode`). Membership is
-//! read first: a node already in the wanted cluster is left alone, one in another cluster is
-//! refused.
+//! member; on destroy, leave the cluster through another member (`pvecm delnode`) while it has
+//! quorum, before the node is powered off. Membership is read first: a node already in the
+//! wanted cluster is left alone, one in another cluster is refused.
+//!
+//! As PVE runs them: create ends restarting corosync and pmxcfs (authentication fails for a
+//! moment); a join is a task on the joining node that replaces its `/etc/pve` and certificate
+//! (the new one signed by the cluster's CA) and restarts its API; a member being added counts
+//! against quorum until its corosync runs, so joins (and removals) go one at a time per cluster,
+//! each into a cluster that is quorate with every member online.
 
-use std::convert::Infallible;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use crate::clients::http::{probe_certificate, Credentials};
 use crate::clients::poll::{poll_until, Backoff, PollError, Probe};
-use crate::clients::pve::{JoinRequest, PveClient};
-use crate::clients::redfish::probe_fingerprint;
+use crate::clients::pve::{ClusterStatus, JoinRequest, PveClient};
 use crate::framework::{AttrPath, Ctx, Diagnostics};
 
-use super::trust::node_client;
+use super::trust::{self, node_client, Trusted};
 use super::{diag, req, Cluster, Node, State, PVE_PORT};
 
-/// Creates or joins the cluster unless the node is in it already.
-pub(super) async fn converge(node: &Node<'_>, pve: &PveClient, fp: &str, cl: &Cluster) -> Result<(), Diagnostics> {
+/// Creates or joins the cluster unless the node is in it already. After a join the node is
+/// trusted through the cluster's CA: returned, and recorded in `st.cluster_ca_pem`.
+pub(super) async fn converge(
+    node: &Node<'_>,
+    pve: &PveClient,
+    config: &State,
+    st: &mut State,
+) -> Result<Option<Trusted>, Diagnostics> {
+    let Some(cl) = &config.cluster else { return Ok(None) };
     if let Some(have) = name(pve).await? {
-        return check_same(node.name, &have, cl);
+        check_same(node.name, &have, cl)?;
+        return Ok(None);
     }
     if cl.create == Some(true) {
-        create(node, pve, cl).await
-    } else if let Some(join) = &cl.join {
-        self::join(node, pve, fp, cl, join).await
+        create(node, pve, cl).await?;
+        Ok(None)
+    } else if let Some(target) = &cl.join {
+        let ca = join(node, pve, config, target).await?;
+        st.cluster_ca_pem = Some(ca.clone());
+        Ok(Some(trust::by_ca(config, &ca)))
     } else {
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -40,66 +58,124 @@ fn check_same(name: &str, have: &str, cl: &Cluster) -> Result<(), Diagnostics> {
     Ok(())
 }
 
+/// `pvecm create` (root@pam only), waited out through the restart at its end, then until the
+/// one-node cluster is quorate. The node's CA becomes the cluster's: nothing to re-trust.
 async fn create(node: &Node<'_>, pve: &PveClient, cl: &Cluster) -> Result<(), Diagnostics> {
     let cname = req(&cl.name, "cluster.name")?;
     tracing::info!(node = %node.name, cluster = %cname, "creating the cluster");
     let upid = pve.create_cluster(&cname).await.map_err(|e| diag("Cannot create the cluster", e))?;
-    pve.wait_maybe(upid, node.deadline, &node.ctx.stop).await.map_err(|e| diag("Cluster creation failed", e))
-}
-
-/// Joins through the member at `join`, then re-establishes access to this node: the join
-/// replaced its `/etc/pve`, so its own tokens are gone and the cluster's apply.
-async fn join(node: &Node<'_>, pve: &PveClient, fp: &str, cl: &Cluster, join: &str) -> Result<(), Diagnostics> {
-    let password = cl.root_password.clone().ok_or_else(|| {
-        Diagnostics::at(
-            AttrPath::root("cluster").attr("root_password"),
-            "Missing root password",
-            "Joining a cluster needs the member's root@pam password.",
-        )
-    })?;
-    let member_fp = match &cl.fingerprint {
-        Some(f) => f.clone(),
-        None => probe_fingerprint(join, PVE_PORT, Duration::from_secs(10))
+    if let Some(upid) = upid {
+        pve.wait_task_through_restart(&upid, node.deadline, &node.ctx.stop)
             .await
-            .map_err(|e| diag(&format!("Cannot reach the cluster member {join}"), e))?,
-    };
-    // The member may still be forming the cluster (nodes boot in parallel when the
-    // configuration does not chain them): wait until it is in one, then join.
-    let member = node_client(node.ctx, join, &member_fp, true)?;
-    wait_in_cluster(node, &member, join).await?;
-    tracing::info!(node = %node.name, via = %join, "joining the cluster");
-    let request = JoinRequest { hostname: join.to_string(), fingerprint: member_fp, password };
-    let upid = pve.join_cluster(&request).await.map_err(|e| diag("Cannot join the cluster", e))?;
-    pve.wait_maybe(upid, node.deadline, &node.ctx.stop).await.map_err(|e| diag("Cluster join failed", e))?;
-    // A fresh client with the cluster's token, which is the provider's.
-    let fresh = node_client(node.ctx, node.address, fp, true)?;
-    wait_in_cluster(node, &fresh, node.name).await
+            .map_err(|e| diag("Cluster creation failed", e))?;
+    }
+    wait_settled(node, pve, node.name).await
 }
 
-/// Polls (with backoff) until the node behind `pve` reports a cluster.
-async fn wait_in_cluster(node: &Node<'_>, pve: &PveClient, who: &str) -> Result<(), Diagnostics> {
+/// Joins through the member at `target` and returns the cluster's CA. The member is trusted
+/// through `cluster.ca_pem` (or a pinned `cluster.fingerprint`), never on first use; PVE's join
+/// pins the member's current certificate, read here over that trusted channel.
+async fn join(node: &Node<'_>, pve: &PveClient, config: &State, target: &str) -> Result<String, Diagnostics> {
+    let cl = config.cluster.clone().unwrap_or_default();
+    let at = |a: &str| AttrPath::root("cluster").attr(a);
+    let member_trust = match (&cl.fingerprint, &cl.ca_pem) {
+        (Some(fp), _) => Trusted::Pin(fp.clone()),
+        (None, Some(ca)) => Trusted::Ca(ca.clone()),
+        (None, None) => {
+            return Err(Diagnostics::at(
+                at("ca_pem"),
+                "No way to trust the cluster",
+                "Set cluster.ca_pem to the creating node's cluster_ca_pem (or pin the member with cluster.fingerprint): the provider does not trust a member on first use.",
+            ))
+        }
+    };
+    let password = cl
+        .root_password
+        .clone()
+        .or_else(|| config.root_password.clone())
+        .or_else(|| node.ctx.clients.pve.as_ref().and_then(|p| p.root_password.clone()))
+        .ok_or_else(|| {
+            Diagnostics::at(
+                at("root_password"),
+                "Missing root password",
+                "PVE's join logs in to the member as root@pam.",
+            )
+        })?;
+    let member = node_client(target, &member_trust, &Credentials::root(&password), false)?;
+    let node_ca = pve.root_ca(node.name).await.map_err(|e| diag("Cannot read the node's CA", e))?.unwrap_or_default();
+
+    // One join per cluster at a time, into a cluster that is quorate with every member online.
+    let lock = cluster_lock(target);
+    let _held = lock.lock().await;
+    wait_settled(node, &member, target).await?;
+    let status = member.cluster_status().await.map_err(|e| diag("Cannot read the cluster", e))?;
+    let member_name = status.0.iter().find(|e| e.kind == "node" && e.local == Some(true)).and_then(|e| e.name.clone());
+    let member_name =
+        member_name.ok_or_else(|| diag("Cannot read the cluster", format!("{target} does not name itself")))?;
+    let cluster_ca = match &cl.ca_pem {
+        Some(ca) => ca.clone(),
+        None => member
+            .root_ca(&member_name)
+            .await
+            .map_err(|e| diag("Cannot read the cluster's CA", e))?
+            .ok_or_else(|| diag("Cannot read the cluster's CA", format!("{target} lists no pve-root-ca.pem")))?,
+    };
+    let presented = probe_certificate(target, PVE_PORT, Duration::from_secs(10))
+        .await
+        .map_err(|e| diag(&format!("Cannot reach the cluster member {target}"), e))?;
+    member_trust.check(&member_name, target, &presented)?;
+
+    tracing::info!(node = %node.name, via = %target, "joining the cluster");
+    let request = JoinRequest { hostname: target.to_string(), fingerprint: presented.fingerprint, password };
+    let upid = pve.join_cluster(&request).await.map_err(|e| diag("Cannot join the cluster", e))?;
+    // The task ends replacing the node's certificate and restarting its API: watch it through
+    // a client that trusts the node's CA and the cluster's, and log in again as needed.
+    let watcher = node_client(node.address, &Trusted::Ca(format!("{node_ca}\n{cluster_ca}")), node.creds()?, true)?;
+    if let Some(upid) = upid {
+        watcher
+            .wait_task_through_restart(&upid, node.deadline, &node.ctx.stop)
+            .await
+            .map_err(|e| diag("Cluster join failed", e))?;
+    }
+    trust::wait_presenting(node, &Trusted::Ca(cluster_ca.clone()), "a certificate of the cluster's CA").await?;
+    // The next join waits for this node to be online in the cluster.
+    wait_settled(node, &member, target).await?;
+    Ok(cluster_ca)
+}
+
+/// Polls `who`'s view of the cluster until it is quorate with every member online. Errors of a
+/// restarting node (401 while pmxcfs remounts, a reset connection) count as "not yet".
+async fn wait_settled(node: &Node<'_>, pve: &PveClient, who: &str) -> Result<(), Diagnostics> {
     let ctx = node.ctx;
     let backoff =
         Backoff::new(Duration::from_millis(25), Duration::from_millis(500)).fixed(ctx.clients.settings.fixed_poll);
-    // Any answer but a cluster (none yet, or an error while the member restarts) is "not yet".
     let probe = move || async move {
-        match name(pve).await {
-            Ok(Some(_)) => Probe::Ready(()),
-            Ok(None) => Probe::NotYet("no cluster yet".to_string()),
-            Err(e) => Probe::NotYet(e.0.iter().map(|d| d.detail.clone()).collect::<Vec<_>>().join("; ")),
+        match pve.cluster_status().await {
+            Ok(s) if s.cluster_name().is_some() && s.settled() => Probe::Ready(()),
+            Ok(s) if s.cluster_name().is_none() => Probe::NotYet("no cluster yet".to_string()),
+            Ok(_) => Probe::NotYet("not quorate with every member online".to_string()),
+            Err(e) if e.is_restarting() => Probe::NotYet(e.to_string()),
+            Err(e) => Probe::Fail(diag(&format!("Cannot read {who}'s cluster status"), e)),
         }
     };
-    let outcome: Result<(), PollError<Infallible>> =
-        poll_until(node.deadline, &ctx.stop, &format!("{who} to be in a cluster"), backoff, probe).await;
-    match outcome {
+    match poll_until(node.deadline, &ctx.stop, &format!("{who}'s cluster to settle"), backoff, probe).await {
         Ok(()) => Ok(()),
         Err(PollError::Timeout { last, .. }) => Err(Diagnostics::error(
             "Cluster not ready",
-            format!("{who} is not in a cluster before the deadline: {last}"),
+            format!("{who}'s cluster did not settle (quorate, every member online) before the deadline: {last}"),
         )),
         Err(PollError::Cancelled) => Err(Diagnostics::error("Cancelled", format!("stopped while waiting for {who}"))),
-        Err(PollError::Failed(never)) => match never {},
+        Err(PollError::Failed(d)) => Err(d),
     }
+}
+
+/// One lock per cluster (keyed by the member nodes join through) for this provider process:
+/// joins and removals go one at a time.
+fn cluster_lock(key: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: LazyLock<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+        LazyLock::new(Default::default);
+    let mut locks = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    Arc::clone(locks.entry(key.to_string()).or_default())
 }
 
 /// The name of the cluster the node behind `pve` is in, if any.
@@ -120,22 +196,62 @@ pub(super) async fn read(pve: &PveClient, st: &mut State) -> Result<(), Diagnost
     Ok(())
 }
 
-/// Another member of the node's cluster (its API address and certificate fingerprint), asked
-/// of the node itself while it still answers; `None` when it does not or is alone.
-pub(super) async fn other_member(ctx: &Ctx, name: &str, address: &str, prior: &State) -> Option<(String, String)> {
-    let fp = prior.tls_fingerprint_trusted.clone().or(prior.tls_fingerprint.clone())?;
-    let pve = node_client(ctx, address, &fp, true).ok()?;
-    let info = pve.join_info().await.ok()??;
-    info.nodelist.into_iter().filter(|n| n.name != name).find_map(|n| Some((n.pve_addr?, n.pve_fp?)))
+/// Destroy, before the power-off: removes the node from its cluster through another member that
+/// is online, while the cluster still has quorum (`delnode` needs it: powering members off first
+/// could leave a small cluster without). The last node of a cluster has nothing to leave.
+pub(super) async fn leave(node: &Node<'_>, prior: &State) -> Result<(), Diagnostics> {
+    let Some(cl) = &prior.cluster else { return Ok(()) };
+    let Some(trust) = trust::expected(prior, Some(prior), None) else { return Ok(()) };
+    let key = cl.join.clone().unwrap_or_else(|| node.address.to_string());
+    let lock = cluster_lock(&key);
+    let _held = lock.lock().await;
+    // Who else is up: asked of the node itself, else of the member it joined through.
+    let me = node_client(node.address, &trust, node.creds()?, true)?;
+    let status = match me.cluster_status().await {
+        Ok(s) => s,
+        Err(e) => match (&cl.join, &prior.cluster_ca_pem) {
+            (Some(target), Some(ca)) => {
+                tracing::warn!(node = %node.name, error = %e, "node not answering; asking the member it joined through");
+                node_client(target, &Trusted::Ca(ca.clone()), node.creds()?, true)?
+                    .cluster_status()
+                    .await
+                    .map_err(|e| diag("Cannot read the cluster to leave it", e))?
+            }
+            _ => {
+                tracing::warn!(node = %node.name, error = %e, "node not answering and no member known: not removing it from a cluster");
+                return Ok(());
+            }
+        },
+    };
+    // The other members are trusted through the cluster's CA: recorded, else read from the node.
+    let ca = match prior.cluster_ca_pem.clone().filter(|c| !c.is_empty()) {
+        Some(ca) => ca,
+        None => me
+            .root_ca(node.name)
+            .await
+            .map_err(|e| diag("Cannot read the cluster's CA to leave it", e))?
+            .ok_or_else(|| diag("Cannot read the cluster's CA to leave it", format!("{} lists none", node.name)))?,
+    };
+    remove_through_others(node, &Trusted::Ca(ca), &status).await
 }
 
-/// Removes `name` from the cluster through `member` (PVE's rule: the node is powered off first).
-pub(super) async fn remove(ctx: &Ctx, name: &str, member: (String, String)) -> Result<(), Diagnostics> {
-    let (addr, fp) = member;
-    let pve = node_client(ctx, &addr, &fp, false)?;
-    tracing::info!(node = %name, via = %addr, "removing the node from the cluster");
-    // A node the cluster no longer lists counts as removed (the client checks the list).
-    pve.delete_node(name).await.map_err(|e| diag("Cannot remove the node from the cluster", e))
+async fn remove_through_others(node: &Node<'_>, trust: &Trusted, status: &ClusterStatus) -> Result<(), Diagnostics> {
+    let others = status.online_others(node.name);
+    if status.cluster_name().is_none() || others.is_empty() {
+        tracing::info!(node = %node.name, "no other member online: nothing to leave");
+        return Ok(());
+    }
+    let mut last = None;
+    for (other, address) in others {
+        let pve = node_client(&address, trust, node.creds()?, false)?;
+        tracing::info!(node = %node.name, via = %other, "removing the node from the cluster");
+        // A node the cluster no longer lists counts as removed (the client checks the list).
+        match pve.delete_node(node.name).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(diag("Cannot remove the node from the cluster", e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| Diagnostics::error("Cannot remove the node from the cluster", "no member answered")))
 }
 
 /// What import learns of a node from the provider's cluster.
@@ -143,6 +259,7 @@ pub(super) struct Found {
     pub address: String,
     pub fingerprint: Option<String>,
     pub cluster: Option<String>,
+    pub ca_pem: Option<String>,
 }
 
 /// Finds `name` in the cluster behind the provider's `pve` endpoint.
@@ -158,7 +275,8 @@ pub(super) async fn find(ctx: &Ctx, name: &str) -> Result<Found, Diagnostics> {
     let address = entry.ip.clone().unwrap_or_default();
     let nodes = pve.nodes().await.map_err(|e| diag("Cannot list nodes", e))?;
     let fingerprint = nodes.into_iter().find(|n| n.node == name).and_then(|n| n.ssl_fingerprint);
-    Ok(Found { address, fingerprint, cluster: status.cluster_name().map(str::to_string) })
+    let ca_pem = pve.root_ca(name).await.map_err(|e| diag("Cannot read the node's CA", e))?;
+    Ok(Found { address, fingerprint, cluster: status.cluster_name().map(str::to_string), ca_pem })
 }
 
 /// Plan-time checks of the `cluster` block.
@@ -213,5 +331,13 @@ mod tests {
         assert!(check_same("pve1", "edge", &cl).is_ok());
         assert!(check_same("pve1", "other", &cl).is_err());
         assert!(check_same("pve1", "other", &Cluster::default()).is_ok(), "no name configured: any cluster");
+    }
+
+    #[tokio::test]
+    async fn one_lock_per_cluster() {
+        let a = cluster_lock("10.0.0.1");
+        let _held = a.lock().await;
+        assert!(cluster_lock("10.0.0.1").try_lock().is_err(), "the same cluster waits");
+        assert!(cluster_lock("10.9.0.1").try_lock().is_ok(), "another cluster does not");
     }
 }

@@ -4,20 +4,26 @@
 //!
 //! 1. verify the signed image (manifest signature against `trusted_image_keys`, then the image
 //!    file's size/sha256/NAR hash) — before anything touches the machine (`boot.rs`);
-//! 2. BMC (Redfish): insert the image as virtual media, one-time boot override to the CD,
-//!    power on (or power-cycle a node that runs something else), poll power with backoff
-//!    (`boot.rs`);
-//! 3. wait for the node's PVE API (`boot.rs`), pin its TLS certificate (`trust.rs`), confirm it
-//!    booted the media;
+//! 2. make the node's first-boot seed — bootstrap certificate, SSH host key, root password hash
+//!    (`seed.rs`) — and serve it; BMC (Redfish): the seed as the second virtual medium, the image
+//!    as the CD, one-time boot override, power on (or power-cycle a node that runs something
+//!    else), poll power with backoff (`boot.rs`);
+//! 3. wait for the node's PVE API, trusting only the seed's certificate; confirm the node applied
+//!    the seed and booted the media; learn the node's CA over that channel and retire the
+//!    bootstrap certificate (`trust.rs`);
 //! 4. DNS, timezone, network (pending changes applied with the `srvreload` task;
 //!    `configure.rs`);
-//! 5. cluster: create on the first node, join the others (the join replaces the node's
-//!    `/etc/pve`, so access is re-established with the cluster's token afterwards;
-//!    `cluster.rs`);
-//! 6. Ceph roles: init, mon, mgr, OSDs (`ceph.rs`);
+//! 5. cluster: create on the first node, join the others one at a time through a member trusted
+//!    by the cluster's CA (the join gives the node a new certificate from that CA; `cluster.rs`);
+//! 6. Ceph in PVE's order: init, the first monitor (which brings a manager), managers only where
+//!    none is, OSDs on disks that are empty or wiped on request (`ceph.rs`);
 //! 7. ACME: the node's certificate from an ACME CA, verified before it is pinned (`acme.rs`);
 //!
 //! and finally ejects the media, so a later power cycle boots the installed disk.
+//!
+//! Everything is done as root@pam (a ticket from the write-only `root_password`): a node
+//! installed from the image knows no API token, and PVE lets only root@pam itself cluster nodes
+//! and create OSDs.
 //!
 //! This file holds the state, the schema and the [`Resource`] implementation, which only
 //! sequences the steps; each step's converge, refresh, plan and validation live in its file.
@@ -29,6 +35,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use crate::clients::http::Credentials;
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock, Op,
     PlanCtx, Resource, Schema, Timeouts, Type, Value,
@@ -39,6 +46,7 @@ mod boot;
 mod ceph;
 mod cluster;
 mod configure;
+mod seed;
 mod trust;
 
 use acme::Acme;
@@ -94,6 +102,7 @@ pub struct Cluster {
     pub name: Option<String>,
     pub create: Option<bool>,
     pub join: Option<String>,
+    pub ca_pem: Option<String>,
     pub fingerprint: Option<String>,
     pub root_password: Option<String>,
 }
@@ -104,6 +113,8 @@ pub struct Ceph {
     pub mgr: Option<bool>,
     pub osd_devices: Option<Vec<String>>,
     pub network: Option<String>,
+    pub mon_address: Option<String>,
+    pub wipe: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -111,8 +122,12 @@ pub struct State {
     pub id: Option<String>,
     pub name: Option<String>,
     pub address: Option<String>,
+    pub root_password: Option<String>,
     pub tls_fingerprint: Option<String>,
     pub tls_fingerprint_trusted: Option<String>,
+    pub cluster_ca_pem: Option<String>,
+    pub seed_sha256: Option<String>,
+    pub ssh_host_key: Option<String>,
     pub power: Option<String>,
     pub reimage_on_change: Option<bool>,
     pub image_sha256: Option<String>,
@@ -138,8 +153,17 @@ struct Node<'a> {
     ctx: &'a Ctx,
     name: &'a str,
     address: &'a str,
+    /// root@pam's (or, without a root password, the provider's token); `None` when there are
+    /// none (a destroy that only powers off needs none).
+    creds: Option<Credentials>,
     /// From the operation's `timeouts`: every wait of the step ends here.
     deadline: Instant,
+}
+
+impl Node<'_> {
+    fn creds(&self) -> Result<&Credentials, Diagnostics> {
+        self.creds.as_ref().ok_or_else(trust::no_credentials)
+    }
 }
 
 #[async_trait]
@@ -158,8 +182,12 @@ impl Resource for ProxmoxNode {
                 .attr(Attribute::computed("id", Type::String).describe("The node name."))
                 .attr(Attribute::required("name", Type::String).replace().describe("The node's name in PVE (its hostname, e.g. `pve1`)."))
                 .attr(Attribute::required("address", Type::String).replace().describe("Address of the node's PVE API (port 8006), an IP or host name."))
-                .attr(Attribute::optional_computed("tls_fingerprint", Type::String).describe("SHA-256 fingerprint of the node's API certificate (`AB:CD:…`). Set it to pin a known certificate; left out, the certificate the node presents after the provider booted it is pinned and stored. A different certificate later is drift, never trusted silently."))
-                .attr(Attribute::computed("tls_fingerprint_trusted", Type::String).describe("The fingerprint the provider trusts (what it pinned at install, or the one set in `tls_fingerprint`)."))
+                .attr(Attribute::optional("root_password", Type::String).sensitive().write_only().describe("root@pam's password on the node (at least 16 characters). Its SHA-512 crypt hash goes to the node in the first-boot seed; the provider talks to the node as root@pam with it (a node installed from the image knows no API token; clustering and OSDs are root@pam's alone). Never stored: write-only on Terraform 1.11+. Refresh and destroy use the provider's `pve.root_password`; default: that one."))
+                .attr(Attribute::optional_computed("tls_fingerprint", Type::String).describe("SHA-256 fingerprint of the certificate the node's API presents (`AB:CD:…`). Set it to pin a certificate by hand (then only that one is accepted). Left out, the provider trusts the seed's bootstrap certificate at first boot and the node's CA (`cluster_ca_pem`) after it, so a join's or renewal's new certificate is no drift; a certificate the CA did not sign is, never trusted silently."))
+                .attr(Attribute::computed("tls_fingerprint_trusted", Type::String).describe("The fingerprint of the certificate the provider last accepted (the pinned one, or one the node's CA signed)."))
+                .attr(Attribute::computed("cluster_ca_pem", Type::String).describe("The CA the provider verifies the node against (`pve-root-ca.pem`, PEM): the node's own, made at install and read over the seed-pinned channel; its cluster's once it is in one. Wire it into a member's `cluster.ca_pem` and into `edge_ceph_pool.pve.ca_pem`: they trust the cluster through it, across rebuilds."))
+                .attr(Attribute::computed("seed_sha256", Type::String).describe("sha256 of the first-boot seed the node last booted with, as the node states it in its notes."))
+                .attr(Attribute::computed("ssh_host_key", Type::String).describe("The node's SSH host public key (`ssh-ed25519 AAAA…`), made by the provider in the seed before the node booted: pin it in `edge_wireguard_peer.ssh.host_key`."))
                 .attr(Attribute::optional_computed("power", Type::String).default(Value::String("on".into())).describe("`on` (default) or `off`, as the BMC reports it. A node powered off by hand shows as a diff and apply powers it on again."))
                 .attr(Attribute::optional("reimage_on_change", Type::Bool).describe("When the image changes, re-image the node in place (power-cycle into the new image, then re-run the configuration) instead of replacing the resource."))
                 .attr(Attribute::computed("image_sha256", Type::String).describe("sha256 (hex) of the boot file, from the verified manifest."))
@@ -219,16 +247,19 @@ impl Resource for ProxmoxNode {
                         .attr(s("name", "Cluster name (required with `create`; checked against the cluster when joining)."))
                         .attr(Attribute::optional("create", Type::Bool).describe("Create the cluster on this node."))
                         .attr(s("join", "Address of a member to join through."))
-                        .attr(s("fingerprint", "The member's API certificate fingerprint; default: the one it presents (pin it!)."))
-                        .attr(Attribute::optional("root_password", Type::String).sensitive().write_only().describe("root@pam password of the member (PVE's join needs it). Write-only on Terraform 1.11+.")),
+                        .attr(s("ca_pem", "The cluster's CA (the creating node's `cluster_ca_pem`): the member is trusted through it, and so is this node after the join."))
+                        .attr(s("fingerprint", "Pin the member's certificate by hand instead of `ca_pem`."))
+                        .attr(Attribute::optional("root_password", Type::String).sensitive().write_only().describe("root@pam password of the member (PVE's join logs in to it); default: this node's `root_password`. Write-only on Terraform 1.11+.")),
                 ))
                 .block(NestedBlock::single(
                     "ceph",
                     Block::new("Ceph roles of the node (`pveceph init`, mon, mgr, OSDs).")
                         .attr(Attribute::optional("mon", Type::Bool).describe("Run a monitor."))
                         .attr(Attribute::optional("mgr", Type::Bool).describe("Run a manager."))
-                        .attr(Attribute::optional("osd_devices", Type::list(Type::String)).describe("Disks to turn into OSDs, e.g. `/dev/sdb`."))
-                        .attr(s("network", "Public network for `ceph init` (CIDR), used when the cluster's Ceph is not initialized yet.")),
+                        .attr(Attribute::optional("osd_devices", Type::list(Type::String)).describe("Disks to turn into OSDs, e.g. `/dev/sdb`. PVE refuses a disk that holds anything (partitions, LVM, a filesystem): see `wipe`."))
+                        .attr(s("network", "Public network for `ceph init` (CIDR), used when the cluster's Ceph is not initialized yet."))
+                        .attr(s("mon_address", "The monitor's address, needed when the node has more than one address in the Ceph public network (PVE cannot choose)."))
+                        .attr(Attribute::optional("wipe", Type::Bool).describe("Wipe an `osd_devices` disk that holds something before creating its OSD (its data is lost). Default false: such a disk is an error naming it.")),
                 ))
                 .block(acme::schema_block())
                 .block(NestedBlock::timeouts(&["create", "update", "delete"])),
@@ -262,6 +293,7 @@ impl Resource for ProxmoxNode {
         // 1. The image, at plan time where it can be.
         let verified = boot::plan_image(ctx, plan, &cfg).await?;
         let Some(prior) = plan.prior.clone() else {
+            trust::require_root_password(ctx, plan, &cfg)?;
             plan.set_unknown("booted_image");
             plan.set_unknown("ceph_fsid");
             trust::plan_unknown(plan, &cfg);
@@ -270,8 +302,18 @@ impl Resource for ProxmoxNode {
         let image_changed = boot::plan_reimage(plan, &cfg, &prior, verified.as_ref());
         // A node that comes back may have been rebuilt: what it presents is known only then.
         let comes_back = boot::plan_power_on(plan, &cfg, &prior, verified.as_ref(), image_changed);
-        if comes_back {
+        // A re-image boots a new seed: a new certificate, CA and host key.
+        if comes_back || (image_changed && cfg.reimage_on_change == Some(true)) {
             trust::plan_unknown(plan, &cfg);
+        } else if prior.cluster.as_ref().and_then(|c| c.join.as_ref())
+            != cfg.cluster.as_ref().and_then(|c| c.join.as_ref())
+        {
+            // A (new) join gives the node the cluster's CA and a certificate from it.
+            plan.set_unknown("cluster_ca_pem");
+            if cfg.tls_fingerprint.is_none() {
+                plan.set_unknown("tls_fingerprint");
+            }
+            plan.set_unknown("tls_fingerprint_trusted");
         }
         // A new image, a rebuilt node or other Ceph roles may change the fsid.
         if comes_back || image_changed || prior.ceph != cfg.ceph {
@@ -304,10 +346,19 @@ impl Resource for ProxmoxNode {
             // Nothing else can be read from a powered-off node; keep the last known values.
             return Ok(Some(st));
         }
-        // The API is only read through the trusted pin.
+        // The API is only read through what the provider trusts.
         let Some(trusted) = trust::read(&mut st, &name, &address).await else { return Ok(Some(st)) };
+        // Write-only root_password is not in state: refresh uses the provider's credentials.
+        let Some(creds) = trust::credentials(ctx, None) else {
+            tracing::warn!(node = %name, "no credentials for refresh (set the provider's pve.root_password); keeping the last known configuration");
+            return Ok(Some(st));
+        };
         // The node answered the probe: read with the usual retries (a 5xx is worth another try).
-        let pve = trust::node_client(ctx, &address, &trusted, false)?;
+        let pve = trust::node_client(&address, &trusted, &creds, false)?;
+        // The CA of the /etc/pve the node is in now, read over the trusted channel.
+        if let Some(ca) = pve.root_ca(&name).await.map_err(|e| diag("Cannot read the node's CA", e))? {
+            st.cluster_ca_pem = Some(ca);
+        }
         configure::read(&pve, &name, &mut st).await?;
         cluster::read(&pve, &mut st).await?;
         ceph::read(&pve, &name, &mut st).await?;
@@ -327,15 +378,12 @@ impl Resource for ProxmoxNode {
         let deadline = Instant::now() + Timeouts::get(&prior.timeouts, Op::Delete, DEFAULT_DELETE);
         let name = req(&prior.name, "name")?;
         let address = req(&prior.address, "address")?;
-        let node = Node { ctx, name: &name, address: &address, deadline };
-        // Who else is in the cluster, asked while this node still answers.
-        let member = cluster::other_member(ctx, &name, &address, &prior).await;
-        // Power off first (PVE's rule for `pvecm delnode`: the node must not come back as is).
+        let node = Node { ctx, name: &name, address: &address, creds: trust::credentials(ctx, None), deadline };
+        // Leave the cluster first, while it has quorum (delnode needs it), one node at a time;
+        // then power off, so the node cannot come back as a member.
+        cluster::leave(&node, &prior).await?;
         if prior.bmc.is_some() {
             boot::power_off_for_destroy(&node, &prior).await?;
-        }
-        if let Some(member) = member {
-            cluster::remove(ctx, &name, member).await?;
         }
         Ok(())
     }
@@ -355,6 +403,7 @@ impl Resource for ProxmoxNode {
             address: Some(found.address),
             tls_fingerprint: found.fingerprint.clone(),
             tls_fingerprint_trusted: found.fingerprint,
+            cluster_ca_pem: found.ca_pem,
             power: Some("on".into()),
             timezone: Some(String::new()),
             dns: Some(Dns::default()),
@@ -365,7 +414,7 @@ impl Resource for ProxmoxNode {
     }
 }
 
-/// The framework warns for top-level write-only attributes; these sit in blocks.
+/// The framework warns for top-level write-only attributes (`root_password`); these sit in blocks.
 fn warn_write_only_stored(plan: &mut PlanCtx<State>, cfg: &State) {
     let nested = [
         (AttrPath::root("cluster").attr("root_password"), cfg.cluster.as_ref().and_then(|c| c.root_password.as_ref())),
@@ -388,6 +437,7 @@ fn validate_config(c: &State, d: &mut Diagnostics) {
     boot::validate(c, d);
     trust::validate(c, d);
     cluster::validate(c, d);
+    ceph::validate(c, d);
     acme::validate_config(c, d);
     configure::validate(c, d);
 }
@@ -404,7 +454,8 @@ async fn converge(
     let address = req(&st.address, "address")?;
     let img_cfg = config.image.clone().unwrap_or_default();
     let url = req(&img_cfg.url, "image.url")?;
-    let node = Node { ctx, name: &name, address: &address, deadline };
+    let creds = trust::credentials(ctx, Some(config)).ok_or_else(trust::no_credentials)?;
+    let node = Node { ctx, name: &name, address: &address, creds: Some(creds), deadline };
     let reimage =
         prior.is_some_and(|p| p.image.is_some() && (p.image != config.image || p.image_sha256 != st.image_sha256));
     let first_install = prior.is_none();
@@ -414,13 +465,15 @@ async fn converge(
     let mut verified =
         if first_install || reimage { Some(boot::verify_image(ctx, st, &img_cfg, &url).await?) } else { None };
 
-    // 2. BMC: boot the image unless the node already runs it; power as configured.
+    // 2. BMC: boot the image with a new seed unless the node already runs it; power as
+    //    configured.
     let bmc = boot::bmc_client(ctx, st, Some(config))?;
     let want_on = st.power.as_deref() != Some("off");
+    let mut booted = None;
     // Powered on from its own disk in this run: if it does not answer, it is blank.
     let mut from_disk = false;
     if verified.is_some() {
-        boot::boot_image(&node, &bmc, &url, config, reimage).await?;
+        booted = Some(boot::boot_image(&node, &bmc, &url, config, prior, reimage).await?);
         st.booted_image = Some(url.clone());
     } else if want_on {
         from_disk = boot::power_on_from_disk(&node, &bmc).await?;
@@ -432,34 +485,81 @@ async fn converge(
     }
     st.power = Some("on".into());
 
-    // 3. The node's API: wait, pin, and (for a fresh boot) confirm it booted the media.
-    let pin = trust::expected(config, prior, verified.is_some());
-    let fp = if from_disk {
-        match boot::wait_from_disk(&node, config, pin.as_deref()).await? {
+    // 3. The node's API, trusting only what is known before it answers: the seed's certificate
+    //    after a boot, else what was trusted before.
+    let known = || {
+        trust::expected(config, prior, None).ok_or_else(|| {
+            Diagnostics::at(
+                AttrPath::root("tls_fingerprint"),
+                "No way to trust the node",
+                format!("{name} was not booted by the provider in this run and nothing about it is known: pin its certificate in tls_fingerprint."),
+            )
+        })
+    };
+    let mut fp = if from_disk {
+        match boot::wait_from_disk(&node, config, &known()?).await? {
             Some(fp) => fp,
             // Disaster recovery: the machine powered on but nothing answers from its disk.
             None => {
-                verified = Some(boot::reimage_blank(&node, &bmc, st, config, &img_cfg, &url).await?);
-                boot::wait_api(&node, trust::expected(config, prior, true).as_deref()).await?
+                let (v, b) = boot::reimage_blank(&node, &bmc, st, config, &img_cfg, &url).await?;
+                verified = Some(v);
+                let fp = boot::wait_api(&node, &b.trust()).await?;
+                booted = Some(b);
+                fp
             }
         }
     } else {
-        boot::wait_api(&node, pin.as_deref()).await?
+        let t = match &booted {
+            Some(b) => b.trust(),
+            None => known()?,
+        };
+        boot::wait_api(&node, &t).await?
     };
     if st.booted_image.is_none() {
         st.booted_image = prior.and_then(|p| p.booted_image.clone());
     }
-    trust::pin(st, &fp);
-    if verified.is_some() {
-        boot::confirm_media(&bmc, &name, &url).await?;
+    let mut trusted = match &booted {
+        Some(b) => b.trust(),
+        None => known()?,
+    };
+    if let Some(b) = booted {
+        let pve = trust::node_client(&address, &trusted, node.creds()?, false)?;
+        boot::confirm_boot(&node, &pve, &bmc, &url, &b).await?;
+        if let boot::Boot::Seeded { seed, published } = b {
+            // The seed served its purpose: the node applied it. Stop serving it, learn the
+            // node's CA over the seed-pinned channel and retire the bootstrap certificate.
+            drop(published);
+            let (ca, own_fp) = trust::adopt_node_ca(&node, &pve).await?;
+            st.cluster_ca_pem = Some(ca.clone());
+            st.seed_sha256 = Some(seed.sha256);
+            st.ssh_host_key = Some(seed.ssh_host_key);
+            trusted = trust::by_ca(config, &ca);
+            fp = own_fp;
+        }
+    } else {
+        st.seed_sha256 = prior.and_then(|p| p.seed_sha256.clone());
+        st.ssh_host_key = prior.and_then(|p| p.ssh_host_key.clone());
+        // The CA the node is trusted through, else the one recorded, else the node's own read
+        // over the trusted channel.
+        st.cluster_ca_pem = match &trusted {
+            trust::Trusted::Ca(ca) => Some(ca.clone()),
+            trust::Trusted::Pin(_) => prior.and_then(|p| p.cluster_ca_pem.clone()),
+        };
+        if st.cluster_ca_pem.is_none() {
+            let pve = trust::node_client(&address, &trusted, node.creds()?, false)?;
+            st.cluster_ca_pem = pve.root_ca(&name).await.map_err(|e| diag("Cannot read the node's CA", e))?;
+        }
     }
-    let pve = trust::node_client(ctx, &address, &fp, false)?;
+    trust::pin(st, &fp);
+    let mut pve = trust::node_client(&address, &trusted, node.creds()?, false)?;
 
     // 4. DNS, timezone, network.
     configure::converge(&node, &pve, config).await?;
-    // 5. Cluster.
-    if let Some(cl) = &config.cluster {
-        cluster::converge(&node, &pve, &fp, cl).await?;
+    // 5. Cluster: a join makes the node trusted through the cluster's CA.
+    if let Some(t) = cluster::converge(&node, &pve, config, st).await? {
+        let fp = trust::wait_presenting(&node, &t, "its certificate").await?;
+        trust::pin(st, &fp);
+        pve = trust::node_client(&address, &t, node.creds()?, false)?;
     }
     // 6. Ceph.
     if let Some(c) = &config.ceph {
@@ -472,7 +572,7 @@ async fn converge(
     if let Some(a) = &config.acme {
         acme::converge(&node, &pve, a, st).await?;
     }
-    // Done: eject so the next power cycle boots the disk.
+    // Done: eject the image and the seed so the next power cycle boots the disk.
     if verified.is_some() {
         boot::eject(&bmc).await?;
     }
