@@ -65,6 +65,24 @@ impl PveProfile {
         self >= PveProfile::V9_1
     }
 
+    /// The Ceph release the store's monitors report (`ceph_version`, `ceph_version_short` in the
+    /// monitor list), as `ceph version` prints it. PVE 8 installs Quincy, Reef or Squid; the
+    /// stable-8 install wizard picks Reef (`www/manager6/ceph/CephInstallWizard.js`,
+    /// `cephRelease`), and `PVE/Ceph/Releases.pm` lists Squid for PVE 9 from 87077653 on (Tentacle
+    /// became the wizard's default only in 9.1.15, f3c0665f: clusters older than that, and every
+    /// one upgraded from PVE 8, run Squid). Only reported: the lab's real Ceph peer is Debian's
+    /// 16.2 whatever the profile (FIDELITY.md DIFF-CEPH-RELEASE).
+    pub fn ceph_version(self) -> (&'static str, &'static str) {
+        match self {
+            PveProfile::V8_4 => {
+                ("ceph version 18.2.7 (6b0e988052ec84cf2d4a54ff9bbbc5e720b621ad) reef (stable)", "18.2.7")
+            }
+            PveProfile::V9_1 => {
+                ("ceph version 19.2.3 (c92aebb279828e9c3c1f5d24613efca272649e62) squid (stable)", "19.2.3")
+            }
+        }
+    }
+
     /// Backup jobs know `notification-policy`/`notification-target` (pve-guest-common 5.0.6,
     /// deprecated; removed in 6.0.1 = PVE 9, commit 3ea111e).
     pub fn backup_notification_policy(self) -> bool {

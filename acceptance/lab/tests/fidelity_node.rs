@@ -450,8 +450,7 @@ fn ceph_comes_up_in_pves_order() {
             &[("iface", "vmbr1"), ("type", "bridge"), ("cidr", "127.200.0.9/8"), ("autostart", "1")],
         );
         assert_eq!(c, 200, "{v}");
-        let (_, st) = task_of(&lab, 0, false, &started(lab.pve(0, "PUT", "/nodes/pve1/network", &[])));
-        let _ = st;
+        assert_eq!(task_of(&lab, 0, false, &started(lab.pve(0, "PUT", "/nodes/pve1/network", &[]))).0, "OK");
         let (c, v) = lab.pve(0, "POST", "/nodes/pve1/ceph/mon/pve1", &[]);
         assert_eq!(c, 500, "{v}");
         assert!(message(&v).starts_with("Multiple IPs for ceph public network '127.0.0.0/8' detected on pve1:"), "{v}");
@@ -467,6 +466,11 @@ fn ceph_comes_up_in_pves_order() {
         });
         assert_eq!(task_of(&lab, 0, false, &mgr).0, "OK");
         assert_eq!(lab.pve(0, "GET", "/nodes/pve1/ceph/mgr", &[]).1["data"][0]["name"], "pve1");
+        // The monitor reports the Ceph release a cluster of that PVE release runs.
+        let mons = lab.pve(0, "GET", "/nodes/pve1/ceph/mon", &[]).1;
+        let (short, codename) = if pve == "8.4" { ("18.2.7", "reef") } else { ("19.2.3", "squid") };
+        assert_eq!(mons["data"][0]["ceph_version_short"], short, "{pve}: {mons}");
+        assert!(mons["data"][0]["ceph_version"].as_str().is_some_and(|v| v.ends_with(&format!("{codename} (stable)"))));
         // Creating it again fails in the task, on the node's own directory.
         let (st, _) = task_of(&lab, 0, false, &started(lab.pve(0, "POST", "/nodes/pve1/ceph/mgr/pve1", &[])));
         assert_eq!(st, "ceph manager directory '/var/lib/ceph/mgr/ceph-pve1' already exists");

@@ -92,12 +92,13 @@ pub(super) fn daemons<const IS_MON: bool>(lab: &Arc<Lab>, cx: &Cx, _: &Params) -
         check_rados(&st, cx)?;
     }
     let s = st.store(&store).ok_or_else(|| ApiErr::die("store vanished"))?;
+    let (version, short) = lab.profiles.pve.ceph_version();
     let mut out = Vec::new();
     let mut first_mgr = true;
     for (rank, m) in visible_nodes(&st, &store, &node).iter().enumerate() {
         let Some(n) = s.node(m) else { continue };
         if IS_MON && n.ceph.mon {
-            out.push(json!({"name": n.name, "addr": format!("{}:6789/0", mon_addr(n)), "rank": rank, "quorum": 1, "state": "running", "service": 1, "direxists": "1", "ceph_version": "ceph version 19.2.3 (c92aebb279828e9c3c1f5d24613efca272649e62) squid (stable)", "ceph_version_short": "19.2.3"}));
+            out.push(json!({"name": n.name, "addr": format!("{}:6789/0", mon_addr(n)), "rank": rank, "quorum": 1, "state": "running", "service": 1, "direxists": "1", "ceph_version": version, "ceph_version_short": short}));
         } else if !IS_MON && n.ceph.mgr {
             out.push(json!({"name": n.name, "host": n.name, "addr": n.address, "state": if first_mgr { "active" } else { "standby" }}));
             first_mgr = false;
