@@ -9,7 +9,7 @@
 # and reports medians, PVE API calls (the lab's /lab/calls) and Redfish calls (the provider's
 # own count, from its log).
 #
-# Usage: ROUNDS=5 bench/converge/run.sh        (BENCH_LOG_DIR=DIR keeps the provider logs; builds nothing: run `cargo build -p
+# Usage: ROUNDS=5 bench/converge/run.sh        (BENCH_LOG_DIR=DIR keeps the provider logs, BENCH_TF_LOG=DEBUG makes them verbose; builds nothing: run `cargo build -p
 #        terraform-provider-edge -p edge-lab -p edge-images` first; binaries from
 #        $CARGO_TARGET_DIR/debug, or EDGE_PROVIDER_BIN / EDGE_LAB_BIN / EDGE_IMAGE_BIN)
 set -euo pipefail
@@ -117,7 +117,7 @@ run_one() { # mode -> "seconds pve_calls redfish_calls"
   local fixed=""; [ "$mode" = baseline ] && fixed=1000
   local t0 t1
   t0=$(date +%s.%N)
-  (cd "$W/tf" && EDGE_FIXED_POLL_MS=$fixed TF_LOG_PROVIDER=INFO TF_LOG_PATH="$log" \
+  (cd "$W/tf" && EDGE_FIXED_POLL_MS=$fixed TF_LOG_PROVIDER=${BENCH_TF_LOG:-INFO} TF_LOG_PATH="$log" \
      "$TF" apply -auto-approve -input=false -no-color >"$W/apply-$mode.out" 2>&1) \
      || { cat "$W/apply-$mode.out" >&2; exit 1; }
   t1=$(date +%s.%N)

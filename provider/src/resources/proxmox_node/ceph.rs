@@ -17,10 +17,15 @@ use crate::framework::{AttrPath, Diagnostics};
 
 use super::{diag, Ceph, Node, State};
 
-/// Initialises Ceph if needed and creates the roles the node lacks.
-pub(super) async fn converge(node: &Node<'_>, pve: &PveClient, c: &Ceph) -> Result<(), Diagnostics> {
+/// Initialises Ceph if needed and creates the roles the node lacks. `new_cluster`: the cluster
+/// was created in this run, so Ceph is initialised without asking first — the answer would be a
+/// 500, which only the client's retries tell from a passing server error (seconds). Safe even
+/// on a node that had Ceph before its cluster: `init` keeps an existing fsid and keys and sets
+/// only the configured network (pve-manager `PVE/API2/Ceph.pm` `init`).
+pub(super) async fn converge(node: &Node<'_>, pve: &PveClient, c: &Ceph, new_cluster: bool) -> Result<(), Diagnostics> {
     let name = node.name;
-    let mons = match monitors(pve, name).await? {
+    let known = if new_cluster { None } else { monitors(pve, name).await? };
+    let mons = match known {
         Some(m) => m,
         None => {
             tracing::info!(node = %name, "initialising Ceph");

@@ -21,28 +21,37 @@ use crate::framework::{AttrPath, Ctx, Diagnostics};
 use super::trust::{self, node_client, Trusted};
 use super::{diag, req, Cluster, Node, State, PVE_PORT};
 
-/// Creates or joins the cluster unless the node is in it already. After a join the node is
-/// trusted through the cluster's CA: returned, and recorded in `st.cluster_ca_pem`.
+/// What [`converge`] did to the node's membership.
+pub(super) enum Membership {
+    /// Already a member, or no cluster configured.
+    Unchanged,
+    /// Created the cluster in this run: it has no Ceph yet.
+    Created,
+    /// Joined: the node is now trusted through the cluster's CA (also in `st.cluster_ca_pem`).
+    Joined(Trusted),
+}
+
+/// Creates or joins the cluster unless the node is in it already.
 pub(super) async fn converge(
     node: &Node<'_>,
     pve: &PveClient,
     config: &State,
     st: &mut State,
-) -> Result<Option<Trusted>, Diagnostics> {
-    let Some(cl) = &config.cluster else { return Ok(None) };
+) -> Result<Membership, Diagnostics> {
+    let Some(cl) = &config.cluster else { return Ok(Membership::Unchanged) };
     if let Some(have) = name(pve).await? {
         check_same(node.name, &have, cl)?;
-        return Ok(None);
+        return Ok(Membership::Unchanged);
     }
     if cl.create == Some(true) {
         create(node, pve, cl).await?;
-        Ok(None)
+        Ok(Membership::Created)
     } else if let Some(target) = &cl.join {
         let ca = join(node, pve, config, target).await?;
         st.cluster_ca_pem = Some(ca.clone());
-        Ok(Some(trust::by_ca(config, &ca)))
+        Ok(Membership::Joined(trust::by_ca(config, &ca)))
     } else {
-        Ok(None)
+        Ok(Membership::Unchanged)
     }
 }
 

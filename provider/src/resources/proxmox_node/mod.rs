@@ -556,14 +556,15 @@ async fn converge(
     // 4. DNS, timezone, network.
     configure::converge(&node, &pve, config).await?;
     // 5. Cluster: a join makes the node trusted through the cluster's CA.
-    if let Some(t) = cluster::converge(&node, &pve, config, st).await? {
-        let fp = trust::wait_presenting(&node, &t, "its certificate").await?;
+    let membership = cluster::converge(&node, &pve, config, st).await?;
+    if let cluster::Membership::Joined(t) = &membership {
+        let fp = trust::wait_presenting(&node, t, "its certificate").await?;
         trust::pin(st, &fp);
-        pve = trust::node_client(&address, &t, node.creds()?, false)?;
+        pve = trust::node_client(&address, t, node.creds()?, false)?;
     }
     // 6. Ceph.
     if let Some(c) = &config.ceph {
-        ceph::converge(&node, &pve, c).await?;
+        ceph::converge(&node, &pve, c, matches!(membership, cluster::Membership::Created)).await?;
     }
     st.ceph_fsid = Some(ceph::fsid(&pve, &name).await?);
     // 7. ACME, last: an order replaces the node's API certificate. The provider caused that
