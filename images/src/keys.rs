@@ -209,6 +209,28 @@ pub fn check_signatures(msg: &[u8], sigs: &[Signature], trusted: &[PublicKey]) -
     }
 }
 
+/// The trusted keys (by name) with a valid signature over `msg` — each key counted once, so a
+/// threshold of k means k different keys. Also the trusted names whose signature does not
+/// verify, so a refusal can say which.
+pub fn valid_signers(
+    msg: &[u8],
+    sigs: &[Signature],
+    trusted: &[PublicKey],
+) -> (std::collections::BTreeSet<String>, std::collections::BTreeSet<String>) {
+    let (mut good, mut bad) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for sig in sigs {
+        for k in trusted.iter().filter(|k| k.name == sig.key_name) {
+            if k.verify(msg, sig) {
+                good.insert(k.name.clone());
+            } else {
+                bad.insert(k.name.clone());
+            }
+        }
+    }
+    bad.retain(|n| !good.contains(n));
+    (good, bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@
 //! ```
 
 pub mod binary_cache;
+pub mod canonical;
 pub mod hash;
 pub mod keys;
 pub mod manifest;

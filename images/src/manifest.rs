@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::canonical;
 use crate::hash::{file_hashes, nar_hash, Sha256Hash};
 use crate::keys::{check_signatures, PublicKey, SecretKey, SigCheck, Signature};
 use crate::nar::NarError;
@@ -97,43 +98,7 @@ pub struct SignedManifest {
 }
 
 fn canonical_bytes(v: &serde_json::Value) -> Vec<u8> {
-    let mut out = DOMAIN.to_vec();
-    write_canonical(v, &mut out);
-    out
-}
-
-/// Compact JSON with object keys sorted by their UTF-8 bytes. Done by hand rather than relying
-/// on serde_json's map type, whose order changes if any crate in the build enables
-/// `preserve_order` (cargo unifies features across a workspace).
-fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
-    use serde_json::Value;
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(Value::String(k.clone()).to_string().as_bytes());
-                out.push(b':');
-                write_canonical(&m[k], out);
-            }
-            out.push(b'}');
-        }
-        Value::Array(a) => {
-            out.push(b'[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(x, out);
-            }
-            out.push(b']');
-        }
-        other => out.extend_from_slice(other.to_string().as_bytes()),
-    }
+    canonical::signed_bytes(DOMAIN, v)
 }
 
 impl Manifest {

@@ -1,0 +1,16 @@
+//! Fleet releases, the pull side's root of trust.
+//!
+//! - A **release** ([`release`]) is a content-addressed bundle of what a store applies: its root
+//!   configuration and modules, `.terraform.lock.hcl`, the provider binary's digest and the digest
+//!   of the signed node-image manifest it expects. Its id is the SHA-256 of its canonical
+//!   `release.json`, which lists every file with its hash: a bundle that verifies is exactly the
+//!   one that was named.
+//! - A **channel manifest** ([`channel`]) says which release the stores of a channel run. It
+//!   carries a version that only goes up (a store refuses an older one, and a different one under
+//!   a version it has seen), an expiry (an expired manifest is an alarm, never a reason to tear
+//!   anything down) and signatures by a threshold of distinct trusted keys — Nix-format Ed25519
+//!   keys, the same keys and code as the node images (`edge-images`). A roll-back is a *newer*
+//!   manifest naming the last good release, so Git, the hub and the stores never disagree.
+
+pub mod channel;
+pub mod release;

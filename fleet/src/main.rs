@@ -1,0 +1,180 @@
+//! `edge-fleet`: build release bundles, sign and check channel manifests.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use edge_fleet::channel::{Accepted, Channel, ChannelError, Policy, SignedChannel};
+use edge_fleet::release::{open_bundle, sha256_file, Release};
+use edge_images::keys::{PublicKey, SecretKey};
+
+#[derive(Parser)]
+#[command(name = "edge-fleet", version, about = "edgeform fleet releases: bundles and signed channel manifests")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Release bundles.
+    #[command(subcommand)]
+    Release(ReleaseCmd),
+    /// Channel manifests.
+    #[command(subcommand)]
+    Channel(ChannelCmd),
+}
+
+#[derive(Subcommand)]
+enum ReleaseCmd {
+    /// Bundle a store's root configuration; prints the release id.
+    Build {
+        /// A name for people, e.g. 2026.12.1.
+        #[arg(long)]
+        name: String,
+        /// The store's root configuration (with modules and .terraform.lock.hcl).
+        #[arg(long)]
+        config: PathBuf,
+        /// The terraform-provider-edge binary stores must run.
+        #[arg(long)]
+        provider: PathBuf,
+        /// The signed node-image manifest (manifest.json) the store's nodes boot.
+        #[arg(long)]
+        image_manifest: PathBuf,
+        /// Bundles directory; the bundle goes to OUT/<id>/.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a bundle directory (named by its id) against its id.
+    Verify { bundle: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum ChannelCmd {
+    /// Write a channel manifest signed by the given keys.
+    Sign {
+        #[arg(long)]
+        channel: String,
+        #[arg(long)]
+        version: u64,
+        /// Release id.
+        #[arg(long)]
+        release: String,
+        /// Expiry, RFC 3339 (e.g. 2026-12-08T00:00:00Z).
+        #[arg(long)]
+        expires: String,
+        /// Secret key file (Nix format); repeat for more signatures.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Add a signature to a manifest in place.
+    Cosign {
+        manifest: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Check a manifest as a store does; with --state, remember it when accepted.
+    /// Exit 0 accepted, 1 refused, 3 expired (an alarm: keep the current release).
+    Verify {
+        manifest: PathBuf,
+        /// Trusted public key, `name:base64`; repeat.
+        #[arg(long = "trusted", required = true)]
+        trusted: Vec<String>,
+        #[arg(long)]
+        threshold: usize,
+        #[arg(long)]
+        channel: String,
+        /// The store's record of the last accepted manifest (JSON), read and updated.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("edge-fleet: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Release(ReleaseCmd::Build { name, config, provider, image_manifest, out }) => {
+            let (provider_sha, _) = sha256_file(&provider)?;
+            let (manifest_sha, _) = sha256_file(&image_manifest)?;
+            let r = Release::from_dir(&name, &config, &provider_sha.to_hex(), &manifest_sha.to_hex())?;
+            let id = r.write_bundle(&config, &out)?;
+            println!("{id}");
+        }
+        Cmd::Release(ReleaseCmd::Verify { bundle }) => {
+            let id = bundle.file_name().and_then(|n| n.to_str()).context("the bundle directory is named by its id")?;
+            let r = open_bundle(&bundle, id)?;
+            println!(
+                "release {id} ({}): {} files, provider {}, image manifest {}",
+                r.name,
+                r.files.len(),
+                r.provider_sha256,
+                r.image_manifest_sha256
+            );
+        }
+        Cmd::Channel(ChannelCmd::Sign { channel, version, release, expires, keys, out }) => {
+            let expires =
+                OffsetDateTime::parse(&expires, &Rfc3339).with_context(|| format!("--expires {expires:?}"))?;
+            let keys = keys.iter().map(|k| secret(k)).collect::<Result<Vec<_>>>()?;
+            let m = Channel::new(&channel, version, &release, expires)?.sign(&keys.iter().collect::<Vec<_>>());
+            std::fs::write(&out, m.to_json()).with_context(|| out.display().to_string())?;
+        }
+        Cmd::Channel(ChannelCmd::Cosign { manifest, key }) => {
+            let mut m = SignedChannel::from_json(&read(&manifest)?)?;
+            m.add_signature(&secret(&key)?);
+            std::fs::write(&manifest, m.to_json()).with_context(|| manifest.display().to_string())?;
+        }
+        Cmd::Channel(ChannelCmd::Verify { manifest, trusted, threshold, channel, state }) => {
+            let trusted = trusted
+                .iter()
+                .map(|k| PublicKey::parse(k).with_context(|| format!("--trusted {k}")))
+                .collect::<Result<_>>()?;
+            let policy = Policy { trusted, threshold, channel };
+            let last: Option<Accepted> = match &state {
+                Some(p) if p.exists() => {
+                    Some(serde_json::from_slice(&read(p)?).with_context(|| p.display().to_string())?)
+                }
+                _ => None,
+            };
+            let m = SignedChannel::from_json(&read(&manifest)?)?;
+            match m.verify(&policy, last.as_ref(), OffsetDateTime::now_utc()) {
+                Ok(c) => {
+                    println!("accepted: channel {} version {} release {}", c.channel, c.version, c.release);
+                    if let Some(p) = &state {
+                        let a = Accepted { version: c.version, release: c.release.clone() };
+                        std::fs::write(p, serde_json::to_vec(&a)?).with_context(|| p.display().to_string())?;
+                    }
+                }
+                Err(e @ ChannelError::Expired { .. }) => {
+                    eprintln!("edge-fleet: ALARM: {e}");
+                    return Ok(ExitCode::from(3));
+                }
+                Err(e) => bail!("refused: {e}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read(p: &Path) -> Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| p.display().to_string())
+}
+
+fn secret(p: &Path) -> Result<SecretKey> {
+    let s = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+    SecretKey::parse(s.trim()).with_context(|| format!("{}: not a Nix secret key", p.display()))
+}
