@@ -11,6 +11,12 @@
 //!   anything down) and signatures by a threshold of distinct trusted keys — Nix-format Ed25519
 //!   keys, the same keys and code as the node images (`edge-images`). A roll-back is a *newer*
 //!   manifest naming the last good release, so Git, the hub and the stores never disagree.
+//! - **A rollout** ([`rollout`]) moves a release through ordered partitions of stores, each
+//!   opened only when the previous one passed its gate (reports, failure budget, soak); failures
+//!   over budget halt it and, if asked, revert every opened partition. [`sim`] drives it with
+//!   seeded simulated stores.
 
 pub mod channel;
 pub mod release;
+pub mod rollout;
+pub mod sim;
