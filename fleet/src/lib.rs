@@ -15,7 +15,10 @@
 //!   opened only when the previous one passed its gate (reports, failure budget, soak); failures
 //!   over budget halt it and, if asked, revert every opened partition. [`sim`] drives it with
 //!   seeded simulated stores.
+//! - **The store agent's cycle** ([`agent`]): poll, verify manifest and bundle, apply with the
+//!   store's own Terraform, write a report signed with the store's key.
 
+pub mod agent;
 pub mod channel;
 pub mod release;
 pub mod rollout;

@@ -8,9 +8,10 @@ use clap::{Parser, Subcommand};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use edge_fleet::agent::{Agent, AgentError, Cycle};
 use edge_fleet::channel::{Accepted, Channel, ChannelError, Policy, SignedChannel};
 use edge_fleet::release::{open_bundle, sha256_file, Release};
-use edge_fleet::rollout::{Action, Spec, Store};
+use edge_fleet::rollout::{Action, Outcome, Spec, Store};
 use edge_fleet::sim::{self, Params};
 use edge_images::keys::{PublicKey, SecretKey};
 
@@ -32,6 +33,38 @@ enum Cmd {
     /// Rollouts.
     #[command(subcommand)]
     Rollout(RolloutCmd),
+    /// The store agent.
+    #[command(subcommand)]
+    Agent(AgentCmd),
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// One cycle: poll the channel, verify, fetch the bundle, apply, write a signed report.
+    /// Exit 0 applied or up to date, 1 refused or failed, 3 expired manifest (an alarm).
+    Once {
+        /// Base URL of the hub's tree (channels/, bundles/).
+        #[arg(long)]
+        hub: String,
+        /// PEM CA to trust for an https hub (besides the system's roots).
+        #[arg(long)]
+        hub_ca: Option<PathBuf>,
+        #[arg(long)]
+        store: String,
+        #[arg(long)]
+        channel: String,
+        #[arg(long = "trusted", required = true)]
+        trusted: Vec<String>,
+        #[arg(long)]
+        threshold: usize,
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long, default_value = "terraform")]
+        terraform: PathBuf,
+        /// The store's report-signing key (Nix secret key file).
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -195,6 +228,48 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     return Ok(ExitCode::from(3));
                 }
                 Err(e) => bail!("refused: {e}"),
+            }
+        }
+        Cmd::Agent(AgentCmd::Once { hub, hub_ca, store, channel, trusted, threshold, state_dir, terraform, key }) => {
+            let trusted = trusted
+                .iter()
+                .map(|k| PublicKey::parse(k).with_context(|| format!("--trusted {k}")))
+                .collect::<Result<_>>()?;
+            let mut http = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(300));
+            if let Some(ca) = &hub_ca {
+                http = http.add_root_certificate(reqwest::Certificate::from_pem(&read(ca)?).context("--hub-ca")?);
+            }
+            let agent = Agent {
+                hub,
+                store,
+                policy: Policy { trusted, threshold, channel },
+                state_dir,
+                terraform,
+                key: secret(&key)?,
+                http: http.build()?,
+            };
+            match agent.cycle() {
+                Ok(Cycle::UpToDate { version }) => println!("up to date (manifest version {version})"),
+                Ok(Cycle::Ran { report, path }) => {
+                    println!(
+                        "{:?}: release {} (version {}); report {}",
+                        report.outcome,
+                        report.release,
+                        report.version,
+                        path.display()
+                    );
+                    if report.outcome != Outcome::Succeeded {
+                        for l in &report.detail {
+                            eprintln!("  {l}");
+                        }
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+                Err(e @ AgentError::Expired(_)) => {
+                    eprintln!("edge-fleet: {e}");
+                    return Ok(ExitCode::from(3));
+                }
+                Err(e) => bail!("{e}"),
             }
         }
         Cmd::Rollout(RolloutCmd::Plan { spec, inventory }) => {

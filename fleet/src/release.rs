@@ -237,7 +237,7 @@ fn walk(root: &Path, dir: &Path) -> Result<Vec<String>, ReleaseError> {
 }
 
 /// A listed path may only name something inside the bundle.
-fn safe_relative(p: &str) -> Result<&Path, ReleaseError> {
+pub(crate) fn safe_relative(p: &str) -> Result<&Path, ReleaseError> {
     let path = Path::new(p);
     if p.is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_))) {
         return Err(ReleaseError::BadPath(p.into()));

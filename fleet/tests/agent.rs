@@ -1,0 +1,223 @@
+//! The store agent against a hub tree served over HTTP, applying with the real `terraform`
+//! (a root of `terraform_data`, so no provider download): a release applied and reported, a
+//! re-poll that downloads nothing, a tampered bundle and a replayed manifest refused with the
+//! store's Terraform state untouched (read back with `terraform output`), a release whose apply
+//! fails reported as failed with the last good state kept, an expired manifest as an alarm.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use edge_fleet::agent::SignedReport;
+use edge_fleet::channel::Channel;
+use edge_fleet::release::Release;
+use edge_images::keys::{PublicKey, SecretKey};
+use time::OffsetDateTime;
+
+fn terraform() -> PathBuf {
+    let p = std::env::var_os("EDGE_TERRAFORM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/terraform"));
+    assert!(p.is_file(), "{} missing: run scripts/install-deps.sh", p.display());
+    p
+}
+
+/// A static file server over `root` that counts requests per path.
+fn serve(root: PathBuf) -> (String, Arc<Mutex<BTreeMap<String, usize>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", l.local_addr().expect("addr"));
+    let hits: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            loop {
+                let mut hdr = String::new();
+                if r.read_line(&mut hdr).map(|n| n == 0).unwrap_or(true) || hdr == "\r\n" {
+                    break;
+                }
+            }
+            *h.lock().expect("hits").entry(path.clone()).or_default() += 1;
+            let mut conn = r.into_inner();
+            let file = root.join(path.trim_start_matches('/'));
+            let _ = match std::fs::read(&file) {
+                Ok(b) => conn
+                    .write_all(
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len())
+                            .as_bytes(),
+                    )
+                    .and_then(|_| conn.write_all(&b)),
+                Err(_) => conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            };
+        }
+    });
+    (url, hits)
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    hub: PathBuf,
+    url: String,
+    hits: Arc<Mutex<BTreeMap<String, usize>>>,
+    keys: Vec<SecretKey>,
+    store_key: SecretKey,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tmp");
+        let hub = dir.path().join("hub");
+        std::fs::create_dir_all(hub.join("channels")).expect("dirs");
+        let (url, hits) = serve(hub.clone());
+        let keys = ["hub-1", "hub-2"].iter().map(|n| SecretKey::generate(n).expect("key")).collect();
+        let store_key = SecretKey::generate("store-007").expect("key");
+        std::fs::write(dir.path().join("store.sec"), store_key.to_nix_string()).expect("write");
+        Self { dir, hub, url, hits, keys, store_key }
+    }
+
+    /// A release whose root records `value` in a terraform_data (and fails when `fail`).
+    fn release(&self, value: &str, fail: bool) -> String {
+        let cfg = self.dir.path().join(format!("cfg-{value}"));
+        std::fs::create_dir_all(&cfg).expect("dir");
+        let check = if fail { "false" } else { "true" };
+        std::fs::write(
+            cfg.join("main.tf"),
+            format!(
+                "variable \"ok\" {{ default = {check} }}\nresource \"terraform_data\" \"release\" {{\n  input = \"{value}\"\n  lifecycle {{\n    precondition {{\n      condition     = var.ok\n      error_message = \"release {value} refuses this store\"\n    }}\n  }}\n}}\noutput \"release\" {{ value = terraform_data.release.output }}\n"
+            ),
+        )
+        .expect("write");
+        std::fs::write(cfg.join(".terraform.lock.hcl"), "# built-in providers only\n").expect("write");
+        let r = Release::from_dir(value, &cfg, &"a".repeat(64), &"b".repeat(64)).expect("release");
+        r.write_bundle(&cfg, &self.hub.join("bundles")).expect("bundle")
+    }
+
+    fn publish(&self, version: u64, release: &str, expires: OffsetDateTime) {
+        let m = Channel::new("stable", version, release, expires)
+            .expect("channel")
+            .sign(&self.keys.iter().collect::<Vec<_>>());
+        std::fs::write(self.hub.join("channels/stable.json"), m.to_json()).expect("write");
+    }
+
+    /// `edge-fleet agent once`: (exit code, stdout + stderr).
+    fn cycle(&self) -> (i32, String) {
+        let state = self.dir.path().join("agent");
+        let mut c = Command::new(env!("CARGO_BIN_EXE_edge-fleet"));
+        c.args([
+            "agent",
+            "once",
+            "--hub",
+            &self.url,
+            "--store",
+            "store-007",
+            "--channel",
+            "stable",
+            "--threshold",
+            "2",
+        ]);
+        for k in &self.keys {
+            c.args(["--trusted", &k.public().to_string()]);
+        }
+        c.arg("--state-dir").arg(&state).arg("--terraform").arg(terraform());
+        c.arg("--key").arg(self.dir.path().join("store.sec"));
+        let o = c.output().expect("edge-fleet");
+        (
+            o.status.code().unwrap_or(-1),
+            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+        )
+    }
+
+    /// What the store's Terraform state says (read by terraform itself).
+    fn applied(&self) -> String {
+        let o = Command::new(terraform())
+            .args(["output", "-raw", "release"])
+            .current_dir(self.dir.path().join("agent/work"))
+            .output()
+            .expect("terraform output");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn bundle_hits(&self) -> usize {
+        self.hits.lock().expect("hits").iter().filter(|(p, _)| p.starts_with("/bundles/")).map(|(_, n)| n).sum()
+    }
+
+    fn report(&self, version: u64) -> SignedReport {
+        let p = self.dir.path().join(format!("agent/reports/{version}.json"));
+        serde_json::from_slice(&std::fs::read(&p).expect("report")).expect("json")
+    }
+}
+
+#[test]
+fn the_agent_applies_verified_releases_and_refuses_everything_else() {
+    let s = Setup::new();
+    let week = OffsetDateTime::now_utc() + time::Duration::days(7);
+    let r1 = s.release("v1", false);
+    s.publish(1, &r1, week);
+    let (code, out) = s.cycle();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(s.applied(), "v1");
+    let store_pub: PublicKey = s.store_key.public();
+    let rep = s.report(1).verify(&store_pub).expect("report signed by the store");
+    assert_eq!((rep.store.as_str(), rep.version, rep.release.as_str()), ("store-007", 1, r1.as_str()));
+    let mut forged = s.report(1);
+    forged.report["outcome"] = "failed".into();
+    assert!(forged.verify(&store_pub).is_none(), "an edited report does not verify");
+
+    // Polling again: up to date, nothing downloaded.
+    let before = s.bundle_hits();
+    let (code, out) = s.cycle();
+    assert!(code == 0 && out.contains("up to date"), "{out}");
+    assert_eq!(s.bundle_hits(), before);
+
+    // v2 with a file changed on the hub: refused, state untouched, nothing recorded.
+    let r2 = s.release("v2", false);
+    let f = s.hub.join("bundles").join(&r2).join("files/main.tf");
+    let good = std::fs::read(&f).expect("read");
+    std::fs::write(&f, String::from_utf8_lossy(&good).replace("v2", "v9").as_bytes()).expect("write");
+    s.publish(2, &r2, week);
+    let (code, out) = s.cycle();
+    assert!(code == 1 && out.contains("bundle refused") && out.contains("main.tf"), "{out}");
+    assert_eq!(s.applied(), "v1");
+    // Restored: applied.
+    std::fs::write(&f, &good).expect("write");
+    let (code, out) = s.cycle();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(s.applied(), "v2");
+
+    // The old manifest replayed: refused.
+    s.publish(1, &r1, week);
+    let (code, out) = s.cycle();
+    assert!(code == 1 && out.contains("older than version 2"), "{out}");
+    assert_eq!(s.applied(), "v2");
+
+    // A release that fails to apply: reported failed (signed), last good state kept.
+    let r3 = s.release("v3", true);
+    s.publish(3, &r3, week);
+    let (code, out) = s.cycle();
+    assert!(code == 1 && out.contains("refuses this store"), "{out}");
+    assert_eq!(s.applied(), "v2");
+    let rep = s.report(3).verify(&store_pub).expect("signed");
+    assert_eq!(rep.outcome, edge_fleet::rollout::Outcome::Failed);
+
+    // Roll-back: a newer manifest naming v1, from the cache (no download).
+    let before = s.bundle_hits();
+    s.publish(4, &r1, week);
+    let (code, out) = s.cycle();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(s.applied(), "v1");
+    assert_eq!(s.bundle_hits(), before, "v1 came from the store's cache");
+
+    // Expired: an alarm (exit 3), nothing changes.
+    s.publish(5, &r2, OffsetDateTime::now_utc() - time::Duration::hours(1));
+    let (code, out) = s.cycle();
+    assert!(code == 3 && out.contains("ALARM"), "{out}");
+    assert_eq!(s.applied(), "v1");
+}
