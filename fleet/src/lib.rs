@@ -17,9 +17,12 @@
 //!   seeded simulated stores.
 //! - **The store agent's cycle** ([`agent`]): poll, verify manifest and bundle, apply with the
 //!   store's own Terraform, write a report signed with the store's key.
+//! - **A hub step on files** ([`hub`]): verified reports in, the controller's decision, per-store
+//!   channel manifests out.
 
 pub mod agent;
 pub mod channel;
+pub mod hub;
 pub mod release;
 pub mod rollout;
 pub mod sim;

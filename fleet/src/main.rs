@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use edge_fleet::agent::{Agent, AgentError, Cycle};
 use edge_fleet::channel::{Accepted, Channel, ChannelError, Policy, SignedChannel};
+use edge_fleet::hub::{Hub, RegisteredStore};
 use edge_fleet::release::{open_bundle, sha256_file, Release};
 use edge_fleet::rollout::{Action, Outcome, Spec, Store};
 use edge_fleet::sim::{self, Params};
@@ -36,6 +37,35 @@ enum Cmd {
     /// The store agent.
     #[command(subcommand)]
     Agent(AgentCmd),
+    /// The hub.
+    #[command(subcommand)]
+    Hub(HubCmd),
+}
+
+#[derive(Subcommand)]
+enum HubCmd {
+    /// One step: read the stores' reports, evaluate the rollout, publish manifests, print where
+    /// every partition is and why.
+    Step {
+        #[arg(long)]
+        spec: PathBuf,
+        /// Registry: JSON list of {name, region, key}.
+        #[arg(long)]
+        stores: PathBuf,
+        /// The tree served to stores (channels/, bundles/).
+        #[arg(long)]
+        tree: PathBuf,
+        #[arg(long)]
+        state: PathBuf,
+        /// The stores' latest signed reports, `<store>.json`.
+        #[arg(long)]
+        reports: PathBuf,
+        /// Signing key (Nix secret key file); repeat up to the stores' threshold.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[arg(long, default_value_t = 7 * 24 * 3600)]
+        manifest_lifetime_s: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -270,6 +300,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     return Ok(ExitCode::from(3));
                 }
                 Err(e) => bail!("{e}"),
+            }
+        }
+        Cmd::Hub(HubCmd::Step { spec, stores, tree, state, reports, keys, manifest_lifetime_s }) => {
+            let spec: Spec = serde_json::from_slice(&read(&spec)?).with_context(|| spec.display().to_string())?;
+            let registry: Vec<RegisteredStore> =
+                serde_json::from_slice(&read(&stores)?).with_context(|| stores.display().to_string())?;
+            let hub = Hub {
+                tree,
+                state_path: state,
+                reports,
+                keys: keys.iter().map(|k| secret(k)).collect::<Result<_>>()?,
+                manifest_lifetime: time::Duration::seconds(manifest_lifetime_s),
+            };
+            let step = hub.step(&spec, &registry, OffsetDateTime::now_utc())?;
+            for (store, version, release) in &step.published {
+                println!("published {store} version {version} -> {release}");
+            }
+            for why in &step.ignored {
+                println!("ignored: {why}");
+            }
+            for st in &step.decision.status {
+                println!("{:<10} {:?}: {}", st.name, st.phase, st.verdict);
             }
         }
         Cmd::Rollout(RolloutCmd::Plan { spec, inventory }) => {

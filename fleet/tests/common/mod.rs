@@ -1,0 +1,54 @@
+//! Shared by the fleet tests: the real `terraform`, and a static file server standing in for the
+//! hub's tree (any static server or object store serves it).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub fn terraform() -> PathBuf {
+    let p = std::env::var_os("EDGE_TERRAFORM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/terraform"));
+    assert!(p.is_file(), "{} missing: run scripts/install-deps.sh", p.display());
+    p
+}
+
+/// A static file server over `root` that counts requests per path.
+pub fn serve(root: PathBuf) -> (String, Arc<Mutex<BTreeMap<String, usize>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", l.local_addr().expect("addr"));
+    let hits: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let mut r = BufReader::new(conn);
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            loop {
+                let mut hdr = String::new();
+                if r.read_line(&mut hdr).map(|n| n == 0).unwrap_or(true) || hdr == "\r\n" {
+                    break;
+                }
+            }
+            *h.lock().expect("hits").entry(path.clone()).or_default() += 1;
+            let mut conn = r.into_inner();
+            let file = root.join(path.trim_start_matches('/'));
+            let _ = match std::fs::read(&file) {
+                Ok(b) => conn
+                    .write_all(
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len())
+                            .as_bytes(),
+                    )
+                    .and_then(|_| conn.write_all(&b)),
+                Err(_) => conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            };
+        }
+    });
+    (url, hits)
+}
