@@ -4,7 +4,9 @@
 //!
 //! Layout of the agent's directory (`state_dir`):
 //! - `accepted.json`: the last manifest accepted (version, release) — anti-rollback's memory;
-//! - `applied.json`: the release last applied successfully;
+//! - `applied.json`: the release the working directory holds and applied successfully (gone
+//!   after a failed apply: the directory then holds the failed release's files, so a manifest
+//!   naming the last good release applies it again rather than counting as "up to date");
 //! - `bundles/<id>/`: verified bundles (a cache: a re-apply or a roll-back needs no download);
 //! - `work/`: the Terraform working directory — the bundle's files are replaced on each apply,
 //!   `terraform.tfstate*` and `.terraform/` stay (the store's state never leaves the store);
@@ -118,8 +120,13 @@ impl Agent {
         let accepted = Accepted { version: channel.version, release: channel.release.clone() };
         write_json(&self.state_dir.join("accepted.json"), &accepted)?;
         let (outcome, detail) = self.apply(&bundle, &channel.release)?;
+        let applied_path = self.state_dir.join("applied.json");
         if outcome == Outcome::Succeeded {
-            write_json(&self.state_dir.join("applied.json"), &accepted)?;
+            write_json(&applied_path, &accepted)?;
+        } else if let Err(e) = std::fs::remove_file(&applied_path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(io(&applied_path, e));
+            }
         }
         let report = StatusReport {
             store: self.store.clone(),

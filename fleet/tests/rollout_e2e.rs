@@ -212,8 +212,19 @@ fn a_good_release_rolls_out_and_a_bad_one_is_reverted_at_the_canary() {
         assert_eq!(f.applied(n), "v2", "{n}");
         assert_eq!(f.channel_version(n), before[i], "{n}'s channel never moved");
     }
-    // The canary's channels went up twice (v3, then the revert to v2) and name v2 again.
+    // The canary's channels went up twice (v3, then the revert to v2) and name v2 again; its
+    // agents applied v2 again (their working directories held v3) and said so.
     for n in ["store-001", "store-002"] {
+        let rep: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(f.dir.path().join(format!("reports/{n}.json"))).expect("report"))
+                .expect("json");
+        assert_eq!(
+            (rep["report"]["release"].as_str(), rep["report"]["outcome"].as_str()),
+            (Some(r2.as_str()), Some("succeeded")),
+            "{n}"
+        );
+        let main_tf = std::fs::read_to_string(f.dir.path().join(format!("agents/{n}/work/main.tf"))).expect("main.tf");
+        assert!(main_tf.contains("\"v2\""), "{n}'s working directory holds v2 again");
         let v: serde_json::Value =
             serde_json::from_slice(&std::fs::read(f.dir.path().join(format!("tree/channels/{n}.json"))).expect("read"))
                 .expect("json");
