@@ -25,6 +25,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::channel::{Accepted, ChannelError, Policy, SignedChannel};
+use crate::files::{read_json, write_atomic, write_json, FileError};
 use crate::release::{open_bundle, Release, ReleaseError};
 use crate::rollout::Outcome;
 
@@ -42,6 +43,8 @@ pub enum AgentError {
     Bundle(ReleaseError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("{0}")]
     State(String),
 }
@@ -163,7 +166,7 @@ impl Agent {
         let _ = std::fs::remove_dir_all(&tmp);
         let base = format!("{}/bundles/{id}", self.hub.trim_end_matches('/'));
         let release_json = self.get(&format!("{base}/release.json"))?;
-        write_bytes(&tmp.join("release.json"), &release_json)?;
+        write_atomic(&tmp.join("release.json"), &release_json)?;
         // The list of files comes from a release.json that must hash to the id before any of
         // its paths is used.
         let listed: Release = match open_bundle(&tmp, id) {
@@ -176,7 +179,7 @@ impl Agent {
         }
         for f in &listed.files {
             let body = self.get(&format!("{base}/files/{}", f.path))?;
-            write_bytes(&tmp.join("files").join(&f.path), &body)?;
+            write_atomic(&tmp.join("files").join(&f.path), &body)?;
         }
         let release = open_bundle(&tmp, id).map_err(AgentError::Bundle)?;
         let _ = std::fs::remove_dir_all(&dir);
@@ -227,30 +230,6 @@ impl Agent {
         }
         Ok((Outcome::Succeeded, detail))
     }
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<Option<T>, AgentError> {
-    match std::fs::read(p) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| AgentError::State(format!("{}: {e}", p.display()))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io(p, e)),
-    }
-}
-
-fn write_json<T: Serialize>(p: &Path, v: &T) -> Result<(), AgentError> {
-    let mut b = serde_json::to_vec_pretty(v).map_err(|e| AgentError::State(e.to_string()))?;
-    b.push(b'\n');
-    write_bytes(p, &b)
-}
-
-/// Written to a temporary name and renamed, so a crash never leaves half a file.
-fn write_bytes(p: &Path, b: &[u8]) -> Result<(), AgentError> {
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
-    }
-    let tmp = p.with_extension("tmp-write");
-    std::fs::write(&tmp, b).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, p).map_err(|e| io(p, e))
 }
 
 fn io(path: &Path, source: std::io::Error) -> AgentError {

@@ -10,7 +10,7 @@
 //! key, or that names another store, is ignored: the store counts as pending.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use edge_images::keys::{PublicKey, SecretKey};
 use serde::{Deserialize, Serialize};
@@ -18,12 +18,13 @@ use time::OffsetDateTime;
 
 use crate::agent::SignedReport;
 use crate::channel::Channel;
+use crate::files::{read_json, write_atomic, write_json, FileError};
 use crate::rollout::{evaluate, Action, Decision, Report, Spec, State, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
-    #[error("{path}: {message}")]
-    File { path: PathBuf, message: String },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("stores.json: {0}: the key is not a Nix public key")]
     Key(String),
     #[error("spec: {0}")]
@@ -89,15 +90,13 @@ impl Hub {
                 let version = hub.channels.get(store).map_or(0, |(v, _)| *v) + 1;
                 let m = Channel::new(store, version, release, now + self.manifest_lifetime)?
                     .sign(&self.keys.iter().collect::<Vec<_>>());
-                write(&self.tree.join("channels").join(format!("{store}.json")), &m.to_json())?;
+                write_atomic(&self.tree.join("channels").join(format!("{store}.json")), &m.to_json())?;
                 hub.channels.insert(store.clone(), (version, release.clone()));
                 published.push((store.clone(), version, release.clone()));
             }
         }
         hub.rollout = Some((spec.release.clone(), decision.state.clone()));
-        let mut json = serde_json::to_vec_pretty(&hub).map_err(|e| file_err(&self.state_path, e))?;
-        json.push(b'\n');
-        write(&self.state_path, &json)?;
+        write_json(&self.state_path, &hub)?;
         Ok(Step { decision, ignored, published })
     }
 
@@ -117,26 +116,4 @@ impl Hub {
         }
         Ok((out, ignored))
     }
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<Option<T>, HubError> {
-    match std::fs::read(p) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| file_err(p, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(file_err(p, e)),
-    }
-}
-
-/// Written whole under a temporary name, then renamed: a store never fetches half a manifest.
-fn write(p: &Path, b: &[u8]) -> Result<(), HubError> {
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| file_err(parent, e))?;
-    }
-    let tmp = p.with_extension("partial");
-    std::fs::write(&tmp, b).map_err(|e| file_err(&tmp, e))?;
-    std::fs::rename(&tmp, p).map_err(|e| file_err(p, e))
-}
-
-fn file_err(p: &Path, e: impl std::fmt::Display) -> HubError {
-    HubError::File { path: p.to_path_buf(), message: e.to_string() }
 }

@@ -22,6 +22,7 @@
 
 pub mod agent;
 pub mod channel;
+pub mod files;
 pub mod hub;
 pub mod release;
 pub mod rollout;

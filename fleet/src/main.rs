@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 
 use edge_fleet::agent::{Agent, AgentError, Cycle};
 use edge_fleet::channel::{Accepted, Channel, ChannelError, Policy, SignedChannel};
+use edge_fleet::files;
 use edge_fleet::hub::{Hub, RegisteredStore};
 use edge_fleet::release::{open_bundle, sha256_file, Release};
 use edge_fleet::rollout::{Action, Outcome, Spec, Store};
@@ -239,10 +240,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .collect::<Result<_>>()?;
             let policy = Policy { trusted, threshold, channel };
             let last: Option<Accepted> = match &state {
-                Some(p) if p.exists() => {
-                    Some(serde_json::from_slice(&read(p)?).with_context(|| p.display().to_string())?)
-                }
-                _ => None,
+                Some(p) => files::read_json(p)?,
+                None => None,
             };
             let m = SignedChannel::from_json(&read(&manifest)?)?;
             match m.verify(&policy, last.as_ref(), OffsetDateTime::now_utc()) {
@@ -250,7 +249,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     println!("accepted: channel {} version {} release {}", c.channel, c.version, c.release);
                     if let Some(p) = &state {
                         let a = Accepted { version: c.version, release: c.release.clone() };
-                        std::fs::write(p, serde_json::to_vec(&a)?).with_context(|| p.display().to_string())?;
+                        files::write_json(p, &a)?;
                     }
                 }
                 Err(e @ ChannelError::Expired { .. }) => {
@@ -303,9 +302,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Hub(HubCmd::Step { spec, stores, tree, state, reports, keys, manifest_lifetime_s }) => {
-            let spec: Spec = serde_json::from_slice(&read(&spec)?).with_context(|| spec.display().to_string())?;
-            let registry: Vec<RegisteredStore> =
-                serde_json::from_slice(&read(&stores)?).with_context(|| stores.display().to_string())?;
+            let spec: Spec = load(&spec)?;
+            let registry: Vec<RegisteredStore> = load(&stores)?;
             let hub = Hub {
                 tree,
                 state_path: state,
@@ -325,9 +323,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Rollout(RolloutCmd::Plan { spec, inventory }) => {
-            let spec: Spec = serde_json::from_slice(&read(&spec)?).with_context(|| spec.display().to_string())?;
-            let stores: Vec<Store> =
-                serde_json::from_slice(&read(&inventory)?).with_context(|| inventory.display().to_string())?;
+            let spec: Spec = load(&spec)?;
+            let stores: Vec<Store> = load(&inventory)?;
             for (p, names) in spec.partitions.iter().zip(spec.assign(&stores)?) {
                 println!("{}: {} stores: {}", p.name, names.len(), names.join(" "));
             }
@@ -342,10 +339,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             back_after_s,
             always_fail,
         }) => {
-            let spec: Spec = serde_json::from_slice(&read(&spec)?).with_context(|| spec.display().to_string())?;
+            let spec: Spec = load(&spec)?;
             let params = Params { seed, fail_rate, offline_rate, back_after_s, always_fail, ..Params::default() };
             let t0 = std::time::Instant::now();
-            let r = sim::run(&spec, &sim::inventory(stores, regions), &params);
+            let r = sim::run(&spec, &sim::inventory(stores, regions), &params)?;
             let took = t0.elapsed();
             for (t, d) in &r.log {
                 for a in &d.actions {
@@ -369,6 +366,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn read(p: &Path) -> Result<Vec<u8>> {
     std::fs::read(p).with_context(|| p.display().to_string())
+}
+
+fn load<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T> {
+    serde_json::from_slice(&read(p)?).with_context(|| p.display().to_string())
 }
 
 fn secret(p: &Path) -> Result<SecretKey> {

@@ -8,11 +8,10 @@
 //! give the same id on any machine. Any static server or object store can host the directory.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use edge_images::canonical;
-use edge_images::hash::{Sha256Hash, Sha256Stream};
+use edge_images::hash::{HashWriter, Sha256Hash};
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "edgeform-release/1";
@@ -167,10 +166,7 @@ pub fn open_bundle(dir: &Path, id: &str) -> Result<Release, ReleaseError> {
         }
         listed.insert(f.path.clone());
     }
-    let mut present = Vec::new();
-    if files.exists() {
-        collect_paths(&files, &files, &mut present)?;
-    }
+    let present = if files.exists() { walk(&files, &files)? } else { vec![] };
     if let Some(extra) = present.into_iter().find(|p| !listed.contains(p)) {
         return Err(ReleaseError::Extra(extra));
     }
@@ -180,17 +176,9 @@ pub fn open_bundle(dir: &Path, id: &str) -> Result<Release, ReleaseError> {
 /// SHA-256 and size of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<(Sha256Hash, u64), ReleaseError> {
     let mut f = std::fs::File::open(path).map_err(|e| io(path, e))?;
-    let mut h = Sha256Stream::default();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| io(path, e))?;
-        if n == 0 {
-            return Ok((h.finalize(), size));
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
+    let mut h = HashWriter::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| io(path, e))?;
+    Ok(h.finish())
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<BundleFile>) -> Result<(), ReleaseError> {
@@ -202,11 +190,6 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<BundleFile>) -> Result<(), Rel
         let (sha, size) = sha256_file(&root.join(&rel))?;
         out.push(BundleFile { path: rel, sha256: sha.to_hex(), size });
     }
-    Ok(())
-}
-
-fn collect_paths(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), ReleaseError> {
-    out.extend(walk(root, dir)?);
     Ok(())
 }
 

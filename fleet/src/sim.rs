@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::rollout::{evaluate, finished, Action, Decision, Outcome, Report, Spec, State, Store};
+use crate::rollout::{evaluate, finished, Action, Decision, Outcome, Report, Spec, SpecError, State, Store};
 
 #[derive(Debug, Clone)]
 pub struct Params {
@@ -66,12 +66,9 @@ pub fn inventory(n: usize, regions: usize) -> Vec<Store> {
     (1..=n).map(|i| Store { name: format!("store-{i:03}"), region: format!("region-{}", i % regions.max(1)) }).collect()
 }
 
-pub fn run(spec: &Spec, stores: &[Store], p: &Params) -> Run {
+pub fn run(spec: &Spec, stores: &[Store], p: &Params) -> Result<Run, SpecError> {
     let mut rng = StdRng::seed_from_u64(p.seed);
-    let assigned = match spec.assign(stores) {
-        Ok(a) => a,
-        Err(_) => vec![vec![]; spec.partitions.len()],
-    };
+    let assigned = spec.assign(stores)?;
     let partition_of: BTreeMap<&str, usize> =
         assigned.iter().enumerate().flat_map(|(i, v)| v.iter().map(move |s| (s.as_str(), i))).collect();
     let mut sims: BTreeMap<&str, SimStore> = stores
@@ -136,5 +133,5 @@ pub fn run(spec: &Spec, stores: &[Store], p: &Params) -> Run {
             }
         }
     };
-    Run { log, last, reports, steps }
+    Ok(Run { log, last, reports, steps })
 }

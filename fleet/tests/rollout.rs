@@ -41,7 +41,7 @@ fn a_good_release_goes_through_every_wave_and_offline_stores_stay_pending() {
     let stores = inventory(500, 5);
     let s = spec(OnFailure::HaltAndRevert);
     let p = Params { seed: 7, fail_rate: 0.002, offline_rate: 0.01, ..Params::default() };
-    let r = run(&s, &stores, &p);
+    let r = run(&s, &stores, &p).expect("spec");
     assert_eq!(phases(&r.last), vec![Phase::Passed; 4], "{:#?}", r.last.status);
     let sizes: Vec<usize> = r.last.status.iter().map(|s| s.stores).collect();
     assert_eq!(sizes, [5, 50, 200, 245]);
@@ -60,7 +60,7 @@ fn a_good_release_goes_through_every_wave_and_offline_stores_stay_pending() {
     assert_eq!(opened.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>(), ["canary", "wave-50", "wave-200", "rest"]);
     assert!(opened.windows(2).all(|w| w[1].0 >= w[0].0 + 3600), "{opened:?}");
     // Same seed, same run.
-    assert_eq!(run(&s, &stores, &p).log.len(), r.log.len());
+    assert_eq!(run(&s, &stores, &p).expect("spec").log.len(), r.log.len());
 }
 
 #[test]
@@ -68,7 +68,7 @@ fn a_bad_release_halts_and_reverts_at_the_canary_and_nobody_else_sees_it() {
     let stores = inventory(500, 5);
     let s = spec(OnFailure::HaltAndRevert);
     let p = Params { seed: 3, always_fail: vec!["store-002".into()], ..Params::default() };
-    let r = run(&s, &stores, &p);
+    let r = run(&s, &stores, &p).expect("spec");
     assert_eq!(phases(&r.last), [Phase::Reverted, Phase::Waiting, Phase::Waiting, Phase::Waiting]);
     let halted = r.log.iter().find(|(_, d)| d.status[0].phase == Phase::Reverted).expect("the step that reverted");
     assert!(halted.1.status[0].verdict.contains("1 failed (budget 0)"), "{}", halted.1.status[0].verdict);
@@ -83,12 +83,12 @@ fn a_bad_release_halts_and_reverts_at_the_canary_and_nobody_else_sees_it() {
     assert_eq!(published.last(), Some(&&Action::Publish { partition: "canary".into(), release: OLD.into() }));
 
     // Halt only: the canary stays where it is, nothing else opens.
-    let r = run(&spec(OnFailure::Halt), &stores, &p);
+    let r = run(&spec(OnFailure::Halt), &stores, &p).expect("spec");
     assert_eq!(phases(&r.last), [Phase::Halted, Phase::Waiting, Phase::Waiting, Phase::Waiting]);
     // Irreversible: never reverted, whatever the spec asks.
     let mut irr = spec(OnFailure::HaltAndRevert);
     irr.irreversible = true;
-    let r = run(&irr, &stores, &p);
+    let r = run(&irr, &stores, &p).expect("spec");
     assert_eq!(r.last.status[0].phase, Phase::Halted);
     let halted = r.log.iter().find(|(_, d)| d.status[0].phase == Phase::Halted).expect("the step that halted");
     assert!(halted.1.status[0].verdict.contains("irreversible"), "{}", halted.1.status[0].verdict);
@@ -101,7 +101,7 @@ fn no_data_pauses_without_failing_and_the_rollout_resumes_when_stores_come_back(
     let s = spec(OnFailure::HaltAndRevert);
     // A third of the fleet offline for 2 days: wave gates wait, then pass.
     let p = Params { seed: 11, offline_rate: 0.33, back_after_s: Some(2 * 24 * 3600), ..Params::default() };
-    let r = run(&s, &stores, &p);
+    let r = run(&s, &stores, &p).expect("spec");
     assert_eq!(phases(&r.last), vec![Phase::Passed; 4], "{:#?}", r.last.status);
     // The gate of a partition waited for the offline stores (opened → gate met ≥ 2 days).
     let opened_at = |name: &str| {
@@ -116,7 +116,7 @@ fn no_data_pauses_without_failing_and_the_rollout_resumes_when_stores_come_back(
     assert!(waited >= 2 * 24 * 3600 - 3600, "waited {waited} s");
     // Never back: the rollout waits (it neither passes nor fails) until the horizon.
     let p = Params { back_after_s: None, horizon_s: 4 * 24 * 3600, ..p };
-    let r = run(&s, &stores, &p);
+    let r = run(&s, &stores, &p).expect("spec");
     assert!(r.last.status.iter().all(|st| st.failed == 0));
     let open = r.last.status.iter().find(|st| matches!(st.phase, Phase::Open { .. })).expect("a partition still open");
     assert!(open.verdict.starts_with("no data yet") && open.pending > 0, "{}", open.verdict);
