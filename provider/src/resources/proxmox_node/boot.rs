@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::clients::http::probe_certificate;
 use crate::clients::image::{self, VerifiedImage};
-use crate::clients::poll::{poll_until, Backoff, PollError, Probe};
+use crate::clients::poll::{poll_until, PollError, Probe};
 use crate::clients::redfish::{BmcTrust, Device, RedfishClient, RedfishError};
 use crate::clients::seed_server::{Published, SeedServer};
 use crate::clients::ApiErrorKind;
@@ -240,8 +240,7 @@ async fn force_off(node: &Node<'_>, bmc: &RedfishClient) -> Result<(), Diagnosti
     bmc.reset("ForceOff").await.map_err(|e| diag("Cannot power off the node", e))?;
     bmc.wait_power(false, node.deadline, &node.ctx.stop).await.map_err(|e| diag("Node did not power off", e))?;
     let (name, address) = (node.name, node.address);
-    let backoff =
-        Backoff::new(Duration::from_millis(25), Duration::from_millis(500)).fixed(node.ctx.clients.settings.fixed_poll);
+    let backoff = node.api_backoff();
     let probe = || async move {
         match probe_certificate(address, PVE_PORT, Duration::from_secs(2)).await {
             Ok(_) => Probe::NotYet("its API still answers".to_string()),
@@ -317,8 +316,7 @@ async fn wait_api_until(
 ) -> Result<Result<String, String>, Diagnostics> {
     let (ctx, name) = (node.ctx, node.name);
     let start = Instant::now();
-    let backoff =
-        Backoff::new(Duration::from_millis(25), Duration::from_millis(500)).fixed(ctx.clients.settings.fixed_poll);
+    let backoff = node.api_backoff();
     let probe = move || probe_api(node, trust);
     match poll_until(deadline, &ctx.stop, &format!("{name}'s API"), backoff, probe).await {
         Ok(fp) => {

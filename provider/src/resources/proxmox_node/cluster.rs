@@ -14,7 +14,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use crate::clients::http::{probe_certificate, Credentials};
-use crate::clients::poll::{poll_until, Backoff, PollError, Probe};
+use crate::clients::poll::{poll_until, PollError, Probe};
 use crate::clients::pve::{ClusterStatus, JoinRequest, PveClient};
 use crate::framework::{AttrPath, Ctx, Diagnostics};
 
@@ -156,8 +156,7 @@ async fn join(node: &Node<'_>, pve: &PveClient, config: &State, target: &str) ->
 /// restarting node (401 while pmxcfs remounts, a reset connection) count as "not yet".
 async fn wait_settled(node: &Node<'_>, pve: &PveClient, who: &str) -> Result<(), Diagnostics> {
     let ctx = node.ctx;
-    let backoff =
-        Backoff::new(Duration::from_millis(25), Duration::from_millis(500)).fixed(ctx.clients.settings.fixed_poll);
+    let backoff = node.api_backoff();
     let probe = move || async move {
         match pve.cluster_status().await {
             Ok(s) if s.cluster_name().is_some() && s.settled() => Probe::Ready(()),

@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::clients::http::Credentials;
+use crate::clients::poll::Backoff;
 use crate::framework::{
     AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock, Op,
     PlanCtx, Resource, Schema, Timeouts, Type, Value,
@@ -163,6 +164,13 @@ struct Node<'a> {
 impl Node<'_> {
     fn creds(&self) -> Result<&Credentials, Diagnostics> {
         self.creds.as_ref().ok_or_else(trust::no_credentials)
+    }
+
+    /// How the node's waits on its API poll (power, certificates, cluster state): from 25 ms,
+    /// since most of them end within a second, up to 500 ms; a fixed interval with
+    /// `EDGE_FIXED_POLL_MS` (the converge benchmark's baseline).
+    fn api_backoff(&self) -> Backoff {
+        Backoff::new(Duration::from_millis(25), Duration::from_millis(500)).fixed(self.ctx.clients.settings.fixed_poll)
     }
 }
 

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use crate::clients::http::{
     parse_fingerprint, probe_certificate, ApiClient, Credentials, Presented, Product, RetryPolicy, Trust,
 };
-use crate::clients::poll::{poll_until, Backoff, PollError, Probe};
+use crate::clients::poll::{poll_until, PollError, Probe};
 use crate::clients::pve::PveClient;
 use crate::framework::{AttrPath, Ctx, Diagnostics, PlanCtx};
 use crate::provider::check_fingerprint;
@@ -171,8 +171,7 @@ pub(super) async fn adopt_node_ca(node: &Node<'_>, pve: &PveClient) -> Result<(S
 /// certificate change or a join); returns its fingerprint.
 pub(super) async fn wait_presenting(node: &Node<'_>, trust: &Trusted, what: &str) -> Result<String, Diagnostics> {
     let (name, address) = (node.name, node.address);
-    let backoff =
-        Backoff::new(Duration::from_millis(25), Duration::from_millis(500)).fixed(node.ctx.clients.settings.fixed_poll);
+    let backoff = node.api_backoff();
     let probe = || async move {
         match probe_certificate(address, PVE_PORT, Duration::from_secs(5)).await {
             Ok(p) => match trust.check(name, address, &p) {
