@@ -49,6 +49,7 @@ fn handle(lab: &Arc<Lab>, req: Req) -> Resp {
         ("POST", ["lab", "drift"]) => drift(lab, &body),
         ("POST", ["lab", "power"]) => power(lab, &body),
         ("POST", ["lab", "install"]) => install(lab, &body),
+        ("POST", ["lab", "backups"]) => backup(lab, &body),
         ("GET", ["lab", "faults"]) => Ok(json!(lab.fault_rules())),
         ("POST", ["lab", "faults"]) => {
             let rules: Result<Vec<FaultRule>, _> = match &body {
@@ -122,7 +123,8 @@ pub fn snapshot(lab: &Lab) -> Value {
                 "pools": s.pools, "backup_jobs": backup_jobs, "storages": storages,
                 "pbs": {"address": s.pbs.address, "datastores": s.pbs.collections.get("datastore"), "remotes": s.pbs.collections.get("remote").map(|r| r.iter().map(|(k, v)| { let mut v = v.clone(); v.remove("password"); (k.clone(), Value::Object(v)) }).collect::<Map<_, _>>()),
                     "sync_jobs": s.pbs.collections.get("sync"), "verify_jobs": s.pbs.collections.get("verify"),
-                    "prune_jobs": s.pbs.collections.get("prune"), "gc": s.pbs.gc, "tokens": s.pbs.tokens.keys().collect::<Vec<_>>()},
+                    "prune_jobs": s.pbs.collections.get("prune"), "gc": s.pbs.gc, "tokens": s.pbs.tokens.keys().collect::<Vec<_>>(),
+                    "snapshots": s.pbs.snapshots},
             })
         })
         .collect();
@@ -260,6 +262,16 @@ fn install(lab: &Arc<Lab>, body: &Value) -> AResult {
     drop(st);
     crate::serve::refresh_lab_json(lab).map_err(|e| (500, format!("rewriting lab.json: {e}")))?;
     Ok(json!({"node": node, "store": sid, "ready_in_ms": install_ms}))
+}
+
+/// A backup snapshot in a PBS datastore, as a backup client would have written it (see
+/// `pbs::add_backup` for the body).
+fn backup(lab: &Arc<Lab>, body: &Value) -> AResult {
+    let mut st = lab.state();
+    let sid = find_store(&st, body.get("store").and_then(Value::as_str), None)?;
+    let r = crate::pbs::add_backup(&mut st, &sid, body)?;
+    lab.save(&st);
+    Ok(r)
 }
 
 /// Changes made behind Terraform's back. `{"kind": ..., ...}`; see README for the kinds.

@@ -275,6 +275,32 @@ pub struct PbsState {
     /// Last GC status per datastore.
     pub gc: BTreeMap<String, Map<String, Value>>,
     pub pstart: u64,
+    /// Backup snapshots per datastore name. Backups come from clients the lab does not run
+    /// (vzdump, proxmox-backup-client): the admin API's `POST /lab/backups` makes them.
+    #[serde(default)]
+    pub snapshots: BTreeMap<String, Vec<BackupSnapshot>>,
+}
+
+/// One backup snapshot in a datastore (`<ns>/<type>/<id>/<time>/` on a real PBS).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupSnapshot {
+    /// The namespace, `""` for the root one.
+    #[serde(default)]
+    pub ns: String,
+    /// `vm`, `ct` or `host`.
+    pub backup_type: String,
+    pub backup_id: String,
+    /// Epoch seconds.
+    pub backup_time: i64,
+    /// The group's owner (the auth id that made the first backup of the group).
+    pub owner: String,
+    /// The manifest (`index.json.blob`) was written: the backup completed.
+    pub finished: bool,
+    /// Archives and their sizes in bytes.
+    pub files: Vec<(String, u64)>,
+    /// The last verify task's verdict (`ok`/`failed`) and its UPID.
+    #[serde(default)]
+    pub verification: Option<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -511,3 +511,103 @@ fn ceph_comes_up_in_pves_order() {
         assert_eq!((c, message(&v).as_str()), (500, "disk/partition '/dev/sde' has a holder"));
     }
 }
+
+/// A three-node cluster with a monitor and an OSD on every node, formed through the API.
+fn ceph_on_three_nodes(lab: &TestLab) {
+    let addr = |n: usize| lab.store(0)["nodes"][n]["address"].as_str().expect("address").to_string();
+    let upid = started(lab.pve_root(0, "POST", "/cluster/config", &[("clustername", "edge")]));
+    assert_eq!(task_of(lab, 0, false, &upid).0, "OK");
+    let (fp1, pw) = (fingerprint_of(lab, 0), lab.store(0)["pve"]["root_password"].as_str().expect("pw").to_string());
+    for n in [1, 2] {
+        let join = [("hostname", addr(0)), ("fingerprint", fp1.clone()), ("password", pw.clone())];
+        let form: Vec<(&str, &str)> = join.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (st, log) = task_of(lab, n, true, &started(lab.pve_root(n, "POST", "/cluster/config/join", &form)));
+        assert_eq!(st, "OK", "join of pve{}: {log}", n + 1);
+    }
+    assert_eq!(lab.pve(0, "POST", "/nodes/pve1/ceph/init", &[]).0, 200);
+    for name in ["pve1", "pve2", "pve3"] {
+        let upid = started(lab.pve(0, "POST", &format!("/nodes/{name}/ceph/mon/{name}"), &[]));
+        assert_eq!(task_of(lab, 0, false, &upid).0, "OK", "monitor on {name}");
+        let upid = started(lab.pve_root(0, "POST", &format!("/nodes/{name}/ceph/osd"), &[("dev", "/dev/sdb")]));
+        assert_eq!(task_of(lab, 0, false, &upid).0, "OK", "OSD on {name}");
+    }
+}
+
+/// The summary line of Ceph health check `code` in a status answer.
+fn ceph_check(status: &Value, code: &str) -> String {
+    let c = &status["data"]["health"]["checks"][code];
+    assert_eq!(c["severity"], "HEALTH_WARN", "{code}: {status}");
+    c["summary"]["message"].as_str().unwrap_or_else(|| panic!("{code} has no summary: {status}")).to_string()
+}
+
+/// PVE-CLUSTER-QUORUM, PVE-CEPH-HEALTH, PVE-CEPH-NO-QUORUM: what `/cluster/status` and the
+/// Ceph status say while nodes are down, asked through a node that is up.
+#[test]
+fn cluster_and_ceph_status_follow_node_power() {
+    for (net, pve) in [(146u8, "8.4"), (147, "9.1")] {
+        let lab = TestLab::up(net, &["--pve", pve]);
+        ceph_on_three_nodes(&lab);
+        let (c, st) = lab.pve(0, "GET", "/nodes/pve1/ceph/status", &[]);
+        assert_eq!(c, 200, "{st}");
+        assert_eq!(st["data"]["health"]["status"], "HEALTH_OK", "{pve}: {st}");
+        assert_eq!(st["data"]["health"]["checks"], json!({}));
+        assert_eq!(st["data"]["quorum_names"], json!(["pve1", "pve2", "pve3"]));
+        let members = |v: &Value| -> Vec<(String, Value)> {
+            v["data"]
+                .as_array()
+                .expect("status list")
+                .iter()
+                .filter(|e| e["type"] == "node")
+                .map(|e| (e["name"].as_str().expect("name").to_string(), e["online"].clone()))
+                .collect()
+        };
+        let cluster = |v: &Value| {
+            v["data"]
+                .as_array()
+                .expect("status list")
+                .iter()
+                .find(|e| e["type"] == "cluster")
+                .cloned()
+                .expect("cluster entry")
+        };
+        let (_, cs) = lab.pve(0, "GET", "/cluster/status", &[]);
+        assert_eq!((cluster(&cs)["quorate"].clone(), cluster(&cs)["nodes"].clone()), (json!(1), json!(3)));
+
+        // One node down: quorum holds (PVE and Ceph), its monitor and OSD are reported down.
+        assert_eq!(lab.admin("POST", "/lab/power", Some(json!({"node": "pve3", "on": false}))).0, 200);
+        let (_, cs) = lab.pve(0, "GET", "/cluster/status", &[]);
+        assert_eq!(cluster(&cs)["quorate"], 1, "{pve}: {cs}");
+        assert!(members(&cs).contains(&("pve3".into(), json!(0))), "{cs}");
+        let (c, st) = lab.pve(0, "GET", "/nodes/pve1/ceph/status", &[]);
+        assert_eq!(c, 200, "{st}");
+        assert_eq!(st["data"]["health"]["status"], "HEALTH_WARN");
+        assert_eq!(ceph_check(&st, "MON_DOWN"), "1/3 mons down, quorum pve1,pve2");
+        assert_eq!(ceph_check(&st, "OSD_DOWN"), "1 osds down");
+        assert_eq!(ceph_check(&st, "OSD_HOST_DOWN"), "1 host (1 osds) down");
+        assert!(st["data"]["health"]["checks"].get("OSD_ROOT_DOWN").is_none(), "two hosts are up: {st}");
+        assert_eq!(
+            st["data"]["health"]["checks"]["OSD_DOWN"]["detail"][0]["message"],
+            "osd.2 (root=default,host=pve3) is down"
+        );
+        assert_eq!(
+            (st["data"]["osdmap"]["num_osds"].clone(), st["data"]["osdmap"]["num_up_osds"].clone()),
+            (json!(3), json!(2))
+        );
+        assert_eq!(st["data"]["quorum_names"], json!(["pve1", "pve2"]));
+
+        // Two down: corosync has no majority; the monitors neither, and PVE's RADOS
+        // connection times out.
+        assert_eq!(lab.admin("POST", "/lab/power", Some(json!({"node": "pve2", "on": false}))).0, 200);
+        let (_, cs) = lab.pve(0, "GET", "/cluster/status", &[]);
+        assert_eq!(cluster(&cs)["quorate"], 0, "{pve}: {cs}");
+        assert_eq!(members(&cs), vec![("pve1".into(), json!(1)), ("pve2".into(), json!(0)), ("pve3".into(), json!(0))]);
+        let (c, st) = lab.pve(0, "GET", "/nodes/pve1/ceph/status", &[]);
+        assert_eq!((c, message(&st).as_str()), (500, "got timeout"), "{pve}");
+
+        for node in ["pve2", "pve3"] {
+            assert_eq!(lab.admin("POST", "/lab/power", Some(json!({"node": node, "on": true}))).0, 200);
+        }
+        let (_, st) = lab.pve(0, "GET", "/nodes/pve1/ceph/status", &[]);
+        assert_eq!(st["data"]["health"]["status"], "HEALTH_OK", "{pve}: back up: {st}");
+    }
+}

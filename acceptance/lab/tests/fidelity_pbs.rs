@@ -617,3 +617,86 @@ fn gc(lab: &TestLab, catch_it_running: bool) {
     );
     assert_eq!(st["data"]["status"], "running", "{st}");
 }
+
+/// PBS-SNAPSHOTS: the snapshot list of a datastore, per profile: finished backups with their
+/// files' sizes and the manifest, a backup without manifest with names only, filters, and a
+/// datastore that does not exist.
+#[test]
+fn snapshot_list_per_profile() {
+    for pbs in PROFILES {
+        let lab = TestLab::up(145, &["--pbs", pbs]);
+        let ds = lab.store(0)["pbs"]["datastore"].as_str().expect("datastore").to_string();
+        let list = |query: &str| ok(&lab, "GET", &format!("/admin/datastore/{ds}/snapshots{query}"), Body::None);
+        assert_eq!(list("")["data"], json!([]), "{pbs}: a new datastore holds nothing");
+        call(&lab, "GET", "/admin/datastore/nope/snapshots", Body::None).is_error(400, "no such datastore 'nope'");
+        call(&lab, "GET", &format!("/admin/datastore/{ds}/snapshots?backup-type=disk"), Body::None)
+            .is_error(400, &param_error("backup-type", "value 'disk' is not defined in the enumeration."));
+
+        let t = 1_700_000_000i64;
+        for (ty, id, time, extra) in [
+            ("vm", "100", t, json!({"verify": "ok"})),
+            ("vm", "100", t + 3600, json!({"finished": false})),
+            ("ct", "101", t - 60, json!({"verify": "failed"})),
+            ("host", "pve1", t, json!({"ns": "site-a"})),
+        ] {
+            let mut body = json!({"backup_type": ty, "backup_id": id, "backup_time": time});
+            body.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
+            let (c, v) = lab.admin("POST", "/lab/backups", Some(body));
+            assert_eq!(c, 200, "{v}");
+        }
+        let (c, _) =
+            lab.admin("POST", "/lab/backups", Some(json!({"backup_type": "vm", "backup_id": "100", "backup_time": t})));
+        assert_eq!(c, 409, "a snapshot exists once");
+
+        let all = list("")["data"].clone();
+        let keys: Vec<(String, String, i64)> = all
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|s| {
+                (
+                    s["backup-type"].as_str().expect("type").into(),
+                    s["backup-id"].as_str().expect("id").into(),
+                    s["backup-time"].as_i64().expect("time"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("ct".into(), "101".into(), t - 60),
+                ("vm".into(), "100".into(), t),
+                ("vm".into(), "100".into(), t + 3600)
+            ],
+            "{pbs}: root namespace only: {all}"
+        );
+        let done = &all[1];
+        let files = done["files"].as_array().expect("files");
+        assert_eq!(
+            files.last().map(|f| f["filename"].clone()),
+            Some(json!("index.json.blob")),
+            "the manifest comes last: {done}"
+        );
+        assert!(files.iter().all(|f| f["crypt-mode"] == "none" && f["size"].is_u64()), "{done}");
+        let sum: u64 = files.iter().filter_map(|f| f["size"].as_u64()).sum();
+        assert_eq!(done["size"].as_u64(), Some(sum), "size is the sum of the archives and the manifest");
+        assert_eq!(done["verification"]["state"], "ok");
+        assert!(done["verification"]["upid"].as_str().is_some_and(|u| u.starts_with("UPID:pbs:")), "{done}");
+        assert_eq!((done["owner"].clone(), done["protected"].clone()), (json!("root@pam"), json!(false)));
+        let running = &all[2];
+        assert!(running.get("size").is_none() && running.get("verification").is_none(), "no manifest: {running}");
+        let running_files = running["files"].as_array().expect("files");
+        assert!(
+            !running_files.is_empty()
+                && running_files.iter().all(|f| f.get("size").is_none() && f["filename"] != "index.json.blob"),
+            "{running}"
+        );
+        assert_eq!(all[0]["verification"]["state"], "failed");
+
+        assert_eq!(list("?backup-type=ct")["data"].as_array().map(Vec::len), Some(1));
+        assert_eq!(list("?backup-id=100")["data"].as_array().map(Vec::len), Some(2));
+        assert_eq!(list("?backup-type=ct&backup-id=100")["data"], json!([]), "no such group: empty");
+        let site = list("?ns=site-a")["data"].clone();
+        assert_eq!((site[0]["backup-type"].clone(), site.as_array().map(Vec::len)), (json!("host"), Some(1)), "{site}");
+    }
+}

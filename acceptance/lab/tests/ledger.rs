@@ -17,6 +17,7 @@ const REPOS: &[&str] = &[
     "proxmox-backup",
     "proxmox-rs",
     "ceph",
+    "librados2-perl",
     "Proxmox-OpenAPI",
 ];
 

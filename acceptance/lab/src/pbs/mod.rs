@@ -7,9 +7,11 @@
 //! error or 400, the standard reason phrase.
 //!
 //! Modules: [`access`] (authentication, ticket, tokens), [`config`] (the config files),
-//! [`params`] (parameter reading and messages), [`tasks`] (UPIDs and task endpoints).
+//! [`backups`] (backup snapshots), [`params`] (parameter reading and messages), [`tasks`]
+//! (UPIDs and task endpoints).
 
 mod access;
+mod backups;
 mod config;
 pub(crate) mod params;
 mod tasks;
@@ -27,6 +29,7 @@ use crate::schema::Product;
 use crate::state::{now_s, StoreState, Token};
 use config::{Datastores, PruneJobs, Remotes, SyncJobs, VerifyJobs};
 
+pub use backups::add as add_backup;
 pub use tasks::Upid;
 
 /// Data and the digest of the config file it was read from (PBS sets it as a result
@@ -88,6 +91,7 @@ const ROUTES: &[Route<Serve>] = &[
     Route::get("/admin/datastore", Data(datastores)),
     Route::get("/admin/datastore/{store}/gc", Data(gc)),
     Route::post("/admin/datastore/{store}/gc", AfterGcLock(start_gc)),
+    Route::get("/admin/datastore/{store}/snapshots", Data(backups::list)),
     Route::get("/nodes/{node}/tasks", WithAttrs(tasks::list)),
     Route::get("/nodes/{node}/tasks/{upid}", Data(tasks::index)),
     Route::delete("/nodes/{node}/tasks/{upid}", Data(tasks::stop)),

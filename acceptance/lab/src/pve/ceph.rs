@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::{check_ceph, check_rados, domain, domain_mut, mutate, node_ref, visible_nodes, Cx, DISKS};
 use crate::api::{digest_of, p_int, p_str, ApiErr, ApiResult};
@@ -26,37 +26,104 @@ pub(super) fn init(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     })
 }
 
+/// `GET /nodes/{node}/ceph/status`: pve-manager `PVE::Ceph::Tools::ceph_cluster_status`, the
+/// monitors' `status` with `health` replaced by `health detail`. Ceph's maps hold every
+/// daemon of the store's Ceph cluster, whatever the PVE cluster says (a node removed with
+/// `delnode` keeps its daemons). Daemons live on nodes, so a node that is down has its monitor
+/// out of quorum and its OSDs down, and the health checks say so in Ceph's words
+/// (`health_checks`). Without a majority of monitors in quorum PVE's RADOS connection gives
+/// up after its 5 s timeout: `got timeout`.
 pub(super) fn status(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
     let (store, node) = (cx.store.clone(), cx.node.clone());
+    let now = lab.now_ms();
     let st = lab.state();
     check_ceph(&st, cx)?;
     check_rados(&st, cx)?;
     let s = st.store(&store).ok_or_else(|| ApiErr::die("store vanished"))?;
-    let members = visible_nodes(&st, &store, &node);
-    let nodes: Vec<&NodeState> = members.iter().filter_map(|m| s.node(m)).collect();
+    let nodes: Vec<&NodeState> =
+        s.nodes.iter().filter(|n| n.ceph.mon || n.ceph.mgr || !n.ceph.osds.is_empty()).collect();
+    let quorum: Vec<&NodeState> = nodes.iter().copied().filter(|n| n.ceph.mon && n.is_up(now)).collect();
+    let num_mons = nodes.iter().filter(|n| n.ceph.mon).count();
+    if quorum.len() * 2 <= num_mons {
+        // librados2-perl `PVE::RADOS::new`: the connection waits `client_mount_timeout` (5 s)
+        // for a monitor quorum, under pve-common `run_with_timeout` of the same 5 s.
+        return Err(ApiErr::die("got timeout"));
+    }
     let osds: usize = nodes.iter().map(|n| n.ceph.osds.len()).sum();
+    let down_osds: usize = nodes.iter().filter(|n| !n.is_up(now)).map(|n| n.ceph.osds.len()).sum();
+    let checks = health_checks(&nodes, &quorum, now);
     let mons: Vec<Value> = nodes
         .iter()
         .filter(|n| n.ceph.mon)
         .map(|n| json!({"name": n.name, "addr": format!("{}:6789/0", mon_addr(n))}))
         .collect();
-    let health = if mons.is_empty() {
-        "HEALTH_WARN"
-    } else if osds >= 3 {
-        "HEALTH_OK"
-    } else {
-        "HEALTH_WARN"
-    };
+    let health = if !checks.is_empty() || mons.is_empty() || osds < 3 { "HEALTH_WARN" } else { "HEALTH_OK" };
     Ok(json!({
         "fsid": domain(&st, &store, &node)?.ceph_fsid.clone()
             .unwrap_or_else(|| format!("{}-0000-4000-8000-{}", &digest_of(&store)[..8], &digest_of(&node)[..12])),
-        "health": {"status": health, "checks": {}},
+        "health": {"status": health, "checks": checks, "mutes": []},
         "monmap": {"mons": mons, "epoch": 1},
-        "mgrmap": {"available": nodes.iter().any(|n| n.ceph.mgr), "num_standbys": nodes.iter().filter(|n| n.ceph.mgr).count().saturating_sub(1)},
-        "osdmap": {"num_osds": osds, "num_up_osds": osds, "num_in_osds": osds},
+        "mgrmap": {"available": nodes.iter().any(|n| n.ceph.mgr && n.is_up(now)), "num_standbys": nodes.iter().filter(|n| n.ceph.mgr && n.is_up(now)).count().saturating_sub(1)},
+        "osdmap": {"num_osds": osds, "num_up_osds": osds - down_osds, "num_in_osds": osds},
         "pgmap": {"num_pools": s.pools.len(), "num_pgs": s.pools.values().map(|p| p.pg_num).sum::<i64>(), "bytes_used": 0, "bytes_total": osds as u64 * 1_000_204_886_016u64},
-        "quorum_names": nodes.iter().filter(|n| n.ceph.mon).map(|n| n.name.clone()).collect::<Vec<_>>(),
+        "quorum_names": quorum.iter().map(|n| n.name.clone()).collect::<Vec<_>>(),
     }))
+}
+
+/// The checks Ceph raises for daemons on nodes that are down, as `health detail` words them:
+/// `MON_DOWN` (ceph `src/mon/HealthMonitor.cc` `check_for_mon_down`), and from
+/// `src/osd/OSDMap.cc` `check_health` `OSD_DOWN`, one `OSD_<TYPE>_DOWN` per CRUSH level whose
+/// subtree is down entirely (PVE's CRUSH map: `root default` > `host <node>` > `osd.N`).
+/// Ceph marks the OSDs of a dead host down after the heartbeat grace and out after
+/// `mon_osd_down_out_interval`; the lab marks them down at once and never out.
+fn health_checks(nodes: &[&NodeState], quorum: &[&NodeState], now: u64) -> Map<String, Value> {
+    let check = |message: String, count: usize, detail: Vec<String>| {
+        json!({
+            "severity": "HEALTH_WARN", "summary": {"message": message, "count": count},
+            "detail": detail.into_iter().map(|m| json!({"message": m})).collect::<Vec<_>>(), "muted": false,
+        })
+    };
+    let mut checks = Map::new();
+    let mons: Vec<(usize, &NodeState)> = nodes.iter().copied().filter(|n| n.ceph.mon).enumerate().collect();
+    if quorum.len() < mons.len() {
+        let down: Vec<String> = mons
+            .iter()
+            .filter(|(_, n)| !n.is_up(now))
+            .map(|(rank, n)| {
+                let a = mon_addr(n);
+                format!("mon.{} (rank {rank}) addr [v2:{a}:3300/0,v1:{a}:6789/0] is down (out of quorum)", n.name)
+            })
+            .collect();
+        let names: Vec<&str> = quorum.iter().map(|n| n.name.as_str()).collect();
+        let message = format!("{}/{} mons down, quorum {}", down.len(), mons.len(), names.join(","));
+        checks.insert("MON_DOWN".into(), check(message, down.len(), down));
+    }
+    let total: usize = nodes.iter().map(|n| n.ceph.osds.len()).sum();
+    let hosts: Vec<&NodeState> = nodes.iter().copied().filter(|n| !n.is_up(now) && !n.ceph.osds.is_empty()).collect();
+    let down: usize = hosts.iter().map(|n| n.ceph.osds.len()).sum();
+    if down == 0 {
+        return checks;
+    }
+    if down == total {
+        let message = format!("1 root ({total} osds) down");
+        checks.insert("OSD_ROOT_DOWN".into(), check(message, 1, vec![format!("root default ({total} osds) is down")]));
+    }
+    let plural = if hosts.len() > 1 { "s" } else { "" };
+    let detail = hosts
+        .iter()
+        .rev()
+        .map(|n| format!("host {} (root=default) ({} osds) is down", n.name, n.ceph.osds.len()))
+        .collect();
+    checks.insert(
+        "OSD_HOST_DOWN".into(),
+        check(format!("{} host{plural} ({down} osds) down", hosts.len()), hosts.len(), detail),
+    );
+    let mut ids: Vec<(i64, &str)> =
+        hosts.iter().flat_map(|n| n.ceph.osds.iter().map(|o| (o.id, n.name.as_str()))).collect();
+    ids.sort();
+    let detail = ids.iter().map(|(id, host)| format!("osd.{id} (root=default,host={host}) is down")).collect();
+    checks.insert("OSD_DOWN".into(), check(format!("{down} osds down"), down, detail));
+    checks
 }
 
 /// Which daemon the monitor and manager handlers serve: `ceph::create::<MON>`, `…::<MGR>`.

@@ -1,14 +1,17 @@
 //! Proxmox Backup Server API client: typed job configuration (`/config/sync|verify|prune`,
-//! [`jobs`]) and datastores (`/config/datastore`, garbage collection, [`datastore`]). Errors are
+//! [`jobs`]), datastores (`/config/datastore`, garbage collection, [`datastore`]) and the
+//! backups in them ([`snapshots`]). Errors are
 //! classified here ([`classify`]); absence and presence are decided by status and follow-up
 //! reads, never by the message. Parameter names follow PBS's published API schema; what a
 //! release lacks is decided by [`PbsFeature`] against `GET /version` (read once per client).
 
 mod datastore;
 mod jobs;
+mod snapshots;
 
 pub use datastore::*;
 pub use jobs::*;
+pub use snapshots::*;
 
 use std::collections::BTreeMap;
 

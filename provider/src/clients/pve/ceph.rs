@@ -23,10 +23,38 @@ pub struct CephStatus {
     pub health: Option<CephHealth>,
 }
 
+/// `health` of the Ceph status: PVE replaces what `status` says with `health detail`
+/// (pve-manager `PVE::Ceph::Tools::ceph_cluster_status`), so every raised check is there with
+/// its code, severity and one-line summary.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct CephHealth {
     #[serde(default)]
     pub status: Option<String>,
+    /// Raised checks by code (`OSD_DOWN`, `MON_DOWN`, …); `None` when the answer has no `checks`.
+    #[serde(default)]
+    pub checks: Option<std::collections::BTreeMap<String, CephHealthCheck>>,
+}
+
+/// One raised Ceph health check.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CephHealthCheck {
+    /// `HEALTH_WARN` or `HEALTH_ERR`.
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub summary: Option<CephCheckSummary>,
+    /// Muted by an operator (`ceph health mute`): it no longer raises the status.
+    #[serde(default, deserialize_with = "de::opt_bool")]
+    pub muted: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct CephCheckSummary {
+    /// Ceph's one line, e.g. `1 osds down`.
+    #[serde(default)]
+    pub message: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub count: Option<i64>,
 }
 
 /// An entry of `GET /nodes/{node}/ceph/mon` or `…/mgr`.
@@ -392,6 +420,16 @@ mod tests {
             serde_json::from_value(serde_json::json!({"fsid": "abc", "health": {"status": "HEALTH_OK", "checks": {}}}))
                 .unwrap();
         assert_eq!(st.fsid.as_deref(), Some("abc"));
+        assert_eq!(st.health.and_then(|h| h.checks).map(|c| c.len()), Some(0));
+        let st: CephStatus = serde_json::from_value(serde_json::json!({"health": {"status": "HEALTH_WARN", "checks": {
+            "OSD_DOWN": {"severity": "HEALTH_WARN", "summary": {"message": "1 osds down", "count": 1}, "detail": [], "muted": false},
+            "MON_DOWN": {"severity": "HEALTH_WARN", "summary": {"message": "1/3 mons down, quorum pve1,pve2"}, "muted": 1}
+        }, "mutes": []}}))
+        .unwrap();
+        let checks = st.health.and_then(|h| h.checks).expect("checks");
+        let osd = &checks["OSD_DOWN"];
+        assert_eq!(osd.summary.as_ref().and_then(|s| s.message.as_deref()), Some("1 osds down"));
+        assert_eq!((osd.muted, checks["MON_DOWN"].muted), (Some(false), Some(true)));
         let mons: Vec<CephService> =
             serde_json::from_value(serde_json::json!([{"name": "pve1", "addr": "x", "rank": 0}, {"name": "a", "host": "pve2", "direxists": true}])).unwrap();
         assert!(mons[0].on("pve1") && mons[1].on("pve2") && !mons[1].on("pve1"));

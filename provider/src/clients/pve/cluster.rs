@@ -26,6 +26,27 @@ pub struct ClusterStatusEntry {
     pub local: Option<bool>,
     #[serde(default, deserialize_with = "de::opt_bool")]
     pub quorate: Option<bool>,
+    /// The cluster entry's member count, offline members included.
+    #[serde(default, deserialize_with = "de::opt_int")]
+    pub nodes: Option<i64>,
+}
+
+/// What `GET /cluster/status` says about quorum, as pmxcfs has it from corosync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Quorum {
+    /// A node in no cluster: PVE answers with one made-up entry for the node itself.
+    Standalone,
+    Cluster {
+        name: Option<String>,
+        /// `None` when the cluster entry carries no `quorate`.
+        quorate: Option<bool>,
+        /// The member entries listed.
+        members: usize,
+        /// The members listed as online.
+        online: usize,
+        /// The members listed as offline, by name.
+        offline: Vec<String>,
+    },
 }
 
 /// `GET /cluster/status`, typed.
@@ -36,6 +57,22 @@ impl ClusterStatus {
     /// The cluster's name; `None` for a standalone node.
     pub fn cluster_name(&self) -> Option<&str> {
         self.0.iter().find(|e| e.kind == "cluster").and_then(|e| e.name.as_deref())
+    }
+    /// The entry of the node that answered (`local`).
+    pub fn local(&self) -> Option<&ClusterStatusEntry> {
+        self.0.iter().find(|e| e.kind == "node" && e.local == Some(true))
+    }
+    /// Quorum and membership as the answering node sees them.
+    pub fn quorum(&self) -> Quorum {
+        let Some(cluster) = self.0.iter().find(|e| e.kind == "cluster") else { return Quorum::Standalone };
+        let members: Vec<&ClusterStatusEntry> = self.0.iter().filter(|e| e.kind == "node").collect();
+        Quorum::Cluster {
+            name: cluster.name.clone(),
+            quorate: cluster.quorate,
+            members: members.len(),
+            online: members.iter().filter(|e| e.online == Some(true)).count(),
+            offline: members.iter().filter(|e| e.online == Some(false)).filter_map(|e| e.name.clone()).collect(),
+        }
     }
     /// The node entry called `name`.
     pub fn node(&self, name: &str) -> Option<&ClusterStatusEntry> {
@@ -172,6 +209,8 @@ mod tests {
         let st = ClusterStatus(st);
         assert_eq!(st.cluster_name(), None);
         assert_eq!(st.node("pve1").and_then(|n| n.ip.as_deref()), Some("10.0.0.1"));
+        assert_eq!(st.quorum(), Quorum::Standalone);
+        assert_eq!(st.local().and_then(|n| n.name.as_deref()), Some("pve1"));
         let st: Vec<ClusterStatusEntry> = serde_json::from_value(serde_json::json!([
             {"type": "cluster", "id": "cluster", "name": "store1", "nodes": 2, "quorate": 1, "version": 3},
             {"type": "node", "name": "pve2", "online": true, "nodeid": "2"},
@@ -181,6 +220,25 @@ mod tests {
         assert_eq!(st.cluster_name(), Some("store1"));
         assert_eq!(st.0[0].quorate, Some(true));
         assert_eq!(st.node("pve2").and_then(|n| n.nodeid), Some(2));
+        assert_eq!(st.0[0].nodes, Some(2));
+        assert_eq!(st.local().map(|n| n.name.clone()), None, "no entry is local");
+        let st: Vec<ClusterStatusEntry> = serde_json::from_value(serde_json::json!([
+            {"type": "cluster", "name": "store1", "nodes": 3, "quorate": 0},
+            {"type": "node", "name": "pve1", "online": 1, "local": 1},
+            {"type": "node", "name": "pve2", "online": 0},
+            {"type": "node", "name": "pve3", "online": 0},
+        ]))
+        .unwrap();
+        assert_eq!(
+            ClusterStatus(st).quorum(),
+            Quorum::Cluster {
+                name: Some("store1".into()),
+                quorate: Some(false),
+                members: 3,
+                online: 1,
+                offline: vec!["pve2".into(), "pve3".into()]
+            }
+        );
         let r = JoinRequest { hostname: "h".into(), fingerprint: "f".into(), password: "SECRET".into() };
         assert!(!format!("{r:?}").contains("SECRET"));
     }
