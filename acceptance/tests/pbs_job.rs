@@ -265,6 +265,12 @@ fn import_by_identity_and_refusals() {
     };
     let tf = tf_for(&lab, &job(2));
     tf.init();
+    // A plan that has nothing to read makes no API call: neither Terraform's validation-only
+    // provider process nor configure opens a connection (clients connect on first use).
+    lab.admin("DELETE", "/lab/calls", None);
+    assert_eq!(tf.plan_code(), 2, "a job to create");
+    let calls = lab.admin("GET", "/lab/calls", None);
+    assert_eq!(calls["total"].as_u64(), Some(0), "{calls:#}");
     tf.apply();
     let before = tf.resource("edge_pbs_job.p");
     tf.state_rm("edge_pbs_job.p");

@@ -267,6 +267,10 @@ pub fn with_env(mut cfg: ProviderConfig, env: &dyn Fn(&str) -> Option<String>) -
 }
 
 pub fn configure(cfg: ProviderConfig, settings: Settings, diags: &mut Diagnostics) -> Clients {
+    // Each configure starts a run: nothing read for an earlier one (a debug-attached provider
+    // serves several commands) is shared with this one. Connections are still made only when a
+    // resource first calls an API: a process that only validates never opens one.
+    crate::clients::shared_read::new_run();
     validate(&cfg, diags);
     for (name, api) in [("pve", &cfg.pve), ("pbs", &cfg.pbs)] {
         if let Some(a) = api {

@@ -265,6 +265,41 @@ pub struct ApiClient {
     /// when `auth` is a token.
     root: Option<Auth>,
     retry: RetryPolicy,
+    writes: WriteClock,
+}
+
+/// Counts the writes made through one client, so that a read shared by several resources
+/// ([`crate::clients::pve::PveClient::pools_for_refresh`]) can tell whether this process changed
+/// anything since it was fetched. A write counts from before its request is sent until its
+/// answer is in, and the end of every task wait counts again: a task (pool create, destroy)
+/// changes things after the call that started it has answered.
+#[derive(Debug, Default)]
+struct WriteClock {
+    epoch: std::sync::atomic::AtomicU64,
+    in_flight: std::sync::atomic::AtomicU64,
+}
+
+impl WriteClock {
+    fn begin(&self) -> WriteGuard<'_> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.in_flight.fetch_add(1, SeqCst);
+        self.epoch.fetch_add(1, SeqCst);
+        WriteGuard(self)
+    }
+    fn tick(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Ends a write on drop, also when the caller's future is dropped halfway (a cancelled apply).
+struct WriteGuard<'a>(&'a WriteClock);
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.0.epoch.fetch_add(1, SeqCst);
+        self.0.in_flight.fetch_sub(1, SeqCst);
+    }
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -329,7 +364,24 @@ impl ApiClient {
             .build()
             .map_err(|e| ClientError::Config(format!("HTTP client: {e}")))?;
         let base = format!("{}/api2/json", endpoint.trim_end_matches('/'));
-        Ok(ApiClient { http, base, product, auth: Auth::new(creds), root: None, retry: RetryPolicy::default() })
+        Ok(ApiClient {
+            http,
+            base,
+            product,
+            auth: Auth::new(creds),
+            root: None,
+            retry: RetryPolicy::default(),
+            writes: WriteClock::default(),
+        })
+    }
+
+    /// Where this client's writes stand: `None` while one is under way, else a number that
+    /// changes with every write and task wait. Two equal stamps mean nothing was written through
+    /// this client in between.
+    pub(in crate::clients) fn write_stamp(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let epoch = self.writes.epoch.load(SeqCst);
+        (self.writes.in_flight.load(SeqCst) == 0).then_some(epoch)
     }
 
     /// Uses `root` (a root@pam password login) for the methods only root@pam may call.
@@ -400,6 +452,7 @@ impl ApiClient {
         params: Option<&B>,
         retry: Retry,
     ) -> Result<T, ClientError> {
+        let _write = (method != Method::GET).then(|| self.writes.begin());
         let mut backoff = Backoff::new(self.retry.first_delay, self.retry.max_delay);
         let mut attempt = 0;
         loop {
@@ -444,10 +497,21 @@ impl ApiClient {
             _ => &self.auth,
         };
         req = self.authorize(auth, req, method).await?;
+        let started = std::time::Instant::now();
         let resp = req.send().await.map_err(|e| transport_error(method.as_str(), path, &e))?;
         let status = resp.status();
         let reason = reason_phrase(&resp);
         let body = resp.bytes().await.map_err(|e| transport_error(method.as_str(), path, &e))?;
+        // Where a plan's time goes (TF_LOG_PROVIDER=trace): one line per call. The path only —
+        // no query, body or headers, which may carry secrets.
+        tracing::trace!(
+            api = self.product.name(),
+            %method,
+            path,
+            status = status.as_u16(),
+            ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+            "API call"
+        );
         if !status.is_success() {
             if status.as_u16() == 401 {
                 // A ticket may have expired: log in again on the next attempt.
@@ -557,7 +621,11 @@ impl ApiClient {
             Probe::Fail(ClientError::TaskFailed { upid: upid.to_string(), exitstatus: exit, log })
         };
         let backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1)).growth(3, 2);
-        match poll_until(deadline, stop, &format!("task {upid}"), backoff, probe).await {
+        let result = poll_until(deadline, stop, &format!("task {upid}"), backoff, probe).await;
+        // The task has changed what it changes by now (or failed halfway): reads shared before
+        // it ended are stale.
+        self.writes.tick();
+        match result {
             Ok(()) => Ok(()),
             Err(PollError::Failed(e)) => Err(e),
             Err(PollError::Timeout { after, .. }) => Err(ClientError::Timeout { upid: upid.to_string(), after }),
@@ -1299,6 +1367,31 @@ mod tests {
         let e = c.wait_task("UPID:n1:0001:0002:0003:slow:z:root@pam:", far, &stop, false).await.unwrap_err();
         assert!(matches!(e, ClientError::Cancelled { .. }), "{e}");
         assert!(upid_node("nope").is_err());
+    }
+
+    #[tokio::test]
+    async fn refreshes_share_a_pool_list_until_the_client_writes() {
+        let srv = server::start().await;
+        let api = ApiClient::new(Product::Pve, &srv.endpoint, token(), Trust::Insecure).unwrap().with_retry(fast());
+        let pve = crate::clients::pve::PveClient::new(api);
+        let lists = || srv.hits.lock().unwrap().get("GET /api2/json/nodes/n1/ceph/pool").copied().unwrap_or(0);
+        // Five pools refreshed at once: one list.
+        let all = futures::future::join_all((0..5).map(|_| pve.pools_for_refresh("n1"))).await;
+        assert!(all.iter().all(|l| l.as_ref().is_ok_and(|l| l[0].pool_name.as_deref() == Some("rbd"))));
+        assert_eq!(lists(), 1);
+        // A write through this client, failed or not, ends the sharing; so does a task's end.
+        let _ = pve.pool_update("n1", "rbd", &crate::clients::pve::PoolUpdate::default()).await;
+        pve.pools_for_refresh("n1").await.unwrap();
+        pve.pools_for_refresh("n1").await.unwrap();
+        assert_eq!(lists(), 2, "read again after the write, then shared");
+        let far = tokio::time::Instant::now() + Duration::from_secs(30);
+        let stop = tokio_util::sync::CancellationToken::new();
+        pve.wait_task("UPID:n1:0001:0002:0003:okjob:s:root@pam:", far, &stop).await.unwrap();
+        pve.pools_for_refresh("n1").await.unwrap();
+        assert_eq!(lists(), 3, "read again after the task ended");
+        // The list that decides a write is never the shared one.
+        pve.pools("n1").await.unwrap();
+        assert_eq!(lists(), 4);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod poll;
 pub mod pve;
 pub mod redfish;
 pub mod seed_server;
+pub mod shared_read;
 pub mod ssh;
 pub mod version;
 
@@ -57,8 +58,9 @@ pub enum TlsFailure {
     Untrusted,
 }
 
-/// Everything a client call can fail with. Messages never contain secrets.
-#[derive(Debug, thiserror::Error)]
+/// Everything a client call can fail with. Messages never contain secrets. `Clone`: the
+/// resources that wait for one shared read ([`shared_read`]) each get its error.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("client configuration: {0}")]
     Config(String),

@@ -193,7 +193,7 @@ impl Resource for CephPool {
             },
             None => None,
         };
-        match read_pool_raw(&pve, state.clone()).await {
+        match read_pool_raw(&pve, state.clone(), Listing::SharedByRefresh).await {
             Ok(Some(mut st)) => {
                 if fsid.is_some() {
                     st.ceph_fsid = fsid;
@@ -573,26 +573,86 @@ fn unreachable(e: &ClientError) -> Diagnostics {
 
 /// Refreshes `state` from PVE; `None` when the pool is gone.
 async fn read_pool(pve: &PveClient, state: State) -> Result<Option<State>, Diagnostics> {
-    read_pool_raw(pve, state).await.map_err(|e| api_diag("Cannot read the Ceph pool", e))
+    read_pool_raw(pve, state, Listing::Fresh).await.map_err(|e| api_diag("Cannot read the Ceph pool", e))
+}
+
+/// Where a read takes the node's pool list from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    /// Its own `GET …/ceph/pool`: create, update and delete decide on what is there now.
+    Fresh,
+    /// The list the pool refreshes of this run share (one call per node instead of one per
+    /// pool); the client drops it when it writes anything.
+    SharedByRefresh,
 }
 
 /// [`read_pool`] with the client's error, so that callers can tell an unreachable cluster apart.
-async fn read_pool_raw(pve: &PveClient, mut state: State) -> Result<Option<State>, ClientError> {
+async fn read_pool_raw(pve: &PveClient, mut state: State, listing: Listing) -> Result<Option<State>, ClientError> {
     let node = state.node.clone().unwrap_or_default();
     let name = state.name.clone().unwrap_or_default();
-    let listed = pve.pools(&node).await?;
+    let list = || async {
+        match listing {
+            Listing::Fresh => pve.pools(&node).await.map(std::sync::Arc::new),
+            Listing::SharedByRefresh => pve.pools_for_refresh(&node).await,
+        }
+    };
+    let statuses = |ec: bool| {
+        let (place, repl) =
+            (settings_pool(&name, ec, Setting::Placement), settings_pool(&name, ec, Setting::Replication));
+        let node = &node;
+        async move {
+            let (place, repl) = tokio::join!(pve.pool_status(node, &place), async {
+                if ec {
+                    pve.pool_status(node, &repl).await
+                } else {
+                    Ok(None)
+                }
+            });
+            Ok::<_, ClientError>((place?, repl?))
+        }
+    };
+    // Whether the pool is erasure-coded is known from the state except on import by the base
+    // name, where only the list tells. When it is known, the statuses are asked for while the
+    // list is read: one round trip on a refresh instead of two. The list still decides: a pool
+    // it does not show is gone, and its status call is dropped unanswered (PVE answers a
+    // missing pool's status with a 500, which the client would retry for seconds).
+    let known_ec = (state.erasure_coding.is_some() || state.id.is_some()).then_some(state.erasure_coding.is_some());
+    let (listed, early) = match known_ec {
+        Some(ec) => {
+            let (listing, status) = (list(), statuses(ec));
+            tokio::pin!(listing, status);
+            let mut early = None;
+            let listed = loop {
+                tokio::select! {
+                    l = &mut listing => break l?,
+                    st = &mut status, if early.is_none() => early = Some(st),
+                }
+            };
+            let in_list =
+                listed.iter().any(|e| e.pool_name.as_deref() == Some(&settings_pool(&name, ec, Setting::Placement)));
+            let early = match early {
+                Some(st) => Some(st),
+                None if in_list => Some(status.await),
+                None => None,
+            };
+            (listed, early)
+        }
+        None => (list().await?, None),
+    };
     let entry = |n: &str| listed.iter().find(|e| e.pool_name.as_deref() == Some(n)).cloned();
     let mut ec = state.erasure_coding.is_some();
     if !ec && state.id.is_none() && entry(&name).is_none() && entry(&format!("{name}-data")).is_some() {
         // Import of an erasure-coded pool by its base name.
         ec = true;
     }
-    let (place_name, repl_name) =
-        (settings_pool(&name, ec, Setting::Placement), settings_pool(&name, ec, Setting::Replication));
+    let place_name = settings_pool(&name, ec, Setting::Placement);
     let Some(place) = entry(&place_name) else { return Ok(None) };
-    let Some(st) = pve.pool_status(&node, &place_name).await? else { return Ok(None) };
-    let repl = if ec { pve.pool_status(&node, &repl_name).await? } else { Some(st.clone()) };
-    let repl = repl.unwrap_or_else(|| st.clone());
+    let (st, repl) = match early {
+        Some(st) => st?,
+        None => statuses(ec).await?,
+    };
+    let Some(st) = st else { return Ok(None) };
+    let repl = if ec { repl.unwrap_or_else(|| st.clone()) } else { st.clone() };
     state.id = st.id.or(place.pool);
     state.size = repl.size.or(state.size);
     state.min_size = repl.min_size.or(state.min_size);

@@ -142,6 +142,12 @@ impl PveClient {
     pub async fn pools(&self, node: &str) -> Result<Vec<PoolListEntry>, ClientError> {
         self.ceph_get(node, &format!("/nodes/{}/ceph/pool", segment(node)), &[]).await
     }
+    /// [`Self::pools`] for refreshes: the pools of one node that Terraform refreshes together
+    /// share one list, unless this client wrote anything since it was read
+    /// ([`crate::clients::shared_read`]). Anything that decides a write reads [`Self::pools`].
+    pub async fn pools_for_refresh(&self, node: &str) -> Result<std::sync::Arc<Vec<PoolListEntry>>, ClientError> {
+        self.pool_lists.get(node, self.api.write_stamp(), || self.pools(node)).await
+    }
     /// The list entry of pool `name`; `None` when Ceph has no such pool.
     pub async fn pool(&self, node: &str, name: &str) -> Result<Option<PoolListEntry>, ClientError> {
         Ok(self.pools(node).await?.into_iter().find(|p| p.pool_name.as_deref() == Some(name)))

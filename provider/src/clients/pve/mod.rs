@@ -20,9 +20,15 @@ pub use node::*;
 pub use tasks::MaybeUpid;
 
 use crate::clients::http::{ApiClient, ErrorAnswer, Product};
+use crate::clients::shared_read::SharedReads;
 use crate::clients::version::{Feature, Version, VersionCell};
 use crate::clients::{ApiErrorKind, ClientError};
 use crate::provider::ApiConfig;
+
+/// How long the pool refreshes of one run may share a node's pool list: a plan refreshes all
+/// its pools within moments, and a longer-lived process (a debug-attached provider) must not
+/// answer a later command from an old list.
+const POOL_LIST_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// PVE's error kinds, from the status and (for a 403) the endpoint:
 /// - 400 parameter verification, 401 authentication (empty body), 403 permission check;
@@ -88,6 +94,8 @@ pub fn error_message(answer: &ErrorAnswer) -> String {
 pub struct PveClient {
     api: ApiClient,
     version: VersionCell,
+    /// Pool lists by node, shared by the pool refreshes of one run ([`PveClient::pools_for_refresh`]).
+    pool_lists: SharedReads<Vec<PoolListEntry>>,
 }
 
 /// Behaviour that depends on the PVE release, decided in one place.
@@ -115,7 +123,7 @@ impl PveClient {
         Ok(PveClient::new(ApiClient::from_config(Product::Pve, cfg)?))
     }
     pub fn new(api: ApiClient) -> PveClient {
-        PveClient { api, version: VersionCell::default() }
+        PveClient { api, version: VersionCell::default(), pool_lists: SharedReads::new(POOL_LIST_MAX_AGE) }
     }
 
     /// The pve-manager version (`GET /version`), read once per client.
