@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # bench/rollout — the wave controller's cost: a rollout of the spec in fleet/examples/rollout.json
-# (canary 5 → 50 → 200 → rest) over N seeded simulated stores (0.2 % failing, 1 % offline), one
-# controller evaluation per simulated minute until every partition passed. Reports the time per
-# evaluation (the whole step: reports in, every partition's gate, decisions out, plus the
-# simulated stores' own step) for 500 and 5,000 stores: the baseline is 500, the ratio says how
-# the step scales. Release build of edge-fleet.
+# (canary 5 → 50 → 200 → rest, the last two handed the release 20 and 50 stores in flight at a
+# time) over N seeded simulated stores (0.2 % failing, 1 % offline), one controller evaluation per
+# simulated minute until every partition passed and every store was handed the release. Reports
+# the time per evaluation (the whole step: reports in, every partition's gate and in-flight
+# count, decisions out, plus the simulated stores' own step) for 500 and 5,000 stores: the
+# baseline is 500, the ratio says how the step scales. The evaluation count is printed too: with
+# `max_in_flight` it grows with the fleet (the offline stores keep their places in flight).
+# Release build of edge-fleet.
 #
 # Usage: ROUNDS=5 bench/rollout/run.sh   (builds `cargo build --release -p edge-fleet` first)
 set -euo pipefail

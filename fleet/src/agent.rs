@@ -10,7 +10,10 @@
 //! - `bundles/<id>/`: verified bundles (a cache: a re-apply or a roll-back needs no download);
 //! - `work/`: the Terraform working directory — the bundle's files are replaced on each apply,
 //!   `terraform.tfstate*` and `.terraform/` stay (the store's state never leaves the store);
-//! - `reports/<version>.json`: the signed report of each cycle that applied something.
+//! - `reports/<version>.json`: the signed report of each cycle that applied something (or
+//!   waited for its maintenance window, or saw the store's health change);
+//! - `outbox/`: reports not yet delivered to the hub; [`Agent::deliver`] posts them and removes
+//!   each one the hub answered (a hub that is down loses nothing).
 //!
 //! Nothing is recorded as accepted until the manifest and the bundle both verified, so a refused
 //! manifest or a tampered bundle leaves the store exactly as it was.
@@ -24,10 +27,13 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::channel::{Accepted, ChannelError, Policy, SignedChannel};
+use crate::channel::{Accepted, Channel, ChannelError, Policy, SignedChannel};
 use crate::files::{read_json, write_atomic, write_json, FileError};
+use crate::health::{self, CheckResult, HealthConfig};
+use crate::images::{ImageCache, ImageCacheError};
 use crate::release::{open_bundle, Release, ReleaseError};
 use crate::rollout::Outcome;
+use crate::window::MaintenanceWindow;
 
 const REPORT_DOMAIN: &[u8] = b"edgeform-report-v1\n";
 
@@ -41,6 +47,8 @@ pub enum AgentError {
     Expired(ChannelError),
     #[error("bundle refused: {0}")]
     Bundle(ReleaseError),
+    #[error("image refused: {0}")]
+    Image(ImageCacheError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -59,6 +67,15 @@ pub struct Agent {
     /// The store's own key: reports are signed with it.
     pub key: SecretKey,
     pub http: reqwest::blocking::Client,
+    /// Applies start only inside it; outside, the release waits (reported as pending).
+    pub window: Option<MaintenanceWindow>,
+    /// Checks run after each successful apply and on every cycle after it; their verdicts
+    /// decide the report's outcome ([`health::combine`]).
+    pub health: Option<HealthConfig>,
+    /// Trusted image-signing keys (the provider's `trusted_image_keys`). When given, each
+    /// release's node image is fetched once into the store-local cache ([`crate::images`]) and
+    /// verified before the release is accepted.
+    pub image_keys: Vec<PublicKey>,
 }
 
 /// What a cycle reports, signed by the store's key.
@@ -73,6 +90,9 @@ pub struct StatusReport {
     pub at: String,
     /// The end of Terraform's output (what failed, in its words).
     pub detail: Vec<String>,
+    /// The health checks' verdicts, when the agent runs any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckResult>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +117,9 @@ pub enum Cycle {
     UpToDate { version: u64 },
     /// Applied (or failed to apply) a release; the signed report was written.
     Ran { report: StatusReport, path: PathBuf },
+    /// A new release is verified and cached, but the maintenance window is closed: nothing
+    /// applied; the hub hears `pending` once per manifest version.
+    Deferred { version: u64, opens: Option<OffsetDateTime> },
 }
 
 impl Agent {
@@ -116,21 +139,88 @@ impl Agent {
                 &self.state_dir.join("accepted.json"),
                 &Accepted { version: channel.version, release: channel.release.clone() },
             )?;
-            return Ok(Cycle::UpToDate { version: channel.version });
+            return self.recheck(&channel);
         }
         let bundle = self.fetch_bundle(&channel.release)?;
+        if !self.image_keys.is_empty() {
+            // Once per store, over the WAN; the BMCs and the provider read the LAN copy.
+            let cache = ImageCache::new(&self.state_dir, &self.hub, self.image_keys.clone(), self.http.clone());
+            // (It logs what it fetched: `fetched_bytes`, the WAN cost of this release's image.)
+            cache.ensure_release(&bundle.1).map_err(AgentError::Image)?;
+        }
         // Both verified: from here on this manifest is the store's.
         let accepted = Accepted { version: channel.version, release: channel.release.clone() };
         write_json(&self.state_dir.join("accepted.json"), &accepted)?;
+        let now = OffsetDateTime::now_utc();
+        if let Some(w) = self.window.as_ref().filter(|w| !w.contains(now)) {
+            let opens = w.opens_next(now);
+            let path = self.report_path(channel.version);
+            if !path.exists() {
+                let when = opens.and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_else(|| "never".into());
+                let detail = vec![format!("outside the maintenance window {w}: waiting until {when}")];
+                self.write_report(&channel, Outcome::Pending, detail, Vec::new())?;
+            }
+            return Ok(Cycle::Deferred { version: channel.version, opens });
+        }
         let (outcome, detail) = self.apply(&bundle, &channel.release)?;
         let applied_path = self.state_dir.join("applied.json");
         if outcome == Outcome::Succeeded {
+            // Applied is applied, whatever the checks say next: a store that is unhealthy
+            // after a good apply needs a fix or a revert, not the same apply again.
             write_json(&applied_path, &accepted)?;
         } else if let Err(e) = std::fs::remove_file(&applied_path) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 return Err(io(&applied_path, e));
             }
         }
+        let (outcome, checks) = match outcome {
+            Outcome::Succeeded => self.check(&bundle.1),
+            other => (other, Vec::new()),
+        };
+        let (report, path) = self.write_report(&channel, outcome, detail, checks)?;
+        Ok(Cycle::Ran { report, path })
+    }
+
+    /// The release is applied: with health checks, run them again and report when the outcome
+    /// moved (a store that fails after its wave passed still counts against the budget, and
+    /// one that was pending on an unreachable check can now succeed).
+    fn recheck(&self, channel: &Channel) -> Result<Cycle, AgentError> {
+        let up_to_date = Cycle::UpToDate { version: channel.version };
+        if self.health.is_none() {
+            return Ok(up_to_date);
+        }
+        let dir = self.state_dir.join("bundles").join(&channel.release);
+        let release = open_bundle(&dir, &channel.release).map_err(AgentError::Bundle)?;
+        let (outcome, checks) = self.check(&release);
+        let last: Option<SignedReport> = read_json(&self.report_path(channel.version))?;
+        let last = last.and_then(|r| serde_json::from_value::<StatusReport>(r.report).ok());
+        if last.is_some_and(|r| r.release == channel.release && r.outcome == outcome) {
+            return Ok(up_to_date);
+        }
+        let detail = vec![format!("health checks on release {}: {outcome:?}", channel.release)];
+        let (report, path) = self.write_report(channel, outcome, detail, checks)?;
+        Ok(Cycle::Ran { report, path })
+    }
+
+    /// The health checks' outcome for `release` (succeeded when none are configured).
+    fn check(&self, release: &Release) -> (Outcome, Vec<CheckResult>) {
+        let Some(cfg) = &self.health else { return (Outcome::Succeeded, Vec::new()) };
+        let checks = health::run(&cfg.for_release(release));
+        (health::combine(&checks), checks)
+    }
+
+    fn report_path(&self, version: u64) -> PathBuf {
+        self.state_dir.join("reports").join(format!("{version}.json"))
+    }
+
+    /// Signs a report about `channel`, keeps it under `reports/` and queues it in `outbox/`.
+    fn write_report(
+        &self,
+        channel: &Channel,
+        outcome: Outcome,
+        detail: Vec<String>,
+        checks: Vec<CheckResult>,
+    ) -> Result<(StatusReport, PathBuf), AgentError> {
         let report = StatusReport {
             store: self.store.clone(),
             channel: channel.channel.clone(),
@@ -139,12 +229,58 @@ impl Agent {
             outcome,
             at: OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
             detail,
+            checks,
         };
         let value = serde_json::to_value(&report).map_err(|e| AgentError::State(e.to_string()))?;
         let signature = self.key.sign(&canonical::signed_bytes(REPORT_DOMAIN, &value));
-        let path = self.state_dir.join("reports").join(format!("{}.json", channel.version));
-        write_json(&path, &SignedReport { report: value, signature })?;
-        Ok(Cycle::Ran { report, path })
+        let signed = SignedReport { report: value, signature };
+        let path = self.report_path(channel.version);
+        write_json(&path, &signed)?;
+        // Named so that the outbox sorts oldest first and a second report of one version
+        // (the window opened, the health changed) queues behind the first.
+        let stamp = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        write_json(&self.state_dir.join("outbox").join(format!("{:020}-{stamp}.json", channel.version)), &signed)?;
+        Ok((report, path))
+    }
+
+    /// Posts the queued reports to the hub (`POST /v1/reports`), oldest first. A report the hub
+    /// took, or refused for good (4xx: not signed by this store's registered key, older than one
+    /// it has), leaves the outbox; on any other failure the rest wait for the next cycle.
+    /// Returns how many were delivered.
+    pub fn deliver(&self) -> Result<usize, AgentError> {
+        let outbox = self.state_dir.join("outbox");
+        let mut queued: Vec<PathBuf> = match std::fs::read_dir(&outbox) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io(&outbox, e)),
+        };
+        queued.sort();
+        let url = format!("{}/v1/reports", self.hub.trim_end_matches('/'));
+        let mut delivered = 0;
+        for p in queued {
+            let body = std::fs::read(&p).map_err(|e| io(&p, e))?;
+            let resp = self
+                .http
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
+                .send()
+                .map_err(|e| AgentError::Fetch { url: url.clone(), message: e.to_string() })?;
+            let status = resp.status();
+            if status.is_success() {
+                delivered += 1;
+            } else if status.is_client_error() {
+                let why = resp.text().unwrap_or_default();
+                tracing::warn!(report = %p.display(), %status, %why, "the hub refused a report; dropped");
+            } else {
+                return Err(AgentError::Fetch { url, message: format!("HTTP {status}") });
+            }
+            std::fs::remove_file(&p).map_err(|e| io(&p, e))?;
+        }
+        Ok(delivered)
     }
 
     fn get(&self, url: &str) -> Result<Vec<u8>, AgentError> {
@@ -210,9 +346,12 @@ impl Agent {
             std::fs::copy(dir.join("files").join(&f.path), &to).map_err(|e| io(&to, e))?;
         }
         let mut detail = Vec::new();
-        for args in
-            [&["init", "-input=false", "-no-color"][..], &["apply", "-auto-approve", "-input=false", "-no-color"]]
-        {
+        // -lock-timeout: a backend shared by many stores (pg) takes a database-wide lock for an
+        // instant on every lock; stores applying at the same moment retry instead of failing.
+        for args in [
+            &["init", "-input=false", "-no-color"][..],
+            &["apply", "-auto-approve", "-input=false", "-no-color", "-lock-timeout=300s"],
+        ] {
             let out = Command::new(&self.terraform)
                 .args(args)
                 .current_dir(&work)
@@ -221,8 +360,12 @@ impl Agent {
                 .map_err(|e| io(&self.terraform, e))?;
             let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             detail = text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
-            let keep = detail.len().saturating_sub(20);
-            detail.drain(..keep);
+            // What failed, in Terraform's words: from its first error on (the refresh lines
+            // before it say nothing), at most 20 lines.
+            let first_error = detail.iter().position(|l| l.trim_start_matches(['│', ' ']).starts_with("Error:"));
+            let from = first_error.unwrap_or(detail.len().saturating_sub(20));
+            detail.drain(..from);
+            detail.truncate(20);
             if !out.status.success() {
                 detail.insert(0, format!("terraform {} failed for release {id}", args[0]));
                 return Ok((Outcome::Failed, detail));

@@ -12,18 +12,29 @@
 //!   keys, the same keys and code as the node images (`edge-images`). A roll-back is a *newer*
 //!   manifest naming the last good release, so Git, the hub and the stores never disagree.
 //! - **A rollout** ([`rollout`]) moves a release through ordered partitions of stores, each
-//!   opened only when the previous one passed its gate (reports, failure budget, soak); failures
-//!   over budget halt it and, if asked, revert every opened partition. [`sim`] drives it with
-//!   seeded simulated stores.
-//! - **The store agent's cycle** ([`agent`]): poll, verify manifest and bundle, apply with the
-//!   store's own Terraform, write a report signed with the store's key.
-//! - **A hub step on files** ([`hub`]): verified reports in, the controller's decision, per-store
-//!   channel manifests out.
+//!   opened only when the previous one passed its gate (reports, failure budget, soak), handing
+//!   it to at most `max_in_flight` stores of a partition at once; failures over budget halt it
+//!   and, if asked, revert the stores that were handed it. [`sim`] drives it with seeded
+//!   simulated stores.
+//! - **The store agent's cycle** ([`agent`]): poll, verify manifest and bundle, fetch the
+//!   release's node image once into the store's cache ([`images`], served to the BMCs over the
+//!   LAN), apply with the store's own Terraform inside its maintenance window ([`window`]), write
+//!   a report signed with the store's key and post it to the hub.
+//! - **Health checks** ([`health`]) after a successful apply and on every cycle after it: PVE
+//!   quorum, Ceph health, WireGuard handshake age, last PBS backup, the booted image; combined
+//!   into succeeded, failed or pending (no data).
+//! - **The hub** ([`hub`] decides; [`db`] keeps its state in PostgreSQL; [`serve`] is the
+//!   service): verified reports in, the controller's decision, per-store channel manifests out.
 
 pub mod agent;
 pub mod channel;
+pub mod db;
 pub mod files;
+pub mod health;
 pub mod hub;
+pub mod images;
 pub mod release;
 pub mod rollout;
+pub mod serve;
 pub mod sim;
+pub mod window;

@@ -10,11 +10,15 @@ use time::OffsetDateTime;
 
 use edge_fleet::agent::{Agent, AgentError, Cycle};
 use edge_fleet::channel::{Accepted, Channel, ChannelError, Policy, SignedChannel};
+use edge_fleet::db::{self, Db};
 use edge_fleet::files;
+use edge_fleet::health::HealthConfig;
 use edge_fleet::hub::{Hub, RegisteredStore};
 use edge_fleet::release::{open_bundle, sha256_file, Release};
 use edge_fleet::rollout::{Action, Outcome, Spec, Store};
+use edge_fleet::serve;
 use edge_fleet::sim::{self, Params};
+use edge_fleet::window::MaintenanceWindow;
 use edge_images::keys::{PublicKey, SecretKey};
 
 #[derive(Parser)]
@@ -45,6 +49,61 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum HubCmd {
+    /// Create the hub's schema in PostgreSQL (idempotent; `serve` does it too).
+    Init {
+        /// libpq connection string, e.g. postgres://hub@db/fleet
+        #[arg(long, env = "EDGE_HUB_DATABASE")]
+        database: String,
+    },
+    /// Register a store (name, region, report key); gives it a role and a Terraform state
+    /// schema of its own, and prints the role.
+    Register {
+        #[arg(long, env = "EDGE_HUB_DATABASE")]
+        database: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        region: String,
+        /// The store's report-signing public key, `name:base64`.
+        #[arg(long)]
+        key: String,
+    },
+    /// Make a rollout spec the current rollout.
+    Start {
+        #[arg(long, env = "EDGE_HUB_DATABASE")]
+        database: String,
+        #[arg(long)]
+        spec: PathBuf,
+    },
+    /// Where the current rollout is, per partition, and the decisions that led there.
+    Status {
+        #[arg(long, env = "EDGE_HUB_DATABASE")]
+        database: String,
+        /// How many past decisions to print.
+        #[arg(long, default_value_t = 10)]
+        history: i64,
+    },
+    /// The hub as a service: channels and reports over HTTP, state in PostgreSQL, the current
+    /// rollout stepped every --step-every-s and on each report.
+    Serve {
+        #[arg(long, env = "EDGE_HUB_DATABASE")]
+        database: String,
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: std::net::SocketAddr,
+        /// Release bundles (<id>/release.json, <id>/files/…).
+        #[arg(long)]
+        bundles: PathBuf,
+        /// Node images (<manifest-sha256>/manifest.json and its files), streamed to the agents.
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Signing key (Nix secret key file); repeat up to the stores' threshold.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        #[arg(long, default_value_t = 7 * 24 * 3600)]
+        manifest_lifetime_s: i64,
+        #[arg(long, default_value_t = 10)]
+        step_every_s: u64,
+    },
     /// One step: read the stores' reports, evaluate the rollout, publish manifests, print where
     /// every partition is and why.
     Step {
@@ -71,31 +130,66 @@ enum HubCmd {
 
 #[derive(Subcommand)]
 enum AgentCmd {
-    /// One cycle: poll the channel, verify, fetch the bundle, apply, write a signed report.
-    /// Exit 0 applied or up to date, 1 refused or failed, 3 expired manifest (an alarm).
-    Once {
-        /// Base URL of the hub's tree (channels/, bundles/).
-        #[arg(long)]
-        hub: String,
-        /// PEM CA to trust for an https hub (besides the system's roots).
-        #[arg(long)]
-        hub_ca: Option<PathBuf>,
-        #[arg(long)]
-        store: String,
-        #[arg(long)]
-        channel: String,
-        #[arg(long = "trusted", required = true)]
-        trusted: Vec<String>,
-        #[arg(long)]
-        threshold: usize,
-        #[arg(long)]
-        state_dir: PathBuf,
-        #[arg(long, default_value = "terraform")]
-        terraform: PathBuf,
-        /// The store's report-signing key (Nix secret key file).
-        #[arg(long)]
-        key: PathBuf,
+    /// One cycle: poll the channel, verify, fetch the bundle, apply, write a signed report
+    /// (and post it to the hub). Exit 0 applied, up to date or waiting for its window, 1 refused
+    /// or failed, 3 expired manifest (an alarm).
+    Once(AgentArgs),
+    /// The agent as a service: a cycle every --interval-s, reports posted to the hub; refusals
+    /// and alarms are logged and the store keeps what it runs.
+    Run {
+        #[command(flatten)]
+        agent: AgentArgs,
+        #[arg(long, default_value_t = 60)]
+        interval_s: u64,
     },
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// Base URL of the hub (channels/, bundles/, v1/reports).
+    #[arg(long)]
+    hub: String,
+    /// PEM CA to trust for an https hub (besides the system's roots).
+    #[arg(long)]
+    hub_ca: Option<PathBuf>,
+    #[arg(long)]
+    store: String,
+    /// The channel this store follows (default: the store's name, as the hub publishes).
+    #[arg(long)]
+    channel: Option<String>,
+    #[arg(long = "trusted", required = true)]
+    trusted: Vec<String>,
+    #[arg(long)]
+    threshold: usize,
+    #[arg(long)]
+    state_dir: PathBuf,
+    #[arg(long, default_value = "terraform")]
+    terraform: PathBuf,
+    /// The store's report-signing key (Nix secret key file).
+    #[arg(long)]
+    key: PathBuf,
+    /// Maintenance window: a PVE/PBS calendar event (UTC) when applies may start, e.g.
+    /// "mon..fri 22:00" …
+    #[arg(long, requires = "window_minutes")]
+    window: Option<String>,
+    /// … and how long each opening lasts.
+    #[arg(long, requires = "window")]
+    window_minutes: Option<u32>,
+    /// Health checks (JSON: quorum, ceph, wireguard, backup, image; see docs/fleet.md), run
+    /// after each apply and on every cycle; their verdicts decide the report's outcome.
+    #[arg(long)]
+    health: Option<PathBuf>,
+    /// Trusted image-signing key (`name:base64`, the provider's `trusted_image_keys`); repeat.
+    /// With it, each release's node image is fetched once into the store's cache and verified
+    /// before the release is accepted.
+    #[arg(long = "trusted-image-key")]
+    trusted_image_keys: Vec<String>,
+    /// Serve the image cache to the store's BMCs on this LAN address (agent run only).
+    #[arg(long)]
+    serve_images: Option<std::net::SocketAddr>,
+    /// Don't post reports (they stay in the outbox): a hub that serves files only.
+    #[arg(long)]
+    no_post: bool,
 }
 
 #[derive(Subcommand)]
@@ -192,6 +286,16 @@ enum ChannelCmd {
 }
 
 fn main() -> ExitCode {
+    // Logs to stderr; EDGE_FLEET_LOG filters (default info). Stdout stays for results.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        // Colours on a terminal only: logs in files (systemd's journal, a test's log) stay greppable.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDGE_FLEET_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn")),
+        )
+        .init();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
@@ -259,47 +363,109 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Err(e) => bail!("refused: {e}"),
             }
         }
-        Cmd::Agent(AgentCmd::Once { hub, hub_ca, store, channel, trusted, threshold, state_dir, terraform, key }) => {
-            let trusted = trusted
-                .iter()
-                .map(|k| PublicKey::parse(k).with_context(|| format!("--trusted {k}")))
-                .collect::<Result<_>>()?;
-            let mut http = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(300));
-            if let Some(ca) = &hub_ca {
-                http = http.add_root_certificate(reqwest::Certificate::from_pem(&read(ca)?).context("--hub-ca")?);
+        Cmd::Agent(AgentCmd::Once(args)) => {
+            let agent = agent(&args)?;
+            let code = once(&agent)?;
+            if !args.no_post {
+                let n = agent.deliver()?;
+                println!("{n} report(s) delivered to the hub");
             }
-            let agent = Agent {
-                hub,
-                store,
-                policy: Policy { trusted, threshold, channel },
-                state_dir,
-                terraform,
-                key: secret(&key)?,
-                http: http.build()?,
+            return Ok(code);
+        }
+        Cmd::Agent(AgentCmd::Run { agent: args, interval_s }) => {
+            let agent = agent(&args)?;
+            // The only listener: the image cache for the store's BMCs, on the LAN address given.
+            let _lan = match args.serve_images {
+                Some(addr) => {
+                    let h = edge_fleet::images::serve(addr, &agent.state_dir.join("images"))?;
+                    tracing::info!(url = %h.url(), "serving the image cache to the store's LAN");
+                    Some(h)
+                }
+                None => None,
             };
-            match agent.cycle() {
-                Ok(Cycle::UpToDate { version }) => println!("up to date (manifest version {version})"),
-                Ok(Cycle::Ran { report, path }) => {
-                    println!(
-                        "{:?}: release {} (version {}); report {}",
-                        report.outcome,
-                        report.release,
-                        report.version,
-                        path.display()
-                    );
-                    if report.outcome != Outcome::Succeeded {
-                        for l in &report.detail {
-                            eprintln!("  {l}");
-                        }
-                        return Ok(ExitCode::FAILURE);
+            tracing::info!(store = %agent.store, hub = %agent.hub, interval_s, "agent running");
+            loop {
+                // Each failure is logged and the store keeps what it runs; the next cycle
+                // tries again (a hub that is away, a manifest refused, an apply that failed).
+                if let Err(e) = once(&agent) {
+                    tracing::error!(error = %format!("{e:#}"), "cycle failed");
+                }
+                if !args.no_post {
+                    match agent.deliver() {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(reports = n, "delivered to the hub"),
+                        Err(e) => tracing::warn!(error = %e, "reports stay in the outbox"),
                     }
                 }
-                Err(e @ AgentError::Expired(_)) => {
-                    eprintln!("edge-fleet: {e}");
-                    return Ok(ExitCode::from(3));
-                }
-                Err(e) => bail!("{e}"),
+                // The poll interval is the schedule, not a wait for something: up to 10 % of it
+                // at random on top, so stores that started together (a power cut, a fleet
+                // reboot) do not poll the hub in lockstep.
+                let jitter = rand::random::<f64>() * 0.1;
+                std::thread::sleep(std::time::Duration::from_secs_f64(interval_s as f64 * (1.0 + jitter)));
             }
+        }
+        Cmd::Hub(HubCmd::Init { database }) => {
+            runtime()?.block_on(async { Db::connect(&database).await?.migrate().await })?;
+            println!("hub schema ready");
+        }
+        Cmd::Hub(HubCmd::Register { database, name, region, key }) => {
+            let role = runtime()?.block_on(async {
+                let db = Db::connect(&database).await?;
+                db.migrate().await?;
+                db.register(&RegisteredStore { name: name.clone(), region, key }).await
+            })?;
+            println!(
+                "registered {name}: PostgreSQL role {role}, Terraform state schema tfstate_{}",
+                db::store_ident(&name)?
+            );
+        }
+        Cmd::Hub(HubCmd::Start { database, spec }) => {
+            let spec: Spec = load(&spec)?;
+            runtime()?.block_on(async { Db::connect(&database).await?.start(&spec).await })?;
+            println!("rollout of {} started", spec.release);
+        }
+        Cmd::Hub(HubCmd::Status { database, history }) => {
+            let (current, h) = runtime()?.block_on(async {
+                let db = Db::connect(&database).await?;
+                Ok::<_, db::DbError>((db.current().await?, db.history(history).await?))
+            })?;
+            let Some((release, status)) = current else { bail!("no rollout has been started") };
+            println!("rollout of {release}");
+            for st in &status {
+                println!("  {:<10} {:?}: {}", st.name, st.phase, st.verdict);
+            }
+            if !h.is_empty() {
+                println!("decisions, newest first:");
+            }
+            for (at, _, d) in &h {
+                let at = at.format(&Rfc3339).unwrap_or_default();
+                let what: Vec<String> = d
+                    .status
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} {:?} ({} ok, {} failed, {} pending)",
+                            s.name, s.phase, s.succeeded, s.failed, s.pending
+                        )
+                    })
+                    .collect();
+                println!("  {at}  {}", what.join(", "));
+                for a in &d.actions {
+                    println!("  {at}    {}", describe(a));
+                }
+            }
+        }
+        Cmd::Hub(HubCmd::Serve { database, listen, bundles, images, keys, manifest_lifetime_s, step_every_s }) => {
+            let cfg = serve::Config {
+                listen,
+                database,
+                bundles,
+                images,
+                keys: keys.iter().map(|k| secret(k)).collect::<Result<_>>()?,
+                manifest_lifetime: time::Duration::seconds(manifest_lifetime_s),
+                step_every: std::time::Duration::from_secs(step_every_s),
+            };
+            runtime()?.block_on(serve::serve(cfg, |addr| println!("hub listening on http://{addr}")))?;
         }
         Cmd::Hub(HubCmd::Step { spec, stores, tree, state, reports, keys, manifest_lifetime_s }) => {
             let spec: Spec = load(&spec)?;
@@ -312,8 +478,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 manifest_lifetime: time::Duration::seconds(manifest_lifetime_s),
             };
             let step = hub.step(&spec, &registry, OffsetDateTime::now_utc())?;
-            for (store, version, release) in &step.published {
-                println!("published {store} version {version} -> {release}");
+            for p in &step.published {
+                println!("published {} version {} -> {}", p.store, p.version, p.release);
             }
             for why in &step.ignored {
                 println!("ignored: {why}");
@@ -346,8 +512,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let took = t0.elapsed();
             for (t, d) in &r.log {
                 for a in &d.actions {
-                    let Action::Publish { partition, release } = a;
-                    println!("t={t:>7}s  publish {partition} -> {}", &release[..12.min(release.len())]);
+                    let Action::Publish { partition, release, stores } = a;
+                    let n = stores.len();
+                    println!("t={t:>7}s  publish {partition} -> {} ({n} stores)", &release[..12.min(release.len())]);
                 }
                 for st in &d.status {
                     println!("t={t:>7}s  {:<10} {:?}: {}", st.name, st.phase, st.verdict);
@@ -362,6 +529,86 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn agent(a: &AgentArgs) -> Result<Agent> {
+    let trusted = a
+        .trusted
+        .iter()
+        .map(|k| PublicKey::parse(k).with_context(|| format!("--trusted {k}")))
+        .collect::<Result<_>>()?;
+    let mut http = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(300));
+    if let Some(ca) = &a.hub_ca {
+        http = http.add_root_certificate(reqwest::Certificate::from_pem(&read(ca)?).context("--hub-ca")?);
+    }
+    let window = match (&a.window, a.window_minutes) {
+        (Some(event), Some(minutes)) => Some(MaintenanceWindow::new(event, minutes)?),
+        _ => None,
+    };
+    Ok(Agent {
+        hub: a.hub.clone(),
+        store: a.store.clone(),
+        policy: Policy {
+            trusted,
+            threshold: a.threshold,
+            channel: a.channel.clone().unwrap_or_else(|| a.store.clone()),
+        },
+        state_dir: a.state_dir.clone(),
+        terraform: a.terraform.clone(),
+        key: secret(&a.key)?,
+        http: http.build()?,
+        window,
+        health: a.health.as_deref().map(HealthConfig::load).transpose()?,
+        image_keys: a
+            .trusted_image_keys
+            .iter()
+            .map(|k| PublicKey::parse(k).with_context(|| format!("--trusted-image-key {k}")))
+            .collect::<Result<_>>()?,
+    })
+}
+
+/// One agent cycle, said on stdout; the exit code `agent once` gives it.
+fn once(agent: &Agent) -> Result<ExitCode> {
+    match agent.cycle() {
+        Ok(Cycle::UpToDate { version }) => println!("up to date (manifest version {version})"),
+        Ok(Cycle::Deferred { version, opens }) => {
+            let opens = opens.and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_else(|| "never".into());
+            println!("manifest version {version} verified; waiting for the maintenance window (opens {opens})");
+        }
+        Ok(Cycle::Ran { report, path }) => {
+            println!(
+                "{:?}: release {} (version {}); report {}",
+                report.outcome,
+                report.release,
+                report.version,
+                path.display()
+            );
+            if report.outcome != Outcome::Succeeded {
+                for l in &report.detail {
+                    eprintln!("  {l}");
+                }
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Err(e @ AgentError::Expired(_)) => {
+            eprintln!("edge-fleet: {e}");
+            return Ok(ExitCode::from(3));
+        }
+        Err(e) => bail!("{e}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(a: &Action) -> String {
+    match a {
+        Action::Publish { partition, release, stores } => {
+            format!("publish {partition} -> {} to {}", &release[..12.min(release.len())], stores.join(" "))
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
 fn read(p: &Path) -> Result<Vec<u8>> {

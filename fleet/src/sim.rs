@@ -1,8 +1,10 @@
 //! A seeded simulation of many stores pulling a rollout, to test the controller's logic at fleet
 //! scale: time moves in steps of `poll_s`; at each step every online store polls its channel,
 //! starts applying a release it does not run yet (reporting pending), and reports succeeded or
-//! failed when the apply ends; offline stores do not report until they come back. The controller
-//! evaluates once per step. Deterministic for a seed.
+//! failed when the apply ends; offline stores do not report until they come back. A store's
+//! channel names a release only once a decision published it for that store (`max_in_flight`
+//! hands a partition's stores the release a few at a time). The controller evaluates once per
+//! step. Deterministic for a seed.
 
 use std::collections::BTreeMap;
 
@@ -54,9 +56,15 @@ struct SimStore {
 
 /// What happened: every decision with its time, and the final one.
 pub struct Run {
+    /// Each step that published or moved a phase. Their states carry the phases only, not the
+    /// stores handed the release so far: those are in the actions, and a copy per step would
+    /// make the log grow with the square of the fleet. `last` has the whole state.
     pub log: Vec<(u64, Decision)>,
     pub last: Decision,
     pub reports: BTreeMap<String, Report>,
+    /// Every report the stores delivered, in order, with the time of the first evaluation that
+    /// saw it: with `log`, what the controller knew at each step.
+    pub delivered: Vec<(u64, String, Report)>,
     /// Evaluations made (one per tick).
     pub steps: usize,
 }
@@ -69,8 +77,6 @@ pub fn inventory(n: usize, regions: usize) -> Vec<Store> {
 pub fn run(spec: &Spec, stores: &[Store], p: &Params) -> Result<Run, SpecError> {
     let mut rng = StdRng::seed_from_u64(p.seed);
     let assigned = spec.assign(stores)?;
-    let partition_of: BTreeMap<&str, usize> =
-        assigned.iter().enumerate().flat_map(|(i, v)| v.iter().map(move |s| (s.as_str(), i))).collect();
     let mut sims: BTreeMap<&str, SimStore> = stores
         .iter()
         .map(|s| {
@@ -86,27 +92,31 @@ pub fn run(spec: &Spec, stores: &[Store], p: &Params) -> Result<Run, SpecError> 
         .collect();
     let mut state = State::new(spec);
     let mut reports: BTreeMap<String, Report> = BTreeMap::new();
+    let mut delivered = Vec::new();
     let mut log = Vec::new();
     let mut steps = 0;
     let mut now = 0;
     let tick = p.poll_s.max(1);
     let last = loop {
         steps += 1;
-        let d = evaluate(spec, &assigned, &state, &reports, now);
+        let mut d = evaluate(spec, &assigned, &state, &reports, now);
         for a in &d.actions {
-            let Action::Publish { partition, release } = a;
-            let i = spec.partitions.iter().position(|p| &p.name == partition).unwrap_or(usize::MAX);
-            for (name, s) in sims.iter_mut() {
-                if partition_of.get(name) == Some(&i) {
+            let Action::Publish { release, stores, .. } = a;
+            for name in stores {
+                if let Some(s) = sims.get_mut(name.as_str()) {
                     s.target = Some(release.clone());
                 }
             }
         }
-        if !d.actions.is_empty() || d.state != state {
+        // The handed sets only change with a publish, so phases and actions tell a step that
+        // changed something. They stay out of the log (see `Run::log`).
+        let changed = !d.actions.is_empty() || d.state.phases != state.phases;
+        state = State { phases: d.state.phases.clone(), handed: std::mem::take(&mut d.state.handed) };
+        if changed {
             log.push((now, d.clone()));
         }
-        state = d.state.clone();
-        if finished(&state) && sims.values().all(|s| s.applying.is_none()) || now >= p.horizon_s {
+        if finished(&state, &assigned) && sims.values().all(|s| s.applying.is_none()) || now >= p.horizon_s {
+            d.state = state;
             break d;
         }
         now += tick;
@@ -118,7 +128,9 @@ pub fn run(spec: &Spec, stores: &[Store], p: &Params) -> Result<Run, SpecError> 
                 if now >= done {
                     let failed = s.fails && release == spec.release;
                     let outcome = if failed { Outcome::Failed } else { Outcome::Succeeded };
-                    reports.insert(name.to_string(), Report { release, outcome });
+                    let r = Report { release, outcome };
+                    delivered.push((now, name.to_string(), r.clone()));
+                    reports.insert(name.to_string(), r);
                     s.applying = None;
                 }
                 continue;
@@ -127,11 +139,13 @@ pub fn run(spec: &Spec, stores: &[Store], p: &Params) -> Result<Run, SpecError> 
                 let current = reports.get(*name).map(|r| r.release.as_str());
                 if current != Some(t.as_str()) {
                     let d = rng.gen_range(p.apply_s.0..=p.apply_s.1.max(p.apply_s.0));
-                    reports.insert(name.to_string(), Report { release: t.clone(), outcome: Outcome::Pending });
+                    let r = Report { release: t.clone(), outcome: Outcome::Pending };
+                    delivered.push((now, name.to_string(), r.clone()));
+                    reports.insert(name.to_string(), r);
                     s.applying = Some((t.clone(), now + d));
                 }
             }
         }
     };
-    Ok(Run { log, last, reports, steps })
+    Ok(Run { log, last, reports, delivered, steps })
 }

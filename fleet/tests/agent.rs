@@ -66,6 +66,10 @@ impl Setup {
 
     /// `edge-fleet agent once`: (exit code, stdout + stderr).
     fn cycle(&self) -> (i32, String) {
+        self.cycle_with(&[])
+    }
+
+    fn cycle_with(&self, extra: &[&str]) -> (i32, String) {
         let state = self.dir.path().join("agent");
         let mut c = Command::new(env!("CARGO_BIN_EXE_edge-fleet"));
         c.args([
@@ -85,6 +89,8 @@ impl Setup {
         }
         c.arg("--state-dir").arg(&state).arg("--terraform").arg(terraform());
         c.arg("--key").arg(self.dir.path().join("store.sec"));
+        // The hub here is a static tree: reports stay in the agent's outbox.
+        c.arg("--no-post").args(extra);
         let o = c.output().expect("edge-fleet");
         (
             o.status.code().unwrap_or(-1),
@@ -177,4 +183,43 @@ fn the_agent_applies_verified_releases_and_refuses_everything_else() {
     let (code, out) = s.cycle();
     assert!(code == 3 && out.contains("ALARM"), "{out}");
     assert_eq!(s.applied(), "v1");
+}
+
+/// A calendar event firing once a day at `t`'s minute (UTC), e.g. `*-*-* 14:07`.
+fn daily_at(t: OffsetDateTime) -> String {
+    format!("*-*-* {:02}:{:02}", t.hour(), t.minute())
+}
+
+#[test]
+fn the_agent_applies_only_inside_its_maintenance_window() {
+    let s = Setup::new();
+    let week = OffsetDateTime::now_utc() + time::Duration::days(7);
+    let r1 = s.release("v1", false);
+    s.publish(1, &r1, week);
+    let now = OffsetDateTime::now_utc();
+
+    // A window that opened 2 hours ago for 30 minutes: closed now. The manifest and bundle are
+    // verified (and cached), nothing is applied, the hub hears "pending" with when it opens.
+    let closed = daily_at(now - time::Duration::hours(2));
+    let (code, out) = s.cycle_with(&["--window", &closed, "--window-minutes", "30"]);
+    assert!(code == 0 && out.contains("waiting for the maintenance window"), "{out}");
+    assert!(!s.dir.path().join("agent/work/terraform.tfstate").exists(), "nothing applied outside the window");
+    let rep = s.report(1).verify(&s.store_key.public()).expect("signed");
+    assert_eq!(rep.outcome, edge_fleet::rollout::Outcome::Pending);
+    assert!(rep.detail.iter().any(|l| l.contains("outside the maintenance window")), "{:?}", rep.detail);
+    let bundle_hits = s.bundle_hits();
+    assert!(bundle_hits > 0, "the bundle was fetched ahead of the window");
+
+    // A window that opened a minute ago for 10 minutes: open. Applied, from the cache.
+    let open = daily_at(now - time::Duration::minutes(1));
+    let (code, out) = s.cycle_with(&["--window", &open, "--window-minutes", "10"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(s.applied(), "v1");
+    assert_eq!(s.bundle_hits(), bundle_hits, "applied from the cache");
+    let rep = s.report(1).verify(&s.store_key.public()).expect("signed");
+    assert_eq!(rep.outcome, edge_fleet::rollout::Outcome::Succeeded);
+
+    // An invalid window is refused at start, naming the setting.
+    let (code, out) = s.cycle_with(&["--window", "sat 25:00", "--window-minutes", "30"]);
+    assert!(code != 0 && out.contains("--window") && out.contains("25"), "{out}");
 }
