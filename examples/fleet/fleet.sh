@@ -12,7 +12,8 @@
 #   fleet.sh check              all of it in a temp dir, self-checking, cleans up (exit != 0 = fail)
 #
 # Environment: FLEET_DIR (/tmp/edge-fleet; `check` uses its own temp dir), STORES (3), NET (150:
-# lab addresses 127.NET.S.N), JOBS (2), LOCK_TIMEOUT (60s), FLEET_PG_PORT (a free port), binaries from
+# lab addresses 127.NET.S.N), JOBS (2), LOCK_TIMEOUT (60s), FLEET_PG_PORT (a free port), FLEET_TF
+# (0: `up` starts PostgreSQL and the lab only), binaries from
 # $CARGO_TARGET_DIR/debug or EDGE_PROVIDER_BIN / EDGE_LAB_BIN, EDGE_TERRAFORM (.tools/bin/terraform).
 # Builds nothing: `cargo build -p terraform-provider-edge -p edge-lab` first.
 set -euo pipefail
@@ -141,7 +142,9 @@ PY
   done
 
   # 3. Terraform: the provider from the build dir (dev_overrides), backend init once, one
-  #    workspace per store.
+  #    workspace per store. FLEET_TF=0 stops here (examples/fleet-rollout: each store's agent
+  #    runs its own Terraform).
+  [ "${FLEET_TF:-1}" = 0 ] && return 0
   mkdir -p "$D/plugins"
   ln -sf "$PROVIDER" "$D/plugins/terraform-provider-edge"
   cat >"$D/tf.rc" <<EOF

@@ -20,7 +20,8 @@ variable "datastore" {
 }
 
 variable "pools" {
-  description = "Ceph pools by name."
+  description = "Ceph pools by name (null: the defaults below)."
+  nullable    = false
   type = map(object({
     size        = optional(number, 3)
     min_size    = optional(number, 2)

@@ -1,0 +1,1 @@
+# v1: the baseline every store converges to first.
