@@ -22,16 +22,19 @@
       # image so a dirty tree is visible in the manifest.
       rev = self.shortRev or self.dirtyShortRev or "dirty";
 
-      # Only what Cargo needs, so editing docs or HCL does not rebuild the Rust packages.
+      # Only what Cargo needs, so editing docs or HCL does not rebuild the Rust packages. Cargo
+      # loads the whole workspace, so every member Cargo.toml lists is in (read from the file:
+      # a new member cannot be forgotten here).
+      workspaceMembers = (builtins.fromTOML (builtins.readFile ./Cargo.toml)).workspace.members;
       rustSrc = lib.fileset.toSource {
         root = ./.;
-        fileset = lib.fileset.unions [
-          ./Cargo.toml
-          ./Cargo.lock
-          ./provider
-          ./images
-          ./acceptance
-        ];
+        fileset = lib.fileset.unions (
+          [
+            ./Cargo.toml
+            ./Cargo.lock
+          ]
+          ++ map (m: ./. + "/${m}") workspaceMembers
+        );
       };
 
       rustPackage =
@@ -71,6 +74,12 @@
         description = "Nix-compatible NAR hashing, signing, binary caches and signed image manifests";
       };
 
+      edge-fleet = rustPackage {
+        pname = "edge-fleet";
+        crate = "edge-fleet";
+        description = "Fleet releases, signed channel manifests, rollouts and the store agent";
+      };
+
       authorizedKeysFile = ./images/authorized_keys;
 
       edgeNodeModule = {
@@ -80,6 +89,8 @@
         ];
         nixpkgs.overlays = [ proxmox-nixos.overlays.${system} ];
         system.configurationRevision = rev;
+        # The store agent (images/nixos/edge-agent.nix, off by default) runs this flake's build.
+        services.edge-agent.package = lib.mkDefault edge-fleet;
       };
 
       # The node as shipped: keys from images/authorized_keys (one per line) if present.
@@ -157,6 +168,7 @@
         inherit
           terraform-provider-edge
           edge-image
+          edge-fleet
           node-image
           node-netboot
           ;
@@ -183,7 +195,7 @@
 
       checks.${system} = {
         node-boots = pkgs.testers.runNixOSTest (import ./images/nixos/vm-test.nix { inherit edgeNodeModule; });
-        inherit edge-image terraform-provider-edge;
+        inherit edge-image edge-fleet terraform-provider-edge;
       };
 
       devShells.${system}.default = pkgs.mkShell {

@@ -1,5 +1,6 @@
 # The edge node: every module of the node image, plus the options the provider fills in.
-# Import this (or the flake's `nixosModules.edge-node`) and set `edge.node.*`.
+# Import this (or the flake's `nixosModules.edge-node`) and set `edge.node.*`; the store agent
+# (`services.edge-agent`, edge-agent.nix) is off unless enabled.
 { ... }:
 {
   imports = [
@@ -9,5 +10,6 @@
     ./ceph.nix
     ./pve.nix
     ./seed.nix
+    ./edge-agent.nix
   ];
 }
