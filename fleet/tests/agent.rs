@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
-use common::{serve, terraform};
+use common::{serve, terraform, ServedLog};
 
 use edge_fleet::agent::SignedReport;
 use edge_fleet::channel::Channel;
@@ -23,7 +21,7 @@ struct Setup {
     dir: tempfile::TempDir,
     hub: PathBuf,
     url: String,
-    hits: Arc<Mutex<BTreeMap<String, usize>>>,
+    hits: ServedLog,
     keys: Vec<SecretKey>,
     store_key: SecretKey,
 }
@@ -109,7 +107,7 @@ impl Setup {
     }
 
     fn bundle_hits(&self) -> usize {
-        self.hits.lock().expect("hits").iter().filter(|(p, _)| p.starts_with("/bundles/")).map(|(_, n)| n).sum()
+        self.hits.lock().expect("hits").iter().filter(|(p, _)| p.starts_with("/bundles/")).map(|(_, s)| s.hits).sum()
     }
 
     fn report(&self, version: u64) -> SignedReport {

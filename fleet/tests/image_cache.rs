@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
-use common::{serve_counted, served_bytes, ServedLog};
+use common::{served_bytes, ServedLog};
 use edge_fleet::images::{serve, ImageCache, ImageCacheError};
 use edge_fleet::release::Release;
 use edge_images::hash::Sha256Hash;
@@ -54,7 +54,7 @@ impl Hub {
         let dir = tempfile::tempdir().expect("tmp");
         let root = dir.path().join("hub");
         std::fs::create_dir_all(root.join("images")).expect("dirs");
-        let (url, log) = serve_counted(root.clone());
+        let (url, log) = common::serve(root.clone());
         Self { dir, root, url, log, ci: SecretKey::generate("edge-ci-1").expect("key") }
     }
 

@@ -16,43 +16,6 @@ pub fn terraform() -> PathBuf {
     p
 }
 
-/// A static file server over `root` that counts requests per path.
-pub fn serve(root: PathBuf) -> (String, Arc<Mutex<BTreeMap<String, usize>>>) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", l.local_addr().expect("addr"));
-    let hits: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
-    let h = hits.clone();
-    std::thread::spawn(move || {
-        for conn in l.incoming().flatten() {
-            let mut r = BufReader::new(conn);
-            let mut line = String::new();
-            if r.read_line(&mut line).is_err() {
-                continue;
-            }
-            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            loop {
-                let mut hdr = String::new();
-                if r.read_line(&mut hdr).map(|n| n == 0).unwrap_or(true) || hdr == "\r\n" {
-                    break;
-                }
-            }
-            *h.lock().expect("hits").entry(path.clone()).or_default() += 1;
-            let mut conn = r.into_inner();
-            let file = root.join(path.trim_start_matches('/'));
-            let _ = match std::fs::read(&file) {
-                Ok(b) => conn
-                    .write_all(
-                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len())
-                            .as_bytes(),
-                    )
-                    .and_then(|_| conn.write_all(&b)),
-                Err(_) => conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
-            };
-        }
-    });
-    (url, hits)
-}
-
 /// What a counting server sent for one path.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Served {
@@ -63,8 +26,9 @@ pub struct Served {
 
 pub type ServedLog = Arc<Mutex<BTreeMap<String, Served>>>;
 
-/// Like [`serve`], and it also counts the body bytes sent per path (what crossed the "WAN").
-pub fn serve_counted(root: PathBuf) -> (String, ServedLog) {
+/// A static file server over `root` that counts requests and body bytes sent per path (what
+/// crossed the "WAN").
+pub fn serve(root: PathBuf) -> (String, ServedLog) {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", l.local_addr().expect("addr"));
     let log: ServedLog = Arc::default();
