@@ -36,6 +36,7 @@ done
 log() { printf '[bench-check-cycle %s] %s\n' "$(date +%T)" "$*" >&2; }
 W=$(mktemp -d /tmp/bench-check-cycle.XXXXXX)
 cleanup() {
+  [ -f "$W/reattach.pid" ] && kill "$(cat "$W/reattach.pid")" 2>/dev/null
   [ -d "$W/lab" ] && { "$LAB" down --dir "$W/lab" >/dev/null 2>&1 || true; }
   if [ "${KEEP:-}" = 1 ]; then log "kept $W"; else rm -rf "$W"; fi
 }
@@ -147,7 +148,12 @@ EOF
 export TF_IN_AUTOMATION=1
 tfin() { # ROOT RC ARGS...
   local r=$1 rc=$2; shift 2
-  (cd "$W/$r" && TF_CLI_CONFIG_FILE="$W/$rc.tfrc" "$TF" "$@")
+  if [ "$rc" = reattach ]; then
+    # The provider already running (--debug): Terraform attaches to it instead of starting one.
+    (cd "$W/$r" && TF_CLI_CONFIG_FILE="$W/edge.tfrc" TF_REATTACH_PROVIDERS="$REATTACH" "$TF" "$@")
+  else
+    (cd "$W/$r" && TF_CLI_CONFIG_FILE="$W/$rc.tfrc" "$TF" "$@")
+  fi
 }
 for r in edge floor; do
   (cd "$W/$r" && TF_WORKSPACE= TF_CLI_CONFIG_FILE="$W/edge.tfrc" "$TF" init -input=false -no-color >"$W/$r.init.log" 2>&1 \
@@ -190,6 +196,17 @@ fi
 # plan without refresh — what is left when the provider reads nothing (Terraform's plugin
 # processes, planning).
 arms=("edge|edge|edge|-refresh=true")
+# REATTACH=1: one more arm, the same plan against a provider process started once and kept
+# (`terraform-provider-edge --debug`, TF_REATTACH_PROVIDERS) — what an agent that checks its store
+# every minute could run: no provider process start, no plugin TLS per plan.
+if [ "${REATTACH:-0}" = 1 ]; then
+  "$PROVIDER" --debug >"$W/reattach.out" 2>"$W/reattach.err" &
+  echo $! >"$W/reattach.pid"
+  for _ in $(seq 100); do grep -q "TF_REATTACH_PROVIDERS=" "$W/reattach.out" && break; sleep 0.05; done
+  REATTACH=$(sed -n "s/.*TF_REATTACH_PROVIDERS='\(.*\)'.*/\1/p" "$W/reattach.out")
+  [ -n "$REATTACH" ] || { cat "$W/reattach.out" "$W/reattach.err" >&2; exit 1; }
+  arms+=("edge, provider kept running (reattach)|edge|reattach|-refresh=true")
+fi
 [ -n "$BASE" ] && arms+=("edge, BASE_PROVIDER_BIN|edge|base|-refresh=true")
 arms+=("edge, no reads (-refresh=false)|edge|edge|-refresh=false" "terraform_data|floor|edge|-refresh=true")
 field() { echo "$1" | cut -d'|' -f"$2"; }
@@ -205,13 +222,16 @@ calls_of() { # ROOT RC FLAGS -> lab API calls of one plan
 }
 starts_of() { # ROOT RC FLAGS -> "N CPU": provider processes of one plan, their user+sys seconds
   rm -f "$W/starts"; touch "$W/starts"
-  [ "$1" = floor ] && { echo "0 0"; return; }
+  if [ "$1" = floor ] || [ "$2" = reattach ]; then echo "0 0"; return; fi # (none started per plan)
   COUNT_BIN=$(provider_of "$2") tfin "$1" count plan "$3" "${plan_args[@]}" >"$W/count.plan.log" 2>&1 \
     || { tail -30 "$W/count.plan.log" >&2; exit 1; }
   awk '{n++; c += $1 + $2} END {printf "%d %.2f", n, c}' "$W/starts"
 }
 cpu_of() { # ROOT RC FLAGS -> user+sys seconds of one plan (Terraform and the providers it waited for)
-  (cd "$W/$1" && TF_CLI_CONFIG_FILE="$W/$2.tfrc" /usr/bin/time -f '%U %S' -o "$W/cpu" "$TF" plan "$3" "${plan_args[@]}" >/dev/null 2>&1)
+  local rc=$2 reattach=
+  [ "$rc" = reattach ] && { rc=edge; reattach=$REATTACH; }
+  (cd "$W/$1" && TF_CLI_CONFIG_FILE="$W/$rc.tfrc" TF_REATTACH_PROVIDERS=$reattach \
+    /usr/bin/time -f '%U %S' -o "$W/cpu" "$TF" plan "$3" "${plan_args[@]}" >/dev/null 2>&1)
   awk '{printf "%.3f", $1 + $2}' "$W/cpu"
 }
 declare -A CALLS BYEP STARTS CPU
