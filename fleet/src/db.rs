@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 
 use edge_images::keys::SecretKey;
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_postgres::{Client, NoTls};
 
@@ -219,8 +220,12 @@ impl Db {
         let version = i64::try_from(report.version).map_err(|_| DbError::Invalid("version out of range".into()))?;
         if let Some(last) = last {
             let (v, at): (i64, String) = (last.get(0), last.get(1));
-            // RFC 3339 UTC times of one format compare as strings.
-            if (version, report.at.as_str()) < (v, at.as_str()) {
+            // As times, not strings: RFC 3339 fractions vary in length ("…:48.4Z", "…:48.45Z").
+            let when = |s: &str| OffsetDateTime::parse(s, &Rfc3339).ok();
+            let Some(reported) = when(&report.at) else {
+                return Ok(Upload::Refused(format!("{}: report time {:?} is not RFC 3339", store.name, report.at)));
+            };
+            if (version, Some(reported)) < (v, when(&at)) {
                 return Ok(Upload::Refused(format!(
                     "{}: report for version {version} at {} is older than the one on record (version {v} at {at})",
                     store.name, report.at
