@@ -602,7 +602,9 @@ fn once(agent: &Agent) -> Result<ExitCode> {
 fn describe(a: &Action) -> String {
     match a {
         Action::Publish { partition, release, stores } => {
-            format!("publish {partition} -> {} to {}", &release[..12.min(release.len())], stores.join(" "))
+            // A wave of 200 is a count, a canary is names.
+            let to = if stores.len() <= 8 { stores.join(" ") } else { format!("{} stores", stores.len()) };
+            format!("publish {partition} -> {} to {to}", &release[..12.min(release.len())])
         }
     }
 }
