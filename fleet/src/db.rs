@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use edge_images::keys::SecretKey;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, GenericClient, NoTls, Row};
 
 use crate::agent::SignedReport;
 use crate::hub::{self, HubError, RegisteredStore};
@@ -167,8 +167,7 @@ impl Db {
     }
 
     pub async fn stores(&self) -> Result<Vec<RegisteredStore>, DbError> {
-        let rows = self.client.query("select name, region, report_key from edge_hub.stores order by name", &[]).await?;
-        Ok(rows.iter().map(|r| RegisteredStore { name: r.get(0), region: r.get(1), key: r.get(2) }).collect())
+        registry(&self.client).await
     }
 
     /// Makes `spec` the current rollout (its stores must all be registered). Starting the
@@ -177,7 +176,7 @@ impl Db {
     pub async fn start(&mut self, spec: &Spec) -> Result<(), DbError> {
         let stores = self.stores().await?;
         spec.assign(&hub::inventory(&stores)).map_err(HubError::from)?;
-        let json = serde_json::to_value(spec).map_err(|e| DbError::Invalid(e.to_string()))?;
+        let json = json(spec)?;
         let tx = self.client.transaction().await?;
         tx.execute("select pg_advisory_xact_lock($1)", &[&STEP_LOCK]).await?;
         tx.execute("update edge_hub.rollouts set current = false where current and release <> $1", &[&spec.release])
@@ -198,14 +197,10 @@ impl Db {
         let Some(name) = signed.report.get("store").and_then(|v| v.as_str()) else {
             return Ok(Upload::Refused("the report names no store".into()));
         };
-        let Some(row) = self
-            .client
-            .query_opt("select name, region, report_key from edge_hub.stores where name = $1", &[&name])
-            .await?
-        else {
+        let Some(row) = self.client.query_opt(&format!("{SELECT_STORES} where name = $1"), &[&name]).await? else {
             return Ok(Upload::Refused(format!("{name}: not a registered store")));
         };
-        let store = RegisteredStore { name: row.get(0), region: row.get(1), key: row.get(2) };
+        let store = store_of(&row);
         let report = match hub::verify_report(&store, signed) {
             Ok(r) => r,
             Err(why) => return Ok(Upload::Refused(why)),
@@ -232,8 +227,7 @@ impl Db {
                 )));
             }
         }
-        let outcome = serde_json::to_value(report.outcome).map_err(|e| DbError::Invalid(e.to_string()))?;
-        let signed_json = serde_json::to_value(signed).map_err(|e| DbError::Invalid(e.to_string()))?;
+        let (outcome, signed_json) = (json(&report.outcome)?, json(signed)?);
         self.client
             .execute(
                 "insert into edge_hub.reports (store, version, release, outcome, reported_at, signed)
@@ -279,12 +273,7 @@ impl Db {
             .map(serde_json::from_value)
             .transpose()
             .map_err(|e| DbError::Invalid(format!("state: {e}")))?;
-        let registry: Vec<RegisteredStore> = tx
-            .query("select name, region, report_key from edge_hub.stores order by name", &[])
-            .await?
-            .iter()
-            .map(|r| RegisteredStore { name: r.get(0), region: r.get(1), key: r.get(2) })
-            .collect();
+        let registry = registry(&tx).await?;
         // Reports were verified on upload; the latest per store is what the gate reads. One
         // probe of `reports_by_store` per registered store (every report's store is one): the
         // step costs the same however much history the table keeps. (`distinct on (store)` over
@@ -322,9 +311,9 @@ impl Db {
             )
             .await?;
         }
-        let state = serde_json::to_value(&step.decision.state).map_err(|e| DbError::Invalid(e.to_string()))?;
+        let state = json(&step.decision.state)?;
         // The status of every step (a verdict's clock moves each tick); the history only on change.
-        let status = serde_json::to_value(&step.decision.status).map_err(|e| DbError::Invalid(e.to_string()))?;
+        let status = json(&step.decision.status)?;
         tx.execute(
             "update edge_hub.rollouts set state = $1, status = $2 where release = $3",
             &[&state, &status, &spec.release],
@@ -371,8 +360,7 @@ impl Db {
 /// Records the decision when it differs from the last one recorded for the rollout: the
 /// history shows every change (a gate met, a partition opened, a halt) without a row per tick.
 async fn log_decision(tx: &tokio_postgres::Transaction<'_>, release: &str, d: &Decision) -> Result<(), DbError> {
-    let actions = serde_json::to_value(&d.actions).map_err(|e| DbError::Invalid(e.to_string()))?;
-    let status = serde_json::to_value(&d.status).map_err(|e| DbError::Invalid(e.to_string()))?;
+    let (actions, status) = (json(&d.actions)?, json(&d.status)?);
     let last = tx
         .query_opt("select status from edge_hub.decisions where release = $1 order by id desc limit 1", &[&release])
         .await?;
@@ -405,6 +393,21 @@ fn phases_and_counts(status: &serde_json::Value) -> Vec<serde_json::Value> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+const SELECT_STORES: &str = "select name, region, report_key from edge_hub.stores";
+
+/// The registry by name, on the connection or inside a step's transaction.
+async fn registry(c: &impl GenericClient) -> Result<Vec<RegisteredStore>, DbError> {
+    Ok(c.query(&format!("{SELECT_STORES} order by name"), &[]).await?.iter().map(store_of).collect())
+}
+
+fn store_of(r: &Row) -> RegisteredStore {
+    RegisteredStore { name: r.get(0), region: r.get(1), key: r.get(2) }
+}
+
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> Result<serde_json::Value, DbError> {
+    serde_json::to_value(v).map_err(|e| DbError::Invalid(e.to_string()))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, DbError> {

@@ -42,7 +42,7 @@ use edge_images::keys::PublicKey;
 use edge_images::manifest::{ImageFile, Manifest, ManifestError, SignedManifest};
 
 use crate::agent::Agent;
-use crate::release::Release;
+use crate::release::{is_sha256_hex, safe_relative, sha256_hex, Release};
 
 /// The manifest's name in the hub's and the LAN server's trees.
 pub const MANIFEST: &str = "manifest.json";
@@ -260,7 +260,7 @@ impl ImageCache {
         }
         for e in read_dir(&self.dir)? {
             let name = e.file_name().to_string_lossy().into_owned();
-            let stale = (is_hex64(&name) && !listed.contains(&name)) || name.ends_with(".partial");
+            let stale = (is_sha256_hex(&name) && !listed.contains(&name)) || name.ends_with(".partial");
             if stale && e.file_type().map(|t| t.is_file()).unwrap_or(false) {
                 out.bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
                 remove_if_present(&e.path())?;
@@ -276,7 +276,7 @@ impl ImageCache {
         let mut out = Vec::new();
         for e in read_dir(&dir)? {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(msha) = name.strip_suffix(".json").filter(|m| is_hex64(m)) else { continue };
+            let Some(msha) = name.strip_suffix(".json").filter(|m| is_sha256_hex(m)) else { continue };
             if let Some(bytes) = read_manifest(&e.path(), msha)? {
                 out.push((msha.to_string(), SignedManifest::from_json(&bytes)?.unverified().clone()));
             }
@@ -470,23 +470,14 @@ fn blob_present(path: &Path, size: u64) -> Result<bool> {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    if name == MANIFEST || crate::release::safe_relative(name).is_err() {
+    if name == MANIFEST || safe_relative(name).is_err() {
         return Err(ImageCacheError::BadName(name.into()));
     }
     Ok(())
 }
 
 fn hex_digest(s: &str) -> Result<String> {
-    let s = s.trim().to_ascii_lowercase();
-    if is_hex64(&s) {
-        Ok(s)
-    } else {
-        Err(ImageCacheError::Digest(s))
-    }
-}
-
-fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    sha256_hex(s).ok_or_else(|| ImageCacheError::Digest(s.trim().to_ascii_lowercase()))
 }
 
 fn read_dir(dir: &Path) -> Result<Vec<fs::DirEntry>> {
@@ -842,8 +833,8 @@ fn resolve(root: &Path, path: &str) -> Option<Found> {
     let segs: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
     let blob = |h: &str| Found { path: root.join(h), etag: h.to_string(), content_type: "application/octet-stream" };
     match segs.as_slice() {
-        ["sha256", h] | ["sha256", h, _] if is_hex64(h) => Some(blob(h)),
-        ["images", m, rest @ ..] if is_hex64(m) && !rest.is_empty() => {
+        ["sha256", h] | ["sha256", h, _] if is_sha256_hex(h) => Some(blob(h)),
+        ["images", m, rest @ ..] if is_sha256_hex(m) && !rest.is_empty() => {
             let mpath = root.join("manifests").join(format!("{m}.json"));
             let bytes = fs::read(&mpath).ok()?;
             if Sha256Hash::digest(&bytes).to_hex() != *m {

@@ -338,11 +338,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             std::fs::write(&manifest, m.to_json()).with_context(|| manifest.display().to_string())?;
         }
         Cmd::Channel(ChannelCmd::Verify { manifest, trusted, threshold, channel, state }) => {
-            let trusted = trusted
-                .iter()
-                .map(|k| PublicKey::parse(k).with_context(|| format!("--trusted {k}")))
-                .collect::<Result<_>>()?;
-            let policy = Policy { trusted, threshold, channel };
+            let policy = Policy { trusted: public_keys(&trusted, "--trusted")?, threshold, channel };
             let last: Option<Accepted> = match &state {
                 Some(p) => files::read_json(p)?,
                 None => None,
@@ -532,11 +528,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn agent(a: &AgentArgs) -> Result<Agent> {
-    let trusted = a
-        .trusted
-        .iter()
-        .map(|k| PublicKey::parse(k).with_context(|| format!("--trusted {k}")))
-        .collect::<Result<_>>()?;
     let mut http = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(300));
     if let Some(ca) = &a.hub_ca {
         http = http.add_root_certificate(reqwest::Certificate::from_pem(&read(ca)?).context("--hub-ca")?);
@@ -549,7 +540,7 @@ fn agent(a: &AgentArgs) -> Result<Agent> {
         hub: a.hub.clone(),
         store: a.store.clone(),
         policy: Policy {
-            trusted,
+            trusted: public_keys(&a.trusted, "--trusted")?,
             threshold: a.threshold,
             channel: a.channel.clone().unwrap_or_else(|| a.store.clone()),
         },
@@ -559,11 +550,7 @@ fn agent(a: &AgentArgs) -> Result<Agent> {
         http: http.build()?,
         window,
         health: a.health.as_deref().map(HealthConfig::load).transpose()?,
-        image_keys: a
-            .trusted_image_keys
-            .iter()
-            .map(|k| PublicKey::parse(k).with_context(|| format!("--trusted-image-key {k}")))
-            .collect::<Result<_>>()?,
+        image_keys: public_keys(&a.trusted_image_keys, "--trusted-image-key")?,
     })
 }
 
@@ -611,6 +598,11 @@ fn describe(a: &Action) -> String {
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Nix public keys (`name:base64`) given with `flag`; an error names the flag and the key.
+fn public_keys(keys: &[String], flag: &str) -> Result<Vec<PublicKey>> {
+    keys.iter().map(|k| PublicKey::parse(k).with_context(|| format!("{flag} {k}"))).collect()
 }
 
 fn read(p: &Path) -> Result<Vec<u8>> {

@@ -229,12 +229,18 @@ pub(crate) fn safe_relative(p: &str) -> Result<&Path, ReleaseError> {
 }
 
 fn hex_digest(s: &str) -> Result<String, ReleaseError> {
+    sha256_hex(s).ok_or_else(|| ReleaseError::Digest(s.trim().to_ascii_lowercase()))
+}
+
+/// `s` as a SHA-256 in lower-case hex (trimmed, lowered), if it is one.
+pub(crate) fn sha256_hex(s: &str) -> Option<String> {
     let s = s.trim().to_ascii_lowercase();
-    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(s)
-    } else {
-        Err(ReleaseError::Digest(s))
-    }
+    is_sha256_hex(&s).then_some(s)
+}
+
+/// 64 lower-case hex digits: how a SHA-256 is written in ids and file names here.
+pub(crate) fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn io(path: &Path, source: std::io::Error) -> ReleaseError {

@@ -15,7 +15,7 @@
 //! transaction under an advisory lock: instances take turns, none publishes twice.
 
 use std::net::SocketAddr;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,7 +111,10 @@ async fn image(State(app): State<Arc<App>>, UrlPath(path): UrlPath<String>) -> R
 
 /// `root/path`, streamed: an image is 1–2 GB and is never read whole.
 async fn file(root: &Path, path: &str) -> Response {
-    let Some(p) = under(root, path) else { return StatusCode::NOT_FOUND.into_response() };
+    // Plain relative components only (no `..`, no absolute path): what a bundle may name.
+    let Ok(p) = crate::release::safe_relative(path).map(|p| root.join(p)) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let Ok(f) = tokio::fs::File::open(&p).await else { return StatusCode::NOT_FOUND.into_response() };
     let len = match f.metadata().await {
         Ok(m) if m.is_file() => m.len(),
@@ -158,10 +161,4 @@ async fn status(State(app): State<Arc<App>>) -> Response {
 fn internal(e: DbError) -> Response {
     tracing::error!(error = %e, "request failed");
     (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
-}
-
-/// `root/path` if `path` is plain relative components (no `..`, no absolute path).
-fn under(root: &Path, path: &str) -> Option<PathBuf> {
-    let p = Path::new(path);
-    p.components().all(|c| matches!(c, Component::Normal(_))).then(|| root.join(p))
 }
