@@ -139,7 +139,8 @@
 
       # `nix run .#sign-image -- SECRET_KEY_FILE [OUT.json]`: build the image, then write a
       # manifest naming the system, the image file, the netboot files and the closure, signed
-      # with the given Nix-format key (never stored in the Nix store).
+      # with the given Nix-format key (never stored in the Nix store), its CycloneDX SBOM
+      # (OUT.sbom.json) and the SBOM's signed attestation (OUT.sbom.intoto.json).
       sign-image = pkgs.writeShellApplication {
         name = "edge-sign-image";
         runtimeInputs = [ edge-image ];
@@ -147,6 +148,10 @@
           key="''${1:?usage: sign-image SECRET_KEY_FILE [OUT.json]}"
           out="''${2:-edge-node-${version}.manifest.json}"
           img="${node-image}/${node-image.passthru.filePath or "nixos.img"}"
+          sbom="''${out%.json}.sbom.json"
+          edge-image sbom ${edge-node.config.system.build.toplevel} --out "$sbom"
+          # The manifest, and the SBOM's in-toto attestation over it and its files
+          # (OUT.sbom.intoto.json; `edge-image verify-attestation` checks it).
           edge-image manifest \
             --system ${edge-node.config.system.build.toplevel} \
             --version ${version}-${rev} \
@@ -158,8 +163,8 @@
             --meta "nixpkgs=${nixpkgs.rev or "unknown"}" \
             --meta "image=${node-image}" \
             --key "$key" \
-            --out "$out"
-          edge-image sbom ${edge-node.config.system.build.toplevel} --out "''${out%.json}.sbom.json"
+            --out "$out" \
+            --sbom "$sbom"
         '';
       };
     in

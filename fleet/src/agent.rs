@@ -76,6 +76,9 @@ pub struct Agent {
     /// release's node image is fetched once into the store-local cache ([`crate::images`]) and
     /// verified before the release is accepted.
     pub image_keys: Vec<PublicKey>,
+    /// Trusted Cosign keys (PEM P-256) for the same check: a manifest passes with a valid Cosign
+    /// signature (`manifest.json.sig` beside it on the hub) by one of these instead.
+    pub image_cosign_keys: Vec<edge_images::cosign::CosignPublicKey>,
 }
 
 /// What a cycle reports, signed by the store's key.
@@ -142,9 +145,10 @@ impl Agent {
             return self.recheck(&channel);
         }
         let bundle = self.fetch_bundle(&channel.release)?;
-        if !self.image_keys.is_empty() {
+        if !self.image_keys.is_empty() || !self.image_cosign_keys.is_empty() {
             // Once per store, over the WAN; the BMCs and the provider read the LAN copy.
-            let cache = ImageCache::new(&self.state_dir, &self.hub, self.image_keys.clone(), self.http.clone());
+            let cache = ImageCache::new(&self.state_dir, &self.hub, self.image_keys.clone(), self.http.clone())
+                .with_cosign_keys(self.image_cosign_keys.clone());
             // (It logs what it fetched: `fetched_bytes`, the WAN cost of this release's image.)
             cache.ensure_release(&bundle.1).map_err(AgentError::Image)?;
         }

@@ -15,7 +15,10 @@
 //! - `<sha256>`: a verified image file, named by its content's SHA-256 (hex), read-only — a
 //!   release naming an image already here downloads nothing, whatever the manifest is called;
 //! - `manifests/<manifest-sha256>.json`: the signed manifest, written only after every file it
-//!   lists is in place: a manifest in the cache means its files were verified.
+//!   lists is in place: a manifest in the cache means its files were verified;
+//! - `manifests/<manifest-sha256>.json.sig`: its Cosign signature, when it was trusted through
+//!   one (`--trusted-cosign-key`: `HUB/images/<manifest-sha256>/manifest.json.sig`, as
+//!   `cosign sign-blob --output-signature` writes it), served beside it on the LAN.
 //!
 //! Verified once, when downloaded: size, SHA-256 and NAR hash against a manifest whose own
 //! SHA-256 is the release's and whose signature is by a trusted image key — the checks
@@ -37,6 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use edge_images::cosign::{self, CosignError, CosignPublicKey};
 use edge_images::hash::{HashWriter, Sha256Hash};
 use edge_images::keys::PublicKey;
 use edge_images::manifest::{ImageFile, Manifest, ManifestError, SignedManifest};
@@ -46,6 +50,10 @@ use crate::release::{is_sha256_hex, safe_relative, sha256_hex, Release};
 
 /// The manifest's name in the hub's and the LAN server's trees.
 pub const MANIFEST: &str = "manifest.json";
+/// Its Cosign signature's name there (`cosign sign-blob --output-signature manifest.json.sig`).
+pub const MANIFEST_SIG: &str = "manifest.json.sig";
+/// A Cosign signature is ~100 bytes of base64.
+const MAX_SIG: u64 = 64 << 10;
 /// A signed manifest lists the closure's store paths: tens to hundreds of KiB. Anything far
 /// larger is not a manifest and is refused before it is read whole.
 const MAX_MANIFEST: u64 = 16 << 20;
@@ -66,6 +74,8 @@ pub enum ImageCacheError {
     ManifestDigest { want: String, got: String },
     #[error("image manifest refused: {0}")]
     Manifest(#[from] ManifestError),
+    #[error("image manifest refused: {nix}; and its Cosign signature {url} failed the check ({check}): {cosign}")]
+    Cosign { nix: String, url: String, check: &'static str, cosign: String },
     #[error("image file name {0:?} is not a plain relative path (or is the manifest's own name)")]
     BadName(String),
     #[error("the image manifest lists no file with a sha256: nothing a BMC could boot")]
@@ -93,6 +103,9 @@ pub struct ImageCache {
     /// Trusted image-signing keys (the provider's `trusted_image_keys`), not the channel keys:
     /// images are signed by CI, channel manifests by the fleet's key holders.
     pub trusted: Vec<PublicKey>,
+    /// Trusted Cosign keys (`--trusted-cosign-key`, PEM P-256): a manifest also passes with a
+    /// valid Cosign signature (`manifest.json.sig` beside it on the hub) by one of these.
+    pub cosign: Vec<CosignPublicKey>,
     pub http: reqwest::blocking::Client,
 }
 
@@ -143,12 +156,19 @@ pub struct Pruned {
 
 impl ImageCache {
     pub fn new(state_dir: &Path, hub: &str, trusted: Vec<PublicKey>, http: reqwest::blocking::Client) -> Self {
-        Self { dir: state_dir.join("images"), hub: hub.to_string(), trusted, http }
+        Self { dir: state_dir.join("images"), hub: hub.to_string(), trusted, cosign: Vec::new(), http }
+    }
+
+    /// Also trust manifests through a Cosign signature by one of `keys`.
+    pub fn with_cosign_keys(mut self, keys: Vec<CosignPublicKey>) -> Self {
+        self.cosign = keys;
+        self
     }
 
     /// The agent's cache: its state directory, hub and HTTP client (timeouts, `--hub-ca`).
     pub fn for_agent(agent: &Agent, trusted_image_keys: Vec<PublicKey>) -> Self {
         Self::new(&agent.state_dir, &agent.hub, trusted_image_keys, agent.http.clone())
+            .with_cosign_keys(agent.image_cosign_keys.clone())
     }
 
     /// The image `release` expects, verified and cached (see [`ImageCache::ensure`]).
@@ -163,7 +183,7 @@ impl ImageCache {
     /// the cache only if all three match. A refused file leaves nothing behind.
     pub fn ensure(&self, manifest_sha256: &str) -> Result<CachedImage> {
         let msha = hex_digest(manifest_sha256)?;
-        if self.trusted.is_empty() {
+        if self.trusted.is_empty() && self.cosign.is_empty() {
             return Err(ImageCacheError::NoTrustedKeys);
         }
         let manifests = self.dir.join("manifests");
@@ -184,7 +204,18 @@ impl ImageCache {
             }
         };
         // Checked on every call, cached or not: the trusted keys may have changed since.
-        let manifest = SignedManifest::from_json(&bytes)?.verify(&self.trusted)?.clone();
+        let signed = SignedManifest::from_json(&bytes)?;
+        let mut cosign_sig = None;
+        let manifest = match signed.verify(&self.trusted) {
+            Ok(m) => m.clone(),
+            Err(nix) if !self.cosign.is_empty() => {
+                let (sig, fetched) = self.cosign_signature(&msha, &bytes, &nix)?;
+                fetched_bytes += fetched;
+                cosign_sig = Some(sig);
+                signed.unverified().clone()
+            }
+            Err(e) => return Err(e.into()),
+        };
         let wanted: Vec<(&ImageFile, Sha256Hash)> =
             manifest.files.iter().filter_map(|f| f.sha256.map(|h| (f, h))).collect();
         if wanted.is_empty() {
@@ -206,12 +237,50 @@ impl ImageCache {
             }
             files.push(CachedFile { name: f.name.clone(), sha256: hex, size: f.size, path, downloaded });
         }
+        if let Some(sig) = &cosign_sig {
+            // Before the manifest, so a cached manifest trusted through Cosign has it beside it.
+            crate::files::write_atomic(&sig_path(&manifest_path), sig.as_bytes())?;
+        }
         if !was_cached {
             // Last: a manifest in the cache means every file it lists was verified.
             crate::files::write_atomic(&manifest_path, &bytes)?;
         }
         tracing::info!(manifest = %msha, version = %manifest.version, fetched_bytes, "image in the store's cache");
         Ok(CachedImage { manifest_sha256: msha, manifest, manifest_path, files, fetched_bytes })
+    }
+
+    /// The manifest's Cosign signature (cached, else from the hub), checked over `bytes` against
+    /// the trusted Cosign keys; with the bytes fetched. `nix` is why the Nix-format check failed.
+    fn cosign_signature(&self, msha: &str, bytes: &[u8], nix: &ManifestError) -> Result<(String, u64)> {
+        let cached = sig_path(&self.dir.join("manifests").join(format!("{msha}.json")));
+        let url = self.hub_url(msha, MANIFEST_SIG)?;
+        let nix = if self.trusted.is_empty() {
+            "no --trusted-image-key for its Nix signatures".into()
+        } else {
+            nix.to_string()
+        };
+        let refuse =
+            |check, cosign: String| ImageCacheError::Cosign { nix: nix.clone(), url: url.clone(), check, cosign };
+        let check = |text: &str| {
+            cosign::verify_bytes(bytes, text, &self.cosign).map(|_| ()).map_err(|e| {
+                let check = match e {
+                    CosignError::Base64(_) | CosignError::Der(_) => "signature format",
+                    _ => "signature valid",
+                };
+                refuse(check, e.to_string())
+            })
+        };
+        // A cached signature that no longer verifies (keys rotated) is fetched again.
+        if let Ok(text) = fs::read_to_string(&cached) {
+            if check(&text).is_ok() {
+                return Ok((text, 0));
+            }
+        }
+        let body = self.get_small(&url, MAX_SIG).map_err(|e| refuse("signature present", e.to_string()))?;
+        let text = String::from_utf8(body).map_err(|_| refuse("signature format", "not text".into()))?;
+        check(&text)?;
+        let n = text.len() as u64;
+        Ok((text, n))
     }
 
     /// Re-hashes every cached file against the manifests that list it (size, SHA-256, NAR hash).
@@ -237,7 +306,9 @@ impl ImageCache {
                 }
             }
             if bad {
-                remove_if_present(&self.dir.join("manifests").join(format!("{msha}.json")))?;
+                let m = self.dir.join("manifests").join(format!("{msha}.json"));
+                remove_if_present(&m)?;
+                remove_if_present(&sig_path(&m))?;
             }
         }
         Ok(removed.into_iter().collect())
@@ -254,7 +325,9 @@ impl ImageCache {
             if keep.contains(&msha) {
                 listed.extend(manifest.files.iter().filter_map(|f| f.sha256.map(|h| h.to_hex())));
             } else {
-                remove_if_present(&self.dir.join("manifests").join(format!("{msha}.json")))?;
+                let m = self.dir.join("manifests").join(format!("{msha}.json"));
+                remove_if_present(&m)?;
+                remove_if_present(&sig_path(&m))?;
                 out.manifests += 1;
             }
         }
@@ -439,6 +512,13 @@ fn nar_suffix(size: u64) -> Vec<u8> {
     v
 }
 
+/// `manifests/<msha>.json.sig` beside `manifests/<msha>.json`.
+fn sig_path(manifest: &Path) -> PathBuf {
+    let mut s = manifest.as_os_str().to_owned();
+    s.push(".sig");
+    PathBuf::from(s)
+}
+
 /// The manifest cached at `path`, if it is there and still hashes to `msha` (anything else is
 /// dropped and fetched again).
 fn read_manifest(path: &Path, msha: &str) -> Result<Option<Vec<u8>>> {
@@ -470,7 +550,7 @@ fn blob_present(path: &Path, size: u64) -> Result<bool> {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    if name == MANIFEST || safe_relative(name).is_err() {
+    if name == MANIFEST || name == MANIFEST_SIG || safe_relative(name).is_err() {
         return Err(ImageCacheError::BadName(name.into()));
     }
     Ok(())
@@ -843,6 +923,14 @@ fn resolve(root: &Path, path: &str) -> Option<Found> {
             let name = rest.join("/");
             if name == MANIFEST {
                 return Some(Found { path: mpath, etag: m.to_string(), content_type: "application/json" });
+            }
+            if name == MANIFEST_SIG {
+                let sig = sig_path(&mpath);
+                return sig.is_file().then(|| Found {
+                    path: sig,
+                    etag: format!("{m}.sig"),
+                    content_type: "text/plain",
+                });
             }
             // Names map to content: the manifest was verified before it entered the cache, and
             // whatever is served, the provider checks against the manifest it verifies itself.

@@ -184,6 +184,11 @@ struct AgentArgs {
     /// before the release is accepted.
     #[arg(long = "trusted-image-key")]
     trusted_image_keys: Vec<String>,
+    /// Trusted Cosign public key file (PEM, ECDSA P-256, `cosign.pub`); repeat. The release's
+    /// image manifest then also passes with a valid Cosign signature (`manifest.json.sig` beside
+    /// it on the hub) by one of these.
+    #[arg(long = "trusted-cosign-key")]
+    trusted_cosign_keys: Vec<PathBuf>,
     /// Serve the image cache to the store's BMCs on this LAN address (agent run only).
     #[arg(long)]
     serve_images: Option<std::net::SocketAddr>,
@@ -551,6 +556,14 @@ fn agent(a: &AgentArgs) -> Result<Agent> {
         window,
         health: a.health.as_deref().map(HealthConfig::load).transpose()?,
         image_keys: public_keys(&a.trusted_image_keys, "--trusted-image-key")?,
+        image_cosign_keys: a
+            .trusted_cosign_keys
+            .iter()
+            .map(|f| {
+                edge_images::cosign::CosignPublicKey::from_file(f)
+                    .with_context(|| format!("--trusted-cosign-key {}", f.display()))
+            })
+            .collect::<Result<_>>()?,
     })
 }
 

@@ -411,3 +411,72 @@ fn scrub_drops_a_damaged_file_and_prune_keeps_what_is_named() {
     assert!(!fa.path.exists());
     assert_eq!(cache.ensure(&mb).expect("b").fetched_bytes, 0);
 }
+
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let o = std::process::Command::new("openssl").args(args).output().expect("openssl (the independent signer)");
+    assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+/// `--trusted-cosign-key`: a manifest whose Nix signature no configured key trusts passes with
+/// `manifest.json.sig` beside it on the hub (`openssl dgst -sha256 -sign`, i.e. `cosign
+/// sign-blob`) by a trusted Cosign key; the LAN serves the signature too, so the provider's own
+/// check (`image.trusted_cosign_keys`) passes against the LAN copy.
+#[test]
+fn a_manifest_trusted_through_a_cosign_signature() {
+    let hub = Hub::new();
+    let (msha, _) = hub.publish("2026.12.3", &image(3, 1 << 16));
+    let at = hub.root.join("images").join(&msha);
+    let key = |name: &str| {
+        let sk = hub.dir.path().join(format!("{name}.pem"));
+        openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", sk.to_str().unwrap()]);
+        let pem = String::from_utf8(openssl(&["ec", "-in", sk.to_str().unwrap(), "-pubout"])).unwrap();
+        (sk, pem)
+    };
+    let (sk, pem) = key("cosign");
+    let (other_sk, _) = key("other");
+    // `openssl dgst -sha256 -sign K manifest.json | base64 -w0`.
+    let sign = |k: &Path| {
+        let (m, der) = (at.join("manifest.json"), hub.dir.path().join("sig.der"));
+        openssl(&["dgst", "-sha256", "-sign", k.to_str().unwrap(), "-out", der.to_str().unwrap(), m.to_str().unwrap()]);
+        String::from_utf8(openssl(&["base64", "-A", "-in", der.to_str().unwrap()])).unwrap()
+    };
+    let cosign_key = edge_images::cosign::CosignPublicKey::from_pem(&pem).unwrap();
+    let cache_at = |name: &str| {
+        ImageCache::new(&hub.dir.path().join(name), &hub.url, vec![], http()).with_cosign_keys(vec![cosign_key.clone()])
+    };
+
+    // No signature at the hub.
+    let e = cache_at("s1").ensure(&msha).expect_err("unsigned for Cosign");
+    assert!(matches!(e, ImageCacheError::Cosign { check: "signature present", .. }), "{e}");
+    // Signed by another key.
+    std::fs::write(at.join("manifest.json.sig"), sign(&other_sk)).unwrap();
+    let e = cache_at("s2").ensure(&msha).expect_err("untrusted Cosign key");
+    assert!(matches!(e, ImageCacheError::Cosign { check: "signature valid", .. }), "{e}");
+    assert!(entries(&hub.dir.path().join("s2/images/manifests")).is_empty(), "nothing cached");
+
+    // Signed by the trusted key: cached, signature beside the manifest, and served on the LAN.
+    std::fs::write(at.join("manifest.json.sig"), sign(&sk) + "\n").unwrap();
+    let cache = cache_at("s3");
+    let got = cache.ensure(&msha).expect("trusted through Cosign");
+    assert_eq!(entries(&cache.dir.join("manifests")), vec![format!("{msha}.json"), format!("{msha}.json.sig")]);
+    // Cached: checked again without fetching anything.
+    assert_eq!(cache.ensure(&msha).expect("cached").fetched_bytes, 0);
+    let lan = serve("127.0.0.1:0".parse().expect("addr"), &cache.dir).expect("serve");
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(async {
+        use edge_provider::clients::image as provider;
+        let trust = provider::Trust { keys: vec![], cosign_keys: vec![pem.clone()], cosign_signature: None };
+        let v = provider::load_trusted(&format!("{}{}", lan.url(), got.manifest_url_path()), &trust, None)
+            .await
+            .expect("the provider trusts the LAN copy through its Cosign signature");
+        assert!(v.signed_by[0].starts_with("cosign:"), "{:?}", v.signed_by);
+    });
+    // Without Cosign keys, the Nix check stands alone (the CI key is not trusted here).
+    let other = SecretKey::generate("edge-ci-2").expect("key").public();
+    let e =
+        ImageCache::new(&hub.dir.path().join("s3"), &hub.url, vec![other], http()).ensure(&msha).expect_err("nix only");
+    assert!(matches!(e, ImageCacheError::Manifest(ManifestError::UnknownKey(_))), "{e}");
+    cache.prune(&[]).expect("prune");
+    assert!(entries(&cache.dir.join("manifests")).is_empty(), "the signature goes with its manifest");
+}

@@ -74,6 +74,10 @@ let
     "--trusted-image-key"
     k
   ]) cfg.trustedImageKeys
+  ++ lib.concatMap (f: [
+    "--trusted-cosign-key"
+    "${f}"
+  ]) cfg.trustedCosignKeys
   ++ lib.optionals (cfg.serveImages != null) [
     "--serve-images"
     "${cfg.serveImages.address}:${toString cfg.serveImages.port}"
@@ -203,6 +207,17 @@ in
         Image-signing public keys (`name:base64`, the provider's `trusted_image_keys`). When set,
         the agent fetches each release's node image once into its cache and verifies it before
         it accepts the release (`--trusted-image-key`).
+      '';
+    };
+
+    trustedCosignKeys = mkOption {
+      type = types.listOf types.path;
+      default = [ ];
+      example = lib.literalExpression "[ ./keys/ci-cosign.pub ]";
+      description = ''
+        Cosign public keys (PEM, ECDSA P-256: what `cosign generate-key-pair` writes as
+        `cosign.pub`) whose `cosign sign-blob` signature of a release's image manifest is accepted
+        as well (`--trusted-cosign-key`; docs/images.md). Public keys: the Nix store is fine.
       '';
     };
 

@@ -19,8 +19,11 @@
 //! }
 //! ```
 
+pub mod attest;
 pub mod binary_cache;
 pub mod canonical;
+pub mod cosign;
+pub mod dsse;
 pub mod hash;
 pub mod keys;
 pub mod manifest;

@@ -8,13 +8,14 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use edge_images::binary_cache::{self, BinaryCacheWriter};
+use edge_images::cosign::{self, CosignPublicKey};
 use edge_images::hash::{nar_hash, Sha256Hash};
 use edge_images::keys::{check_signatures, PublicKey, SecretKey, SigCheck, Signature};
 use edge_images::manifest::{Manifest, SignedManifest};
 use edge_images::narinfo::fingerprint;
 use edge_images::refs::{self, PathInfo};
 use edge_images::store_path::StorePath;
-use edge_images::{nar, sbom};
+use edge_images::{attest, nar, sbom};
 
 #[derive(Parser)]
 #[command(name = "edge-image", version, about = "Nix-compatible signing, hashing and publishing of node images")]
@@ -58,6 +59,14 @@ enum Cmd {
         /// their NARs (e.g. a cache written by `nix copy --to file://…?compression=none`).
         #[arg(long, conflicts_with = "manifest")]
         cache: Option<String>,
+        /// With --manifest: also (re)write its SBOM attestation (signed with this key), since
+        /// the co-signature changed the manifest's bytes (see `attest`).
+        #[arg(long, requires = "manifest")]
+        sbom: Option<PathBuf>,
+        /// Where the attestation goes; default `sbom.intoto.json` beside `manifest.json`
+        /// (`NAME.sbom.intoto.json` beside `NAME.json`).
+        #[arg(long, requires = "sbom")]
+        attestation: Option<PathBuf>,
         paths: Vec<String>,
     },
     /// Verify a manifest (+ its files), paths in a binary cache, a store path signature, or a NAR.
@@ -71,6 +80,13 @@ enum Cmd {
         /// Signed manifest to verify.
         #[arg(long, conflicts_with_all = ["cache", "nar"])]
         manifest: Option<PathBuf>,
+        /// Trusted Cosign public key (PEM, P-256) (repeatable): the manifest also passes with a
+        /// valid Cosign signature (`cosign sign-blob`) by one of these instead of a Nix one.
+        #[arg(long = "trusted-cosign-key", requires = "manifest")]
+        trusted_cosign_keys: Vec<PathBuf>,
+        /// The manifest's Cosign signature file; default `MANIFEST.sig`.
+        #[arg(long, requires = "trusted_cosign_keys")]
+        cosign_signature: Option<PathBuf>,
         /// Directory holding the manifest's files (each checked as DIR/NAME).
         #[arg(long, requires = "manifest")]
         dir: Option<PathBuf>,
@@ -124,6 +140,62 @@ enum Cmd {
         /// Do not compute the system's closure (references) by scanning the store.
         #[arg(long)]
         no_closure: bool,
+        /// The system's CycloneDX SBOM (`edge-image sbom`): also write its attestation, signed
+        /// with the same key, to --attestation (see `attest`).
+        #[arg(long)]
+        sbom: Option<PathBuf>,
+        /// Where the attestation goes; default `sbom.intoto.json` beside `manifest.json`
+        /// (`NAME.sbom.intoto.json` beside `NAME.json`).
+        #[arg(long, requires = "sbom")]
+        attestation: Option<PathBuf>,
+    },
+    /// Sign the SBOM attestation of a manifest: an in-toto Statement (DSSE) whose subjects are the
+    /// image files and manifest.json by sha256, predicate type https://cyclonedx.org/bom, the SBOM
+    /// as predicate. Run it after the manifest's last co-signature (that changes its sha256).
+    Attest {
+        #[arg(long)]
+        manifest: PathBuf,
+        /// CycloneDX SBOM JSON (`edge-image sbom`).
+        #[arg(long)]
+        sbom: PathBuf,
+        /// Secret key file (Nix format) (repeatable).
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// Default `sbom.intoto.json` beside `manifest.json` (`NAME.sbom.intoto.json` beside `NAME.json`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Verify a manifest's SBOM attestation: signature by a trusted key, subjects = the manifest's
+    /// files and the manifest's own sha256; prints the SBOM's component count.
+    VerifyAttestation {
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Default: as `attest` writes it.
+        #[arg(long)]
+        attestation: Option<PathBuf>,
+        /// Trusted public key `name:base64` (repeatable).
+        #[arg(long = "trusted-key")]
+        trusted_keys: Vec<String>,
+        /// File with trusted public keys (repeatable).
+        #[arg(long = "trusted-key-file")]
+        trusted_key_files: Vec<PathBuf>,
+        /// Distinct trusted signers required.
+        #[arg(long, default_value_t = 1)]
+        threshold: usize,
+        /// Also write the attested SBOM here.
+        #[arg(long)]
+        sbom_out: Option<PathBuf>,
+    },
+    /// Verify a Cosign blob signature (`cosign sign-blob --key`, or `openssl dgst -sha256 -sign
+    /// K.pem FILE | base64 -w0`) with a PEM P-256 public key, streaming FILE.
+    VerifyCosign {
+        /// Trusted public key, PEM (`cosign.pub`) (repeatable).
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
+        /// Signature file (base64 DER); default `FILE.sig`.
+        #[arg(long)]
+        signature: Option<PathBuf>,
+        file: PathBuf,
     },
     /// Print a CycloneDX 1.5 SBOM of a store path's closure.
     Sbom {
@@ -174,6 +246,35 @@ fn trusted(keys: &[String], files: &[PathBuf]) -> Result<Vec<PublicKey>> {
     Ok(out)
 }
 
+fn cosign_keys(files: &[PathBuf]) -> Result<Vec<CosignPublicKey>> {
+    files
+        .iter()
+        .map(|f| CosignPublicKey::from_file(f).with_context(|| format!("bad Cosign public key {}", f.display())))
+        .collect()
+}
+
+/// `FILE.sig`, where `cosign sign-blob --output-signature` is usually told to write.
+fn sig_path(file: &Path) -> PathBuf {
+    let mut s = file.as_os_str().to_owned();
+    s.push(".sig");
+    PathBuf::from(s)
+}
+
+/// Signs and writes the SBOM attestation of the manifest at `manifest` (its current bytes).
+fn write_attestation(manifest: &Path, sbom_file: &Path, keys: &[&SecretKey], out: Option<PathBuf>) -> Result<()> {
+    let bytes = std::fs::read(manifest).with_context(|| format!("cannot read manifest {}", manifest.display()))?;
+    let sbom_text = std::fs::read(sbom_file).with_context(|| format!("cannot read SBOM {}", sbom_file.display()))?;
+    let sbom: serde_json::Value = serde_json::from_slice(&sbom_text)
+        .with_context(|| format!("{} is not JSON (a CycloneDX SBOM)", sbom_file.display()))?;
+    let name = manifest.file_name().and_then(|n| n.to_str()).unwrap_or("manifest.json");
+    let env = attest::attest(&bytes, name, &sbom, keys).with_context(|| format!("{}", manifest.display()))?;
+    let out = out.unwrap_or_else(|| attest::default_path(manifest));
+    std::fs::write(&out, env.to_json()).with_context(|| format!("cannot write {}", out.display()))?;
+    let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+    println!("{}: SBOM attestation of {}, signed by {}", out.display(), manifest.display(), names.join(", "));
+    Ok(())
+}
+
 fn store_path(store_dir: &Path, p: &str) -> Result<StorePath> {
     let dir = store_dir.to_str().context("store dir is not UTF-8")?;
     StorePath::from_absolute_in(p, dir).with_context(|| format!("{p} is not a store path"))
@@ -216,7 +317,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Cmd::Public { key } => println!("{}", read_secret(&key)?.public()),
-        Cmd::Sign { key, manifest, fingerprint: show_fp, cache, paths } => {
+        Cmd::Sign { key, manifest, fingerprint: show_fp, cache, sbom: sbom_file, attestation, paths } => {
             let sk = read_secret(&key)?;
             if let Some(m) = manifest {
                 let bytes = std::fs::read(&m).with_context(|| format!("cannot read {}", m.display()))?;
@@ -224,6 +325,9 @@ fn run(cli: Cli) -> Result<()> {
                 sm.add_signature(&sk);
                 std::fs::write(&m, sm.to_json()).with_context(|| format!("cannot write {}", m.display()))?;
                 println!("{}: signed by {}", m.display(), sk.name);
+                if let Some(sb) = sbom_file {
+                    write_attestation(&m, &sb, &[&sk], attestation)?;
+                }
                 return Ok(());
             }
             if paths.is_empty() {
@@ -254,6 +358,8 @@ fn run(cli: Cli) -> Result<()> {
             trusted_keys,
             trusted_key_files,
             manifest,
+            trusted_cosign_keys,
+            cosign_signature,
             dir,
             files,
             cache,
@@ -286,12 +392,41 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 return Ok(());
             }
-            let keys = trusted(&trusted_keys, &trusted_key_files)?;
+            let cosign_only =
+                !trusted_cosign_keys.is_empty() && trusted_keys.is_empty() && trusted_key_files.is_empty();
+            let keys = if cosign_only { Vec::new() } else { trusted(&trusted_keys, &trusted_key_files)? };
             if let Some(m) = manifest {
                 let bytes = std::fs::read(&m).with_context(|| format!("cannot read manifest {}", m.display()))?;
                 let sm = SignedManifest::from_json(&bytes).with_context(|| format!("{}", m.display()))?;
-                let man = sm.verify(&keys).with_context(|| format!("{}", m.display()))?;
-                println!("{}: signature OK (version {}, system {})", m.display(), man.version, man.system);
+                let man = match sm.verify(&keys) {
+                    Ok(man) => {
+                        println!("{}: signature OK (version {}, system {})", m.display(), man.version, man.system);
+                        man
+                    }
+                    // Either trust path suffices: a Nix signature by a trusted key, or a Cosign one.
+                    Err(nix_err) if !trusted_cosign_keys.is_empty() => {
+                        let ck = cosign_keys(&trusted_cosign_keys)?;
+                        let sp = cosign_signature.unwrap_or_else(|| sig_path(&m));
+                        let checked = std::fs::read_to_string(&sp)
+                            .map_err(|e| anyhow::anyhow!("cannot read the Cosign signature {}: {e}", sp.display()))
+                            .and_then(|text| cosign::verify_bytes(&bytes, &text, &ck).map_err(Into::into));
+                        let k = checked.map_err(|e| {
+                            let nix = if cosign_only { String::new() } else { format!("Nix signature: {nix_err}; ") };
+                            anyhow::anyhow!("{}: not trusted: {nix}Cosign signature: {e}", m.display())
+                        })?;
+                        let man = sm.unverified();
+                        println!(
+                            "{}: Cosign signature OK ({}, {}) (version {}, system {})",
+                            m.display(),
+                            k.id(),
+                            sp.display(),
+                            man.version,
+                            man.system
+                        );
+                        man
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("{}", m.display())),
+                };
                 if let Some(d) = dir {
                     man.verify_files_in(&d)?;
                     for f in &man.files {
@@ -357,7 +492,7 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", sk.sign(fingerprint(&sp, &h, size, &[]).as_bytes()));
             }
         }
-        Cmd::Manifest { system, files, version, key, out, meta, no_closure } => {
+        Cmd::Manifest { system, files, version, key, out, meta, no_closure, sbom: sbom_file, attestation } => {
             let sk = read_secret(&key)?;
             let mut m = Manifest::new(&version, &system);
             if let Ok(sp) = store_path(&store_dir, &system) {
@@ -389,6 +524,44 @@ fn run(cli: Cli) -> Result<()> {
             let sm = m.sign(&[&sk]);
             std::fs::write(&out, sm.to_json()).with_context(|| format!("cannot write {}", out.display()))?;
             println!("{}: {} file(s), signed by {}", out.display(), m.files.len(), sk.name);
+            if let Some(sb) = sbom_file {
+                write_attestation(&out, &sb, &[&sk], attestation)?;
+            }
+        }
+        Cmd::Attest { manifest, sbom: sbom_file, keys, out } => {
+            let sks = keys.iter().map(|k| read_secret(k)).collect::<Result<Vec<_>>>()?;
+            let refs: Vec<&SecretKey> = sks.iter().collect();
+            write_attestation(&manifest, &sbom_file, &refs, out)?;
+        }
+        Cmd::VerifyAttestation { manifest, attestation, trusted_keys, trusted_key_files, threshold, sbom_out } => {
+            let keys = trusted(&trusted_keys, &trusted_key_files)?;
+            let att = attestation.unwrap_or_else(|| attest::default_path(&manifest));
+            let mbytes =
+                std::fs::read(&manifest).with_context(|| format!("cannot read manifest {}", manifest.display()))?;
+            let abytes = std::fs::read(&att).with_context(|| format!("cannot read attestation {}", att.display()))?;
+            let v = attest::verify(&mbytes, &abytes, &keys, threshold).with_context(|| format!("{}", att.display()))?;
+            let by: Vec<&str> = v.signed_by.iter().map(String::as_str).collect();
+            println!(
+                "{}: OK (signed by {}; {} subjects match {}; SBOM: {} components)",
+                att.display(),
+                by.join(", "),
+                v.subjects.len(),
+                manifest.display(),
+                v.components
+            );
+            if let Some(f) = sbom_out {
+                let mut text = serde_json::to_string_pretty(&v.sbom)?;
+                text.push('\n');
+                std::fs::write(&f, text).with_context(|| format!("cannot write {}", f.display()))?;
+            }
+        }
+        Cmd::VerifyCosign { keys, signature, file } => {
+            let ck = cosign_keys(&keys)?;
+            let sp = signature.unwrap_or_else(|| sig_path(&file));
+            let text =
+                std::fs::read_to_string(&sp).with_context(|| format!("cannot read the signature {}", sp.display()))?;
+            let k = cosign::verify_file(&file, &text, &ck).with_context(|| format!("{}", file.display()))?;
+            println!("{}: Cosign signature OK ({})", file.display(), k.id());
         }
         Cmd::Sbom { path, out } => {
             let sp = store_path(&store_dir, &path)?;

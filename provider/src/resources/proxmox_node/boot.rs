@@ -50,6 +50,29 @@ pub(super) fn bmc_client(ctx: &Ctx, st: &State, config: Option<&State>) -> Resul
         .map_err(|e| Diagnostics::at(AttrPath::root("bmc"), "Cannot set up the BMC client", e.to_string()))
 }
 
+/// How the image's manifest may be trusted: the provider's `trusted_image_keys`, and the image
+/// block's Cosign keys and signature location.
+pub(super) fn image_trust(ctx: &Ctx, img: &Image) -> image::Trust {
+    image::Trust {
+        keys: ctx.clients.trusted_image_keys.clone(),
+        cosign_keys: img.trusted_cosign_keys.clone().unwrap_or_default(),
+        cosign_signature: img.manifest_cosign_signature.clone(),
+    }
+}
+
+/// The attribute a refused image's diagnostic points at.
+pub(super) fn image_error_path(e: &image::ImageError) -> AttrPath {
+    match e {
+        image::ImageError::BadCosignKey { index, .. } => {
+            AttrPath::root("image").attr("trusted_cosign_keys").index(*index)
+        }
+        image::ImageError::FetchSignature { .. } | image::ImageError::Untrusted { .. } => {
+            AttrPath::root("image").attr("manifest_cosign_signature")
+        }
+        _ => AttrPath::root("image").attr("manifest"),
+    }
+}
+
 /// Step 1: the manifest's signature against the trusted keys, then the file behind `url`;
 /// records the verified sha256 and version in the state.
 pub(super) async fn verify_image(
@@ -59,13 +82,9 @@ pub(super) async fn verify_image(
     url: &str,
 ) -> Result<VerifiedImage, Diagnostics> {
     let m = req(&img.manifest, "image.manifest")?;
-    let v = image::load(&m, &ctx.clients.trusted_image_keys, img.file.as_deref()).await.map_err(|e| {
-        Diagnostics::at(
-            AttrPath::root("image").attr("manifest"),
-            "Image refused",
-            format!("{e}. Nothing was powered on."),
-        )
-    })?;
+    let v = image::load_trusted(&m, &image_trust(ctx, img), img.file.as_deref())
+        .await
+        .map_err(|e| Diagnostics::at(image_error_path(&e), "Image refused", format!("{e}. Nothing was powered on.")))?;
     image::verify_image(&v, url).await.map_err(|e| {
         Diagnostics::at(AttrPath::root("image").attr("url"), "Image refused", format!("{e}. Nothing was powered on."))
     })?;
@@ -435,20 +454,20 @@ pub(super) async fn plan_image(
     let mut verified = None;
     if let (false, Some(img)) = (plan.is_unknown_in_config("image"), &cfg.image) {
         if let Some(m) = &img.manifest {
-            match image::load(m, &ctx.clients.trusted_image_keys, img.file.as_deref()).await {
+            match image::load_trusted(m, &image_trust(ctx, img), img.file.as_deref()).await {
                 Ok(v) => verified = Some(v),
                 // The node already runs this image: nothing will be booted, so a manifest
                 // that no longer verifies (key rotated out, file moved) is only a warning.
                 Err(e) if plan.prior.as_ref().is_some_and(|p| p.image.is_some() && p.image == cfg.image) => {
                     plan.diags.warn_at(
-                        AttrPath::root("image").attr("manifest"),
+                        image_error_path(&e),
                         "Image no longer verifies",
                         format!("{e}. The node keeps running it; a re-image with this manifest would be refused."),
                     );
                 }
                 Err(e) => {
                     return Err(Diagnostics::at(
-                        AttrPath::root("image").attr("manifest"),
+                        image_error_path(&e),
                         "Image refused",
                         format!("{e}. Nothing was powered on."),
                     ))

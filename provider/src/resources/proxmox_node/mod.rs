@@ -63,6 +63,8 @@ pub struct Image {
     pub url: Option<String>,
     pub manifest: Option<String>,
     pub file: Option<String>,
+    pub trusted_cosign_keys: Option<Vec<String>>,
+    pub manifest_cosign_signature: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -210,7 +212,9 @@ impl Resource for ProxmoxNode {
                         Block::new("The signed node image. Verified (signature against the provider's `trusted_image_keys`, then the file's size, sha256 and NAR hash) before the BMC is touched; a local manifest is checked at plan time already. Changing it replaces the node, or re-images it in place with `reimage_on_change`.")
                             .attr(Attribute::required("url", Type::String).describe("Where the BMC fetches the image (virtual media URL, http(s)); also a local path for verification only setups."))
                             .attr(Attribute::required("manifest", Type::String).describe("The signed manifest (`edge-image sign`), a local path or an http(s) URL."))
-                            .attr(s("file", "Which file of the manifest the URL serves; default: the only file with a sha256.")),
+                            .attr(s("file", "Which file of the manifest the URL serves; default: the only file with a sha256."))
+                            .attr(Attribute::optional("trusted_cosign_keys", Type::list(Type::String)).describe("Cosign public keys (PEM `-----BEGIN PUBLIC KEY-----`, ECDSA P-256, e.g. `cosign.pub`) also trusted for this image: the manifest passes with a valid Nix-format signature by one of the provider's `trusted_image_keys` OR a valid Cosign signature of manifest.json (`cosign sign-blob --key`) by one of these. Other key types are refused."))
+                            .attr(s("manifest_cosign_signature", "The manifest's Cosign signature (base64 DER, as `cosign sign-blob --output-signature` writes it), a local path or an http(s) URL; default: the manifest's location + `.sig`. Read only with `trusted_cosign_keys`.")),
                     )
                     .items(1, 1),
                 )
