@@ -23,6 +23,8 @@
 //! - **Health checks** ([`health`]) after a successful apply and on every cycle after it: PVE
 //!   quorum, Ceph health, WireGuard handshake age, last PBS backup, the booted image; combined
 //!   into succeeded, failed or pending (no data).
+//! - **Restore tests** ([`restore`]): each guest's latest PBS backup restored into an isolated
+//!   scratch VM, started, checked, timed (RTO) and aged (RPO), then destroyed.
 //! - **The hub** ([`hub`] decides; [`db`] keeps its state in PostgreSQL; [`serve`] is the
 //!   service): verified reports in, the controller's decision, per-store channel manifests out.
 
@@ -34,6 +36,7 @@ pub mod health;
 pub mod hub;
 pub mod images;
 pub mod release;
+pub mod restore;
 pub mod rollout;
 pub mod serve;
 pub mod sim;

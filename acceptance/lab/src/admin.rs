@@ -50,6 +50,12 @@ fn handle(lab: &Arc<Lab>, req: Req) -> Resp {
         ("POST", ["lab", "power"]) => power(lab, &body),
         ("POST", ["lab", "install"]) => install(lab, &body),
         ("POST", ["lab", "backups"]) => backup(lab, &body),
+        ("POST", ["lab", "backups", "missing-chunk"]) => in_store(lab, &body, None, crate::pve::lose_chunk),
+        ("POST", ["lab", "guests"]) => in_store(lab, &body, None, crate::pve::seed_guest),
+        ("POST", ["lab", "storage-full"]) => in_store(lab, &body, None, crate::pve::set_storage_full),
+        ("POST", ["lab", "stores", store, "backup-jobs", id, "run"]) => {
+            in_store(lab, &body, Some(store), |st, sid, b| crate::pve::run_backup_job(st, sid, id, b))
+        }
         ("GET", ["lab", "faults"]) => Ok(json!(lab.fault_rules())),
         ("POST", ["lab", "faults"]) => {
             let rules: Result<Vec<FaultRule>, _> = match &body {
@@ -94,6 +100,8 @@ pub fn snapshot(lab: &Lab) -> Value {
         .iter()
         .map(|s| {
             let nodes: Vec<Value> = s.nodes.iter().map(|n| model::node_summary(&st, s, n, now)).collect();
+            let guests: Map<String, Value> =
+                s.nodes.iter().map(|n| (n.name.clone(), json!(n.guests.keys().collect::<Vec<_>>()))).collect();
             let mut clusters = Map::new();
             let mut backup_jobs = Map::new();
             let mut storages = Map::new();
@@ -120,7 +128,7 @@ pub fn snapshot(lab: &Lab) -> Value {
             }
             json!({
                 "id": s.id, "nodes": nodes, "clusters": clusters,
-                "pools": s.pools, "backup_jobs": backup_jobs, "storages": storages,
+                "pools": s.pools, "backup_jobs": backup_jobs, "storages": storages, "guests": guests,
                 "pbs": {"address": s.pbs.address, "datastores": s.pbs.collections.get("datastore"), "remotes": s.pbs.collections.get("remote").map(|r| r.iter().map(|(k, v)| { let mut v = v.clone(); v.remove("password"); (k.clone(), Value::Object(v)) }).collect::<Map<_, _>>()),
                     "sync_jobs": s.pbs.collections.get("sync"), "verify_jobs": s.pbs.collections.get("verify"),
                     "prune_jobs": s.pbs.collections.get("prune"), "gc": s.pbs.gc, "tokens": s.pbs.tokens.keys().collect::<Vec<_>>(),
@@ -270,6 +278,21 @@ fn backup(lab: &Arc<Lab>, body: &Value) -> AResult {
     let mut st = lab.state();
     let sid = find_store(&st, body.get("store").and_then(Value::as_str), None)?;
     let r = crate::pbs::add_backup(&mut st, &sid, body)?;
+    lab.save(&st);
+    Ok(r)
+}
+
+/// Runs `f` on the store the body (`"store"`, else `"node"`) or `store` names, and saves.
+fn in_store(
+    lab: &Arc<Lab>,
+    body: &Value,
+    store: Option<&str>,
+    f: impl FnOnce(&mut LabState, &str, &Value) -> AResult,
+) -> AResult {
+    let mut st = lab.state();
+    let store = store.or_else(|| body.get("store").and_then(Value::as_str));
+    let sid = find_store(&st, store, body.get("node").and_then(Value::as_str))?;
+    let r = f(&mut st, &sid, body)?;
     lab.save(&st);
     Ok(r)
 }

@@ -62,6 +62,8 @@ pub fn build(opts: LabOptions) -> Result<LabState, pki::PkiError> {
                 auth_restart_until_ms: None,
                 used_disks: Default::default(),
                 seed_tamper: false,
+                guests: Default::default(),
+                full_storages: Default::default(),
             });
         }
         let mut s = StoreState {
@@ -201,6 +203,9 @@ pub fn wipe_node(st: &mut LabState, store: &str, node: &str) -> Option<String> {
     n.image = None;
     n.cluster = None;
     n.ceph = CephRoles::default();
+    // The guests' configs and disks were on the node.
+    n.guests.clear();
+    n.full_storages.clear();
     Some(n.system_id.clone())
 }
 

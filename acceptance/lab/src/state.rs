@@ -126,6 +126,40 @@ pub struct NodeState {
     /// Admin drift `seed_tamper`: the next seed read is swapped in transit (another certificate).
     #[serde(default)]
     pub seed_tamper: bool,
+    /// The QEMU guests whose config lives on this node (`/etc/pve/nodes/{node}/qemu-server`).
+    #[serde(default)]
+    pub guests: BTreeMap<u32, Guest>,
+    /// Storages (ids) whose space is exhausted on this node: allocating a disk there fails.
+    #[serde(default)]
+    pub full_storages: std::collections::BTreeSet<String>,
+}
+
+/// A QEMU guest: its config as `qm config` shows it, and what runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Guest {
+    pub vmid: u32,
+    /// The guest's config (`name`, `memory`, `cores`, `agent`, `scsi0`, `net0`, …) with the
+    /// types PVE's API returns.
+    pub config: Map<String, Value>,
+    /// The size of its one disk (`scsi0`) in bytes.
+    pub disk_bytes: u64,
+    /// What is on the disk: the guest OS runs qemu-guest-agent (a backup carries it along).
+    pub os_agent: bool,
+    /// Epoch ms of the last start while it runs; `None`: stopped.
+    #[serde(default)]
+    pub running_since_ms: Option<u64>,
+    /// `lock: create` while a restore writes it.
+    #[serde(default)]
+    pub lock: Option<String>,
+}
+
+/// What a backup of a guest holds besides its data: the config (`qemu-server.conf.blob`) and
+/// whether the OS on its disk runs a guest agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuestImage {
+    pub config: Map<String, Value>,
+    pub disk_bytes: u64,
+    pub os_agent: bool,
 }
 
 /// The identity a node booted with from its seed.
@@ -301,6 +335,12 @@ pub struct BackupSnapshot {
     /// The last verify task's verdict (`ok`/`failed`) and its UPID.
     #[serde(default)]
     pub verification: Option<(String, String)>,
+    /// A guest backup made by a backup job: what restores recreate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<GuestImage>,
+    /// The digest (64 hex) of a chunk the snapshot's index names but the chunk store lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_chunk: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

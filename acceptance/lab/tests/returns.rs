@@ -230,6 +230,58 @@ fn walk_everything(pve_version: &str, pbs_version: &str, net: u8) {
     w.check(Pve, 0, "PUT", "/cluster/backup/nightly", &[("schedule", "sun 01:00"), ("delete", "mode")]);
     w.check(Pve, 0, "DELETE", "/cluster/backup/nightly", &[]);
     w.check(Pve, 0, "DELETE", "/storage/local2", &[]);
+    // Guests: one seeded, backed up by a run of its job into the store's datastore, restored
+    // into a new guest through a PBS storage, started, stopped, destroyed.
+    let pbs = w.lab.store(0)["pbs"].clone();
+    let (pbs_host, store_ds) = (
+        pbs["endpoint"].as_str().unwrap().trim_start_matches("https://").trim_end_matches(":8007").to_string(),
+        pbs["datastore"].as_str().unwrap().to_string(),
+    );
+    let (pbs_fp, pbs_pw) = (pbs["tls_fingerprint"].as_str().unwrap(), pbs["root_password"].as_str().unwrap());
+    w.check(
+        Pve,
+        0,
+        "POST",
+        "/storage",
+        &[
+            ("storage", "pbs1"),
+            ("type", "pbs"),
+            ("server", &pbs_host),
+            ("datastore", &store_ds),
+            ("username", "root@pam"),
+            ("password", pbs_pw),
+            ("fingerprint", pbs_fp),
+        ],
+    );
+    w.check(
+        Pve,
+        0,
+        "POST",
+        "/cluster/backup",
+        &[("id", "guests"), ("vmid", "100"), ("schedule", "02:00"), ("storage", "pbs1")],
+    );
+    let seeded = w.lab.admin("POST", "/lab/guests", Some(json!({"node": "pve1", "vmid": 100, "name": "web"})));
+    assert_eq!(seeded.0, 200, "{}", seeded.1);
+    let (code, ran) = w.lab.admin("POST", "/lab/stores/store-001/backup-jobs/guests/run", Some(json!({})));
+    assert_eq!(code, 200, "{ran}");
+    let snap = ran["snapshots"][0]["snapshot"].as_str().expect("a snapshot").to_string();
+    w.check(Pve, 0, "GET", "/cluster/nextid", &[]);
+    w.check(Pve, 0, "GET", "/nodes/pve1/qemu", &[]);
+    w.check(Pve, 0, "GET", "/nodes/pve1/qemu/100/status/current", &[]);
+    w.check(Pve, 0, "GET", "/nodes/pve1/qemu/100/config", &[]);
+    w.check(Pve, 0, "POST", "/nodes/pve1/qemu/100/agent/ping", &[]);
+    let archive = format!("pbs1:backup/{snap}");
+    let t = w.check(Pve, 0, "POST", "/nodes/pve1/qemu", &[("vmid", "9000"), ("archive", &archive), ("unique", "1")]);
+    w.task(Pve, 0, &t);
+    w.check(Pve, 0, "PUT", "/nodes/pve1/qemu/9000/config", &[("delete", "net0")]);
+    let t = w.check(Pve, 0, "POST", "/nodes/pve1/qemu/9000/status/start", &[]);
+    w.task(Pve, 0, &t);
+    let t = w.check(Pve, 0, "POST", "/nodes/pve1/qemu/9000/status/stop", &[]);
+    w.task(Pve, 0, &t);
+    let t = w.check(Pve, 0, "DELETE", "/nodes/pve1/qemu/9000", &[("purge", "1")]);
+    w.task(Pve, 0, &t);
+    w.check(Pve, 0, "DELETE", "/cluster/backup/guests", &[]);
+    w.check(Pve, 0, "DELETE", "/storage/pbs1", &[]);
     // ACME: directory, account, plugins, node config, an order, certificate info.
     let dirs = w.check(Pve, 0, "GET", "/cluster/acme/directories", &[]);
     let dir = dirs[0]["url"].as_str().unwrap().to_string();
@@ -350,7 +402,8 @@ fn walk_everything(pve_version: &str, pbs_version: &str, net: u8) {
         assert_eq!(w.lab.admin("POST", "/lab/backups", Some(body)).0, 200);
     }
     let snaps = w.check(Pbs, 0, "GET", &format!("/admin/datastore/{ds}/snapshots"), &[]);
-    assert_eq!(snaps.as_array().map(Vec::len), Some(2), "{snaps}");
+    // The two added here and the guest backup of the job run above.
+    assert_eq!(snaps.as_array().map(Vec::len), Some(3), "{snaps}");
     let list = w.check(Pbs, 0, "GET", "/nodes/localhost/tasks", &[]);
     let upid = list[0]["upid"].as_str().unwrap().to_string();
     w.check(Pbs, 0, "GET", &format!("/nodes/localhost/tasks/{}", enc(&upid)), &[]);

@@ -148,6 +148,8 @@ pub fn add(st: &mut LabState, store: &str, body: &Value) -> Result<Value, (u16, 
         finished,
         files: archives(&backup_type),
         verification,
+        guest: None,
+        missing_chunk: None,
     };
     let out = json!({"datastore": datastore, "snapshot": item(&snap)});
     snaps.push(snap);

@@ -12,7 +12,7 @@
 
 mod access;
 mod backups;
-mod config;
+pub(crate) mod config;
 pub(crate) mod params;
 mod tasks;
 

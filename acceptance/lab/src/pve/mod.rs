@@ -2,7 +2,7 @@
 //!
 //! [`ROUTES`] is the one list of what it serves; each area's handlers live beside it, one
 //! function per endpoint: `access` (tickets, tokens), `nodes` (version, node status, DNS, time,
-//! disks), `network`, `cluster`, `ceph`, `pools` (Ceph pools), `jobs` (backup jobs, storages),
+//! disks), `network`, `cluster`, `ceph`, `pools` (Ceph pools), `jobs` (backup jobs, storages), `qemu` (guests, restores from PBS),
 //! `tasks` (shared with the PBS API), and ACME and the node config in `crate::acme`.
 
 mod access;
@@ -12,6 +12,7 @@ mod jobs;
 mod network;
 mod nodes;
 mod pools;
+mod qemu;
 pub(crate) mod tasks;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::state::{now_s, Domain, LabState, NodeState, StoreState};
 pub use access::{audit_secret, fresh_domain};
 pub use network::fresh_network;
 pub use pools::{apply_pool_field, pool_prefix, refresh_pools_from_backend};
+pub use qemu::{lose_chunk, run_backup_job, seed_guest, set_storage_full, AGENT_BOOT_MS};
 
 use ceph::{MGR, MON};
 use jobs::{Backup, Storage};
@@ -93,6 +95,16 @@ const ROUTES: &[Route<routes::Handler<Cx, ApiResult>>] = &[
     Route::get("/storage/{storage}", jobs::get::<Storage>),
     Route::put("/storage/{storage}", jobs::update::<Storage>),
     Route::delete("/storage/{storage}", jobs::delete::<Storage>),
+    Route::get("/cluster/nextid", qemu::nextid),
+    Route::get("/nodes/{node}/qemu", qemu::list),
+    Route::post("/nodes/{node}/qemu", qemu::create),
+    Route::delete("/nodes/{node}/qemu/{vmid}", qemu::destroy),
+    Route::get("/nodes/{node}/qemu/{vmid}/config", qemu::config_get),
+    Route::put("/nodes/{node}/qemu/{vmid}/config", qemu::config_put),
+    Route::get("/nodes/{node}/qemu/{vmid}/status/current", qemu::status_current),
+    Route::post("/nodes/{node}/qemu/{vmid}/status/start", qemu::start),
+    Route::post("/nodes/{node}/qemu/{vmid}/status/stop", qemu::stop),
+    Route::post("/nodes/{node}/qemu/{vmid}/agent/ping", qemu::agent_ping),
     Route::get("/nodes/{node}/tasks", tasks::list),
     Route::get("/nodes/{node}/tasks/{upid}", tasks::index),
     Route::delete("/nodes/{node}/tasks/{upid}", tasks::stop),
