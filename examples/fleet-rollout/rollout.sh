@@ -79,16 +79,23 @@ start_hub() { # N PORT: instance N of the hub, on PORT
 }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# The environment a store's agent runs in: the store's PVE/PBS credentials, its Terraform
+# settings, its own PostgreSQL role and state schema.
+store_env() { # STORE
+  local s=$1
+  set -a
+  # shellcheck source=/dev/null
+  . "$D/fleet/stores/$s.env"
+  set +a
+  export TF_VAR_store_id=$s TF_CLI_CONFIG_FILE="$D/tf.rc" TF_IN_AUTOMATION=1
+  export PG_CONN_STR="postgres://edge_store_${s//-/_}@127.0.0.1:$PG_PORT/fleet?sslmode=disable"
+  export PG_SCHEMA_NAME="tfstate_${s//-/_}" PG_SKIP_SCHEMA_CREATION=true PG_SKIP_TABLE_CREATION=true PG_SKIP_INDEX_CREATION=true
+}
+
 start_agent() { # STORE
   local s=$1
   (
-    set -a
-    # shellcheck source=/dev/null
-    . "$D/fleet/stores/$s.env"
-    set +a
-    export TF_VAR_store_id=$s TF_CLI_CONFIG_FILE="$D/tf.rc" TF_IN_AUTOMATION=1
-    export PG_CONN_STR="postgres://edge_store_${s//-/_}@127.0.0.1:$PG_PORT/fleet?sslmode=disable"
-    export PG_SCHEMA_NAME="tfstate_${s//-/_}" PG_SKIP_SCHEMA_CREATION=true PG_SKIP_TABLE_CREATION=true PG_SKIP_INDEX_CREATION=true
+    store_env "$s"
     # Odd stores talk to hub instance 1, even ones to instance 2: two hubs, one database.
     local n=${s##*-}
     exec "$FLEET" agent run --hub "${HUBS[$((10#$n % 2))]}" --store "$s" --trusted "$(pub "$D/keys/hub-1.sec")" \
@@ -345,6 +352,40 @@ PY
      where r.id = (select max(id) from edge_hub.reports where store = 'store-001') group by store" | sed 's/^/[rollout] health: /' >&2
   [ "$(q "select count(*) from edge_hub.reports where jsonb_array_length(signed->'report'->'checks') > 0")" -ge "$STORES" ] \
     || die "reports without health checks"
+
+  # 8. The night's evidence through the hub: each store's agent collects its record (on a store
+  #    a timer runs `agent evidence`), keeps it, signs it with the store's key and posts it; the
+  #    hub refuses a record signed with another store's key. The day's audit file is written from
+  #    what arrived (inventory: the registered stores; the day's rollout decisions with it).
+  for s in $(stores); do
+    (store_env "$s"; exec "$FLEET" agent evidence --hub "$HUB" --store "$s" --state-dir "$D/agents/$s" \
+      --terraform "$TF" --key "$D/keys/$s.sec" --datastore "$TF_VAR_datastore") >>"$D/log/evidence.log" 2>&1 \
+      || { tail -5 "$D/log/evidence.log" >&2; die "evidence of $s"; }
+  done
+  if (store_env store-002; "$FLEET" agent evidence --hub "$HUB" --store store-001 --state-dir "$D/agents/store-002" \
+    --terraform "$TF" --key "$D/keys/store-002.sec") >"$D/log/evidence-forged.log" 2>&1; then
+    die "the hub took store-001's evidence signed with store-002's key"
+  fi
+  grep -q '403 Forbidden: store-001: signature by "store-002"' "$D/log/evidence-forged.log" \
+    || grep -q '403 Forbidden: store-001:' "$D/log/evidence-forged.log" \
+    || { cat "$D/log/evidence-forged.log" >&2; die "the forged evidence was not refused for its signature"; }
+  say "evidence: $STORES records posted; one signed with another store's key refused ($(grep -o '403 Forbidden: [^(]*' "$D/log/evidence-forged.log"))"
+  keygen audit-1 "$D/keys/audit.sec"
+  local today; today=$(date -u +%F)
+  "$FLEET" audit write --database "$DB" --dir "$D/audit/edge" --date "$today" --key "$D/keys/audit.sec" >/dev/null 2>>"$D/log/evidence.log" \
+    || { tail -5 "$D/log/evidence.log" >&2; die "audit write from the hub"; }
+  "$FLEET" audit verify "$D/audit/edge" --trusted "$(pub "$D/keys/audit.sec")" --until "$today" >"$D/log/verify.log" \
+    || { cat "$D/log/verify.log" >&2; die "audit verify"; }
+  python3 - "$D/audit/edge/$today.json" "$STORES" <<'PY' || die "the day's file"
+import base64, json, sys
+day = json.loads(base64.b64decode(json.load(open(sys.argv[1]))["payload"]))["predicate"]
+n, want = len(day["stores"]), int(sys.argv[2])
+assert n == want and not day["missing"], f"{n} records, missing {day['missing']}"
+assert len(day["decisions"]) >= 3, f"{len(day['decisions'])} decisions"
+assert all(r["release"] and r["drift"]["plan_sha256"] and not r["drift"]["changes"] for r in day["stores"]), "records"
+print(f"[rollout] audit/edge/{day['date']}.json: {n} store records (release, state and drift each), "
+      f"{len(day['decisions'])} rollout decisions", file=sys.stderr)
+PY
 
   local pids; pids=$(cat "$D"/agents/*.pid "$D"/hub-*.pid)
   trap - EXIT

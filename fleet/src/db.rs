@@ -21,12 +21,14 @@
 
 use std::collections::BTreeMap;
 
-use edge_images::keys::SecretKey;
+use edge_images::dsse::Envelope;
+use edge_images::keys::{PublicKey, SecretKey};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio_postgres::{Client, GenericClient, NoTls, Row};
 
 use crate::agent::SignedReport;
+use crate::evidence;
 use crate::hub::{self, HubError, RegisteredStore};
 use crate::rollout::{Decision, Report, Spec, State};
 
@@ -82,6 +84,17 @@ create table if not exists edge_hub.rollouts (
 );
 alter table edge_hub.rollouts add column if not exists status jsonb;
 create unique index if not exists one_current_rollout on edge_hub.rollouts (current) where current;
+-- Each store's nightly evidence record, as the store signed it (DSSE); one per store and UTC day,
+-- the latest collected wins. `edge-fleet audit write --database` makes the day's file from them.
+create table if not exists edge_hub.evidence (
+  store text not null references edge_hub.stores(name),
+  day date not null,
+  collected_at timestamptz not null,
+  received_at timestamptz not null default now(),
+  record jsonb not null,
+  envelope jsonb not null,
+  primary key (store, day)
+);
 create table if not exists edge_hub.decisions (
   id bigserial primary key,
   at timestamptz not null default now(),
@@ -245,6 +258,47 @@ impl Db {
         Ok(Upload::Accepted)
     }
 
+    /// Stores a store's signed evidence record if the store's registered key signed it; a
+    /// record collected earlier the same day than the one on file is refused.
+    pub async fn upload_evidence(&self, env: &Envelope) -> Result<Upload, DbError> {
+        let Some(name) = evidence::claimed_store(env) else {
+            return Ok(Upload::Refused("not a signed evidence record naming its store".into()));
+        };
+        let Some(row) = self.client.query_opt(&format!("{SELECT_STORES} where name = $1"), &[&name]).await? else {
+            return Ok(Upload::Refused(format!("{name}: not a registered store")));
+        };
+        let store = store_of(&row);
+        let key = PublicKey::parse(&store.key).map_err(|e| DbError::Invalid(format!("{name}: registered key: {e}")))?;
+        let rec = match evidence::verify_record(env, &store.name, &key) {
+            Ok(r) => r,
+            Err(why) => return Ok(Upload::Refused(why)),
+        };
+        let Ok(at) = OffsetDateTime::parse(&rec.collected_at, &Rfc3339) else {
+            return Ok(Upload::Refused(format!("{name}: collected_at {:?} is not RFC 3339", rec.collected_at)));
+        };
+        let n = self
+            .client
+            .execute(
+                "insert into edge_hub.evidence (store, day, collected_at, record, envelope) values ($1, $2, $3, $4, $5)
+                 on conflict (store, day) do update set collected_at = excluded.collected_at, record = excluded.record,
+                   envelope = excluded.envelope, received_at = now()
+                 where edge_hub.evidence.collected_at < excluded.collected_at",
+                &[&store.name, &at.to_offset(time::UtcOffset::UTC).date(), &at, &json(&rec)?, &json(env)?],
+            )
+            .await?;
+        if n == 0 {
+            return Ok(Upload::Refused(format!("{name}: a record collected later that day is on file")));
+        }
+        Ok(Upload::Accepted)
+    }
+
+    /// The evidence records of `day` (UTC), one per store that sent one.
+    pub async fn evidence_on(&self, day: time::Date) -> Result<Vec<evidence::StoreEvidence>, DbError> {
+        let rows =
+            self.client.query("select record from edge_hub.evidence where day = $1 order by store", &[&day]).await?;
+        rows.iter().map(|r| parse(r.get(0))).collect()
+    }
+
     /// The signed manifest last published for `store`, as served.
     pub async fn manifest(&self, store: &str) -> Result<Option<String>, DbError> {
         Ok(self
@@ -354,6 +408,29 @@ impl Db {
                 Ok((r.get(0), r.get(1), decision))
             })
             .collect()
+    }
+
+    /// Every decision recorded on `day` (UTC), of any rollout, oldest first: the day's page of
+    /// the audit file.
+    pub async fn decisions_on(&self, day: time::Date) -> Result<Vec<serde_json::Value>, DbError> {
+        let rows = self
+            .client
+            .query(
+                "select to_json(d.at)::text, d.release, d.actions, d.status from edge_hub.decisions d
+                 where (d.at at time zone 'UTC')::date = $1 order by d.id",
+                &[&day],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let at: String = r.get(0);
+                serde_json::json!({
+                    "at": at.trim_matches('"'), "release": r.get::<_, String>(1),
+                    "actions": r.get::<_, serde_json::Value>(2), "status": r.get::<_, serde_json::Value>(3),
+                })
+            })
+            .collect())
     }
 }
 

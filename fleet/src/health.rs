@@ -492,9 +492,8 @@ async fn wireguard(cfg: &WireguardCheck) -> CheckResult {
     }
 }
 
-/// The verdict on `wg show IFACE latest-handshakes` output (`PUBKEY\tEPOCH` per peer, 0 for
-/// never); `Err` when it says nothing to judge by.
-fn judge_handshakes(cfg: &WireguardCheck, text: &str, now: i64) -> Result<(Verdict, String), String> {
+/// `wg show IFACE latest-handshakes` output: `PUBKEY\tEPOCH` per peer (0: never).
+pub(crate) fn parse_handshakes(text: &str) -> Result<Vec<(String, i64)>, String> {
     let mut peers = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut f = line.split_whitespace();
@@ -504,6 +503,13 @@ fn judge_handshakes(cfg: &WireguardCheck, text: &str, now: i64) -> Result<(Verdi
         let t: i64 = t.parse().map_err(|_| format!("unexpected handshake time in {line:?}"))?;
         peers.push((key.to_string(), t));
     }
+    Ok(peers)
+}
+
+/// The verdict on `wg show IFACE latest-handshakes` output (`PUBKEY\tEPOCH` per peer, 0 for
+/// never); `Err` when it says nothing to judge by.
+fn judge_handshakes(cfg: &WireguardCheck, text: &str, now: i64) -> Result<(Verdict, String), String> {
+    let peers = parse_handshakes(text)?;
     let considered: Vec<(String, Option<i64>)> = if cfg.peers.is_empty() {
         peers.iter().map(|(k, t)| (k.clone(), Some(*t))).collect()
     } else {
@@ -676,7 +682,7 @@ async fn expected_image(cfg: &ImageCheck) -> Result<String, String> {
 }
 
 /// `(url, sha256)` of the `edge-image url=URL sha256=HEX` line in the node notes.
-fn booted_image(notes: &str) -> Option<(String, Option<String>)> {
+pub(crate) fn booted_image(notes: &str) -> Option<(String, Option<String>)> {
     let line = notes.lines().map(str::trim).find(|l| l.starts_with("edge-image "))?;
     let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).map(str::to_string);
     Some((field("url=")?, field("sha256=").map(|h| h.to_ascii_lowercase())))

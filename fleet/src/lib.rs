@@ -29,8 +29,11 @@
 //!   service): verified reports in, the controller's decision, per-store channel manifests out.
 
 pub mod agent;
+pub mod audit;
 pub mod channel;
 pub mod db;
+pub mod drift;
+pub mod evidence;
 pub mod files;
 pub mod health;
 pub mod hub;

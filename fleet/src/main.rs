@@ -21,6 +21,8 @@ use edge_fleet::sim::{self, Params};
 use edge_fleet::window::MaintenanceWindow;
 use edge_images::keys::{PublicKey, SecretKey};
 
+mod cli_audit;
+
 #[derive(Parser)]
 #[command(name = "edge-fleet", version, about = "edgeform fleet releases: bundles and signed channel manifests")]
 struct Cli {
@@ -45,6 +47,16 @@ enum Cmd {
     /// The hub.
     #[command(subcommand)]
     Hub(HubCmd),
+    /// Evidence for auditors: per-store records, signed daily files, their verification.
+    #[command(subcommand)]
+    Audit(cli_audit::AuditCmd),
+    /// Patch drift: releases behind and unapplied critical releases per store, against an SLO
+    /// (exit 1 when breached).
+    Drift(cli_audit::DriftArgs),
+    /// Weekly restore tests: each guest's latest PBS backup restored into a scratch VM without
+    /// network, started, its guest agent pinged and disk read, then destroyed; RTO and RPO per
+    /// guest. Exit 1 if any failed.
+    RestoreTest(cli_audit::RestoreTestArgs),
 }
 
 #[derive(Subcommand)]
@@ -142,11 +154,16 @@ enum AgentCmd {
         #[arg(long, default_value_t = 60)]
         interval_s: u64,
     },
+    /// The store's nightly evidence (a timer runs it): collect the record from the agent's
+    /// working directory and the store's APIs, keep it as STATE/evidence/YYYY-MM-DD.json, sign
+    /// it with the store's key and post it to the hub (POST /v1/evidence).
+    Evidence(cli_audit::AgentEvidenceArgs),
 }
 
+/// Which hub, and which store the agent speaks for.
 #[derive(clap::Args)]
-struct AgentArgs {
-    /// Base URL of the hub (channels/, bundles/, v1/reports).
+struct HubArgs {
+    /// Base URL of the hub (channels/, bundles/, v1/reports, v1/evidence).
     #[arg(long)]
     hub: String,
     /// PEM CA to trust for an https hub (besides the system's roots).
@@ -154,6 +171,12 @@ struct AgentArgs {
     hub_ca: Option<PathBuf>,
     #[arg(long)]
     store: String,
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    #[command(flatten)]
+    at: HubArgs,
     /// The channel this store follows (default: the store's name, as the hub publishes).
     #[arg(long)]
     channel: Option<String>,
@@ -312,6 +335,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
+        Cmd::Audit(cmd) => return cli_audit::audit(cmd),
+        Cmd::Drift(args) => return cli_audit::drift_cmd(args),
+        Cmd::RestoreTest(args) => return cli_audit::restore_test(args),
         Cmd::Release(ReleaseCmd::Build { name, config, provider, image_manifest, out }) => {
             let (provider_sha, _) = sha256_file(&provider)?;
             let (manifest_sha, _) = sha256_file(&image_manifest)?;
@@ -373,6 +399,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             return Ok(code);
         }
+        Cmd::Agent(AgentCmd::Evidence(args)) => return cli_audit::agent_evidence(args),
         Cmd::Agent(AgentCmd::Run { agent: args, interval_s }) => {
             let agent = agent(&args)?;
             // The only listener: the image cache for the store's BMCs, on the LAN address given.
@@ -532,27 +559,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn agent(a: &AgentArgs) -> Result<Agent> {
+/// The HTTP client an agent talks to its hub with (`--hub-ca` trusted besides the system's roots).
+fn hub_client(hub_ca: Option<&Path>) -> Result<reqwest::blocking::Client> {
     let mut http = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(300));
-    if let Some(ca) = &a.hub_ca {
+    if let Some(ca) = hub_ca {
         http = http.add_root_certificate(reqwest::Certificate::from_pem(&read(ca)?).context("--hub-ca")?);
     }
+    Ok(http.build()?)
+}
+
+fn agent(a: &AgentArgs) -> Result<Agent> {
     let window = match (&a.window, a.window_minutes) {
         (Some(event), Some(minutes)) => Some(MaintenanceWindow::new(event, minutes)?),
         _ => None,
     };
     Ok(Agent {
-        hub: a.hub.clone(),
-        store: a.store.clone(),
+        hub: a.at.hub.clone(),
+        store: a.at.store.clone(),
         policy: Policy {
             trusted: public_keys(&a.trusted, "--trusted")?,
             threshold: a.threshold,
-            channel: a.channel.clone().unwrap_or_else(|| a.store.clone()),
+            channel: a.channel.clone().unwrap_or_else(|| a.at.store.clone()),
         },
         state_dir: a.state_dir.clone(),
         terraform: a.terraform.clone(),
         key: secret(&a.key)?,
-        http: http.build()?,
+        http: hub_client(a.at.hub_ca.as_deref())?,
         window,
         health: a.health.as_deref().map(HealthConfig::load).transpose()?,
         image_keys: public_keys(&a.trusted_image_keys, "--trusted-image-key")?,

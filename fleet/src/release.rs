@@ -193,6 +193,23 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<BundleFile>) -> Result<(), Rel
     Ok(())
 }
 
+/// The configuration a store applies from `dir`, as one SHA-256: over the sorted list of its
+/// files (relative path, SHA-256, size) in canonical JSON. Terraform state (`*.tfstate*`, a
+/// local backend's `terraform.tfstate.d/`) and `.terraform/` are left out: they are not
+/// configuration, and state can hold secrets. Returns the digest and the number of files.
+pub fn configuration_digest(dir: &Path) -> Result<(String, usize), ReleaseError> {
+    let mut files = Vec::new();
+    for rel in walk(dir, dir)? {
+        if rel.split('/').any(|part| part.contains(".tfstate") || part == "terraform.tfstate.d") {
+            continue;
+        }
+        let (sha, size) = sha256_file(&dir.join(&rel))?;
+        files.push(BundleFile { path: rel, sha256: sha.to_hex(), size });
+    }
+    let v = serde_json::to_value(&files).map_err(|e| ReleaseError::Parse(e.to_string()))?;
+    Ok((Sha256Hash::digest(&canonical::signed_bytes(b"edgeform-configuration-v1\n", &v)).to_hex(), files.len()))
+}
+
 /// Regular files below `dir` as `/`-separated paths relative to `root`, skipping `.terraform/`
 /// (providers and modules Terraform downloaded: the store's own `terraform init` makes them).
 fn walk(root: &Path, dir: &Path) -> Result<Vec<String>, ReleaseError> {

@@ -8,6 +8,9 @@
 //!   once per store by its agent ([`crate::images`]);
 //! - `POST /v1/reports` — a store's signed report; accepted only if the store's registered key
 //!   signed it and it is not older than the store's last one;
+//! - `POST /v1/evidence` — a store's nightly evidence record, signed by the store (DSSE,
+//!   [`crate::evidence::sign_record`]); kept per store and day for `edge-fleet audit write
+//!   --database`;
 //! - `GET /v1/status` — the current rollout: per partition the gate's inputs and verdict, and the
 //!   decisions that led there.
 //!
@@ -24,6 +27,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use edge_images::dsse::Envelope;
 use edge_images::keys::SecretKey;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
@@ -60,6 +64,7 @@ pub async fn serve(cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), Db
         .route("/bundles/{*path}", get(bundle))
         .route("/images/{*path}", get(image))
         .route("/v1/reports", post(report))
+        .route("/v1/evidence", post(evidence))
         .route("/v1/status", get(status))
         // A report is a few KiB; nothing larger has any business here.
         .layer(DefaultBodyLimit::max(256 * 1024))
@@ -132,6 +137,18 @@ async fn report(State(app): State<Arc<App>>, Json(signed): Json<SignedReport>) -
         }
         Ok(Upload::Refused(why)) => {
             tracing::warn!(%why, "report refused");
+            (StatusCode::FORBIDDEN, why).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// A store's nightly evidence record, signed by the store (DSSE): kept for the day's audit file.
+async fn evidence(State(app): State<Arc<App>>, Json(env): Json<Envelope>) -> Response {
+    match app.db.upload_evidence(&env).await {
+        Ok(Upload::Accepted) => StatusCode::ACCEPTED.into_response(),
+        Ok(Upload::Refused(why)) => {
+            tracing::warn!(%why, "evidence refused");
             (StatusCode::FORBIDDEN, why).into_response()
         }
         Err(e) => internal(e),

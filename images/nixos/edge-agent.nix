@@ -83,6 +83,167 @@ let
     "${cfg.serveImages.address}:${toString cfg.serveImages.port}"
   ];
 
+  # The nightly evidence record (`edge-fleet agent evidence`, docs/compliance.md) and the weekly
+  # restore tests (`edge-fleet restore-test`): one-shot units on timers, run as the agent's user
+  # on the agent's state (its Terraform directory, applied release and key).
+  restoreResults = "${stateDir}/restore-tests.json";
+  evidenceArgs = [
+    (lib.getExe' cfg.package "edge-fleet")
+    "agent"
+    "evidence"
+    "--hub"
+    cfg.hub
+  ]
+  ++ lib.optionals (cfg.hubCa != null) [
+    "--hub-ca"
+    cfg.hubCa
+  ]
+  ++ [
+    "--store"
+    cfg.store
+    "--state-dir"
+    stateDir
+    "--terraform"
+    (lib.getExe cfg.terraformPackage)
+  ]
+  ++ lib.optionals (cfg.evidence.datastore != null) [
+    "--datastore"
+    cfg.evidence.datastore
+  ]
+  ++ lib.concatMap (i: [
+    "--wireguard"
+    i
+  ]) cfg.evidence.wireguardInterfaces
+  ++ lib.optionals cfg.restoreTests.enable [
+    "--restore-results"
+    restoreResults
+  ];
+  restoreArgs = [
+    (lib.getExe' cfg.package "edge-fleet")
+    "restore-test"
+    "--node"
+    cfg.restoreTests.node
+    "--pbs-storage"
+    cfg.restoreTests.pbsStorage
+    "--datastore"
+    cfg.restoreTests.datastore
+    "--out"
+    restoreResults
+  ]
+  ++ lib.optionals (cfg.restoreTests.sample != null) [
+    "--sample"
+    cfg.restoreTests.sample
+  ];
+
+  # What every unit of the agent runs under (the service and the two timers' jobs): no root, one
+  # writable path, nothing listening unless the image cache is served.
+  sandbox = {
+    # A transient user per run, the same for all three units (one User= name: systemd gives
+    # them one dynamic UID), so each owns the state the others wrote. StateDirectory= keeps
+    # /var/lib/edge-agent (the store's Terraform state, the bundle cache, the accepted/applied
+    # records, the evidence kept) across runs and is the one writable path under
+    # ProtectSystem=strict.
+    DynamicUser = true;
+    User = "edge-agent";
+    StateDirectory = "edge-agent";
+    StateDirectoryMode = "0700";
+    UMask = "0077";
+    LoadCredential = [ "${keyCredential}:${cfg.keyFile}" ];
+    EnvironmentFile = lib.optional (cfg.environmentFile != null) cfg.environmentFile;
+    NoNewPrivileges = true;
+    ProtectSystem = "strict";
+    ProtectHome = true;
+    PrivateTmp = true;
+    PrivateDevices = true;
+    PrivateMounts = true;
+    ProtectProc = "invisible";
+    ProtectClock = true;
+    ProtectHostname = true;
+    ProtectKernelLogs = true;
+    ProtectKernelModules = true;
+    ProtectKernelTunables = true;
+    ProtectControlGroups = true;
+    RestrictNamespaces = true;
+    RestrictRealtime = true;
+    RestrictSUIDSGID = true;
+    LockPersonality = true;
+    MemoryDenyWriteExecute = true;
+    RemoveIPC = true;
+    SystemCallArchitectures = "native";
+    SystemCallFilter = [
+      "@system-service"
+      "~@privileged"
+    ];
+    SystemCallErrorNumber = "EPERM";
+    # HTTPS to the hub, PVE and PBS, SSH to nodes (IPv4/6); AF_UNIX for Terraform's provider
+    # plugins (a socket in the private /tmp) and the journal; AF_NETLINK for `wg show` and
+    # the resolver.
+    RestrictAddressFamilies = [
+      "AF_INET"
+      "AF_INET6"
+      "AF_UNIX"
+      "AF_NETLINK"
+    ];
+    # No listening on IP (systemd >= 249; bind() on AF_INET/AF_INET6 only, so Terraform's
+    # plugin sockets still work and outgoing connections are not affected). This also refuses
+    # the provider's seed server (bootstrap.listen): a root module that (re)installs nodes
+    # through their BMCs cannot run from this agent.
+    SocketBindDeny = "any";
+  };
+  # `wg show` reads WireGuard handshakes over generic netlink, which the kernel allows only
+  # with CAP_NET_ADMIN: granted (ambient) to a unit that reads them, nothing otherwise. Not
+  # root: the agent's power lies in the credentials it holds (PVE/PBS tokens), not in the node;
+  # CAP_NET_ADMIN is the one local privilege it needs. Without it, a user namespace of its own
+  # (in one, CAP_NET_ADMIN would not reach the host's network namespace).
+  netAdmin = needed: {
+    AmbientCapabilities = lib.optional needed "CAP_NET_ADMIN";
+    CapabilityBoundingSet = if needed then [ "CAP_NET_ADMIN" ] else [ "" ];
+    PrivateUsers = !needed;
+  };
+  environment = {
+    # Terraform's CLI config, plugin directories and checkpoint cache under the state.
+    HOME = stateDir;
+    # No calls to HashiCorp's version-check service.
+    CHECKPOINT_DISABLE = "1";
+    TF_IN_AUTOMATION = "1";
+  };
+  # A one-shot job of the agent on a timer (Persistent: a run missed while the node was off
+  # happens at the next boot).
+  job = description: execStart: onCalendar: extra: {
+    services = {
+      inherit description;
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+      path = [ pkgs.wireguard-tools ];
+      inherit environment;
+      serviceConfig =
+        sandbox
+        // extra
+        // {
+          Type = "oneshot";
+          ExecStart = execStart;
+        };
+    };
+    timers = {
+      wantedBy = [ "timers.target" ];
+      timerConfig = {
+        OnCalendar = onCalendar;
+        Persistent = true;
+        RandomizedDelaySec = "15min";
+      };
+    };
+  };
+  evidenceJob =
+    job "edge store evidence: collect, sign and post the night's record"
+      "${utils.escapeSystemdExecArgs evidenceArgs} --key %d/${keyCredential}"
+      cfg.evidence.onCalendar
+      (netAdmin (cfg.evidence.wireguardInterfaces != [ ]));
+  restoreJob =
+    job "edge restore tests: each guest's latest backup restored, started, checked, destroyed"
+      (utils.escapeSystemdExecArgs restoreArgs)
+      cfg.restoreTests.onCalendar
+      (netAdmin false);
+
   tunnel = cfg.tunnelInterface;
   tunnelUnits = lib.optionals (tunnel != null) [
     # networkd backend (nixos-25.05's default with networking.useNetworkd): the link's device unit.
@@ -257,6 +418,54 @@ in
       '';
     };
 
+    evidence = {
+      enable = lib.mkEnableOption "the nightly evidence record (`edge-fleet agent evidence`): the store's release, state and configuration digests, a refresh-only plan, booted images, certificates, backups, handshakes and restore results, signed with the store's key and posted to the hub";
+      onCalendar = mkOption {
+        type = types.str;
+        default = "*-*-* 01:30:00";
+        description = "When (systemd calendar event, the node's time zone); the hub writes the day's audit file after.";
+      };
+      datastore = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        description = "PBS datastore whose backups the record lists (`--datastore`).";
+      };
+      wireguardInterfaces = mkOption {
+        type = types.listOf types.str;
+        default = lib.optional (cfg.tunnelInterface != null) cfg.tunnelInterface;
+        defaultText = lib.literalExpression "lib.optional (tunnelInterface != null) tunnelInterface";
+        description = "WireGuard interfaces whose handshakes the record lists (`--wireguard`).";
+      };
+    };
+
+    restoreTests = {
+      enable = lib.mkEnableOption "weekly restore tests (`edge-fleet restore-test`): each guest's latest backup restored into a scratch VM without network, started, checked and destroyed; the next evidence records carry the results";
+      onCalendar = mkOption {
+        type = types.str;
+        default = "Sun *-*-* 03:00:00";
+        description = "When (systemd calendar event).";
+      };
+      node = mkOption {
+        type = types.str;
+        default = config.networking.hostName;
+        defaultText = lib.literalExpression "config.networking.hostName";
+        description = "The node the scratch VMs run on.";
+      };
+      pbsStorage = mkOption {
+        type = types.str;
+        description = "The PVE storage (type pbs) the backup job writes to.";
+      };
+      datastore = mkOption {
+        type = types.str;
+        description = "Its PBS datastore.";
+      };
+      sample = mkOption {
+        type = types.nullOr types.ints.positive;
+        default = null;
+        description = "Test this many guests a week, moving on through all of them (`--sample`); all when null.";
+      };
+    };
+
     tunnelInterface = mkOption {
       type = types.nullOr types.str;
       default =
@@ -305,15 +514,12 @@ in
       ++ lib.optional (tunnel != null) "wireguard-${tunnel}.service";
       # wg for the WireGuard health check.
       path = [ pkgs.wireguard-tools ];
-      environment = {
-        # Terraform's CLI config, plugin directories and checkpoint cache under the state.
-        HOME = stateDir;
-        # No calls to HashiCorp's version-check service.
-        CHECKPOINT_DISABLE = "1";
-        TF_IN_AUTOMATION = "1";
-      };
+      inherit environment;
       unitConfig.StartLimitIntervalSec = 0;
-      serviceConfig = {
+      serviceConfig =
+        sandbox
+        // netAdmin (cfg.health != null)
+        // {
         Type = "exec";
         ExecStart = "${utils.escapeSystemdExecArgs args} --key %d/${keyCredential}";
         Restart = "on-failure";
@@ -321,70 +527,14 @@ in
         RestartSec = "5s";
         RestartSteps = 8;
         RestartMaxDelaySec = "5min";
-
-        LoadCredential = [ "${keyCredential}:${cfg.keyFile}" ];
-        EnvironmentFile = lib.optional (cfg.environmentFile != null) cfg.environmentFile;
-
-        # A transient user per run: the agent owns nothing outside its state; StateDirectory=
-        # keeps /var/lib/edge-agent (the store's Terraform state, the bundle cache, the
-        # accepted/applied records) across runs and is the one writable path under
-        # ProtectSystem=strict.
-        DynamicUser = true;
-        StateDirectory = "edge-agent";
-        StateDirectoryMode = "0700";
-        UMask = "0077";
-        # `wg show` reads the WireGuard handshakes over generic netlink, which the kernel allows
-        # only with CAP_NET_ADMIN: granted (ambient) when health checks are on, nothing otherwise.
-        # Not root: the agent's power lies in the credentials it holds (PVE/PBS tokens), not in
-        # the node; CAP_NET_ADMIN is the one local privilege it needs.
-        AmbientCapabilities = lib.optional (cfg.health != null) "CAP_NET_ADMIN";
-        CapabilityBoundingSet = if cfg.health != null then [ "CAP_NET_ADMIN" ] else [ "" ];
-        # A user namespace of its own when it needs no capability (in one, CAP_NET_ADMIN would
-        # not reach the host's network namespace).
-        PrivateUsers = cfg.health == null;
-
-        NoNewPrivileges = true;
-        ProtectSystem = "strict";
-        ProtectHome = true;
-        PrivateTmp = true;
-        PrivateDevices = true;
-        PrivateMounts = true;
-        ProtectProc = "invisible";
-        ProtectClock = true;
-        ProtectHostname = true;
-        ProtectKernelLogs = true;
-        ProtectKernelModules = true;
-        ProtectKernelTunables = true;
-        ProtectControlGroups = true;
-        RestrictNamespaces = true;
-        RestrictRealtime = true;
-        RestrictSUIDSGID = true;
-        LockPersonality = true;
-        MemoryDenyWriteExecute = true;
-        RemoveIPC = true;
-        SystemCallArchitectures = "native";
-        SystemCallFilter = [
-          "@system-service"
-          "~@privileged"
-        ];
-        SystemCallErrorNumber = "EPERM";
-        # HTTPS to the hub, PVE and PBS, SSH to nodes (IPv4/6); AF_UNIX for Terraform's provider
-        # plugins (a socket in the private /tmp) and the journal; AF_NETLINK for `wg show` and
-        # the resolver.
-        RestrictAddressFamilies = [
-          "AF_INET"
-          "AF_INET6"
-          "AF_UNIX"
-          "AF_NETLINK"
-        ];
-        # No listening on IP (systemd >= 249; bind() on AF_INET/AF_INET6 only, so Terraform's
-        # plugin sockets still work and outgoing connections are not affected). This also refuses
-        # the provider's seed server (bootstrap.listen): a root module that (re)installs nodes
-        # through their BMCs cannot run from this agent.
-        SocketBindDeny = "any";
-        # …except the image cache's port on the LAN, when it is served.
+        # The image cache's port on the LAN, when it is served (the sandbox denies any other).
         SocketBindAllow = lib.optional (cfg.serveImages != null) "tcp:${toString cfg.serveImages.port}";
       };
     };
+
+    systemd.services.edge-agent-evidence = lib.mkIf cfg.evidence.enable evidenceJob.services;
+    systemd.timers.edge-agent-evidence = lib.mkIf cfg.evidence.enable evidenceJob.timers;
+    systemd.services.edge-agent-restore-test = lib.mkIf cfg.restoreTests.enable restoreJob.services;
+    systemd.timers.edge-agent-restore-test = lib.mkIf cfg.restoreTests.enable restoreJob.timers;
   };
 }
