@@ -94,6 +94,11 @@ fn guests_power_agent_and_destroy_as_qemu_server_answers() {
     let ping = |vmid: u32| lab.pve(0, "POST", &format!("/nodes/pve1/qemu/{vmid}/agent/ping"), &[]);
     let (c, v) = ping(101);
     assert_eq!((c, message(&v)), (500, "No QEMU guest agent configured".into()));
+    // `agent: 0` is configured (`defined`), so the running guest is pinged, and nothing answers.
+    let (c, v) = lab.pve(0, "PUT", "/nodes/pve1/qemu/101/config", &[("agent", "0")]);
+    assert_eq!(c, 200, "{v}");
+    let (c, v) = ping(101);
+    assert_eq!((c, message(&v)), (500, "QEMU guest agent is not running".into()));
     let (c, v) = ping(100);
     assert_eq!((c, message(&v)), (500, "VM 100 is not running".into()));
     let (c, v) = ping(102);

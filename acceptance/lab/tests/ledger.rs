@@ -14,6 +14,7 @@ const REPOS: &[&str] = &[
     "pve-guest-common",
     "pve-storage",
     "pve-docs",
+    "qemu-server",
     "proxmox-backup",
     "proxmox-rs",
     "ceph",
