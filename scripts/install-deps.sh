@@ -73,5 +73,7 @@ if [ ! -x "$tools/bin/terraform-1.0.3" ]; then
   install -m 0755 "$bin" "$tools/bin/terraform-1.0.3"
   rm -rf "$tmp"
 fi
-"$tools/bin/terraform" version | head -n1
-"$tools/bin/terraform-1.0.3" version | head -n1
+# sed reads all of it: `head -n1` may close the pipe before Terraform has written its second
+# line, and Terraform's exit on the broken pipe fails the script under pipefail.
+"$tools/bin/terraform" version | sed -n 1p
+"$tools/bin/terraform-1.0.3" version | sed -n 1p
