@@ -349,7 +349,12 @@ fn check_link(
             problem(format!("links to {}, not to the day before ({})", l.file, file_name(prev)))
         }
         Some(l) => match files.get(&prev) {
-            // Reported once, as the missing day itself, unless it is before `since`.
+            // A missing day inside the chain, or before `since`, is reported as that day.
+            // Before the first file without `since`, nothing else would say it.
+            None if date == first && since.is_none() => problem(format!(
+                "links to {}, which is not here: the days before are missing (if they expired, say so with --since {date})",
+                l.file
+            )),
             None => {}
             Some(p) => match sha256_of(p) {
                 Ok(h) if h == l.sha256 => {}
@@ -550,6 +555,18 @@ mod tests {
         assert!(got.iter().any(|p| p.starts_with("2026-11-28: signature by \"audit-1\" does not verify")), "{got:?}");
         assert!(got.iter().any(|p| p.starts_with("2026-11-28 s2: in the inventory but neither recorded")), "{got:?}");
         assert!(got.iter().any(|p| p.starts_with("2026-11-28: 2026-11-28.json was replaced")), "{got:?}");
+
+        // The first days removed: the new first file still links to its predecessor.
+        let f = tempfile::tempdir().unwrap();
+        week(f.path(), &key);
+        std::fs::remove_file(f.path().join("2026-11-24.json")).unwrap();
+        assert_eq!(
+            problems(f.path(), &key),
+            vec!["2026-11-25: links to 2026-11-24.json, which is not here: the days before are missing (if they expired, say so with --since 2026-11-25)"]
+        );
+        let since =
+            Expect { since: Some(Date::from_calendar_date(2026, time::Month::November, 25).unwrap()), until: None };
+        assert!(verify_dir(f.path(), &[key.public()], 1, &since).unwrap().problems.is_empty());
 
         // The missing last day is visible only against --until.
         let u = tempfile::tempdir().unwrap();
