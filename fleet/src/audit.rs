@@ -97,8 +97,8 @@ fn day_files(dir: &Path) -> Result<BTreeMap<Date, PathBuf>, AuditError> {
 }
 
 fn sha256_of(path: &Path) -> Result<String, AuditError> {
-    let b = std::fs::read(path).map_err(|e| AuditError::Io(path.to_path_buf(), e))?;
-    Ok(Sha256Hash::digest(&b).to_hex())
+    let (h, _) = edge_images::hash::sha256_file(path).map_err(|e| AuditError::Io(path.to_path_buf(), e))?;
+    Ok(h.to_hex())
 }
 
 /// What goes into one day's file.

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 
 use edge_images::canonical;
-use edge_images::hash::{HashWriter, Sha256Hash};
+use edge_images::hash::Sha256Hash;
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "edgeform-release/1";
@@ -175,10 +175,7 @@ pub fn open_bundle(dir: &Path, id: &str) -> Result<Release, ReleaseError> {
 
 /// SHA-256 and size of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<(Sha256Hash, u64), ReleaseError> {
-    let mut f = std::fs::File::open(path).map_err(|e| io(path, e))?;
-    let mut h = HashWriter::new();
-    std::io::copy(&mut f, &mut h).map_err(|e| io(path, e))?;
-    Ok(h.finish())
+    edge_images::hash::sha256_file(path).map_err(|e| io(path, e))
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<BundleFile>) -> Result<(), ReleaseError> {

@@ -9,7 +9,6 @@
 //! or curve is refused by name. Trusted keys only ever come from the verifier's configuration,
 //! never from the artifact.
 
-use std::io::Read;
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -19,8 +18,6 @@ use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::der::asn1::ObjectIdentifier;
 use p256::pkcs8::der::{pem, Decode};
 use p256::pkcs8::spki::SubjectPublicKeyInfoRef;
-
-use crate::hash::Sha256Stream;
 
 const ID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 const PRIME256V1: &str = "1.2.840.10045.3.1.7";
@@ -145,18 +142,9 @@ pub fn parse_signature(text: &str) -> Result<Signature, CosignError> {
 
 /// SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<[u8; 32], CosignError> {
-    let read_err = |e: std::io::Error| CosignError::Read { path: path.display().to_string(), message: e.to_string() };
-    let mut f = std::fs::File::open(path).map_err(read_err)?;
-    let mut h = Sha256Stream::default();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(read_err)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().0)
+    let (h, _) = crate::hash::sha256_file(path)
+        .map_err(|e| CosignError::Read { path: path.display().to_string(), message: e.to_string() })?;
+    Ok(h.0)
 }
 
 /// The first of `keys` whose valid signature `sig_text` is over `digest` (SHA-256 of the

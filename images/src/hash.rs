@@ -307,6 +307,14 @@ fn use_hash_thread() -> bool {
     load + 1.0 <= cores as f64
 }
 
+/// SHA-256 and size of a file, read as it streams (images are 1–2 GB: never read whole).
+pub fn sha256_file(path: &Path) -> std::io::Result<(Sha256Hash, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = HashWriter::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(h.finish())
+}
+
 /// For a regular file: NAR hash, NAR size, plain sha256 and size, all from one read.
 pub fn file_hashes(path: &Path) -> Result<FileHashes, NarError> {
     let mut plain = Sha256Stream::default();
