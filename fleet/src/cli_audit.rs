@@ -88,15 +88,6 @@ impl ObserveArgs {
 pub struct AgentEvidenceArgs {
     #[command(flatten)]
     at: crate::HubArgs,
-    /// The agent's state directory (its work/ is where Terraform runs; applied.json names the
-    /// release).
-    #[arg(long)]
-    state_dir: PathBuf,
-    #[arg(long, default_value = "terraform")]
-    terraform: PathBuf,
-    /// The store's report-signing key (Nix secret key file).
-    #[arg(long)]
-    key: PathBuf,
     #[command(flatten)]
     observe: ObserveArgs,
 }
@@ -339,13 +330,14 @@ fn summary(rec: &StoreEvidence) {
 
 /// `agent evidence`: collect in the agent's working directory, keep, sign, post.
 pub fn agent_evidence(a: AgentEvidenceArgs) -> Result<ExitCode> {
-    let key = secret(&a.key)?;
-    let src = a.observe.sources(&a.at.store, &a.terraform, &a.state_dir.join("work"), applied_release(&a.state_dir)?);
+    let at = &a.at;
+    let key = secret(&at.key)?;
+    let src = a.observe.sources(&at.store, &at.terraform, &at.state_dir.join("work"), applied_release(&at.state_dir)?);
     let rec = evidence::collect(&src, &Apis::from_process_env())?;
     summary(&rec);
     let day = rec.collected_at.get(..10).unwrap_or("unknown").to_string();
     let env = evidence::sign_record(&rec, &key);
-    let kept = a.state_dir.join("evidence").join(format!("{day}.json"));
+    let kept = at.state_dir.join("evidence").join(format!("{day}.json"));
     edge_fleet::files::write_atomic(&kept, &env.to_json())?;
     let url = format!("{}/v1/evidence", a.at.hub.trim_end_matches('/'));
     let resp =

@@ -160,7 +160,8 @@ enum AgentCmd {
     Evidence(cli_audit::AgentEvidenceArgs),
 }
 
-/// Which hub, and which store the agent speaks for.
+/// Which hub, which store the agent speaks for, and the agent's own state: what every agent
+/// command (`once`, `run`, `evidence`) is given.
 #[derive(clap::Args)]
 struct HubArgs {
     /// Base URL of the hub (channels/, bundles/, v1/reports, v1/evidence).
@@ -171,6 +172,14 @@ struct HubArgs {
     hub_ca: Option<PathBuf>,
     #[arg(long)]
     store: String,
+    /// The agent's state directory (its work/ is where Terraform runs).
+    #[arg(long)]
+    state_dir: PathBuf,
+    #[arg(long, default_value = "terraform")]
+    terraform: PathBuf,
+    /// The store's report-signing key (Nix secret key file).
+    #[arg(long)]
+    key: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -184,13 +193,6 @@ struct AgentArgs {
     trusted: Vec<String>,
     #[arg(long)]
     threshold: usize,
-    #[arg(long)]
-    state_dir: PathBuf,
-    #[arg(long, default_value = "terraform")]
-    terraform: PathBuf,
-    /// The store's report-signing key (Nix secret key file).
-    #[arg(long)]
-    key: PathBuf,
     /// Maintenance window: a PVE/PBS calendar event (UTC) when applies may start, e.g.
     /// "mon..fri 22:00" …
     #[arg(long, requires = "window_minutes")]
@@ -581,9 +583,9 @@ fn agent(a: &AgentArgs) -> Result<Agent> {
             threshold: a.threshold,
             channel: a.channel.clone().unwrap_or_else(|| a.at.store.clone()),
         },
-        state_dir: a.state_dir.clone(),
-        terraform: a.terraform.clone(),
-        key: secret(&a.key)?,
+        state_dir: a.at.state_dir.clone(),
+        terraform: a.at.terraform.clone(),
+        key: secret(&a.at.key)?,
         http: hub_client(a.at.hub_ca.as_deref())?,
         window,
         health: a.health.as_deref().map(HealthConfig::load).transpose()?,
