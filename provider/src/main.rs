@@ -37,7 +37,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(plugin::serve(mode, edge_provider::resources::all())) {
+    match runtime.block_on(plugin::serve(mode, edge_provider::catalog::catalog())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");

@@ -10,7 +10,6 @@ pub mod wire;
 
 use std::io::Write as _;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::StreamExt as _;
@@ -24,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 use tracing::{error, info, warn};
 
-use crate::framework::resource::DynResource;
+use crate::framework::Catalog;
 use handshake::{HandshakeError, ListenSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +48,7 @@ pub enum Mode {
 }
 
 /// Serves the provider until Terraform shuts it down.
-pub async fn serve(mode: Mode, resources: Vec<Arc<dyn DynResource>>) -> Result<(), ServeError> {
+pub async fn serve(mode: Mode, catalog: Catalog) -> Result<(), ServeError> {
     let env = |k: &str| std::env::var(k).ok();
     if matches!(mode, Mode::Terraform) {
         handshake::check_env(&env)?;
@@ -73,7 +72,7 @@ pub async fn serve(mode: Mode, resources: Vec<Arc<dyn DynResource>>) -> Result<(
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("plugin", tonic_health::ServingStatus::Serving).await;
 
-    let provider = server::EdgeProvider::new(resources, stop.clone());
+    let provider = server::EdgeProvider::new(catalog, stop.clone());
     let controller = Controller { shutdown: shutdown.clone() };
     let router = tonic::transport::Server::builder()
         .add_service(health_service)

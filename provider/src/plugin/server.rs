@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use tfplugin_proto::tfplugin6 as pb;
 use tfplugin_proto::tfplugin6::provider_server::Provider;
 use tokio_util::sync::CancellationToken;
@@ -14,13 +14,21 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, info, instrument};
 
 use crate::framework::diag::Diagnostics;
+use crate::framework::function::{Function, FunctionError};
 use crate::framework::resource::{Ctx, DynResource, ImportRequest};
 use crate::framework::value::Value;
+use crate::framework::verbs::{DynAction, DynDataSource, DynEphemeral, DynList, Progress};
+use crate::framework::Catalog;
 use crate::plugin::wire;
 use crate::provider::{self, Clients, ProviderConfig};
 
 pub struct EdgeProvider {
     resources: HashMap<&'static str, Arc<dyn DynResource>>,
+    data_sources: HashMap<&'static str, Arc<dyn DynDataSource>>,
+    ephemeral: HashMap<&'static str, Arc<dyn DynEphemeral>>,
+    lists: HashMap<&'static str, Arc<dyn DynList>>,
+    actions: HashMap<&'static str, Arc<dyn DynAction>>,
+    functions: HashMap<&'static str, Arc<dyn Function>>,
     clients: RwLock<Option<Arc<Clients>>>,
     stop: CancellationToken,
     provider_schema: crate::framework::schema::Schema,
@@ -29,11 +37,35 @@ pub struct EdgeProvider {
 
 type Rsp<T> = Result<Response<T>, Status>;
 
-fn unknown_type(type_name: &str) -> Diagnostics {
+fn unknown(what: &str, type_name: &str) -> Diagnostics {
     Diagnostics::error(
-        format!("Unknown resource type {type_name:?}"),
-        "This provider does not have that resource type. Check the spelling and the provider version.",
+        format!("Unknown {what} {type_name:?}"),
+        format!("This provider does not have that {what}. Check the spelling and the provider version."),
     )
+}
+
+/// Looks a name up in one of the provider's tables.
+fn find<'a, T: ?Sized>(
+    table: &'a HashMap<&'static str, Arc<T>>,
+    what: &str,
+    name: &str,
+) -> Result<&'a Arc<T>, Diagnostics> {
+    table.get(name).ok_or_else(|| unknown(what, name))
+}
+
+/// The names of a table, sorted (GetMetadata lists them).
+fn names<T: ?Sized>(table: &HashMap<&'static str, Arc<T>>) -> Vec<String> {
+    let mut t: Vec<String> = table.keys().map(|k| k.to_string()).collect();
+    t.sort_unstable();
+    t
+}
+
+/// Schemas of a table by name (GetProviderSchema).
+fn schemas<T: ?Sized>(
+    table: &HashMap<&'static str, Arc<T>>,
+    schema: impl Fn(&T) -> &crate::framework::schema::Schema,
+) -> HashMap<String, pb::Schema> {
+    table.iter().map(|(k, v)| (k.to_string(), wire::schema(schema(v)))).collect()
 }
 
 macro_rules! unsupported {
@@ -84,9 +116,14 @@ with_diags!(
 );
 
 impl EdgeProvider {
-    pub fn new(resources: Vec<Arc<dyn DynResource>>, stop: CancellationToken) -> Self {
+    pub fn new(catalog: Catalog, stop: CancellationToken) -> Self {
         EdgeProvider {
-            resources: resources.into_iter().map(|r| (r.type_name(), r)).collect(),
+            resources: catalog.resources.into_iter().map(|r| (r.type_name(), r)).collect(),
+            data_sources: catalog.data_sources.into_iter().map(|r| (r.type_name(), r)).collect(),
+            ephemeral: catalog.ephemeral_resources.into_iter().map(|r| (r.type_name(), r)).collect(),
+            lists: catalog.list_resources.into_iter().map(|r| (r.type_name(), r)).collect(),
+            actions: catalog.actions.into_iter().map(|r| (r.type_name(), r)).collect(),
+            functions: catalog.functions.into_iter().map(|f| (f.name(), f)).collect(),
             clients: RwLock::new(None),
             stop,
             provider_schema: provider::schema(),
@@ -95,7 +132,7 @@ impl EdgeProvider {
     }
 
     fn resource(&self, type_name: &str) -> Result<&Arc<dyn DynResource>, Diagnostics> {
-        self.resources.get(type_name).ok_or_else(|| unknown_type(type_name))
+        find(&self.resources, "resource type", type_name)
     }
 
     fn ctx(&self) -> Ctx {
@@ -107,10 +144,74 @@ impl EdgeProvider {
         }
     }
 
-    fn sorted_types(&self) -> Vec<&'static str> {
-        let mut t: Vec<_> = self.resources.keys().copied().collect();
-        t.sort_unstable();
-        t
+    /// One `terraform query` call: the list resource names identities; the full object, when
+    /// asked for, comes from the managed resource's own import and read (as `terraform import`
+    /// would build it), so what is listed imports with no changes.
+    async fn list(&self, r: &pb::list_resource::Request) -> Vec<pb::list_resource::Event> {
+        let fail =
+            |d: &Diagnostics| pb::list_resource::Event { diagnostic: wire::diagnostics(d), ..Default::default() };
+        let found = (|| {
+            let l = find(&self.lists, "list resource", &r.type_name)?;
+            let res = self.resource(&r.type_name)?;
+            let ids = res.identity_schema().ok_or_else(|| {
+                Diagnostics::error("Provider bug", format!("{} is listed but has no identity schema", r.type_name))
+            })?;
+            let config = wire::decode(r.config.as_ref(), &l.schema().value_type(), "list configuration")?;
+            Ok::<_, Diagnostics>((l, res, ids, config))
+        })();
+        let (l, res, ids, config) = match found {
+            Ok(f) => f,
+            Err(d) => return vec![fail(&d)],
+        };
+        let ctx = self.ctx();
+        let (mut listed, diags) = l.list(&ctx, &config).await;
+        if let Ok(limit) = usize::try_from(r.limit) {
+            if limit > 0 {
+                listed.truncate(limit);
+            }
+        }
+        let mut events = Vec::with_capacity(listed.len() + 1);
+        if !diags.is_empty() {
+            events.push(fail(&diags));
+        }
+        let ty = res.schema().value_type();
+        for item in listed {
+            let identity_value = Value::Object(
+                ids.attributes
+                    .iter()
+                    .map(|a| {
+                        (a.name.clone(), item.identity.get(&a.name).cloned().map(Value::String).unwrap_or(Value::Null))
+                    })
+                    .collect(),
+            );
+            let mut ev = pb::list_resource::Event {
+                identity: wire::identity_data(Some(identity_value), Some(ids)),
+                display_name: item.display_name.clone(),
+                ..Default::default()
+            };
+            if r.include_resource_object {
+                let (imported, mut d) = res.import(&ctx, ImportRequest::Identity(item.identity.clone())).await;
+                let state = if d.has_errors() {
+                    Value::Null
+                } else {
+                    let (state, rd) = res.read(&ctx, &imported).await;
+                    d.extend(rd);
+                    state
+                };
+                if !d.has_errors() && state.is_null() {
+                    d.push_error(
+                        format!("{} vanished while listed", item.display_name),
+                        "It was listed but could not be read: run the query again.",
+                    );
+                }
+                if !d.has_errors() {
+                    ev.resource_object = wire::encode(&state, &ty).map_err(|e| d.extend(e)).ok();
+                }
+                ev.diagnostic = wire::diagnostics(&d);
+            }
+            events.push(ev);
+        }
+        events
     }
 
     fn capabilities() -> pb::ServerCapabilities {
@@ -146,10 +247,29 @@ impl Provider for EdgeProvider {
     async fn get_metadata(&self, _r: Request<pb::get_metadata::Request>) -> Rsp<pb::get_metadata::Response> {
         ok(pb::get_metadata::Response {
             server_capabilities: Some(Self::capabilities()),
-            resources: self
-                .sorted_types()
+            resources: names(&self.resources)
                 .into_iter()
-                .map(|t| pb::get_metadata::ResourceMetadata { type_name: t.to_string() })
+                .map(|type_name| pb::get_metadata::ResourceMetadata { type_name })
+                .collect(),
+            data_sources: names(&self.data_sources)
+                .into_iter()
+                .map(|type_name| pb::get_metadata::DataSourceMetadata { type_name })
+                .collect(),
+            ephemeral_resources: names(&self.ephemeral)
+                .into_iter()
+                .map(|type_name| pb::get_metadata::EphemeralMetadata { type_name })
+                .collect(),
+            list_resources: names(&self.lists)
+                .into_iter()
+                .map(|type_name| pb::get_metadata::ListResourceMetadata { type_name })
+                .collect(),
+            actions: names(&self.actions)
+                .into_iter()
+                .map(|type_name| pb::get_metadata::ActionMetadata { type_name })
+                .collect(),
+            functions: names(&self.functions)
+                .into_iter()
+                .map(|name| pb::get_metadata::FunctionMetadata { name })
                 .collect(),
             ..Default::default()
         })
@@ -161,7 +281,16 @@ impl Provider for EdgeProvider {
     ) -> Rsp<pb::get_provider_schema::Response> {
         ok(pb::get_provider_schema::Response {
             provider: Some(wire::schema(&self.provider_schema)),
-            resource_schemas: self.resources.iter().map(|(k, r)| (k.to_string(), wire::schema(r.schema()))).collect(),
+            resource_schemas: schemas(&self.resources, |r| r.schema()),
+            data_source_schemas: schemas(&self.data_sources, |r| r.schema()),
+            ephemeral_resource_schemas: schemas(&self.ephemeral, |r| r.schema()),
+            list_resource_schemas: schemas(&self.lists, |r| r.schema()),
+            action_schemas: self
+                .actions
+                .iter()
+                .map(|(k, a)| (k.to_string(), pb::ActionSchema { schema: Some(wire::schema(a.schema())) }))
+                .collect(),
+            functions: self.functions.iter().map(|(k, f)| (k.to_string(), wire::function(&f.signature()))).collect(),
             server_capabilities: Some(Self::capabilities()),
             ..Default::default()
         })
@@ -206,10 +335,14 @@ impl Provider for EdgeProvider {
         &self,
         r: Request<pb::validate_data_resource_config::Request>,
     ) -> Rsp<pb::validate_data_resource_config::Response> {
-        ok(WithDiags::default_with_diags(Diagnostics::error(
-            format!("Unknown data source {:?}", r.into_inner().type_name),
-            "This provider has no data sources.",
-        )))
+        let r = r.into_inner();
+        let diags = (|| {
+            let ds = find(&self.data_sources, "data source", &r.type_name)?;
+            let v = wire::decode(r.config.as_ref(), &ds.schema().value_type(), "data source configuration")?;
+            Ok::<_, Diagnostics>(ds.validate(&v))
+        })()
+        .unwrap_or_else(|d| d);
+        ok(pb::validate_data_resource_config::Response { diagnostics: wire::diagnostics(&diags) })
     }
 
     #[instrument(skip_all, fields(type_name = %r.get_ref().type_name, version = r.get_ref().version))]
@@ -471,11 +604,20 @@ impl Provider for EdgeProvider {
         unsupported!(pb::move_resource_state::Response, "Moves between resource types")
     }
 
+    #[instrument(skip_all, fields(type_name = %r.get_ref().type_name))]
     async fn read_data_source(&self, r: Request<pb::read_data_source::Request>) -> Rsp<pb::read_data_source::Response> {
-        ok(WithDiags::default_with_diags(Diagnostics::error(
-            format!("Unknown data source {:?}", r.into_inner().type_name),
-            "This provider has no data sources.",
-        )))
+        let r = r.into_inner();
+        let ds = match find(&self.data_sources, "data source", &r.type_name) {
+            Ok(ds) => ds,
+            Err(d) => return ok(WithDiags::default_with_diags(d)),
+        };
+        let ty = ds.schema().value_type();
+        let (state, mut diags) = match wire::decode(r.config.as_ref(), &ty, "data source configuration") {
+            Ok(config) => ds.read(&self.ctx(), &config).await,
+            Err(d) => (Value::Null, d),
+        };
+        let state = if diags.has_errors() { None } else { wire::encode(&state, &ty).map_err(|d| diags.extend(d)).ok() };
+        ok(pb::read_data_source::Response { state, diagnostics: wire::diagnostics(&diags), deferred: None })
     }
 
     async fn generate_resource_config(
@@ -487,57 +629,136 @@ impl Provider for EdgeProvider {
 
     async fn validate_ephemeral_resource_config(
         &self,
-        _r: Request<pb::validate_ephemeral_resource_config::Request>,
+        r: Request<pb::validate_ephemeral_resource_config::Request>,
     ) -> Rsp<pb::validate_ephemeral_resource_config::Response> {
-        unsupported!(pb::validate_ephemeral_resource_config::Response, "Ephemeral resources")
+        let r = r.into_inner();
+        let diags = (|| {
+            let e = find(&self.ephemeral, "ephemeral resource", &r.type_name)?;
+            let v = wire::decode(r.config.as_ref(), &e.schema().value_type(), "ephemeral resource configuration")?;
+            Ok::<_, Diagnostics>(e.validate(&v))
+        })()
+        .unwrap_or_else(|d| d);
+        ok(pb::validate_ephemeral_resource_config::Response { diagnostics: wire::diagnostics(&diags) })
     }
+
+    #[instrument(skip_all, fields(type_name = %r.get_ref().type_name))]
     async fn open_ephemeral_resource(
         &self,
-        _r: Request<pb::open_ephemeral_resource::Request>,
+        r: Request<pb::open_ephemeral_resource::Request>,
     ) -> Rsp<pb::open_ephemeral_resource::Response> {
-        unsupported!(pb::open_ephemeral_resource::Response, "Ephemeral resources")
+        let r = r.into_inner();
+        let e = match find(&self.ephemeral, "ephemeral resource", &r.type_name) {
+            Ok(e) => e,
+            Err(d) => return ok(WithDiags::default_with_diags(d)),
+        };
+        let ty = e.schema().value_type();
+        let (opened, mut diags) = match wire::decode(r.config.as_ref(), &ty, "ephemeral resource configuration") {
+            Ok(config) => e.open(&self.ctx(), &config).await,
+            Err(d) => (None, d),
+        };
+        let Some(opened) = opened else { return ok(WithDiags::default_with_diags(diags)) };
+        let result = wire::encode(&opened.result, &ty).map_err(|d| diags.extend(d)).ok();
+        ok(pb::open_ephemeral_resource::Response {
+            diagnostics: wire::diagnostics(&diags),
+            renew_at: opened.renew_at.map(wire::timestamp),
+            result,
+            private: Some(opened.private),
+            deferred: None,
+        })
     }
+
     async fn renew_ephemeral_resource(
         &self,
-        _r: Request<pb::renew_ephemeral_resource::Request>,
+        r: Request<pb::renew_ephemeral_resource::Request>,
     ) -> Rsp<pb::renew_ephemeral_resource::Response> {
-        unsupported!(pb::renew_ephemeral_resource::Response, "Ephemeral resources")
+        let r = r.into_inner();
+        let e = match find(&self.ephemeral, "ephemeral resource", &r.type_name) {
+            Ok(e) => e,
+            Err(d) => return ok(WithDiags::default_with_diags(d)),
+        };
+        let (renewed, diags) = e.renew(&self.ctx(), r.private.as_deref().unwrap_or_default()).await;
+        let (private, renew_at) = match renewed {
+            Some((p, at)) => (Some(p), at.map(wire::timestamp)),
+            None => (r.private, None),
+        };
+        ok(pb::renew_ephemeral_resource::Response { diagnostics: wire::diagnostics(&diags), renew_at, private })
     }
+
+    #[instrument(skip_all, fields(type_name = %r.get_ref().type_name))]
     async fn close_ephemeral_resource(
         &self,
-        _r: Request<pb::close_ephemeral_resource::Request>,
+        r: Request<pb::close_ephemeral_resource::Request>,
     ) -> Rsp<pb::close_ephemeral_resource::Response> {
-        unsupported!(pb::close_ephemeral_resource::Response, "Ephemeral resources")
+        let r = r.into_inner();
+        let diags = match find(&self.ephemeral, "ephemeral resource", &r.type_name) {
+            Ok(e) => e.close(&self.ctx(), r.private.as_deref().unwrap_or_default()).await,
+            Err(d) => d,
+        };
+        ok(pb::close_ephemeral_resource::Response { diagnostics: wire::diagnostics(&diags) })
     }
 
     type ListResourceStream = Pin<Box<dyn Stream<Item = Result<pb::list_resource::Event, Status>> + Send>>;
-    async fn list_resource(&self, _r: Request<pb::list_resource::Request>) -> Rsp<Self::ListResourceStream> {
-        let ev = pb::list_resource::Event {
-            diagnostic: wire::diagnostics(&Diagnostics::error(
-                "List resources are not supported",
-                "The edge provider does not offer this feature.",
-            )),
-            ..Default::default()
-        };
-        Ok(Response::new(Box::pin(futures::stream::iter([Ok(ev)]))))
+    #[instrument(skip_all, fields(type_name = %r.get_ref().type_name))]
+    async fn list_resource(&self, r: Request<pb::list_resource::Request>) -> Rsp<Self::ListResourceStream> {
+        let r = r.into_inner();
+        let events = self.list(&r).await;
+        Ok(Response::new(Box::pin(futures::stream::iter(events.into_iter().map(Ok)))))
     }
     async fn validate_list_resource_config(
         &self,
-        _r: Request<pb::validate_list_resource_config::Request>,
+        r: Request<pb::validate_list_resource_config::Request>,
     ) -> Rsp<pb::validate_list_resource_config::Response> {
-        unsupported!(pb::validate_list_resource_config::Response, "List resources")
+        let r = r.into_inner();
+        let diags = (|| {
+            let l = find(&self.lists, "list resource", &r.type_name)?;
+            let v = wire::decode(r.config.as_ref(), &l.schema().value_type(), "list configuration")?;
+            Ok::<_, Diagnostics>(l.validate(&v))
+        })()
+        .unwrap_or_else(|d| d);
+        ok(pb::validate_list_resource_config::Response { diagnostics: wire::diagnostics(&diags) })
     }
 
     async fn get_functions(&self, _r: Request<pb::get_functions::Request>) -> Rsp<pb::get_functions::Response> {
-        ok(pb::get_functions::Response::default())
+        ok(pb::get_functions::Response {
+            functions: self.functions.iter().map(|(k, f)| (k.to_string(), wire::function(&f.signature()))).collect(),
+            diagnostics: vec![],
+        })
     }
+    #[instrument(skip_all, fields(name = %r.get_ref().name))]
     async fn call_function(&self, r: Request<pb::call_function::Request>) -> Rsp<pb::call_function::Response> {
-        ok(pb::call_function::Response {
-            result: None,
-            error: Some(pb::FunctionError {
-                text: format!("The edge provider has no function {:?}.", r.into_inner().name),
-                function_argument: None,
-            }),
+        let r = r.into_inner();
+        let result = (|| {
+            let f = self.functions.get(r.name.as_str()).ok_or_else(|| FunctionError {
+                text: format!("The edge provider has no function {:?}.", r.name),
+                argument: None,
+            })?;
+            let sig = f.signature();
+            if r.arguments.len() != sig.parameters.len() {
+                return Err(FunctionError {
+                    text: format!("{} takes {} arguments, got {}", r.name, sig.parameters.len(), r.arguments.len()),
+                    argument: None,
+                });
+            }
+            let mut args = Vec::with_capacity(r.arguments.len());
+            for (i, (a, p)) in r.arguments.iter().zip(&sig.parameters).enumerate() {
+                let v = wire::decode(Some(a), &p.ty, p.name).map_err(|d| FunctionError::at(i, d.to_string()))?;
+                if v.is_null() && !p.allow_null {
+                    return Err(FunctionError::at(i, format!("{} must not be null", p.name)));
+                }
+                args.push(v);
+            }
+            let out = f.call(&args)?;
+            wire::encode(&out, &sig.returns).map_err(|d| FunctionError { text: d.to_string(), argument: None })
+        })();
+        ok(match result {
+            Ok(v) => pb::call_function::Response { result: Some(v), error: None },
+            Err(e) => pb::call_function::Response {
+                result: None,
+                error: Some(pb::FunctionError {
+                    text: e.text,
+                    function_argument: e.argument.and_then(|i| i64::try_from(i).ok()),
+                }),
+            },
         })
     }
 
@@ -583,26 +804,62 @@ impl Provider for EdgeProvider {
         unsupported!(pb::delete_state::Response, "State stores")
     }
 
-    async fn plan_action(&self, _r: Request<pb::plan_action::Request>) -> Rsp<pb::plan_action::Response> {
-        unsupported!(pb::plan_action::Response, "Actions")
+    #[instrument(skip_all, fields(action = %r.get_ref().action_type))]
+    async fn plan_action(&self, r: Request<pb::plan_action::Request>) -> Rsp<pb::plan_action::Response> {
+        let r = r.into_inner();
+        let diags = match find(&self.actions, "action", &r.action_type) {
+            Ok(a) => match wire::decode(r.config.as_ref(), &a.schema().value_type(), "action configuration") {
+                // An action configured with values known only after apply is checked when invoked.
+                Ok(config) if config.contains_unknown() => Diagnostics::new(),
+                Ok(config) => a.plan(&self.ctx(), &config).await,
+                Err(d) => d,
+            },
+            Err(d) => d,
+        };
+        ok(pb::plan_action::Response { diagnostics: wire::diagnostics(&diags), deferred: None })
     }
     type InvokeActionStream = Pin<Box<dyn Stream<Item = Result<pb::invoke_action::Event, Status>> + Send>>;
-    async fn invoke_action(&self, _r: Request<pb::invoke_action::Request>) -> Rsp<Self::InvokeActionStream> {
-        let ev = pb::invoke_action::Event {
-            r#type: Some(pb::invoke_action::event::Type::Completed(pb::invoke_action::event::Completed {
-                diagnostics: wire::diagnostics(&Diagnostics::error(
-                    "Actions are not supported",
-                    "The edge provider does not offer this feature.",
-                )),
-            })),
+    #[instrument(skip_all, fields(action = %r.get_ref().action_type))]
+    async fn invoke_action(&self, r: Request<pb::invoke_action::Request>) -> Rsp<Self::InvokeActionStream> {
+        use pb::invoke_action::event::{Completed, Progress as Step, Type};
+        let r = r.into_inner();
+        let completed = |d: &Diagnostics| pb::invoke_action::Event {
+            r#type: Some(Type::Completed(Completed { diagnostics: wire::diagnostics(d) })),
         };
-        Ok(Response::new(Box::pin(futures::stream::iter([Ok(ev)]))))
+        let action = match find(&self.actions, "action", &r.action_type) {
+            Ok(a) => a.clone(),
+            Err(d) => return Ok(Response::new(Box::pin(futures::stream::iter([Ok(completed(&d))])))),
+        };
+        let config = match wire::decode(r.config.as_ref(), &action.schema().value_type(), "action configuration") {
+            Ok(c) => c,
+            Err(d) => return Ok(Response::new(Box::pin(futures::stream::iter([Ok(completed(&d))])))),
+        };
+        // The action runs on its own task; its progress messages stream to Terraform as they
+        // come, and the stream ends with its outcome.
+        let (progress, rx) = Progress::new();
+        let ctx = self.ctx();
+        let outcome = tokio::spawn(async move { action.invoke(&ctx, &config, &progress).await });
+        let steps = tokio_stream::wrappers::UnboundedReceiverStream::new(rx)
+            .map(|message| Ok(pb::invoke_action::Event { r#type: Some(Type::Progress(Step { message })) }));
+        let end = futures::stream::once(async move {
+            let d =
+                outcome.await.unwrap_or_else(|e| Diagnostics::error("Action failed", format!("provider task: {e}")));
+            Ok(completed(&d))
+        });
+        Ok(Response::new(Box::pin(steps.chain(end))))
     }
     async fn validate_action_config(
         &self,
-        _r: Request<pb::validate_action_config::Request>,
+        r: Request<pb::validate_action_config::Request>,
     ) -> Rsp<pb::validate_action_config::Response> {
-        unsupported!(pb::validate_action_config::Response, "Actions")
+        let r = r.into_inner();
+        let diags = (|| {
+            let a = find(&self.actions, "action", &r.type_name)?;
+            let v = wire::decode(r.config.as_ref(), &a.schema().value_type(), "action configuration")?;
+            Ok::<_, Diagnostics>(a.validate(&v))
+        })()
+        .unwrap_or_else(|d| d);
+        ok(pb::validate_action_config::Response { diagnostics: wire::diagnostics(&diags) })
     }
 
     async fn stop_provider(&self, _r: Request<pb::stop_provider::Request>) -> Rsp<pb::stop_provider::Response> {

@@ -3,6 +3,7 @@
 use tfplugin_proto::tfplugin6 as pb;
 
 use crate::framework::diag::{AttrPath, Diagnostic, Diagnostics, Severity, Step};
+use crate::framework::function::Signature;
 use crate::framework::schema::{Attribute, Block, IdentitySchema, NestedBlock, Nesting, Schema};
 use crate::framework::value::{Type, Value};
 use crate::plugin::codec::{self, CodecError};
@@ -147,4 +148,31 @@ pub fn identity_data(v: Option<Value>, s: Option<&IdentitySchema>) -> Option<pb:
     let (v, s) = (v?, s?);
     let dv = encode(&v, &s.value_type()).ok()?;
     Some(pb::ResourceIdentityData { identity_data: Some(dv) })
+}
+
+pub fn function(sig: &Signature) -> pb::Function {
+    pb::Function {
+        parameters: sig
+            .parameters
+            .iter()
+            .map(|p| pb::function::Parameter {
+                name: p.name.to_string(),
+                r#type: p.ty.to_json_bytes(),
+                allow_null_value: p.allow_null,
+                allow_unknown_values: false,
+                description: p.description.to_string(),
+                description_kind: pb::StringKind::Markdown as i32,
+            })
+            .collect(),
+        variadic_parameter: None,
+        r#return: Some(pb::function::Return { r#type: sig.returns.to_json_bytes() }),
+        summary: sig.summary.to_string(),
+        description: sig.description.to_string(),
+        description_kind: pb::StringKind::Markdown as i32,
+        deprecation_message: String::new(),
+    }
+}
+
+pub fn timestamp(t: std::time::SystemTime) -> prost_types::Timestamp {
+    prost_types::Timestamp::from(t)
 }
