@@ -36,6 +36,14 @@ pub trait PoolBackend: Send + Sync {
     fn conf(&self) -> Option<String> {
         None
     }
+    /// `osd set|unset FLAG`, as PVE's `PUT /cluster/ceph/flags/{flag}` sends it.
+    fn osd_flag(&self, _flag: &str, _set: bool) -> Result<(), String> {
+        Err("this Ceph backend has no OSD flags".into())
+    }
+    /// The OSD map's flags (`osd dump`'s `flags`, split at commas).
+    fn osd_flags(&self) -> Result<Vec<String>, String> {
+        Err("this Ceph backend has no OSD flags".into())
+    }
 }
 
 /// One pool as real Ceph reports it (`osd pool ls detail`, `osd crush rule dump`, `df`).

@@ -64,6 +64,7 @@ pub fn build(opts: LabOptions) -> Result<LabState, pki::PkiError> {
                 seed_tamper: false,
                 guests: Default::default(),
                 full_storages: Default::default(),
+                reboot: Default::default(),
             });
         }
         let mut s = StoreState {
@@ -77,6 +78,7 @@ pub fn build(opts: LabOptions) -> Result<LabState, pki::PkiError> {
             ec_profiles: Default::default(),
             next_pool_id: 1,
             pbs: Default::default(),
+            ceph_flags: Default::default(),
         };
         let pip = pbs_ip(opts.net, si);
         let mut pbs = crate::pbs::fresh_pbs(&s);
@@ -252,5 +254,6 @@ pub fn node_summary(st: &LabState, s: &StoreState, n: &NodeState, now_ms: u64) -
         "network": {"active": n.network.active, "pending": n.network.pending},
         "tokens": dom.map(|d| d.tokens.keys().cloned().collect::<Vec<_>>()).unwrap_or_default(),
         "tls_fingerprint": n.cert.fingerprint,
+        "reboot": crate::pve::reboot_summary(n, now_ms),
     })
 }

@@ -185,6 +185,14 @@ impl PoolBackend for CephPools {
     fn conf(&self) -> Option<String> {
         Some(self.cluster.conf_path().display().to_string())
     }
+    fn osd_flag(&self, flag: &str, set: bool) -> Result<(), String> {
+        self.mon(&["osd", if set { "set" } else { "unset" }, flag])
+    }
+    fn osd_flags(&self) -> Result<Vec<String>, String> {
+        let dump = run(&self.handle, self.cluster.admin_json(&["osd", "dump"])).map_err(|e| e.to_string())?;
+        let flags = dump.get("flags").and_then(serde_json::Value::as_str).unwrap_or_default();
+        Ok(flags.split(',').filter(|f| !f.is_empty()).map(str::to_string).collect())
+    }
 }
 
 struct RedfishBmc {

@@ -81,6 +81,9 @@ pub struct StoreState {
     #[serde(default)]
     pub next_pool_id: i64,
     pub pbs: PbsState,
+    /// OSD map flags (`noout`, …) of the store's Ceph cluster when no real Ceph backs it.
+    #[serde(default)]
+    pub ceph_flags: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,6 +135,21 @@ pub struct NodeState {
     /// Storages (ids) whose space is exhausted on this node: allocating a disk there fails.
     #[serde(default)]
     pub full_storages: std::collections::BTreeSet<String>,
+    /// Reboots asked through `POST /nodes/{node}/status` (`pve::maintenance`).
+    #[serde(default)]
+    pub reboot: NodeReboot,
+}
+
+/// A node's reboots: the one in progress (down from `down_at_ms` until `up_at_ms`) and how
+/// many were asked for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NodeReboot {
+    #[serde(default)]
+    pub down_at_ms: Option<u64>,
+    #[serde(default)]
+    pub up_at_ms: Option<u64>,
+    #[serde(default)]
+    pub count: u64,
 }
 
 /// A QEMU guest: its config as `qm config` shows it, and what runs.
@@ -265,6 +283,9 @@ pub struct Domain {
     pub ca: Option<crate::pki::Ca>,
     /// `USER@REALM!ID` -> token record.
     pub tokens: BTreeMap<String, Token>,
+    /// The ACL of `user.cfg` (`acl:` lines), in the order entries were first set.
+    #[serde(default)]
+    pub acl: Vec<AclEntry>,
     pub ceph_initialized: bool,
     #[serde(default)]
     pub ceph_network: Option<String>,
@@ -282,6 +303,20 @@ pub struct Domain {
     /// Until then (epoch ms) an `addnode` holds the cluster lock `file-corosync_conf`.
     #[serde(default)]
     pub corosync_lock_until_ms: Option<u64>,
+}
+
+/// One role granted on one ACL path to a user or an API token (`acl:PROPAGATE:PATH:UGID:ROLE:`
+/// in PVE's `user.cfg`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclEntry {
+    /// Normalised ACL path (`/`, `/nodes/pve1`, `/storage/local`, …).
+    pub path: String,
+    /// `user` or `token` (the lab has no groups).
+    pub kind: String,
+    /// `root@pam` or `root@pam!NAME`.
+    pub ugid: String,
+    pub role: String,
+    pub propagate: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -399,7 +434,20 @@ impl StoreState {
 impl NodeState {
     /// Whether the node's API answers right now.
     pub fn is_up(&self, now_ms: u64) -> bool {
-        self.power_on && self.installed && self.install_until_ms.is_none_or(|t| now_ms >= t)
+        self.power_on && self.installed && self.install_until_ms.is_none_or(|t| now_ms >= t) && !self.rebooting(now_ms)
+    }
+
+    /// Inside the window in which a reboot has the node down.
+    pub fn rebooting(&self, now_ms: u64) -> bool {
+        matches!((self.reboot.down_at_ms, self.reboot.up_at_ms), (Some(d), Some(u)) if d <= now_ms && now_ms < u)
+    }
+
+    /// When the running system booted (epoch s): a finished reboot counts.
+    pub fn booted_at(&self, now_ms: u64) -> u64 {
+        match self.reboot.up_at_ms {
+            Some(up) if now_ms >= up => self.boot_time.max(up / 1000),
+            _ => self.boot_time,
+        }
     }
 }
 

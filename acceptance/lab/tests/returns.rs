@@ -123,7 +123,6 @@ fn walk_everything(pve_version: &str, pbs_version: &str, net: u8) {
     w.check(Pve, 0, "DELETE", "/access/users/root@pam/token/t1", &[]);
     w.check(Pve, 0, "GET", "/nodes", &[]);
     w.check(Pve, 0, "GET", "/nodes/pve1/status", &[]);
-    w.check(Pve, 0, "POST", "/nodes/pve1/status", &[("command", "reboot")]);
     w.check(Pve, 0, "PUT", "/nodes/pve1/dns", &[("search", "edge.lan"), ("dns1", "10.0.0.1")]);
     w.check(Pve, 0, "GET", "/nodes/pve1/dns", &[]);
     w.check(Pve, 0, "PUT", "/nodes/pve1/time", &[("timezone", "Europe/Vienna")]);
@@ -176,6 +175,10 @@ fn walk_everything(pve_version: &str, pbs_version: &str, net: u8) {
     let t = w.check_root(0, "POST", "/nodes/pve1/ceph/osd", &[("dev", "/dev/sdb")]);
     w.task(Pve, 0, &t);
     w.check(Pve, 0, "GET", "/nodes/pve1/ceph/status", &[]);
+    w.check(Pve, 0, "GET", "/cluster/ceph/flags", &[]);
+    w.check(Pve, 0, "PUT", "/cluster/ceph/flags/noout", &[("value", "1")]);
+    w.check(Pve, 0, "GET", "/cluster/ceph/flags/noout", &[]);
+    w.check(Pve, 0, "PUT", "/cluster/ceph/flags/noout", &[("value", "0")]);
     w.check(Pve, 0, "GET", "/nodes/pve1/ceph/mon", &[]);
     w.check(Pve, 0, "GET", "/nodes/pve1/ceph/mgr", &[]);
     w.check(Pve, 0, "GET", "/nodes/pve1/ceph/osd", &[]);
@@ -377,6 +380,8 @@ fn walk_everything(pve_version: &str, pbs_version: &str, net: u8) {
     w.check(Pbs, 0, "GET", "/config/verify", &[]);
     w.check(Pbs, 0, "GET", "/config/verify/verify-1", &[]);
     w.check(Pbs, 0, "PUT", "/config/verify/verify-1", &[("outdated-after", "30")]);
+    let t = w.check(Pbs, 0, "POST", "/admin/verify/verify-1/run", &[]);
+    w.task(Pbs, 0, &t);
     w.check(Pbs, 0, "DELETE", "/config/verify/verify-1", &[]);
     w.check(
         Pbs,
@@ -409,6 +414,8 @@ fn walk_everything(pve_version: &str, pbs_version: &str, net: u8) {
     w.check(Pbs, 0, "GET", &format!("/nodes/localhost/tasks/{}", enc(&upid)), &[]);
     w.check(Pbs, 0, "GET", &format!("/nodes/localhost/tasks/{}/log", enc(&upid)), &[]);
     w.check(Pbs, 0, "DELETE", &format!("/nodes/localhost/tasks/{}", enc(&upid)), &[]);
+    // Last of all: the node goes away for a moment after a reboot (PVE-NODE-REBOOT).
+    w.check(Pve, 0, "POST", "/nodes/pve1/status", &[("command", "reboot")]);
 
     // Every implemented endpoint was walked.
     let mut missing = Vec::new();

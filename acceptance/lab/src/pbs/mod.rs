@@ -15,6 +15,7 @@ mod backups;
 pub(crate) mod config;
 pub(crate) mod params;
 mod tasks;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,6 +93,7 @@ const ROUTES: &[Route<Serve>] = &[
     Route::get("/admin/datastore/{store}/gc", Data(gc)),
     Route::post("/admin/datastore/{store}/gc", AfterGcLock(start_gc)),
     Route::get("/admin/datastore/{store}/snapshots", Data(backups::list)),
+    Route::post("/admin/verify/{id}/run", Data(verify::run)),
     Route::get("/nodes/{node}/tasks", WithAttrs(tasks::list)),
     Route::get("/nodes/{node}/tasks/{upid}", Data(tasks::index)),
     Route::delete("/nodes/{node}/tasks/{upid}", Data(tasks::stop)),

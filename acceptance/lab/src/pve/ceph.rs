@@ -36,9 +36,15 @@ pub(super) fn init(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
 pub(super) fn status(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
     let (store, node) = (cx.store.clone(), cx.node.clone());
     let now = lab.now_ms();
+    {
+        let st = lab.state();
+        check_ceph(&st, cx)?;
+        check_rados(&st, cx)?;
+    }
+    // The OSD map's flags (read from real Ceph outside the state lock): `noout` for
+    // maintenance raises OSDMAP_FLAGS like any other check.
+    let flags = super::maintenance::osd_flags(lab, &store)?;
     let st = lab.state();
-    check_ceph(&st, cx)?;
-    check_rados(&st, cx)?;
     let s = st.store(&store).ok_or_else(|| ApiErr::die("store vanished"))?;
     let nodes: Vec<&NodeState> =
         s.nodes.iter().filter(|n| n.ceph.mon || n.ceph.mgr || !n.ceph.osds.is_empty()).collect();
@@ -51,7 +57,10 @@ pub(super) fn status(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
     }
     let osds: usize = nodes.iter().map(|n| n.ceph.osds.len()).sum();
     let down_osds: usize = nodes.iter().filter(|n| !n.is_up(now)).map(|n| n.ceph.osds.len()).sum();
-    let checks = health_checks(&nodes, &quorum, now);
+    let mut checks = health_checks(&nodes, &quorum, now);
+    if let Some(c) = super::maintenance::flags_check(&flags) {
+        checks.insert("OSDMAP_FLAGS".into(), c);
+    }
     let mons: Vec<Value> = nodes
         .iter()
         .filter(|n| n.ceph.mon)

@@ -9,6 +9,7 @@ mod access;
 mod ceph;
 mod cluster;
 mod jobs;
+mod maintenance;
 mod network;
 mod nodes;
 mod pools;
@@ -28,6 +29,7 @@ use crate::schema::Product;
 use crate::state::{now_s, Domain, LabState, NodeState, StoreState};
 
 pub use access::{audit_secret, fresh_domain};
+pub use maintenance::reboot_summary;
 pub use network::fresh_network;
 pub use pools::{apply_pool_field, pool_prefix, refresh_pools_from_backend};
 pub use qemu::{lose_chunk, run_backup_job, seed_guest, set_storage_full, AGENT_BOOT_MS};
@@ -45,6 +47,8 @@ const ROUTES: &[Route<routes::Handler<Cx, ApiResult>>] = &[
     Route::post("/access/users/{userid}/token/{tokenid}", access::token_create),
     Route::put("/access/users/{userid}/token/{tokenid}", access::token_update),
     Route::delete("/access/users/{userid}/token/{tokenid}", access::token_delete),
+    Route::get("/access/acl", access::acl_list),
+    Route::put("/access/acl", access::acl_update),
     Route::get("/nodes", nodes::list),
     Route::get("/nodes/{node}/status", nodes::status),
     Route::post("/nodes/{node}/status", nodes::command),
@@ -68,6 +72,9 @@ const ROUTES: &[Route<routes::Handler<Cx, ApiResult>>] = &[
     Route::get("/cluster/config/nodes", cluster::nodes),
     Route::delete("/cluster/config/nodes/{node}", cluster::delnode),
     Route::get("/cluster/status", cluster::status),
+    Route::get("/cluster/ceph/flags", maintenance::list),
+    Route::get("/cluster/ceph/flags/{flag}", maintenance::get),
+    Route::put("/cluster/ceph/flags/{flag}", maintenance::update),
     Route::post("/nodes/{node}/ceph/init", ceph::init),
     Route::get("/nodes/{node}/ceph/status", ceph::status),
     Route::get("/nodes/{node}/ceph/mon", ceph::daemons::<MON>),
@@ -218,8 +225,20 @@ async fn handle(lab: Arc<Lab>, store: String, local: String, req: Req) -> Option
     if api::is_root_only(&routed.info) && caller.authid != "root@pam" {
         return Some(err_resp(Product::Pve, ApiErr::new(403, "Permission check failed (user != root@pam)")));
     }
-    if caller.read_only && req.method != "GET" {
-        return Some(err_resp(Product::Pve, ApiErr::new(403, "Permission check failed (/, Sys.Modify)")));
+    // Then the method's `permissions` (privilege-separated tokens get only what their ACL
+    // entries grant), also before the parameters are validated.
+    if let Some(info) = &routed.info {
+        let mut all = params.clone();
+        for (k, v) in &routed.path_params {
+            all.entry(k.clone()).or_insert(serde_json::Value::String(v.clone()));
+        }
+        let checked = {
+            let st = lab.state();
+            domain(&st, &store, &local).and_then(|dom| access::check_api2_permissions(&lab, dom, &caller, info, &all))
+        };
+        if let Err(e) = checked {
+            return Some(err_resp(Product::Pve, e));
+        }
     }
     if let Err(e) = api::validate(&lab, Product::Pve, &routed, &mut params) {
         return Some(err_resp(Product::Pve, e));
@@ -256,16 +275,9 @@ fn authenticate(lab: &Lab, store: &str, local: &str, req: &Req) -> Result<Caller
     let dom = st.domains.get(&LabState::domain_key(s, n)).ok_or_else(|| ApiErr::new(401, "No ticket"))?;
     if let Some(auth) = http::header(req, "authorization") {
         if let Some(rest) = auth.strip_prefix("PVEAPIToken=").or_else(|| auth.strip_prefix("PVEAPIToken ")) {
-            let (id, secret) = rest.trim().rsplit_once('=').ok_or_else(|| ApiErr::new(401, "invalid token value!"))?;
-            return match dom.tokens.get(id) {
-                Some(t) if t.secret == secret && (t.expire == 0 || t.expire as u64 > now_s()) => Ok(Caller {
-                    authid: id.to_string(),
-                    user: id.split('!').next().unwrap_or(id).to_string(),
-                    read_only: t.read_only,
-                    via_ticket: false,
-                }),
-                _ => Err(ApiErr::new(401, "invalid token value!")),
-            };
+            let id = access::verify_token(dom, rest, now_s())?;
+            let user = id.split('!').next().unwrap_or(&id).to_string();
+            return Ok(Caller { authid: id, user, read_only: false, via_ticket: false });
         }
     }
     if let Some(ticket) = http::cookie(req, "PVEAuthCookie") {

@@ -30,7 +30,7 @@ pub(super) fn list(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
                 "type": "node", "level": "", "ssl_fingerprint": n.cert.fingerprint,
             });
             if up {
-                o["uptime"] = json!(now_s().saturating_sub(n.boot_time));
+                o["uptime"] = json!(now_s().saturating_sub(n.booted_at(now)));
                 o["cpu"] = json!(0.012);
                 o["maxcpu"] = json!(8);
                 o["mem"] = json!(3_221_225_472u64);
@@ -46,7 +46,7 @@ pub(super) fn status(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
     let st = lab.state();
     let (_, n) = node_ref(&st, &cx.store, &cx.node)?;
     Ok(json!({
-        "uptime": now_s().saturating_sub(n.boot_time),
+        "uptime": now_s().saturating_sub(n.booted_at(lab.now_ms())),
         "cpu": 0.012, "wait": 0.0,
         "loadavg": ["0.10", "0.08", "0.05"],
         "cpuinfo": {"cores": 8, "cpus": 8, "sockets": 1, "model": "edge-lab virtual CPU", "mhz": "2400.000", "hvm": "1", "flags": "", "user_hz": 100},
@@ -62,9 +62,13 @@ pub(super) fn status(lab: &Arc<Lab>, cx: &Cx, _: &Params) -> ApiResult {
     }))
 }
 
-/// `shutdown` powers the node off (through the BMC when there is one); other commands do nothing.
+/// `shutdown` powers the node off (through the BMC when there is one); `reboot` takes the node
+/// down for a moment (`super::maintenance::reboot`).
 pub(super) fn command(lab: &Arc<Lab>, cx: &Cx, p: &Params) -> ApiResult {
     let cmd = p_str(p, "command").unwrap_or_default();
+    if cmd == "reboot" {
+        return super::maintenance::reboot(lab, cx);
+    }
     if cmd == "shutdown" {
         let uuid = mutate(lab, |st| {
             let n = store_mut(st, &cx.store)?.node_mut(&cx.node).ok_or_else(|| ApiErr::die("no node"))?;
