@@ -249,13 +249,24 @@ fn lifecycle_against_real_ceph(lab: &Lab) {
     assert!(ceph_pool(lab, "vmstore").is_none(), "destroy removes the pool from Ceph");
 
     // PVE's create is not atomic: a setting Ceph refuses leaves the pool. The diagnostic says
-    // what is there; with the setting fixed, the empty pool is adopted.
+    // what is there, and the state records the pool as it is, tainted: Terraform replaces it
+    // on the next apply (or removes it on destroy) instead of losing track of it.
     let broken = tf_for(lab, &pool_hcl("halfway", 2, "  crush_rule = \"no-such-rule\""));
     broken.init();
     let out = broken.apply_fails();
     assert!(out.contains("Could not set: crush_rule") && out.contains("left the pool behind"), "{out}");
     assert!(ceph_pool(lab, "halfway").is_some(), "the pool stays after the failed create");
+    let show = broken.show();
+    let recorded = show["values"]["root_module"]["resources"]
+        .as_array()
+        .and_then(|rs| rs.iter().find(|r| r["address"] == "edge_ceph_pool.vm"))
+        .cloned()
+        .unwrap_or_else(|| panic!("the pool the failed create made is in state:\n{show:#}"));
+    assert_eq!(recorded["tainted"], true, "{recorded:#}");
+    assert_eq!(recorded["values"]["crush_rule"], "replicated_rule", "recorded as Ceph has it: {recorded:#}");
     broken.write("main.tf", &pool_hcl("halfway", 2, ""));
+    let plan = broken.plan_output();
+    assert!(plan.contains("is tainted, so must be replaced"), "{plan}");
     broken.apply();
     broken.assert_no_changes();
     assert_ceph(lab, "halfway", 2);

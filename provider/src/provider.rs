@@ -39,7 +39,15 @@ pub struct RedfishDefaults {
 pub struct SshDefaults {
     pub user: Option<String>,
     pub private_key: Option<String>,
-    pub port: Option<u16>,
+    /// As configured (Terraform numbers have any size); [`validate`] keeps it in 1–65535.
+    pub port: Option<i64>,
+}
+
+impl SshDefaults {
+    /// The port to use: the configured one when it is a port (configure refused any other), else 22.
+    pub fn port_or_default(&self) -> u16 {
+        self.port.and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0).unwrap_or(22)
+    }
 }
 
 /// Where the provider serves nodes' first-boot seeds to their BMCs.
@@ -217,12 +225,50 @@ pub fn validate(cfg: &ProviderConfig, diags: &mut Diagnostics) {
                 diags.error_at(p.clone().attr("tls_fingerprint"), "Invalid TLS fingerprint", msg);
             }
         }
+        if let Some(pem) = &api.ca_pem {
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                diags.error_at(
+                    p.clone().attr("ca_pem"),
+                    "Invalid CA certificate",
+                    "ca_pem must be a PEM certificate (-----BEGIN CERTIFICATE-----), e.g. the contents of the \
+                     node's /etc/pve/pve-root-ca.pem.",
+                );
+            }
+        }
         if api.tls_fingerprint.is_some() && api.insecure == Some(true) {
             diags.error_at(
                 p.clone().attr("insecure"),
                 "Conflicting TLS settings",
                 "insecure = true turns off the fingerprint pin; set one or the other.",
             );
+        }
+    }
+    if let Some(ssh) = &cfg.ssh {
+        if let Some(k) = &ssh.private_key {
+            if let Err(e) = crate::clients::ssh::parse_private_key(k) {
+                diags.error_at(AttrPath::root("ssh").attr("private_key"), "Invalid SSH private key", e.to_string());
+            }
+        }
+        if let Some(port) = ssh.port {
+            if !(1..=65535).contains(&port) {
+                diags.error_at(
+                    AttrPath::root("ssh").attr("port"),
+                    "Invalid SSH port",
+                    format!("{port} is not a port: use 1–65535 (default 22)"),
+                );
+            }
+        }
+    }
+    if let Some(b) = &cfg.bootstrap {
+        if let Some(l) = &b.listen {
+            if let Err(msg) = check_listen(l) {
+                diags.error_at(AttrPath::root("bootstrap").attr("listen"), "Invalid listen address", msg);
+            }
+        }
+        if let Some(u) = &b.url {
+            if let Err(msg) = check_http_url(u) {
+                diags.error_at(AttrPath::root("bootstrap").attr("url"), "Invalid seed server URL", msg);
+            }
         }
     }
     if let Some(keys) = &cfg.trusted_image_keys {
@@ -294,13 +340,62 @@ pub fn configure(cfg: ProviderConfig, settings: Settings, diags: &mut Diagnostic
     }
 }
 
+/// PVE's `pve-node` format: a host name's first label (letters, digits and inner '-').
+pub fn check_node_name(n: &str) -> Result<(), String> {
+    let ok = !n.is_empty()
+        && n.len() <= 63
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !n.starts_with('-')
+        && !n.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{n:?} is not a PVE node name: use letters, digits and inner '-', at most 63 characters (e.g. \"pve1\")."
+        ))
+    }
+}
+
 pub fn check_endpoint(e: &str) -> Result<(), String> {
     let rest = e
         .strip_prefix("https://")
         .ok_or_else(|| format!("{e:?} must start with https:// (Proxmox APIs are only served over TLS)"))?;
     let host = rest.split('/').next().unwrap_or("");
     if host.is_empty() || host.contains(' ') {
-        return Err(format!("{e:?} has no host"));
+        return Err(format!("{e:?} has no host: use e.g. \"https://10.1.0.11:8006\""));
+    }
+    Ok(())
+}
+
+/// `ADDR:PORT` as the seed server binds it (an IP or host name, `[v6]:PORT`).
+fn check_listen(l: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "{l:?} is not ADDR:PORT: use e.g. \"10.9.0.5:8090\", \"[fd00::5]:8090\" or \"127.0.0.1:0\" (any free port)"
+        )
+    };
+    if l.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = l.rsplit_once(':').ok_or_else(bad)?;
+    port.parse::<u16>().map_err(|_| bad())?;
+    let host_ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if host_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// An `http://` or `https://` URL with a host (what a BMC's virtual media can fetch).
+fn check_http_url(u: &str) -> Result<(), String> {
+    let rest = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"))
+        .ok_or_else(|| format!("{u:?} must start with http:// or https:// (the BMC fetches the seed from it)"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("{u:?} has no host: use e.g. \"http://10.9.0.5:8090\""));
     }
     Ok(())
 }
@@ -327,14 +422,18 @@ pub fn check_fingerprint(f: &str) -> Result<(), String> {
 
 pub fn check_public_key(k: &str) -> Result<(), String> {
     use base64::Engine;
-    let (name, b64) = k.split_once(':').ok_or_else(|| format!("{k:?}: expected NAME:BASE64 (Nix key format)"))?;
+    // What to write instead, in every message: the line `edge-image keygen` prints.
+    let form =
+        "expected NAME:BASE64 (Nix key format, e.g. \"edge-ci-1:<44 base64 characters>\" as `edge-image keygen` \
+                or `nix key convert-secret-to-public` prints it)";
+    let (name, b64) = k.split_once(':').ok_or_else(|| format!("{k:?}: {form}"))?;
     if name.is_empty() {
-        return Err(format!("{k:?}: the key name is empty"));
+        return Err(format!("{k:?}: the key name is empty; {form}"));
     }
     match base64::engine::general_purpose::STANDARD.decode(b64) {
         Ok(bytes) if bytes.len() == 32 => Ok(()),
-        Ok(bytes) => Err(format!("{k:?}: an ed25519 public key has 32 bytes, this one {}", bytes.len())),
-        Err(e) => Err(format!("{k:?}: not base64: {e}")),
+        Ok(bytes) => Err(format!("{k:?}: an ed25519 public key has 32 bytes, this one {}; {form}", bytes.len())),
+        Err(e) => Err(format!("{k:?}: not base64 ({e}); {form}")),
     }
 }
 

@@ -98,6 +98,27 @@ fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
+/// A location [`fetch_manifest`] can read: an http(s) URL, or a local path
+/// (`file://` allowed). Anything else with a scheme would be read as a relative path.
+pub fn check_location(s: &str) -> Result<(), String> {
+    if s.trim().is_empty() {
+        return Err("empty: give a local path or an http(s) URL of manifest.json".into());
+    }
+    if is_url(s) {
+        let host = s.split_once("://").map(|(_, r)| r.split('/').next().unwrap_or("")).unwrap_or("");
+        if host.is_empty() {
+            return Err(format!("{s:?} has no host: use e.g. \"https://images.example/edge/manifest.json\""));
+        }
+        return Ok(());
+    }
+    if let Some((scheme, _)) = s.split_once("://") {
+        if scheme != "file" {
+            return Err(format!("{s:?}: the {scheme}:// scheme is not supported; use a local path or an http(s) URL"));
+        }
+    }
+    Ok(())
+}
+
 fn http() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
@@ -136,6 +157,27 @@ pub fn verify_manifest_trusted(
     cosign_signature: Option<Result<String, ImageError>>,
     file: Option<&str>,
 ) -> Result<VerifiedImage, ImageError> {
+    let VerifiedManifest { manifest, signed_by, .. } = verify_signed(bytes, trust, cosign_signature)?;
+    let file = pick_file(&manifest, file)?;
+    Ok(VerifiedImage { manifest, file, signed_by })
+}
+
+/// A manifest whose signature was checked, with every file it lists.
+#[derive(Clone, Debug)]
+pub struct VerifiedManifest {
+    pub manifest: Manifest,
+    /// The trusted keys that signed it (`cosign:<id>` for a Cosign key).
+    pub signed_by: Vec<String>,
+    /// Lowercase hex sha256 of the manifest file as read (what `sha256sum manifest.json` prints).
+    pub sha256: String,
+}
+
+/// The signature checks of [`verify_manifest_trusted`], without choosing a file.
+pub fn verify_signed(
+    bytes: &[u8],
+    trust: &Trust,
+    cosign_signature: Option<Result<String, ImageError>>,
+) -> Result<VerifiedManifest, ImageError> {
     if trust.keys.is_empty() && trust.cosign_keys.is_empty() {
         return Err(ImageError::NoTrustedKeys);
     }
@@ -191,6 +233,11 @@ pub fn verify_manifest_trusted(
         }
         Err(e) => return Err(e),
     };
+    Ok(VerifiedManifest { manifest, signed_by, sha256: edge_images::hash::Sha256Hash::digest(bytes).to_hex() })
+}
+
+/// The file of `manifest` the node boots: `file`, or the only file with a sha256.
+fn pick_file(manifest: &Manifest, file: Option<&str>) -> Result<ImageFile, ImageError> {
     let file = match file {
         Some(name) => manifest
             .files
@@ -206,7 +253,7 @@ pub fn verify_manifest_trusted(
             }
         }
     };
-    Ok(VerifiedImage { manifest, file, signed_by })
+    Ok(file)
 }
 
 /// Loads and verifies a manifest from a path or URL.
@@ -217,6 +264,22 @@ pub async fn load(source: &str, trusted: &[String], file: Option<&str>) -> Resul
 /// Loads and verifies a manifest from a path or URL, with its Cosign signature (read only when
 /// `trust` has Cosign keys).
 pub async fn load_trusted(source: &str, trust: &Trust, file: Option<&str>) -> Result<VerifiedImage, ImageError> {
+    let (bytes, trust, sig) = fetch_signed(source, trust).await?;
+    verify_manifest_trusted(&bytes, &trust, sig, file)
+}
+
+/// Loads a manifest from a path or URL and checks its signature; every file it lists is kept.
+pub async fn load_signed(source: &str, trust: &Trust) -> Result<VerifiedManifest, ImageError> {
+    let (bytes, trust, sig) = fetch_signed(source, trust).await?;
+    verify_signed(&bytes, &trust, sig)
+}
+
+/// The manifest's bytes, the trust with the signature's location filled in, and the Cosign
+/// signature (read only when `trust` has Cosign keys).
+async fn fetch_signed(
+    source: &str,
+    trust: &Trust,
+) -> Result<(Vec<u8>, Trust, Option<Result<String, ImageError>>), ImageError> {
     let bytes = fetch_manifest(source).await?;
     let sig = if trust.cosign_keys.is_empty() {
         None
@@ -242,7 +305,7 @@ pub async fn load_trusted(source: &str, trust: &Trust, file: Option<&str>) -> Re
     };
     let mut trust = trust.clone();
     trust.cosign_signature = Some(trust.signature_source(source));
-    verify_manifest_trusted(&bytes, &trust, sig, file)
+    Ok((bytes, trust, sig))
 }
 
 /// Checks the image the BMC will boot against the verified manifest: a local path is checked
@@ -303,6 +366,17 @@ async fn download(url: &str, path: &Path, max: u64) -> Result<(), ImageError> {
 mod tests {
     use super::*;
     use edge_images::keys::SecretKey;
+
+    #[test]
+    fn locations() {
+        for ok in ["/srv/images/manifest.json", "manifest.json", "file:///srv/m.json", "https://images.example/m.json"]
+        {
+            assert!(check_location(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "  ", "ftp://images.example/m.json", "https:///m.json", "s3://bucket/m.json"] {
+            assert!(check_location(bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn signed(dir: &Path, key: &SecretKey, content: &[u8]) -> Vec<u8> {
         let f = dir.join("node.img");

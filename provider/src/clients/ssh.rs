@@ -86,6 +86,17 @@ pub fn parse_host_key(line: &str) -> Result<PublicKey, SshError> {
     })
 }
 
+/// Parses a private key as the login uses it (also what `terraform validate` checks). The
+/// message never contains the key.
+pub fn parse_private_key(pem: &str) -> Result<russh::keys::PrivateKey, SshError> {
+    russh::keys::decode_secret_key(pem, None).map_err(|e| {
+        SshError::BadPrivateKey(format!(
+            "{e}: an unencrypted OpenSSH ed25519 or ECDSA key is expected (-----BEGIN OPENSSH PRIVATE KEY-----, \
+             as `ssh-keygen -t ed25519 -N ''` writes it)"
+        ))
+    })
+}
+
 /// `SHA256:…` as `ssh-keygen -lf` prints it.
 pub fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
@@ -144,9 +155,7 @@ impl Session {
     pub async fn connect(target: &SshTarget, timeout: Duration) -> Result<Session, SshError> {
         let addr = target.addr();
         let pinned = parse_host_key(&target.host_key)?;
-        let key = russh::keys::decode_secret_key(&target.private_key, None).map_err(|e| {
-            SshError::BadPrivateKey(format!("{e} (an unencrypted OpenSSH ed25519 or ECDSA key is expected)"))
-        })?;
+        let key = parse_private_key(&target.private_key)?;
         let config = client::Config {
             inactivity_timeout: Some(timeout.max(Duration::from_secs(30))),
             // Ask only for the pinned key's algorithm, so a server with several host keys shows

@@ -7,13 +7,14 @@ pub mod diag;
 pub mod function;
 pub mod plan;
 pub mod resource;
+pub mod round_trip;
 pub mod schema;
 pub mod timeouts;
 pub mod value;
 pub mod verbs;
 
 pub use diag::{AttrPath, Diagnostics};
-pub use resource::{Ctx, ImportRequest, PlanCtx, Resource, ResourceHandle};
+pub use resource::{Applied, Ctx, Failed, ImportRequest, PlanCtx, Resource, ResourceHandle};
 pub use schema::{Attribute, Block, IdentityAttribute, IdentitySchema, NestedBlock, Nesting, Schema};
 pub use timeouts::{Op, Timeouts};
 pub use value::{Number, Type, Value};

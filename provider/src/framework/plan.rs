@@ -73,6 +73,7 @@ pub fn plan_block(
                     })
                     .collect(),
             ),
+            // Null (a single block left out) or unknown: nothing to plan inside.
             (_, other) => other.clone(),
         };
         if let (Some(prior_b), true) = (prior_b, b.requires_replace) {
@@ -108,24 +109,9 @@ pub fn strip_write_only(block: &Block, v: &mut Value) {
         if let Some(child) = obj.get_mut(&b.name) {
             match child {
                 Value::Object(_) => strip_write_only(&b.block, child),
-                Value::List(items) | Value::Set(items) => items.iter_mut().for_each(|i| strip_write_only(&b.block, i)),
-                Value::Map(m) => m.values_mut().for_each(|i| strip_write_only(&b.block, i)),
+                Value::List(items) => items.iter_mut().for_each(|i| strip_write_only(&b.block, i)),
                 _ => {}
             }
-        }
-    }
-}
-
-/// Marks volatile computed attributes unknown when the object changes at all (their new value
-/// is only known once the change is applied).
-pub fn unknown_volatile(block: &Block, prior: &Value, config: &Value, planned: &mut Value) {
-    if planned.same(prior) {
-        return;
-    }
-    let Some(obj) = planned.as_object_mut() else { return };
-    for a in &block.attributes {
-        if a.volatile && a.computed && config.attr(&a.name).is_null() {
-            obj.insert(a.name.clone(), Value::unknown());
         }
     }
 }
@@ -169,19 +155,6 @@ mod tests {
         assert_eq!(p.attr("mode"), &Value::str("on"));
         assert_eq!(p.attr("secret"), &Value::Null);
         assert!(replace.is_empty());
-    }
-
-    #[test]
-    fn volatile_attributes_are_unknown_only_when_something_changes() {
-        let b = block().attr(Attribute::computed("used", Type::Number).volatile());
-        let prior = obj(&[("name", Value::str("a")), ("size", Value::str("1")), ("used", Value::str("5"))]);
-        let config = obj(&[("name", Value::str("a")), ("size", Value::str("2"))]);
-        let mut same = prior.clone();
-        unknown_volatile(&b, &prior, &config, &mut same);
-        assert_eq!(same.attr("used"), &Value::str("5"));
-        let mut changed = obj(&[("name", Value::str("a")), ("size", Value::str("2")), ("used", Value::str("5"))]);
-        unknown_volatile(&b, &prior, &config, &mut changed);
-        assert!(changed.attr("used").is_unknown());
     }
 
     #[test]

@@ -11,9 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::framework::convert::{from_typed, to_typed};
 use crate::framework::diag::{AttrPath, Diagnostics};
-use crate::framework::plan::{plan_block, strip_write_only, unknown_computed, unknown_volatile};
+use crate::framework::plan::{plan_block, strip_write_only, unknown_computed};
 use crate::framework::schema::{IdentitySchema, Schema};
 use crate::framework::value::Value;
+use crate::framework::verbs::Done;
 use crate::provider::Clients;
 
 /// What every resource call gets: the configured clients and the stop signal.
@@ -79,11 +80,20 @@ impl<S: Serialize + DeserializeOwned> PlanCtx<S> {
     pub fn planned_value(&self) -> &Value {
         &self.planned
     }
-    /// Marks a top-level attribute as known only after apply.
-    pub fn set_unknown(&mut self, attr: &str) {
+    /// Marks a top-level attribute as known only after apply. A name the schema lacks is a
+    /// provider bug, reported as one (inserting it would send Terraform an object of another
+    /// type).
+    pub fn set_unknown(&mut self, attr: &str) -> Result<(), Diagnostics> {
+        if self.schema.block.attribute(attr).is_none() {
+            return Err(Diagnostics::error(
+                "Provider bug",
+                format!("the plan marks {attr:?} unknown, but the schema has no such attribute"),
+            ));
+        }
         if let Some(m) = self.planned.as_object_mut() {
             m.insert(attr.to_string(), Value::unknown());
         }
+        Ok(())
     }
     /// Sets a top-level attribute of the plan.
     pub fn set<T: Serialize>(&mut self, attr: &str, v: &T) -> Result<(), Diagnostics> {
@@ -109,8 +119,39 @@ impl<S: Serialize + DeserializeOwned> PlanCtx<S> {
     }
 }
 
+/// A failed create or update, with the object as far as it got.
+///
+/// `partial: None` after a create means nothing was made, after an update that the prior state
+/// still describes the object. `Some` is the state to record instead: after a create Terraform
+/// records it as *tainted* (the next plan replaces it, `terraform destroy` removes it), so an
+/// object the failed create made is never left behind unmanaged.
+#[derive(Debug)]
+pub struct Failed<S> {
+    pub partial: Option<S>,
+    pub diags: Diagnostics,
+}
+
+impl<S> Failed<S> {
+    pub fn with_partial(partial: S, diags: Diagnostics) -> Self {
+        Failed { partial: Some(partial), diags }
+    }
+}
+
+/// `?` on a plain diagnostics result: failed, nothing made (or the prior state stands).
+impl<S> From<Diagnostics> for Failed<S> {
+    fn from(diags: Diagnostics) -> Self {
+        Failed { partial: None, diags }
+    }
+}
+
+/// What create and update return: the new state with its warnings, or how they failed.
+pub type Applied<S> = Result<Done<S>, Failed<S>>;
+
 /// A managed resource type, written with one serde struct `State` that holds configuration and
 /// computed values alike (optional fields are `Option`). All resources have this shape.
+///
+/// Every operation returns its result with diagnostics: a warning goes with a success
+/// ([`Done`]), it never has to pose as a failure.
 #[async_trait]
 pub trait Resource: Send + Sync + 'static {
     type State: Serialize + DeserializeOwned + Send + Sync + Clone;
@@ -134,19 +175,21 @@ pub trait Resource: Send + Sync + 'static {
         Ok(())
     }
 
-    async fn create(&self, ctx: &Ctx, planned: Self::State, config: &Self::State) -> Result<Self::State, Diagnostics>;
-    /// `Ok(None)` when the object is gone (Terraform then plans to create it again).
-    async fn read(&self, ctx: &Ctx, state: Self::State) -> Result<Option<Self::State>, Diagnostics>;
+    async fn create(&self, ctx: &Ctx, planned: Self::State, config: &Self::State) -> Applied<Self::State>;
+    /// `None` when the object is gone (Terraform then plans to create it again). To keep the
+    /// last known state (the remote system cannot be reached), return it unchanged with a
+    /// warning saying so.
+    async fn read(&self, ctx: &Ctx, state: Self::State) -> Result<Done<Option<Self::State>>, Diagnostics>;
     async fn update(
         &self,
         ctx: &Ctx,
         prior: Self::State,
         planned: Self::State,
         config: &Self::State,
-    ) -> Result<Self::State, Diagnostics>;
-    async fn delete(&self, ctx: &Ctx, prior: Self::State) -> Result<(), Diagnostics>;
+    ) -> Applied<Self::State>;
+    async fn delete(&self, ctx: &Ctx, prior: Self::State) -> Result<Done<()>, Diagnostics>;
     /// Returns enough state for `read` to fill in the rest.
-    async fn import(&self, ctx: &Ctx, req: ImportRequest) -> Result<Self::State, Diagnostics>;
+    async fn import(&self, ctx: &Ctx, req: ImportRequest) -> Result<Done<Self::State>, Diagnostics>;
 
     /// Migrates raw state JSON written by schema `from_version` to the current schema.
     fn upgrade(&self, from_version: i64, _state: serde_json::Value) -> Result<serde_json::Value, Diagnostics> {
@@ -201,6 +244,9 @@ pub trait DynResource: Send + Sync {
     async fn read(&self, ctx: &Ctx, state: &Value) -> (Value, Diagnostics);
     async fn import(&self, ctx: &Ctx, req: ImportRequest) -> (Value, Diagnostics);
     fn upgrade_json(&self, from_version: i64, state: serde_json::Value) -> Result<Value, Diagnostics>;
+    /// A value of the schema's type through the typed `State` and back (for the schema/struct
+    /// consistency test).
+    fn round_trip(&self, v: &Value) -> Result<Value, Diagnostics>;
 }
 
 /// Wraps a typed [`Resource`] with its schema computed once.
@@ -286,8 +332,6 @@ impl<R: Resource> DynResource for ResourceHandle<R> {
         );
         if !replace.is_empty() {
             unknown_computed(&self.schema.block, config, &mut planned);
-        } else if let Some(prior) = prior_opt {
-            unknown_volatile(&self.schema.block, prior, config, &mut planned);
         }
         let typed = (|| -> Result<_, Diagnostics> {
             let prior_t = match prior_opt {
@@ -324,28 +368,52 @@ impl<R: Resource> DynResource for ResourceHandle<R> {
     }
 
     async fn apply(&self, ctx: &Ctx, prior: &Value, planned: &Value, config: &Value) -> (Value, Diagnostics) {
-        let result: Result<Value, Diagnostics> = async {
-            if planned.is_null() {
-                let prior_t: R::State = to_typed(prior)?;
-                self.inner.delete(ctx, prior_t).await?;
-                return Ok(Value::Null);
-            }
+        if planned.is_null() {
+            let result = async { self.inner.delete(ctx, to_typed(prior)?).await }.await;
+            return match result {
+                Ok(done) => (Value::Null, done.warnings),
+                // A failed delete keeps the prior state: the object may still be there.
+                Err(d) => (prior.clone(), d),
+            };
+        }
+        let result: Applied<R::State> = async {
             let planned_t: R::State = to_typed(planned)?;
             let config_t: R::State = to_typed(config)?;
-            let new = if prior.is_null() {
-                self.inner.create(ctx, planned_t, &config_t).await?
+            if prior.is_null() {
+                self.inner.create(ctx, planned_t, &config_t).await
             } else {
-                let prior_t: R::State = to_typed(prior)?;
-                self.inner.update(ctx, prior_t, planned_t, &config_t).await?
-            };
-            self.to_value(ctx, &new)
+                self.inner.update(ctx, to_typed(prior)?, planned_t, &config_t).await
+            }
         }
         .await;
         match result {
-            Ok(v) => (v, Diagnostics::new()),
-            // A failed create leaves nothing; a failed update or delete keeps the prior state,
-            // so nothing is lost or half-written.
-            Err(d) => (prior.clone(), d),
+            Ok(done) => match self.to_value(ctx, &done.value) {
+                Ok(v) => (v, done.warnings),
+                Err(mut d) => {
+                    d.extend(done.warnings);
+                    (prior.clone(), d)
+                }
+            },
+            // What the failed operation made is recorded (Terraform taints a created one).
+            Err(Failed { partial: Some(s), mut diags }) => {
+                if !diags.has_errors() {
+                    diags.push_error("Provider bug", "an operation failed without saying why");
+                }
+                match self.to_value(ctx, &s) {
+                    Ok(v) => (v, diags),
+                    Err(d) => {
+                        diags.extend(d);
+                        (prior.clone(), diags)
+                    }
+                }
+            }
+            // Nothing made (create) or nothing known to have changed (update): the prior state.
+            Err(Failed { partial: None, mut diags }) => {
+                if !diags.has_errors() {
+                    diags.push_error("Provider bug", "an operation failed without saying why");
+                }
+                (prior.clone(), diags)
+            }
         }
     }
 
@@ -353,23 +421,30 @@ impl<R: Resource> DynResource for ResourceHandle<R> {
         if state.is_null() {
             return (Value::Null, Diagnostics::new());
         }
-        let result: Result<Value, Diagnostics> = async {
-            let typed: R::State = to_typed(state)?;
-            match self.inner.read(ctx, typed).await? {
-                Some(s) => self.to_value(ctx, &s),
-                None => Ok(Value::Null),
-            }
+        let result: Result<(Value, Diagnostics), Diagnostics> = async {
+            let done = self.inner.read(ctx, to_typed(state)?).await?;
+            let v = match &done.value {
+                Some(s) => self.to_value(ctx, s)?,
+                None => Value::Null,
+            };
+            Ok((v, done.warnings))
         }
         .await;
         match result {
-            Ok(v) => (v, Diagnostics::new()),
+            Ok(r) => r,
+            // Terraform keeps the prior state on an error; say the same.
             Err(d) => (state.clone(), d),
         }
     }
 
     async fn import(&self, ctx: &Ctx, req: ImportRequest) -> (Value, Diagnostics) {
-        match self.inner.import(ctx, req).await.and_then(|s| self.to_value(ctx, &s)) {
-            Ok(v) => (v, Diagnostics::new()),
+        let result = async {
+            let done = self.inner.import(ctx, req).await?;
+            Ok::<_, Diagnostics>((self.to_value(ctx, &done.value)?, done.warnings))
+        }
+        .await;
+        match result {
+            Ok(r) => r,
             Err(d) => (Value::Null, d),
         }
     }
@@ -377,5 +452,132 @@ impl<R: Resource> DynResource for ResourceHandle<R> {
     fn upgrade_json(&self, from_version: i64, state: serde_json::Value) -> Result<Value, Diagnostics> {
         let migrated = self.inner.upgrade(from_version, state)?;
         Ok(crate::framework::convert::block_from_json(&migrated, &self.schema.block))
+    }
+
+    fn round_trip(&self, v: &Value) -> Result<Value, Diagnostics> {
+        from_typed(&to_typed::<R::State>(v)?, &self.schema.block)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::framework::schema::{Attribute, Block};
+    use crate::framework::value::Type;
+
+    /// A resource whose operations do what its `name` says.
+    struct Scripted;
+
+    #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct St {
+        name: Option<String>,
+        id: Option<String>,
+    }
+
+    fn made(name: &str) -> St {
+        St { name: Some(name.into()), id: Some("made".into()) }
+    }
+
+    #[async_trait]
+    impl Resource for Scripted {
+        type State = St;
+        fn type_name(&self) -> &'static str {
+            "test_scripted"
+        }
+        fn schema(&self) -> Schema {
+            Schema::new(
+                0,
+                Block::default()
+                    .attr(Attribute::required("name", Type::String))
+                    .attr(Attribute::computed("id", Type::String)),
+            )
+        }
+        async fn modify_plan(&self, _ctx: &Ctx, plan: &mut PlanCtx<St>) -> Result<(), Diagnostics> {
+            if plan.config.name.as_deref() == Some("bad-unknown") {
+                plan.set_unknown("no_such_attribute")?;
+            }
+            Ok(())
+        }
+        async fn create(&self, _ctx: &Ctx, planned: St, _config: &St) -> Applied<St> {
+            let name = planned.name.clone().unwrap_or_default();
+            match name.as_str() {
+                "half" => Err(Failed::with_partial(made(&name), Diagnostics::error("step 2 failed", "injected"))),
+                "none" => Err(Diagnostics::error("step 1 failed", "injected").into()),
+                "warn" => {
+                    let mut w = Diagnostics::new();
+                    w.warn("adopted", "it was there");
+                    Ok(Done::with_warnings(made(&name), w))
+                }
+                _ => Ok(made(&name).into()),
+            }
+        }
+        async fn read(&self, _ctx: &Ctx, state: St) -> Result<Done<Option<St>>, Diagnostics> {
+            let mut w = Diagnostics::new();
+            w.warn("unreachable", "kept the last known state");
+            Ok(Done::with_warnings(Some(state), w))
+        }
+        async fn update(&self, _ctx: &Ctx, _prior: St, _planned: St, _config: &St) -> Applied<St> {
+            Err(Diagnostics::error("update failed", "injected").into())
+        }
+        async fn delete(&self, _ctx: &Ctx, _prior: St) -> Result<Done<()>, Diagnostics> {
+            Ok(().into())
+        }
+        async fn import(&self, _ctx: &Ctx, _req: ImportRequest) -> Result<Done<St>, Diagnostics> {
+            Ok(made("imported").into())
+        }
+    }
+
+    fn ctx() -> Ctx {
+        Ctx { clients: Arc::new(Clients::default()), stop: CancellationToken::new(), write_only_supported: true }
+    }
+
+    fn cfg(name: &str) -> Value {
+        Value::Object([("name".to_string(), Value::str(name)), ("id".to_string(), Value::Null)].into())
+    }
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+    }
+
+    #[test]
+    fn a_failed_create_returns_what_it_made_with_the_error() {
+        let h = ResourceHandle::new(Scripted);
+        let (v, d) = run(h.apply(&ctx(), &Value::Null, &cfg("half"), &cfg("half")));
+        assert!(d.has_errors(), "{d}");
+        assert_eq!(v.attr("id"), &Value::str("made"), "the partial object is returned (Terraform taints it)");
+        let (v, d) = run(h.apply(&ctx(), &Value::Null, &cfg("none"), &cfg("none")));
+        assert!(d.has_errors() && v.is_null(), "nothing made: nothing recorded");
+    }
+
+    #[test]
+    fn a_failed_update_without_partial_state_keeps_the_prior_one() {
+        let h = ResourceHandle::new(Scripted);
+        let prior = Value::Object([("name".to_string(), Value::str("a")), ("id".to_string(), Value::str("1"))].into());
+        let (v, d) = run(h.apply(&ctx(), &prior, &cfg("b"), &cfg("b")));
+        assert!(d.has_errors());
+        assert_eq!(v, prior);
+    }
+
+    #[test]
+    fn warnings_go_with_success() {
+        let h = ResourceHandle::new(Scripted);
+        let (v, d) = run(h.apply(&ctx(), &Value::Null, &cfg("warn"), &cfg("warn")));
+        assert!(!d.has_errors() && d.0.len() == 1 && d.0[0].summary == "adopted", "{d}");
+        assert_eq!(v.attr("id"), &Value::str("made"));
+        let (back, d) = run(h.read(&ctx(), &v));
+        assert_eq!(back, v, "read kept the state");
+        assert!(!d.has_errors() && d.0[0].summary == "unreachable", "{d}");
+    }
+
+    #[test]
+    fn set_unknown_on_a_name_the_schema_lacks_fails_the_plan() {
+        let h = ResourceHandle::new(Scripted);
+        let out = run(h.plan(&ctx(), &Value::Null, &cfg("bad-unknown"), &cfg("bad-unknown")));
+        assert!(out.diags.has_errors(), "{}", out.diags);
+        assert!(out.diags.to_string().contains("no_such_attribute"), "{}", out.diags);
+        assert!(out.planned.attr("no_such_attribute").is_null(), "nothing inserted");
     }
 }

@@ -17,12 +17,14 @@ pub struct Block {
     pub deprecated: bool,
 }
 
+/// How a nested block or nested attribute holds its objects. Terraform also knows set and map
+/// nesting; the planner (`plan::plan_block`) handles single and list only, so those are not
+/// offered (a block the planner passed through unplanned would lose its defaults, computed
+/// values and replacements without a word).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Nesting {
     Single,
     List,
-    Set,
-    Map,
 }
 
 /// Attributes of a nested attribute (`pve = { endpoint = … }`).
@@ -47,11 +49,9 @@ pub struct Attribute {
     pub deprecated: bool,
     /// A change of this attribute replaces the resource.
     pub requires_replace: bool,
-    /// Value planned when the configuration leaves the attribute out.
+    /// Value planned when the configuration leaves the attribute out. A computed attribute
+    /// without one keeps its prior value through updates.
     pub default: Option<Value>,
-    /// Computed attribute that changes on every update (planned unknown when anything changes).
-    /// By default a computed attribute keeps its prior value through updates.
-    pub volatile: bool,
 }
 
 impl Attribute {
@@ -69,7 +69,6 @@ impl Attribute {
             deprecated: false,
             requires_replace: false,
             default: None,
-            volatile: false,
         }
     }
     pub fn required(name: &str, ty: Type) -> Self {
@@ -91,8 +90,6 @@ impl Attribute {
         let ty = match nesting {
             Nesting::Single => obj,
             Nesting::List => Type::list(obj),
-            Nesting::Set => Type::set(obj),
-            Nesting::Map => Type::map(obj),
         };
         Attribute { optional: true, nested: Some(NestedAttributes { nesting, attributes }), ..Self::new(name, ty) }
     }
@@ -111,10 +108,6 @@ impl Attribute {
     }
     pub fn replace(mut self) -> Self {
         self.requires_replace = true;
-        self
-    }
-    pub fn volatile(mut self) -> Self {
-        self.volatile = true;
         self
     }
     pub fn make_required(mut self) -> Self {
@@ -157,9 +150,6 @@ impl NestedBlock {
     pub fn list(name: &str, block: Block) -> Self {
         NestedBlock { nesting: Nesting::List, ..Self::single(name, block) }
     }
-    pub fn set(name: &str, block: Block) -> Self {
-        NestedBlock { nesting: Nesting::Set, ..Self::single(name, block) }
-    }
     pub fn replace(mut self) -> Self {
         self.requires_replace = true;
         self
@@ -190,8 +180,6 @@ impl NestedBlock {
         match self.nesting {
             Nesting::Single => obj,
             Nesting::List => Type::list(obj),
-            Nesting::Set => Type::set(obj),
-            Nesting::Map => Type::map(obj),
         }
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::framework::diag::{AttrPath, Diagnostics};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Timeouts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create: Option<String>,

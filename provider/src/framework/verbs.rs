@@ -4,7 +4,7 @@
 //! whose arguments are plain values, are in `function.rs`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -70,6 +70,9 @@ pub trait DynDataSource: Send + Sync {
     fn schema(&self) -> &Schema;
     fn validate(&self, config: &Value) -> Diagnostics;
     async fn read(&self, ctx: &Ctx, config: &Value) -> (Value, Diagnostics);
+    /// A value of the schema's type through the typed struct and back (for the schema/struct
+    /// consistency test).
+    fn round_trip(&self, v: &Value) -> Result<Value, Diagnostics>;
 }
 
 pub struct DataSourceHandle<D: DataSource> {
@@ -106,6 +109,9 @@ impl<D: DataSource> DynDataSource for DataSourceHandle<D> {
             Ok(v) => v,
             Err(d) => (Value::Null, d),
         }
+    }
+    fn round_trip(&self, v: &Value) -> Result<Value, Diagnostics> {
+        from_typed(&to_typed::<D::State>(v)?, &self.schema.block)
     }
 }
 
@@ -158,17 +164,33 @@ pub trait DynEphemeral: Send + Sync {
     async fn open(&self, ctx: &Ctx, config: &Value) -> (Option<OpenedValue>, Diagnostics);
     async fn renew(&self, ctx: &Ctx, private: &[u8]) -> (Option<(Vec<u8>, Option<SystemTime>)>, Diagnostics);
     async fn close(&self, ctx: &Ctx, private: &[u8]) -> Diagnostics;
+    /// Closes what this process opened and Terraform has not closed (called when Terraform
+    /// shuts the provider down); returns how many it closed cleanly and how many it tried.
+    async fn close_leftovers(&self) -> (usize, usize);
+    /// A value of the schema's type through the typed struct and back (for the schema/struct
+    /// consistency test).
+    fn round_trip(&self, v: &Value) -> Result<Value, Diagnostics>;
 }
 
+/// Wraps a typed [`EphemeralResource`] and remembers what it opened until Terraform closes it.
+///
+/// Terraform 1.15 skips closing ephemeral resources when the run fails (the close is
+/// downstream of the failed node, and the end-of-walk close of the rest never reaches the
+/// provider), so what is still open at shutdown is closed then, for every ephemeral resource
+/// alike. A killed process closes nothing: each resource must expire by itself.
 pub struct EphemeralHandle<E: EphemeralResource> {
     inner: E,
     schema: Schema,
+    open: Mutex<Vec<(Ctx, Vec<u8>)>>,
 }
 
 impl<E: EphemeralResource> EphemeralHandle<E> {
     pub fn new(inner: E) -> Self {
         let schema = inner.schema();
-        EphemeralHandle { inner, schema }
+        EphemeralHandle { inner, schema, open: Mutex::new(Vec::new()) }
+    }
+    fn opened(&self) -> std::sync::MutexGuard<'_, Vec<(Ctx, Vec<u8>)>> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -215,7 +237,10 @@ impl<E: EphemeralResource> DynEphemeral for EphemeralHandle<E> {
         }
         .await;
         match result {
-            Ok((o, w)) => (Some(o), w),
+            Ok((o, w)) => {
+                self.opened().push((ctx.clone(), o.private.clone()));
+                (Some(o), w)
+            }
             Err(d) => (None, d),
         }
     }
@@ -231,11 +256,37 @@ impl<E: EphemeralResource> DynEphemeral for EphemeralHandle<E> {
         }
     }
     async fn close(&self, ctx: &Ctx, private: &[u8]) -> Diagnostics {
+        {
+            let mut open = self.opened();
+            if let Some(i) = open.iter().position(|(_, p)| p == private) {
+                open.remove(i);
+            }
+        }
         let result = async { self.inner.close(ctx, private_from_bytes(private)?).await }.await;
         match result {
             Ok(done) => done.warnings,
             Err(d) => d,
         }
+    }
+    async fn close_leftovers(&self) -> (usize, usize) {
+        let left = std::mem::take(&mut *self.opened());
+        let mut closed = 0;
+        for (ctx, private) in &left {
+            let d = self.close(ctx, private).await;
+            if d.is_empty() {
+                closed += 1;
+            } else {
+                tracing::warn!(
+                    ephemeral = self.type_name(),
+                    problem = %d.to_string().trim(),
+                    "could not close what Terraform left open"
+                );
+            }
+        }
+        (closed, left.len())
+    }
+    fn round_trip(&self, v: &Value) -> Result<Value, Diagnostics> {
+        from_typed(&to_typed::<E::State>(v)?, &self.schema.block)
     }
 }
 
@@ -270,6 +321,9 @@ pub trait DynList: Send + Sync {
     fn schema(&self) -> &Schema;
     fn validate(&self, config: &Value) -> Diagnostics;
     async fn list(&self, ctx: &Ctx, config: &Value) -> (Vec<Listed>, Diagnostics);
+    /// A value of the schema's type through the typed struct and back (for the schema/struct
+    /// consistency test).
+    fn round_trip(&self, v: &Value) -> Result<Value, Diagnostics>;
 }
 
 pub struct ListHandle<L: ListResource> {
@@ -305,6 +359,9 @@ impl<L: ListResource> DynList for ListHandle<L> {
             Ok(done) => (done.value, done.warnings),
             Err(d) => (vec![], d),
         }
+    }
+    fn round_trip(&self, v: &Value) -> Result<Value, Diagnostics> {
+        from_typed(&to_typed::<L::Config>(v)?, &self.schema.block)
     }
 }
 
@@ -351,6 +408,9 @@ pub trait DynAction: Send + Sync {
     fn validate(&self, config: &Value) -> Diagnostics;
     async fn plan(&self, ctx: &Ctx, config: &Value) -> Diagnostics;
     async fn invoke(&self, ctx: &Ctx, config: &Value, progress: &Progress) -> Diagnostics;
+    /// A value of the schema's type through the typed struct and back (for the schema/struct
+    /// consistency test).
+    fn round_trip(&self, v: &Value) -> Result<Value, Diagnostics>;
 }
 
 pub struct ActionHandle<A: Action> {
@@ -388,6 +448,9 @@ impl<A: Action> DynAction for ActionHandle<A> {
     }
     async fn invoke(&self, ctx: &Ctx, config: &Value, progress: &Progress) -> Diagnostics {
         done_diags(async { self.inner.invoke(ctx, to_typed(config)?, progress).await }.await)
+    }
+    fn round_trip(&self, v: &Value) -> Result<Value, Diagnostics> {
+        from_typed(&to_typed::<A::Config>(v)?, &self.schema.block)
     }
 }
 

@@ -10,7 +10,9 @@ pub mod wire;
 
 use std::io::Write as _;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::StreamExt as _;
 use tfplugin_proto::plugin::grpc_controller_server::{GrpcController, GrpcControllerServer};
@@ -23,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Connected;
 use tracing::{error, info, warn};
 
+use crate::framework::verbs::DynEphemeral;
 use crate::framework::Catalog;
 use handshake::{HandshakeError, ListenSpec};
 
@@ -72,8 +75,9 @@ pub async fn serve(mode: Mode, catalog: Catalog) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("plugin", tonic_health::ServingStatus::Serving).await;
 
+    let ephemeral = catalog.ephemeral_resources.clone();
     let provider = server::EdgeProvider::new(catalog, stop.clone());
-    let controller = Controller { shutdown: shutdown.clone() };
+    let controller = Controller { shutdown: shutdown.clone(), ephemeral };
     let router = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(GrpcControllerServer::new(controller))
@@ -237,12 +241,30 @@ fn watch_signals(shutdown: CancellationToken, stop: CancellationToken) -> tokio:
 
 struct Controller {
     shutdown: CancellationToken,
+    /// Closed at shutdown: what Terraform opened and never closed.
+    ephemeral: Vec<Arc<dyn DynEphemeral>>,
 }
+
+/// How long shutdown may spend closing ephemeral resources Terraform left open (Terraform waits
+/// for the shutdown call, then gives the process two seconds to exit).
+const LEFTOVER_BUDGET: Duration = Duration::from_secs(10);
 
 #[tonic::async_trait]
 impl GrpcController for Controller {
     async fn shutdown(&self, _r: tonic::Request<Empty>) -> Result<tonic::Response<Empty>, tonic::Status> {
         info!("GRPCController.Shutdown");
+        // Before answering: Terraform waits for the answer, then gives the process 2 s to exit.
+        let leftovers = async {
+            for e in &self.ephemeral {
+                let (closed, tried) = e.close_leftovers().await;
+                if tried > 0 {
+                    info!(ephemeral = e.type_name(), closed, tried, "closed what Terraform left open");
+                }
+            }
+        };
+        if tokio::time::timeout(LEFTOVER_BUDGET, leftovers).await.is_err() {
+            warn!("gave up closing ephemeral resources Terraform left open; they expire by themselves");
+        }
         self.shutdown.cancel();
         Ok(tonic::Response::new(Empty {}))
     }

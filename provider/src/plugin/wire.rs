@@ -30,8 +30,6 @@ fn attribute(a: &Attribute) -> pb::schema::Attribute {
         nesting: match n.nesting {
             Nesting::Single => pb::schema::object::NestingMode::Single,
             Nesting::List => pb::schema::object::NestingMode::List,
-            Nesting::Set => pb::schema::object::NestingMode::Set,
-            Nesting::Map => pb::schema::object::NestingMode::Map,
         } as i32,
         ..Default::default()
     });
@@ -60,8 +58,6 @@ fn nested_block(b: &NestedBlock) -> pb::schema::NestedBlock {
         nesting: match b.nesting {
             Nesting::Single => M::Single,
             Nesting::List => M::List,
-            Nesting::Set => M::Set,
-            Nesting::Map => M::Map,
         } as i32,
         min_items: b.min_items,
         max_items: b.max_items,

@@ -11,12 +11,13 @@ use tokio::time::Instant;
 use crate::clients::pve::{PoolCreate, PoolDelete, PoolListEntry, PoolUpdate, PveClient};
 use crate::clients::{ApiErrorKind, ClientError};
 use crate::framework::{
-    AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock, Op,
-    PlanCtx, Resource, Schema, Timeouts, Type, Value,
+    Applied, AttrPath, Attribute, Block, Ctx, Diagnostics, Done, Failed, IdentityAttribute, IdentitySchema,
+    ImportRequest, NestedBlock, Op, PlanCtx, Resource, Schema, Timeouts, Type, Value,
 };
 use crate::path;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ErasureCoding {
     pub k: Option<i64>,
     pub m: Option<i64>,
@@ -26,6 +27,7 @@ pub struct ErasureCoding {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct State {
     pub id: Option<i64>,
     pub node: Option<String>,
@@ -141,21 +143,21 @@ impl Resource for CephPool {
             }
             if changed(&prior, &planned) {
                 for a in ["bytes_used", "percent_used", "pg_num_final"] {
-                    plan.set_unknown(a);
+                    plan.set_unknown(a)?;
                 }
             }
             // Another (or a not yet known) cluster: the pool may be created again at apply, with
             // a new pool number.
             if plan.is_unknown_in_config("ceph_fsid") || planned.ceph_fsid != prior.ceph_fsid {
                 for a in ["id", "bytes_used", "percent_used", "pg_num_final"] {
-                    plan.set_unknown(a);
+                    plan.set_unknown(a)?;
                 }
             }
         }
         Ok(())
     }
 
-    async fn create(&self, ctx: &Ctx, planned: State, _config: &State) -> Result<State, Diagnostics> {
+    async fn create(&self, ctx: &Ctx, planned: State, _config: &State) -> Applied<State> {
         let pve = client(ctx, &planned)?;
         let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Create, DEFAULT_TIMEOUT);
         let node = req(&planned.node, "node")?;
@@ -167,19 +169,25 @@ impl Resource for CephPool {
             if let Some(live) = read_pool(&pve, planned.clone()).await? {
                 if !changed(&planned_or(&planned, &live), &live) && live.bytes_used.unwrap_or(0) == 0 {
                     tracing::info!(pool = %name, "empty pool exists exactly as planned (an interrupted apply created it): adopting it");
-                    return Ok(fill_unknowns(planned, live));
+                    let mut w = Diagnostics::new();
+                    w.warn_at(
+                        AttrPath::root("name"),
+                        "Adopted an existing pool",
+                        format!("Ceph already had an empty pool {name:?} exactly as configured (what an interrupted apply leaves behind): it is managed now instead of created."),
+                    );
+                    return Ok(Done::with_warnings(fill_unknowns(planned, live), w));
                 }
             }
-            return Err(Diagnostics::at(
+            return Err(Failed::from(Diagnostics::at(
                 AttrPath::root("name"),
                 "Pool already exists",
                 format!("Ceph already has a pool {name:?} with other settings or data. To manage it, import it: terraform import <address> {node}/{name}"),
-            ));
+            )));
         }
         create_and_read(ctx, &pve, &node, &name, planned, deadline).await
     }
 
-    async fn read(&self, ctx: &Ctx, state: State) -> Result<Option<State>, Diagnostics> {
+    async fn read(&self, ctx: &Ctx, state: State) -> Result<Done<Option<State>>, Diagnostics> {
         let pve = client(ctx, &state)?;
         let node = req(&state.node, "node")?;
         // A dark store (cluster powered off, tunnel down) must not block plans: keep the last
@@ -188,7 +196,7 @@ impl Resource for CephPool {
         let fsid = match &state.ceph_fsid {
             Some(_) => match cluster_fsid(&pve, &node).await {
                 Ok(f) => Some(f),
-                Err(e) if e.is_unreachable() => return Err(unreachable(&e)),
+                Err(e) if e.is_unreachable() => return Ok(Done::with_warnings(Some(state), unreachable(&e))),
                 Err(e) => return Err(api_diag("Cannot read the Ceph cluster", e)),
             },
             None => None,
@@ -198,15 +206,15 @@ impl Resource for CephPool {
                 if fsid.is_some() {
                     st.ceph_fsid = fsid;
                 }
-                Ok(Some(st))
+                Ok(Some(st).into())
             }
-            Ok(None) => Ok(None),
-            Err(e) if e.is_unreachable() => Err(unreachable(&e)),
+            Ok(None) => Ok(None.into()),
+            Err(e) if e.is_unreachable() => Ok(Done::with_warnings(Some(state), unreachable(&e))),
             Err(e) => Err(api_diag("Cannot read the Ceph pool", e)),
         }
     }
 
-    async fn update(&self, ctx: &Ctx, prior: State, planned: State, _config: &State) -> Result<State, Diagnostics> {
+    async fn update(&self, ctx: &Ctx, prior: State, planned: State, _config: &State) -> Applied<State> {
         let pve = client(ctx, &planned)?;
         let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Update, DEFAULT_TIMEOUT);
         let node = req(&planned.node, "node")?;
@@ -215,8 +223,14 @@ impl Resource for CephPool {
         if find(&pve, &node, &name, planned.erasure_coding.is_some()).await?.is_none() {
             // The cluster lost the pool while this update was planned (a rebuilt store: the
             // plan showed ceph_fsid unknown). Create it again as declared.
-            tracing::info!(pool = %name, "pool missing on the cluster: creating it again");
-            return create_and_read(ctx, &pve, &node, &name, planned, deadline).await;
+            tracing::warn!(pool = %name, "pool missing on the cluster: creating it again");
+            let mut done = create_and_read(ctx, &pve, &node, &name, planned, deadline).await?;
+            done.warnings.warn_at(
+                AttrPath::root("name"),
+                "Pool created again",
+                format!("Pool {name:?} was missing on the cluster (a rebuilt store), so it was created again, empty, as configured."),
+            );
+            return Ok(done);
         }
         let ec = planned.erasure_coding.is_some();
         let diff = |a: &Option<i64>, b: &Option<i64>| if b.is_some() && a != b { *b } else { None };
@@ -263,10 +277,11 @@ impl Resource for CephPool {
             bytes_used: planned.bytes_used.or(fresh.bytes_used),
             percent_used: planned.percent_used.or(fresh.percent_used),
             ..planned
-        })
+        }
+        .into())
     }
 
-    async fn delete(&self, ctx: &Ctx, prior: State) -> Result<(), Diagnostics> {
+    async fn delete(&self, ctx: &Ctx, prior: State) -> Result<Done<()>, Diagnostics> {
         let pve = client(ctx, &prior)?;
         let deadline = Instant::now() + Timeouts::get(&prior.timeouts, Op::Delete, DEFAULT_TIMEOUT);
         let node = req(&prior.node, "node")?;
@@ -277,7 +292,7 @@ impl Resource for CephPool {
         let present: Vec<&PoolListEntry> =
             listed.iter().filter(|e| e.pool_name.as_deref().is_some_and(|n| pools.iter().any(|p| p == n))).collect();
         if present.is_empty() {
-            return Ok(()); // already gone
+            return Ok(().into()); // already gone
         }
         // The usage figures of the pool list are each pool's own on every PVE release (the
         // verbose pool status reports another pool's before 9.1.12). PVE itself does not
@@ -309,10 +324,10 @@ impl Resource for CephPool {
                 e => task_diag("delete", &name, e),
             })?;
         }
-        Ok(())
+        Ok(().into())
     }
 
-    async fn import(&self, _ctx: &Ctx, req: ImportRequest) -> Result<State, Diagnostics> {
+    async fn import(&self, _ctx: &Ctx, req: ImportRequest) -> Result<Done<State>, Diagnostics> {
         let (node, name) = match req {
             ImportRequest::Id(id) => {
                 let (n, p) = id.split_once('/').filter(|(n, p)| !n.is_empty() && !p.is_empty()).ok_or_else(|| {
@@ -329,7 +344,7 @@ impl Resource for CephPool {
                 (get("node")?, get("name")?)
             }
         };
-        Ok(State { node: Some(node), name: Some(name), force_destroy: Some(false), ..Default::default() })
+        Ok(State { node: Some(node), name: Some(name), force_destroy: Some(false), ..Default::default() }.into())
     }
 }
 
@@ -341,15 +356,16 @@ async fn create_and_read(
     name: &str,
     planned: State,
     deadline: Instant,
-) -> Result<State, Diagnostics> {
+) -> Applied<State> {
     let created = create_pool(ctx, pve, node, name, &planned, deadline).await;
     let fresh = read_pool(pve, planned.clone()).await?;
     match (created, fresh) {
-        (Ok(()), Some(fresh)) => Ok(fill_unknowns(planned, fresh)),
+        (Ok(()), Some(fresh)) => Ok(fill_unknowns(planned, fresh).into()),
         (Ok(()), None) => Err(Diagnostics::error(
             "Pool missing after create",
             format!("PVE reported success but pool {name:?} is not listed"),
-        )),
+        )
+        .into()),
         // PVE's create is not atomic: it makes the pool, then applies each setting, and a
         // setting that fails leaves the pool behind. If it is what was asked after all (the
         // failure was elsewhere, e.g. the storage), it is ours; otherwise say what is there.
@@ -357,20 +373,31 @@ async fn create_and_read(
             let differs = differences(&planned_or(&planned, &live), &live);
             if differs.is_empty() && live.bytes_used.unwrap_or(0) == 0 {
                 tracing::warn!(pool = %name, "create task failed, but the pool is there as planned: adopting it");
-                return Ok(fill_unknowns(planned, live));
+                let mut w = Diagnostics::new();
+                w.warn(
+                    "Pool created, but PVE reported a failure",
+                    format!(
+                        "PVE's create task failed, yet pool {name:?} is there exactly as configured, so it is managed now. PVE said: {}",
+                        d.0.iter().map(|x| format!("{}: {}", x.summary, x.detail)).collect::<Vec<_>>().join("; ")
+                    ),
+                );
+                return Ok(Done::with_warnings(fill_unknowns(planned, live), w));
             }
+            // The pool is recorded as it is (Terraform marks it tainted): the next apply
+            // replaces it, `terraform destroy` removes it; it is never left unmanaged.
             let mut d = d;
             d.push_error(
                 "The failed create left the pool behind",
                 format!(
-                    "Pool {name:?} exists now, differing from the configuration in: {}. Fix the configuration and apply \
-                     again (an empty pool that then matches is adopted), or delete the pool in PVE.",
+                    "Pool {name:?} exists now, differing from the configuration in: {}. It is in the state as tainted: \
+                     the next apply deletes it (it is empty) and creates it as configured; `terraform untaint` keeps it \
+                     and changes it to the configuration instead.",
                     differs.join(", ")
                 ),
             );
-            Err(d)
+            Err(Failed::with_partial(live, d))
         }
-        (Err(d), None) => Err(d),
+        (Err(d), None) => Err(d.into()),
     }
 }
 
@@ -774,12 +801,8 @@ pub fn validate_pool(c: &State, d: &mut Diagnostics) {
         }
     }
     if let Some(n) = &c.node {
-        if !is_node_name(n) {
-            d.error_at(
-                path!["node"],
-                "Invalid node name",
-                format!("{n:?} is not a PVE node name (letters, digits and '-', not starting or ending with '-')"),
-            );
+        if let Err(e) = crate::provider::check_node_name(n) {
+            d.error_at(path!["node"], "Invalid node name", e);
         }
     }
     let range = |d: &mut Diagnostics, attr: &str, v: Option<i64>, lo: i64, hi: i64| {
@@ -912,14 +935,6 @@ fn enum_check(d: &mut Diagnostics, attr: &str, v: &Option<String>, allowed: &[&s
             );
         }
     }
-}
-
-pub fn is_node_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 63
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && !n.starts_with('-')
-        && !n.ends_with('-')
 }
 
 /// An API error as a diagnostic; parameter errors point at the attribute they belong to.

@@ -14,13 +14,14 @@ use crate::clients::pve::{BackupJob, PruneBackups, PveClient, PveFeature};
 use crate::clients::version::{Feature, Version};
 use crate::clients::{self, ApiErrorKind, ClientError};
 use crate::framework::{
-    AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock,
-    PlanCtx, Resource, Schema, Type, Value,
+    Applied, AttrPath, Attribute, Block, Ctx, Diagnostics, Done, IdentityAttribute, IdentitySchema, ImportRequest,
+    NestedBlock, PlanCtx, Resource, Schema, Type, Value,
 };
 use crate::path;
 use crate::resources::calendar;
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Backup {
     pub storage: Option<String>,
     pub node: Option<String>,
@@ -37,6 +38,7 @@ pub struct Backup {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Sync {
     pub store: Option<String>,
     pub ns: Option<String>,
@@ -55,6 +57,7 @@ pub struct Sync {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Verify {
     pub store: Option<String>,
     pub ns: Option<String>,
@@ -64,6 +67,7 @@ pub struct Verify {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Prune {
     pub store: Option<String>,
     pub ns: Option<String>,
@@ -77,11 +81,13 @@ pub struct Prune {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Gc {
     pub store: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct State {
     pub id: Option<String>,
     pub kind: Option<String>,
@@ -239,7 +245,29 @@ impl Resource for PbsJob {
         Ok(())
     }
 
-    async fn create(&self, ctx: &Ctx, planned: State, _config: &State) -> Result<State, Diagnostics> {
+    async fn create(&self, ctx: &Ctx, planned: State, _config: &State) -> Applied<State> {
+        Ok(self.create_job(ctx, planned).await?)
+    }
+
+    async fn read(&self, ctx: &Ctx, state: State) -> Result<Done<Option<State>>, Diagnostics> {
+        self.read_job(ctx, state).await.map(Done::from)
+    }
+
+    async fn update(&self, ctx: &Ctx, prior: State, planned: State, _config: &State) -> Applied<State> {
+        Ok(self.update_job(ctx, prior, planned).await?.into())
+    }
+
+    async fn delete(&self, ctx: &Ctx, prior: State) -> Result<Done<()>, Diagnostics> {
+        self.delete_job(ctx, prior).await.map(Done::from)
+    }
+
+    async fn import(&self, _ctx: &Ctx, req: ImportRequest) -> Result<Done<State>, Diagnostics> {
+        import_job(req).map(Done::from)
+    }
+}
+
+impl PbsJob {
+    async fn create_job(&self, ctx: &Ctx, planned: State) -> Result<Done<State>, Diagnostics> {
         let mut s = planned;
         let kind = s.kind().ok_or_else(no_kind)?;
         let id = s.id.clone().ok_or_else(|| Diagnostics::at(path!["id"], "Missing id", "id must be known at apply"))?;
@@ -293,10 +321,10 @@ impl Resource for PbsJob {
                 }
             }
         }
-        Ok(s)
+        Ok(s.into())
     }
 
-    async fn read(&self, ctx: &Ctx, state: State) -> Result<Option<State>, Diagnostics> {
+    async fn read_job(&self, ctx: &Ctx, state: State) -> Result<Option<State>, Diagnostics> {
         let kind = state.kind().ok_or_else(no_kind)?;
         let id = state.id.clone().unwrap_or_default();
         let mut s = state;
@@ -401,7 +429,7 @@ impl Resource for PbsJob {
         Ok(Some(s))
     }
 
-    async fn update(&self, ctx: &Ctx, prior: State, planned: State, _config: &State) -> Result<State, Diagnostics> {
+    async fn update_job(&self, ctx: &Ctx, prior: State, planned: State) -> Result<State, Diagnostics> {
         let kind = planned.kind().ok_or_else(no_kind)?;
         let id = planned.id.clone().unwrap_or_default();
         let mut s = planned;
@@ -437,7 +465,7 @@ impl Resource for PbsJob {
         Ok(s)
     }
 
-    async fn delete(&self, ctx: &Ctx, prior: State) -> Result<(), Diagnostics> {
+    async fn delete_job(&self, ctx: &Ctx, prior: State) -> Result<(), Diagnostics> {
         let kind = prior.kind().ok_or_else(no_kind)?;
         let id = prior.id.clone().unwrap_or_default();
         match kind {
@@ -464,46 +492,43 @@ impl Resource for PbsJob {
         }
         Ok(())
     }
+}
 
-    async fn import(&self, _ctx: &Ctx, req: ImportRequest) -> Result<State, Diagnostics> {
-        let (kind, id) = match req {
-            ImportRequest::Id(s) => {
-                s.split_once('/').map(|(k, i)| (k.to_string(), i.to_string())).ok_or_else(|| {
-                    Diagnostics::error(
-                        "Invalid import ID",
-                        format!("{s:?}: expected KIND/ID, e.g. sync/offsite (kinds: {})", KINDS.join(", ")),
-                    )
-                })?
-            }
-            ImportRequest::Identity(m) => {
-                let get = |k: &str| {
-                    m.get(k)
-                        .cloned()
-                        .ok_or_else(|| Diagnostics::error("Incomplete identity", format!("identity.{k} is required")))
-                };
-                (get("kind")?, get("id")?)
-            }
-        };
-        if id.is_empty() {
-            return Err(Diagnostics::error("Invalid import ID", "the job ID after KIND/ is empty"));
+fn import_job(req: ImportRequest) -> Result<State, Diagnostics> {
+    let (kind, id) = match req {
+        ImportRequest::Id(s) => s.split_once('/').map(|(k, i)| (k.to_string(), i.to_string())).ok_or_else(|| {
+            Diagnostics::error(
+                "Invalid import ID",
+                format!("{s:?}: expected KIND/ID, e.g. sync/offsite (kinds: {})", KINDS.join(", ")),
+            )
+        })?,
+        ImportRequest::Identity(m) => {
+            let get = |k: &str| {
+                m.get(k)
+                    .cloned()
+                    .ok_or_else(|| Diagnostics::error("Incomplete identity", format!("identity.{k} is required")))
+            };
+            (get("kind")?, get("id")?)
         }
-        let mut s =
-            State { id: Some(id.clone()), kind: Some(kind.clone()), disable: Some(false), ..Default::default() };
-        match kind.as_str() {
-            "backup" => s.backup = Some(Backup::default()),
-            "sync" => s.sync = Some(Sync::default()),
-            "verify" => s.verify = Some(Verify::default()),
-            "prune" => s.prune = Some(Prune::default()),
-            "gc" => s.gc = Some(Gc { store: Some(id) }),
-            other => {
-                return Err(Diagnostics::error(
-                    "Invalid import ID",
-                    format!("unknown kind {other:?}: use one of {}", KINDS.join(", ")),
-                ))
-            }
-        }
-        Ok(s)
+    };
+    if id.is_empty() {
+        return Err(Diagnostics::error("Invalid import ID", "the job ID after KIND/ is empty"));
     }
+    let mut s = State { id: Some(id.clone()), kind: Some(kind.clone()), disable: Some(false), ..Default::default() };
+    match kind.as_str() {
+        "backup" => s.backup = Some(Backup::default()),
+        "sync" => s.sync = Some(Sync::default()),
+        "verify" => s.verify = Some(Verify::default()),
+        "prune" => s.prune = Some(Prune::default()),
+        "gc" => s.gc = Some(Gc { store: Some(id) }),
+        other => {
+            return Err(Diagnostics::error(
+                "Invalid import ID",
+                format!("unknown kind {other:?}: use one of {}", KINDS.join(", ")),
+            ))
+        }
+    }
+    Ok(s)
 }
 
 fn no_kind() -> Diagnostics {
@@ -604,13 +629,25 @@ impl PbsJob {
     /// A job with this id is already there. If it is exactly the planned job, it is what an
     /// interrupted apply created before its state was saved (Terraform killed mid-run): adopt it,
     /// so the re-run converges with nothing duplicated. Anything else is somebody else's job.
-    async fn adopt_or_refuse(&self, ctx: &Ctx, planned: State, kind: &str, id: &str) -> Result<State, Diagnostics> {
-        let live = self.read(ctx, planned.clone()).await?;
+    async fn adopt_or_refuse(
+        &self,
+        ctx: &Ctx,
+        planned: State,
+        kind: &str,
+        id: &str,
+    ) -> Result<Done<State>, Diagnostics> {
+        let live = self.read_job(ctx, planned.clone()).await?;
         let same =
             live.as_ref().map(serde_json::to_value).transpose().ok().flatten() == serde_json::to_value(&planned).ok();
         if same {
             tracing::info!(kind, id, "job exists exactly as planned (an interrupted apply created it): adopting it");
-            return Ok(planned);
+            let mut w = Diagnostics::new();
+            w.warn_at(
+                path!["id"],
+                "Adopted an existing job",
+                format!("A {kind} job {id:?} was already there exactly as configured (what an interrupted apply leaves behind): it is managed now instead of created."),
+            );
+            return Ok(Done::with_warnings(planned, w));
         }
         Err(exists(kind, id))
     }
@@ -905,8 +942,8 @@ fn validate_job(c: &State, d: &mut Diagnostics) {
             }
         }
         if let Some(n) = &b.node {
-            if !crate::resources::ceph_pool::is_node_name(n) {
-                d.error_at(path!["backup", "node"], "Invalid node name", format!("{n:?} is not a PVE node name"));
+            if let Err(e) = crate::provider::check_node_name(n) {
+                d.error_at(path!["backup", "node"], "Invalid node name", e);
             }
         }
         one_of(d, path!["backup", "mode"], &b.mode, &["snapshot", "suspend", "stop"]);

@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use crate::framework::{
-    AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, PlanCtx, Resource,
-    Schema, Type,
+    Applied, AttrPath, Attribute, Block, Ctx, Diagnostics, Done, IdentityAttribute, IdentitySchema, ImportRequest,
+    PlanCtx, Resource, Schema, Type,
 };
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct State {
     pub id: Option<String>,
     pub public_key: Option<String>,
@@ -86,29 +87,29 @@ impl Resource for WireguardKey {
         Ok(())
     }
 
-    async fn create(&self, _ctx: &Ctx, planned: State, _config: &State) -> Result<State, Diagnostics> {
+    async fn create(&self, _ctx: &Ctx, planned: State, _config: &State) -> Applied<State> {
         let secret = StaticSecret::random_from_rng(rand::rngs::OsRng);
-        Ok(state_for(&secret, planned.keepers))
+        Ok(state_for(&secret, planned.keepers).into())
     }
 
-    async fn read(&self, _ctx: &Ctx, state: State) -> Result<Option<State>, Diagnostics> {
+    async fn read(&self, _ctx: &Ctx, state: State) -> Result<Done<Option<State>>, Diagnostics> {
         // Nothing remote: re-derive the public key so a hand-edited state cannot drift silently.
-        let Some(private) = &state.private_key else { return Ok(None) };
+        let Some(private) = &state.private_key else { return Ok(None.into()) };
         let secret = parse_private_key(private)
             .map_err(|e| Diagnostics::at(AttrPath::root("private_key"), "Invalid private key in state", e))?;
-        Ok(Some(state_for(&secret, state.keepers)))
+        Ok(Some(state_for(&secret, state.keepers)).into())
     }
 
-    async fn update(&self, _ctx: &Ctx, _prior: State, planned: State, _config: &State) -> Result<State, Diagnostics> {
+    async fn update(&self, _ctx: &Ctx, _prior: State, planned: State, _config: &State) -> Applied<State> {
         // Only keepers can change in place (first set after import); the key stays.
-        Ok(planned)
+        Ok(planned.into())
     }
 
-    async fn delete(&self, _ctx: &Ctx, _prior: State) -> Result<(), Diagnostics> {
-        Ok(())
+    async fn delete(&self, _ctx: &Ctx, _prior: State) -> Result<Done<()>, Diagnostics> {
+        Ok(().into())
     }
 
-    async fn import(&self, _ctx: &Ctx, req: ImportRequest) -> Result<State, Diagnostics> {
+    async fn import(&self, _ctx: &Ctx, req: ImportRequest) -> Result<Done<State>, Diagnostics> {
         let (source, expect_public) = match req {
             ImportRequest::Id(id) => (id, None),
             ImportRequest::Identity(mut m) => {
@@ -142,7 +143,7 @@ impl Resource for WireguardKey {
                 ));
             }
         }
-        Ok(state)
+        Ok(state.into())
     }
 
     fn upgrade(&self, from_version: i64, state: serde_json::Value) -> Result<serde_json::Value, Diagnostics> {

@@ -41,6 +41,7 @@ pub const MAX_DOMAINS: usize = ACME_DOMAIN_SLOTS;
 const RENEW_DAYS: i64 = 30;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Acme {
     /// ACME account (`/cluster/acme/account/{name}`); PVE's default is `default`.
     pub account: Option<String>,
@@ -50,6 +51,7 @@ pub struct Acme {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AcmeDomain {
     pub domain: Option<String>,
     /// ACME plugin id (`/cluster/acme/plugins`); PVE's default is `standalone` (HTTP-01).
@@ -133,7 +135,11 @@ pub fn validate(acme: &Acme, d: &mut Diagnostics) {
                 d.error_at(
                     root.clone().attr("domains").index(i).attr("domain"),
                     "Invalid ACME domain",
-                    format!("{name:?} does not look like a valid domain name."),
+                    format!(
+                        "{name:?} is not a domain name a certificate can be ordered for: use a fully qualified \
+                         name such as \"pve1.example.com\" (or \"*.example.com\"): dot-separated labels of letters, \
+                         digits, '-' and '_'."
+                    ),
                 );
             }
         }

@@ -27,6 +27,38 @@ const API_GONE_WITHIN: Duration = Duration::from_secs(120);
 /// How long a node powered on from its own disk may take to answer before it counts as blank.
 const DEFAULT_DISK_BOOT: Duration = Duration::from_secs(10 * 60);
 
+/// What a BMC's virtual media can fetch (http(s) with a host), or a local path (verification-only
+/// setups); other schemes would fail only when the BMC is asked to insert the medium.
+fn check_image_url(u: &str) -> Result<(), String> {
+    if u.trim().is_empty() {
+        return Err(
+            "empty: give the http(s) URL the BMC fetches the image from, e.g. \"http://10.9.0.5/node.img\"".into()
+        );
+    }
+    match u.split_once("://") {
+        None => Ok(()),
+        Some(("http" | "https", rest)) if !rest.split('/').next().unwrap_or("").is_empty() => Ok(()),
+        Some(("http" | "https", _)) => Err(format!("{u:?} has no host: use e.g. \"http://10.9.0.5/node.img\"")),
+        Some((scheme, _)) => Err(format!(
+            "{u:?}: the {scheme}:// scheme is not supported: BMCs fetch virtual media over http:// or https://"
+        )),
+    }
+}
+
+/// The Redfish endpoint as the client parses it: an http(s) URL with a host.
+fn check_bmc_endpoint(e: &str) -> Result<(), String> {
+    let example = "e.g. \"https://10.9.0.21/redfish/v1/Systems/1\" (or the BMC's base URL when it has one system)";
+    let rest = e
+        .strip_prefix("https://")
+        .or_else(|| e.strip_prefix("http://"))
+        .ok_or_else(|| format!("{e:?} is not a Redfish URL: use https:// (http:// for emulators), {example}"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("{e:?} has no host: {example}"));
+    }
+    Ok(())
+}
+
 /// A client for the node's BMC: the configuration's `bmc` block over the state's (the password
 /// is write-only, so only the configuration has it), then the provider's `redfish` defaults.
 pub(super) fn bmc_client(ctx: &Ctx, st: &State, config: Option<&State>) -> Result<Arc<RedfishClient>, Diagnostics> {
@@ -137,7 +169,11 @@ pub(super) async fn boot_image(
             return Ok(Boot::Running(t));
         }
         if ours {
-            tracing::warn!(node = %name, "node runs this image but presents no certificate the provider trusts (the seed of an interrupted run is lost): rebooting it from its disk with a new seed");
+            node.warn(
+                AttrPath::root("tls_fingerprint"),
+                "Node rebooted with a new seed",
+                format!("{name} runs this image but presents no certificate the provider trusts (the seed of an interrupted run is lost): it was rebooted from its disk with a new seed."),
+            );
             reseed = true;
         }
     }
@@ -236,7 +272,15 @@ pub(super) async fn power_off(node: &Node<'_>, bmc: &RedfishClient) -> Result<()
 /// it left its cluster: `cluster::leave`).
 pub(super) async fn power_off_for_destroy(node: &Node<'_>, prior: &State) -> Result<(), Diagnostics> {
     let bmc = bmc_client(node.ctx, prior, None)?;
-    let _ = eject(&bmc).await.map_err(|e| tracing::warn!(error = ?e, "eject failed"));
+    if let Err(e) = eject(&bmc).await {
+        // Not fatal: powered off, the node boots nothing; the media stay inserted.
+        let detail = e.0.iter().map(|d| format!("{}: {}", d.summary, d.detail)).collect::<Vec<_>>().join("; ");
+        node.warn(
+            AttrPath::root("bmc"),
+            "Virtual media not ejected",
+            format!("{detail}. The node is powered off with the media still inserted."),
+        );
+    }
     let sys = bmc.system().await.map_err(|e| match e {
         RedfishError::Status { status: 401 | 403, .. } => Diagnostics::at(
             AttrPath::root("bmc").attr("password"),
@@ -305,7 +349,11 @@ pub(super) async fn wait_from_disk(
     match wait_api_until(node, trust, node.deadline.min(Instant::now() + disk_wait)).await? {
         Ok(fp) => Ok(Some(fp)),
         Err(last) => {
-            tracing::warn!(node = %node.name, waited = ?disk_wait, last = %last, "node did not come back from its disk: re-imaging it from the verified image");
+            node.warn(
+                AttrPath::root("power"),
+                "Node re-imaged: it did not come back from its disk",
+                format!("{} did not answer within disk_boot_timeout ({disk_wait:?}; last: {last}) after powering on from its disk, so it counts as blank and is re-imaged from the verified image.", node.name),
+            );
             Ok(None)
         }
     }
@@ -423,7 +471,12 @@ pub(super) async fn eject(bmc: &RedfishClient) -> Result<(), Diagnostics> {
 
 /// Refresh: the power state, through the BMC (an imported node has no BMC in state yet).
 /// `false` when the node is off: nothing else can be read, the last known values stay.
-pub(super) async fn read_power(ctx: &Ctx, st: &mut State, name: &str) -> Result<bool, Diagnostics> {
+pub(super) async fn read_power(
+    ctx: &Ctx,
+    st: &mut State,
+    name: &str,
+    warnings: &mut Diagnostics,
+) -> Result<bool, Diagnostics> {
     if st.bmc.is_none() {
         return Ok(true);
     }
@@ -437,6 +490,11 @@ pub(super) async fn read_power(ctx: &Ctx, st: &mut State, name: &str) -> Result<
         // provider's redfish.password the power state cannot be read. Keep the last one.
         Err(RedfishError::Status { status: 401 | 403, .. }) => {
             tracing::warn!(node = %name, "BMC refused the credentials available at refresh (bmc.password is write-only: set the provider's redfish.password to read power); keeping the last known power state");
+            warnings.warn_at(
+                AttrPath::root("bmc").attr("password"),
+                "Power state not refreshed",
+                format!("{name}'s BMC refused the credentials available at refresh: bmc.password is write-only, so set the provider's redfish.password (EDGE_REDFISH_PASSWORD) to read power. Kept the last known power state."),
+            );
             Ok(true)
         }
         Err(e) => Err(diag("Cannot read the BMC", e)),
@@ -481,8 +539,8 @@ pub(super) async fn plan_image(
             plan.set("image_version", &v.manifest.version)?;
         }
         None if plan.is_create() => {
-            plan.set_unknown("image_sha256");
-            plan.set_unknown("image_version");
+            plan.set_unknown("image_sha256")?;
+            plan.set_unknown("image_version")?;
         }
         None => {}
     }
@@ -497,12 +555,12 @@ pub(super) fn plan_reimage(
     cfg: &State,
     prior: &State,
     verified: Option<&VerifiedImage>,
-) -> bool {
+) -> Result<bool, Diagnostics> {
     let img_known = !plan.is_unknown_in_config("image");
     let changed = prior.image.is_some()
         && (!img_known || prior.image != cfg.image || verified.is_some_and(|v| v.sha256_hex() != prior.image_sha256));
     if !changed {
-        return false;
+        return Ok(false);
     }
     if cfg.reimage_on_change == Some(true) {
         plan.diags.warn_at(
@@ -510,11 +568,11 @@ pub(super) fn plan_reimage(
             "The node will be re-imaged",
             "The image changed and reimage_on_change = true: apply power-cycles the node into the new image (its local state is lost) and configures it again in place.",
         );
-        plan.set_unknown("booted_image");
+        plan.set_unknown("booted_image")?;
     } else {
         plan.require_replace(AttrPath::root("image"));
     }
-    true
+    Ok(true)
 }
 
 /// Plan: a powered-off node comes back at apply — from its disk, or, if that disk turns out to
@@ -526,10 +584,10 @@ pub(super) fn plan_power_on(
     prior: &State,
     verified: Option<&VerifiedImage>,
     image_changed: bool,
-) -> bool {
+) -> Result<bool, Diagnostics> {
     let want_on = cfg.power.as_deref() != Some("off");
     if !(want_on && prior.power.as_deref() == Some("off") && !image_changed) {
-        return false;
+        return Ok(false);
     }
     let wait = cfg.disk_boot_timeout.clone().unwrap_or_else(|| "10m".into());
     let version = verified.map(|v| v.manifest.version.clone()).or(prior.image_version.clone());
@@ -541,12 +599,74 @@ pub(super) fn plan_power_on(
             version.map(|v| format!(" {v}")).unwrap_or_default()
         ),
     );
-    plan.set_unknown("booted_image");
-    true
+    plan.set_unknown("booted_image")?;
+    Ok(true)
+}
+
+/// Creating a node installs it from its image through its BMC: both blocks are needed. (An
+/// existing node is adopted with an import instead, and may leave both out.)
+pub(super) fn require_boot_blocks(cfg: &State) -> Result<(), Diagnostics> {
+    let mut d = Diagnostics::new();
+    for (block, missing) in [("image", cfg.image.is_none()), ("bmc", cfg.bmc.is_none())] {
+        if missing {
+            d.error_at(
+                AttrPath::root(block),
+                format!("Missing {block} block"),
+                format!(
+                    "A new node is installed from its signed image through its BMC, so creating it needs the {block}                      block. A node that already runs (a store built by hand) is adopted instead: import it                      (`terraform query` with list \"edge_proxmox_node\" writes the import blocks)."
+                ),
+            );
+        }
+    }
+    d.into_result()
+}
+
+/// An adopted node (no `bmc`) cannot be powered by the provider.
+pub(super) fn no_bmc_for_power() -> Diagnostics {
+    Diagnostics::at(
+        AttrPath::root("power"),
+        "No BMC to power the node with",
+        "This node is declared without a bmc block (an adopted node), so the provider cannot power it off or on. Add its bmc (and image) block, or leave power = \"on\".",
+    )
 }
 
 /// Plan-time checks of `disk_boot_timeout` and `power`.
 pub(super) fn validate(c: &State, d: &mut Diagnostics) {
+    if let Some(img) = &c.image {
+        let p = AttrPath::root("image");
+        if let Some(u) = &img.url {
+            if let Err(e) = check_image_url(u) {
+                d.error_at(p.clone().attr("url"), "Invalid image URL", e);
+            }
+        }
+        if let Some(m) = &img.manifest {
+            if let Err(e) = crate::clients::image::check_location(m) {
+                d.error_at(p.attr("manifest"), "Invalid manifest location", e);
+            }
+        }
+    }
+    if let Some(e) = c.bmc.as_ref().and_then(|b| b.endpoint.as_ref()) {
+        if let Err(e) = check_bmc_endpoint(e) {
+            d.error_at(AttrPath::root("bmc").attr("endpoint"), "Invalid BMC endpoint", e);
+        }
+    }
+    // `image` and `bmc` go together: a node the provider boots, or an adopted one it never does.
+    match (c.image.is_some(), c.bmc.is_some()) {
+        (true, false) => d.error_at(
+            AttrPath::root("bmc"),
+            "Missing bmc block",
+            "The image is booted through the node's BMC: set bmc with image, or leave both out on an adopted node.",
+        ),
+        (false, true) => d.error_at(
+            AttrPath::root("image"),
+            "Missing image block",
+            "With a bmc block the provider may boot the node, which needs its signed image: set image with bmc, or leave both out on an adopted node.",
+        ),
+        _ => {}
+    }
+    if c.bmc.is_none() && c.power.as_deref() == Some("off") {
+        d.extend(no_bmc_for_power());
+    }
     if let Some(t) = &c.disk_boot_timeout {
         if let Err(e) = parse_duration(t) {
             d.error_at(AttrPath::root("disk_boot_timeout"), "Invalid duration", e);

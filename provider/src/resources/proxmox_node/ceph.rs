@@ -218,6 +218,35 @@ async fn roles(pve: &PveClient, name: &str) -> Result<Ceph, Diagnostics> {
 /// configuration says, so `mgr = false` next to the creating node's monitor could never hold.
 pub(super) fn validate(c: &State, d: &mut Diagnostics) {
     let Some(ceph) = &c.ceph else { return };
+    let p = AttrPath::root("ceph");
+    for (i, dev) in ceph.osd_devices.iter().flatten().enumerate() {
+        if !is_device_path(dev) {
+            d.error_at(
+                p.clone().attr("osd_devices").index(i),
+                "Invalid OSD device",
+                format!("{dev:?}: give a whole disk by its path, e.g. \"/dev/sdb\" or \"/dev/disk/by-id/…\""),
+            );
+        }
+    }
+    // `ceph init`'s network has PVE format `CIDR`; a monitor's address format `ip`.
+    if let Some(n) = &ceph.network {
+        if !is_cidr(n) {
+            d.error_at(
+                p.clone().attr("network"),
+                "Invalid Ceph network",
+                format!("{n:?}: use a CIDR network, e.g. \"10.1.0.0/24\" or \"fd00:1::/64\""),
+            );
+        }
+    }
+    if let Some(a) = &ceph.mon_address {
+        if a.parse::<std::net::IpAddr>().is_err() {
+            d.error_at(
+                p.clone().attr("mon_address"),
+                "Invalid monitor address",
+                format!("{a:?} is not an IP address: give the node's address in the Ceph public network, e.g. \"10.1.0.11\""),
+            );
+        }
+    }
     let creates = c.cluster.as_ref().is_some_and(|cl| cl.create == Some(true));
     if creates && ceph.mon == Some(true) && ceph.mgr == Some(false) {
         d.error_at(
@@ -226,4 +255,23 @@ pub(super) fn validate(c: &State, d: &mut Diagnostics) {
             "PVE creates a manager with the cluster's first monitor (on the node that creates the cluster): leave mgr out or set it true here.",
         );
     }
+}
+/// A block device path as pveceph takes it: absolute under /dev, no `..`, no shell or option
+/// characters.
+fn is_device_path(dev: &str) -> bool {
+    dev.strip_prefix("/dev/").is_some_and(|rest| {
+        !rest.is_empty()
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.' | b':' | b'+'))
+            && !rest.split('/').any(|c| c.is_empty() || c == "..")
+    })
+}
+
+/// PVE's `CIDR` format: an IPv4 network with prefix 8–32 or an IPv6 one with prefix 8–128
+/// (pve-common `pve_verify_cidr`).
+fn is_cidr(c: &str) -> bool {
+    c.split_once('/').is_some_and(|(a, len)| match (a.parse::<std::net::IpAddr>(), len.parse::<u8>()) {
+        (Ok(std::net::IpAddr::V4(_)), Ok(l)) => (8..=32).contains(&l),
+        (Ok(std::net::IpAddr::V6(_)), Ok(l)) => (8..=128).contains(&l),
+        _ => false,
+    })
 }

@@ -226,7 +226,11 @@ pub(super) async fn leave(node: &Node<'_>, prior: &State) -> Result<(), Diagnost
                     .map_err(|e| diag("Cannot read the cluster to leave it", e))?
             }
             _ => {
-                tracing::warn!(node = %node.name, error = %e, "node not answering and no member known: not removing it from a cluster");
+                node.warn(
+                    AttrPath::root("cluster"),
+                    "Node not removed from its cluster",
+                    format!("{} does not answer ({e}) and no member it joined through is known, so it could not be removed from its cluster: remove it there by hand (`pvecm delnode {}`).", node.name, node.name),
+                );
                 return Ok(());
             }
         },
@@ -301,6 +305,26 @@ pub(super) fn validate(c: &State, d: &mut Diagnostics) {
             d.error_at(p.clone().attr("name"), "Missing cluster name", "create = true needs the cluster's name.")
         }
         _ => {}
+    }
+    if let Some(j) = &cl.join {
+        if crate::resources::wireguard_peer::check_host(j).is_err() {
+            d.error_at(
+                p.clone().attr("join"),
+                "Invalid member address",
+                format!(
+                    "{j:?}: give the address or host name of a cluster member, e.g. \"10.1.0.11\" (no scheme, no port)"
+                ),
+            );
+        }
+    }
+    if let Some(pem) = &cl.ca_pem {
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            d.error_at(
+                p.clone().attr("ca_pem"),
+                "Invalid CA certificate",
+                "ca_pem must be a PEM certificate (-----BEGIN CERTIFICATE-----): wire in the creating node's cluster_ca_pem.",
+            );
+        }
     }
     if let Some(n) = &cl.name {
         if n.is_empty() || n.len() > 15 || !n.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-') {

@@ -2,6 +2,8 @@
 //! interface changes are applied with PVE's `srvreload` task). Each setting is read first and
 //! written only when it differs, so a re-run changes nothing that is already right.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use crate::clients::pve::{Interface, NodeDns, PveClient};
 use crate::framework::{AttrPath, Diagnostics};
 
@@ -128,9 +130,29 @@ pub(super) fn validate(c: &State, d: &mut Diagnostics) {
                 "PVE keeps at most three (dns1..dns3).",
             );
         }
+        // PVE's dns1..dns3 have format `ip`.
+        for (i, s) in dns.servers.iter().flatten().enumerate() {
+            if s.parse::<IpAddr>().is_err() {
+                d.error_at(
+                    AttrPath::root("dns").attr("servers").index(i),
+                    "Invalid DNS server",
+                    format!("{s:?} is not an IP address: PVE takes name servers as addresses, e.g. \"10.1.0.1\" or \"2001:db8::53\""),
+                );
+            }
+        }
+    }
+    if let Some(tz) = &c.timezone {
+        if !is_timezone(tz) {
+            d.error_at(
+                AttrPath::root("timezone"),
+                "Invalid timezone",
+                format!("{tz:?} is not a zone name: use one from zone.tab such as \"Europe/Berlin\" or \"UTC\""),
+            );
+        }
     }
     if let Some(net) = &c.network {
         for (i, n) in net.iter().enumerate() {
+            validate_iface(n, AttrPath::root("network").index(i), d);
             if n.kind.as_deref() == Some("vlan")
                 && n.vlan_id.is_none()
                 && !n.iface.as_deref().unwrap_or("").contains('.')
@@ -197,6 +219,125 @@ fn iface_body(i: &Iface) -> Interface {
     convert_iface!(i.clone() => Interface)
 }
 
+/// PVE's interface types (`POST /nodes/{node}/network`, `type` enum).
+const IFACE_TYPES: &[&str] = &[
+    "bridge",
+    "bond",
+    "eth",
+    "alias",
+    "vlan",
+    "fabric",
+    "OVSBridge",
+    "OVSBond",
+    "OVSPort",
+    "OVSIntPort",
+    "vnet",
+    "unknown",
+];
+/// PVE's bond modes (`bond_mode` enum).
+const BOND_MODES: &[&str] = &[
+    "balance-rr",
+    "active-backup",
+    "balance-xor",
+    "broadcast",
+    "802.3ad",
+    "balance-tlb",
+    "balance-alb",
+    "balance-slb",
+    "lacp-balance-slb",
+    "lacp-balance-tcp",
+];
+
+/// One `network` entry against PVE's schema for `POST /nodes/{node}/network`: `iface` format
+/// `pve-iface` (pve-common `pve_verify_iface`), `type` and `bond_mode` enums, `vlan-id` 1–4094,
+/// `mtu` 1280–65520, `cidr` format `CIDRv4` (prefix 8–32), `gateway` format `ipv4`.
+fn validate_iface(n: &Iface, p: AttrPath, d: &mut Diagnostics) {
+    if let Some(i) = &n.iface {
+        if !is_pve_iface(i) {
+            d.error_at(
+                p.clone().attr("iface"),
+                "Invalid interface name",
+                format!("{i:?}: PVE takes a letter, then 1–20 letters, digits or '_', optionally .N or :N (e.g. \"vmbr1\", \"bond0\", \"vmbr0.20\")"),
+            );
+        }
+    }
+    if let Some(t) = &n.kind {
+        if !IFACE_TYPES.contains(&t.as_str()) {
+            d.error_at(
+                p.clone().attr("type"),
+                "Invalid interface type",
+                format!("{t:?}: use one of {}", IFACE_TYPES.join(", ")),
+            );
+        }
+    }
+    if let Some(m) = &n.bond_mode {
+        if !BOND_MODES.contains(&m.as_str()) {
+            d.error_at(
+                p.clone().attr("bond_mode"),
+                "Invalid bond mode",
+                format!("{m:?}: use one of {}", BOND_MODES.join(", ")),
+            );
+        }
+    }
+    if let Some(v) = n.vlan_id {
+        if !(1..=4094).contains(&v) {
+            d.error_at(p.clone().attr("vlan_id"), "Invalid VLAN tag", format!("{v} is outside 1–4094"));
+        }
+    }
+    if let Some(m) = n.mtu {
+        if !(1280..=65520).contains(&m) {
+            d.error_at(p.clone().attr("mtu"), "Invalid MTU", format!("{m}: PVE takes 1280–65520 (e.g. 1500, 9000)"));
+        }
+    }
+    if let Some(c) = &n.cidr {
+        if !is_cidr_v4(c) {
+            d.error_at(
+                p.clone().attr("cidr"),
+                "Invalid CIDR",
+                format!("{c:?}: use an IPv4 address with a prefix length of 8–32, e.g. \"10.1.0.11/24\""),
+            );
+        }
+    }
+    if let Some(g) = &n.gateway {
+        if g.parse::<Ipv4Addr>().is_err() {
+            d.error_at(
+                p.attr("gateway"),
+                "Invalid gateway",
+                format!("{g:?} is not an IPv4 address, e.g. \"10.1.0.1\""),
+            );
+        }
+    }
+}
+
+fn is_pve_iface(i: &str) -> bool {
+    let (base, suffix) = match i.find(['.', ':']) {
+        Some(at) => (&i[..at], Some(&i[at + 1..])),
+        None => (i, None),
+    };
+    let mut chars = base.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && (2..=21).contains(&base.len())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && suffix.is_none_or(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        && i.len() <= 20
+}
+
+fn is_cidr_v4(c: &str) -> bool {
+    c.split_once('/')
+        .is_some_and(|(a, len)| a.parse::<Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| (8..=32).contains(&l)))
+}
+
+/// A zone name as in zone.tab (`Area/Location[/Sub]`) or `UTC`: letters, digits, '_', '-', '+'
+/// per part. Whether the node knows the zone PVE checks at apply.
+fn is_timezone(tz: &str) -> bool {
+    !tz.is_empty()
+        && tz.split('/').all(|part| {
+            !part.is_empty()
+                && part.starts_with(|c: char| c.is_ascii_alphabetic())
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+'))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,7 +374,10 @@ mod tests {
     fn dns_and_vlan_settings_are_checked() {
         let mut d = Diagnostics::new();
         let c = State {
-            dns: Some(Dns { servers: Some(vec!["a".into(), "b".into(), "c".into(), "d".into()]), search: None }),
+            dns: Some(Dns {
+                servers: Some(["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"].map(String::from).to_vec()),
+                search: None,
+            }),
             network: Some(vec![
                 Iface { iface: Some("vmbr0.20".into()), kind: Some("vlan".into()), ..Default::default() },
                 Iface { iface: Some("vlan7".into()), kind: Some("vlan".into()), ..Default::default() },
@@ -243,5 +387,50 @@ mod tests {
         validate(&c, &mut d);
         let paths: Vec<String> = d.0.iter().filter_map(|x| x.path.clone()).map(|p| p.to_string()).collect();
         assert_eq!(paths, vec!["dns.servers", "network[1].vlan_id"]);
+    }
+
+    #[test]
+    fn values_pve_refuses_are_refused_with_their_path() {
+        let mut d = Diagnostics::new();
+        let c = State {
+            dns: Some(Dns { servers: Some(vec!["10.0.0.1".into(), "ns1".into()]), search: None }),
+            timezone: Some("Europe/Berlin; id".into()),
+            network: Some(vec![Iface {
+                iface: Some("1vmbr".into()),
+                kind: Some("wifi".into()),
+                bond_mode: Some("fast".into()),
+                vlan_id: Some(4095),
+                mtu: Some(1279),
+                cidr: Some("10.0.0.1/4".into()),
+                gateway: Some("fe80::1".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        validate(&c, &mut d);
+        let paths: Vec<String> = d.0.iter().filter_map(|x| x.path.clone()).map(|p| p.to_string()).collect();
+        assert_eq!(
+            paths,
+            [
+                "dns.servers[1]",
+                "timezone",
+                "network[0].iface",
+                "network[0].type",
+                "network[0].bond_mode",
+                "network[0].vlan_id",
+                "network[0].mtu",
+                "network[0].cidr",
+                "network[0].gateway"
+            ]
+        );
+        for ok in ["vmbr0", "vmbr0.20", "bond0:1", "eno1", "en_x"] {
+            assert!(is_pve_iface(ok), "{ok}");
+        }
+        for bad in ["v", "vmbr0.", "vmbr0.x", "0eth", "a-b", "averyveryveryverylongname"] {
+            assert!(!is_pve_iface(bad), "{bad}");
+        }
+        for ok in ["UTC", "Europe/Berlin", "America/Argentina/Buenos_Aires", "Etc/GMT+5"] {
+            assert!(is_timezone(ok), "{ok}");
+        }
     }
 }

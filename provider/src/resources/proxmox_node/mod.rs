@@ -38,8 +38,8 @@ use tokio::time::Instant;
 use crate::clients::http::Credentials;
 use crate::clients::poll::Backoff;
 use crate::framework::{
-    AttrPath, Attribute, Block, Ctx, Diagnostics, IdentityAttribute, IdentitySchema, ImportRequest, NestedBlock, Op,
-    PlanCtx, Resource, Schema, Timeouts, Type, Value,
+    Applied, AttrPath, Attribute, Block, Ctx, Diagnostics, Done, IdentityAttribute, IdentitySchema, ImportRequest,
+    NestedBlock, Op, PlanCtx, Resource, Schema, Timeouts, Type, Value,
 };
 
 mod acme;
@@ -59,6 +59,7 @@ const DEFAULT_DELETE: Duration = Duration::from_secs(10 * 60);
 const PVE_PORT: u16 = 8006;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Image {
     pub url: Option<String>,
     pub manifest: Option<String>,
@@ -68,6 +69,7 @@ pub struct Image {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Bmc {
     pub endpoint: Option<String>,
     pub username: Option<String>,
@@ -77,12 +79,14 @@ pub struct Bmc {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Dns {
     pub servers: Option<Vec<String>>,
     pub search: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Iface {
     pub iface: Option<String>,
     #[serde(rename = "type")]
@@ -101,6 +105,7 @@ pub struct Iface {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Cluster {
     pub name: Option<String>,
     pub create: Option<bool>,
@@ -111,6 +116,7 @@ pub struct Cluster {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Ceph {
     pub mon: Option<bool>,
     pub mgr: Option<bool>,
@@ -121,6 +127,7 @@ pub struct Ceph {
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct State {
     pub id: Option<String>,
     pub name: Option<String>,
@@ -161,9 +168,25 @@ struct Node<'a> {
     creds: Option<Credentials>,
     /// From the operation's `timeouts`: every wait of the step ends here.
     deadline: Instant,
+    /// What the user should know although the step went on (returned with the state).
+    warnings: std::sync::Mutex<Diagnostics>,
 }
 
-impl Node<'_> {
+impl<'a> Node<'a> {
+    fn new(ctx: &'a Ctx, name: &'a str, address: &'a str, creds: Option<Credentials>, deadline: Instant) -> Self {
+        Node { ctx, name, address, creds, deadline, warnings: Default::default() }
+    }
+
+    /// A warning for the user, returned with the operation's result (and logged).
+    fn warn(&self, path: AttrPath, summary: &str, detail: String) {
+        tracing::warn!(node = %self.name, %path, "{summary}: {detail}");
+        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).warn_at(path, summary, detail);
+    }
+
+    fn take_warnings(&self) -> Diagnostics {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     fn creds(&self) -> Result<&Credentials, Diagnostics> {
         self.creds.as_ref().ok_or_else(trust::no_credentials)
     }
@@ -209,26 +232,24 @@ impl Resource for ProxmoxNode {
                 .block(
                     NestedBlock::single(
                         "image",
-                        Block::new("The signed node image. Verified (signature against the provider's `trusted_image_keys`, then the file's size, sha256 and NAR hash) before the BMC is touched; a local manifest is checked at plan time already. Changing it replaces the node, or re-images it in place with `reimage_on_change`.")
+                        Block::new("The signed node image. Verified (signature against the provider's `trusted_image_keys`, then the file's size, sha256 and NAR hash) before the BMC is touched; a local manifest is checked at plan time already. Changing it replaces the node, or re-images it in place with `reimage_on_change`. Required to create a node; left out (with `bmc`) on a node adopted from a store built by hand, which the provider then never boots, re-images or powers.")
                             .attr(Attribute::required("url", Type::String).describe("Where the BMC fetches the image (virtual media URL, http(s)); also a local path for verification only setups."))
                             .attr(Attribute::required("manifest", Type::String).describe("The signed manifest (`edge-image sign`), a local path or an http(s) URL."))
                             .attr(s("file", "Which file of the manifest the URL serves; default: the only file with a sha256."))
                             .attr(Attribute::optional("trusted_cosign_keys", Type::list(Type::String)).describe("Cosign public keys (PEM `-----BEGIN PUBLIC KEY-----`, ECDSA P-256, e.g. `cosign.pub`) also trusted for this image: the manifest passes with a valid Nix-format signature by one of the provider's `trusted_image_keys` OR a valid Cosign signature of manifest.json (`cosign sign-blob --key`) by one of these. Other key types are refused."))
                             .attr(s("manifest_cosign_signature", "The manifest's Cosign signature (base64 DER, as `cosign sign-blob --output-signature` writes it), a local path or an http(s) URL; default: the manifest's location + `.sig`. Read only with `trusted_cosign_keys`.")),
-                    )
-                    .items(1, 1),
+                    ),
                 )
                 .block(
                     NestedBlock::single(
                         "bmc",
-                        Block::new("The node's BMC (Redfish).")
+                        Block::new("The node's BMC (Redfish). Required to create a node, together with `image`; an adopted node without them keeps its power and image as they are.")
                             .attr(Attribute::required("endpoint", Type::String).describe("The system's Redfish URL (`https://bmc/redfish/v1/Systems/ID`), or the BMC's base URL when it has one system."))
                             .attr(s("username", "BMC user; default: the provider's `redfish.username`."))
                             .attr(Attribute::optional("password", Type::String).sensitive().write_only().describe("BMC password; default: the provider's `redfish.password`. Write-only on Terraform 1.11+."))
                             .attr(s("tls_fingerprint", "SHA-256 fingerprint of the BMC certificate (https endpoints)."))
                             .attr(Attribute::optional("insecure", Type::Bool).describe("Skip BMC certificate checks (labs only).")),
-                    )
-                    .items(1, 1),
+                    ),
                 )
                 .block(NestedBlock::single(
                     "dns",
@@ -305,65 +326,77 @@ impl Resource for ProxmoxNode {
         // 1. The image, at plan time where it can be.
         let verified = boot::plan_image(ctx, plan, &cfg).await?;
         let Some(prior) = plan.prior.clone() else {
+            boot::require_boot_blocks(&cfg)?;
             trust::require_root_password(ctx, plan, &cfg)?;
-            plan.set_unknown("booted_image");
-            plan.set_unknown("ceph_fsid");
-            trust::plan_unknown(plan, &cfg);
+            plan.set_unknown("booted_image")?;
+            plan.set_unknown("ceph_fsid")?;
+            trust::plan_unknown(plan, &cfg)?;
             return Ok(());
         };
-        let image_changed = boot::plan_reimage(plan, &cfg, &prior, verified.as_ref());
+        let image_changed = boot::plan_reimage(plan, &cfg, &prior, verified.as_ref())?;
         // A node that comes back may have been rebuilt: what it presents is known only then.
-        let comes_back = boot::plan_power_on(plan, &cfg, &prior, verified.as_ref(), image_changed);
+        let comes_back = boot::plan_power_on(plan, &cfg, &prior, verified.as_ref(), image_changed)?;
         // A re-image boots a new seed: a new certificate, CA and host key.
         if comes_back || (image_changed && cfg.reimage_on_change == Some(true)) {
-            trust::plan_unknown(plan, &cfg);
+            trust::plan_unknown(plan, &cfg)?;
         } else if prior.cluster.as_ref().and_then(|c| c.join.as_ref())
             != cfg.cluster.as_ref().and_then(|c| c.join.as_ref())
         {
             // A (new) join gives the node the cluster's CA and a certificate from it.
-            plan.set_unknown("cluster_ca_pem");
+            plan.set_unknown("cluster_ca_pem")?;
             if cfg.tls_fingerprint.is_none() {
-                plan.set_unknown("tls_fingerprint");
+                plan.set_unknown("tls_fingerprint")?;
             }
-            plan.set_unknown("tls_fingerprint_trusted");
+            plan.set_unknown("tls_fingerprint_trusted")?;
         }
         // A new image, a rebuilt node or other Ceph roles may change the fsid.
         if comes_back || image_changed || prior.ceph != cfg.ceph {
-            plan.set_unknown("ceph_fsid");
+            plan.set_unknown("ceph_fsid")?;
         }
         // After the power step: a known drift wins over its unknown.
         trust::plan_drift(plan, &cfg, &prior)?;
         // ACME: an order in this apply replaces the node's certificate (and the provider
         // re-pins the one it ordered), so the fingerprints are only known after apply.
         if acme::may_order(prior.acme.as_ref(), cfg.acme.as_ref()) {
-            plan.set_unknown("tls_fingerprint");
-            plan.set_unknown("tls_fingerprint_trusted");
+            plan.set_unknown("tls_fingerprint")?;
+            plan.set_unknown("tls_fingerprint_trusted")?;
         }
         Ok(())
     }
 
-    async fn create(&self, ctx: &Ctx, planned: State, config: &State) -> Result<State, Diagnostics> {
+    async fn create(&self, ctx: &Ctx, planned: State, config: &State) -> Applied<State> {
         let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Create, DEFAULT_CREATE);
         let mut st = planned;
         st.id = st.name.clone();
-        converge(ctx, &mut st, config, None, deadline).await?;
-        Ok(st)
+        // A failed create leaves no state on purpose: every step first looks at the machine, so
+        // the re-run resumes where this one stopped (no second install). A partial state would
+        // be tainted and replaced: destroyed and installed again.
+        let warnings = converge(ctx, &mut st, config, None, deadline).await?;
+        Ok(Done::with_warnings(st, warnings))
     }
 
-    async fn read(&self, ctx: &Ctx, state: State) -> Result<Option<State>, Diagnostics> {
+    async fn read(&self, ctx: &Ctx, state: State) -> Result<Done<Option<State>>, Diagnostics> {
         let mut st = state;
+        let mut warnings = Diagnostics::new();
         let name = req(&st.name, "name")?;
         let address = req(&st.address, "address")?;
-        if !boot::read_power(ctx, &mut st, &name).await? {
+        if !boot::read_power(ctx, &mut st, &name, &mut warnings).await? {
             // Nothing else can be read from a powered-off node; keep the last known values.
-            return Ok(Some(st));
+            return Ok(Done::with_warnings(Some(st), warnings));
         }
         // The API is only read through what the provider trusts.
-        let Some(trusted) = trust::read(&mut st, &name, &address).await else { return Ok(Some(st)) };
+        let Some(trusted) = trust::read(&mut st, &name, &address, &mut warnings).await else {
+            return Ok(Done::with_warnings(Some(st), warnings));
+        };
         // Write-only root_password is not in state: refresh uses the provider's credentials.
         let Some(creds) = trust::credentials(ctx, None) else {
             tracing::warn!(node = %name, "no credentials for refresh (set the provider's pve.root_password); keeping the last known configuration");
-            return Ok(Some(st));
+            warnings.warn_at(
+                AttrPath::root("root_password"),
+                "Node not refreshed: no credentials",
+                format!("root_password is write-only, so refresh needs the provider's pve.root_password (or EDGE_PVE_ROOT_PASSWORD) to read {name}. Kept the last known configuration: drift on this node is not seen."),
+            );
+            return Ok(Done::with_warnings(Some(st), warnings));
         };
         // The node answered the probe: read with the usual retries (a 5xx is worth another try).
         let pve = trust::node_client(&address, &trusted, &creds, false)?;
@@ -375,32 +408,32 @@ impl Resource for ProxmoxNode {
         cluster::read(&pve, &mut st).await?;
         ceph::read(&pve, &name, &mut st).await?;
         acme::read(&pve, &name, &mut st).await?;
-        Ok(Some(st))
+        Ok(Done::with_warnings(Some(st), warnings))
     }
 
-    async fn update(&self, ctx: &Ctx, prior: State, planned: State, config: &State) -> Result<State, Diagnostics> {
+    async fn update(&self, ctx: &Ctx, prior: State, planned: State, config: &State) -> Applied<State> {
         let deadline = Instant::now() + Timeouts::get(&planned.timeouts, Op::Update, DEFAULT_UPDATE);
         let mut st = planned;
         st.id = st.name.clone();
-        converge(ctx, &mut st, config, Some(&prior), deadline).await?;
-        Ok(st)
+        let warnings = converge(ctx, &mut st, config, Some(&prior), deadline).await?;
+        Ok(Done::with_warnings(st, warnings))
     }
 
-    async fn delete(&self, ctx: &Ctx, prior: State) -> Result<(), Diagnostics> {
+    async fn delete(&self, ctx: &Ctx, prior: State) -> Result<Done<()>, Diagnostics> {
         let deadline = Instant::now() + Timeouts::get(&prior.timeouts, Op::Delete, DEFAULT_DELETE);
         let name = req(&prior.name, "name")?;
         let address = req(&prior.address, "address")?;
-        let node = Node { ctx, name: &name, address: &address, creds: trust::credentials(ctx, None), deadline };
+        let node = Node::new(ctx, &name, &address, trust::credentials(ctx, None), deadline);
         // Leave the cluster first, while it has quorum (delnode needs it), one node at a time;
         // then power off, so the node cannot come back as a member.
         cluster::leave(&node, &prior).await?;
         if prior.bmc.is_some() {
             boot::power_off_for_destroy(&node, &prior).await?;
         }
-        Ok(())
+        Ok(Done::with_warnings((), node.take_warnings()))
     }
 
-    async fn import(&self, ctx: &Ctx, req: ImportRequest) -> Result<State, Diagnostics> {
+    async fn import(&self, ctx: &Ctx, req: ImportRequest) -> Result<Done<State>, Diagnostics> {
         let name = match req {
             ImportRequest::Id(id) => id,
             ImportRequest::Identity(mut m) => m.remove("name").unwrap_or_default(),
@@ -422,7 +455,8 @@ impl Resource for ProxmoxNode {
             cluster: found.cluster.map(|c| Cluster { name: Some(c), ..Default::default() }),
             ceph: Some(Ceph::default()),
             ..Default::default()
-        })
+        }
+        .into())
     }
 }
 
@@ -445,6 +479,7 @@ fn warn_write_only_stored(plan: &mut PlanCtx<State>, cfg: &State) {
 
 /// Each step checks its own settings, in the order of the steps.
 fn validate_config(c: &State, d: &mut Diagnostics) {
+    validate_identity(c, d);
     Timeouts::validate(&c.timeouts, d);
     boot::validate(c, d);
     trust::validate(c, d);
@@ -454,46 +489,79 @@ fn validate_config(c: &State, d: &mut Diagnostics) {
     configure::validate(c, d);
 }
 
+/// The node's name (PVE's `pve-node` format) and the address of its API (an IP or host name:
+/// the provider adds the port).
+fn validate_identity(c: &State, d: &mut Diagnostics) {
+    if let Some(n) = &c.name {
+        if let Err(e) = crate::provider::check_node_name(n) {
+            d.error_at(AttrPath::root("name"), "Invalid node name", e);
+        }
+    }
+    if let Some(a) = &c.address {
+        if crate::resources::wireguard_peer::check_host(a).is_err() {
+            d.error_at(
+                AttrPath::root("address"),
+                "Invalid node address",
+                format!("{a:?}: give the node's IP address or host name only, e.g. \"10.1.0.11\" (no scheme, no port: the API is on {PVE_PORT})"),
+            );
+        }
+    }
+}
+
 /// The converge path of create, update and a re-run after an interruption: the steps in order.
+/// Returns the warnings of the steps.
 async fn converge(
     ctx: &Ctx,
     st: &mut State,
     config: &State,
     prior: Option<&State>,
     deadline: Instant,
-) -> Result<(), Diagnostics> {
+) -> Result<Diagnostics, Diagnostics> {
     let name = req(&st.name, "name")?;
     let address = req(&st.address, "address")?;
     let img_cfg = config.image.clone().unwrap_or_default();
-    let url = req(&img_cfg.url, "image.url")?;
+    // An adopted node (imported from a store built by hand, declared without image and BMC):
+    // the provider neither boots nor powers it, and converges its configuration only.
+    let adopted = config.image.is_none() && config.bmc.is_none();
+    if adopted && prior.is_none() {
+        boot::require_boot_blocks(config)?;
+    }
+    let url = if adopted { String::new() } else { req(&img_cfg.url, "image.url")? };
     let creds = trust::credentials(ctx, Some(config)).ok_or_else(trust::no_credentials)?;
-    let node = Node { ctx, name: &name, address: &address, creds: Some(creds), deadline };
+    let node = Node::new(ctx, &name, &address, Some(creds), deadline);
     let reimage =
         prior.is_some_and(|p| p.image.is_some() && (p.image != config.image || p.image_sha256 != st.image_sha256));
     let first_install = prior.is_none();
 
     // 1. Verify the image before anything touches the machine (also at apply: the manifest or
     //    the file may have changed since the plan).
-    let mut verified =
-        if first_install || reimage { Some(boot::verify_image(ctx, st, &img_cfg, &url).await?) } else { None };
+    let mut verified = if !adopted && (first_install || reimage) {
+        Some(boot::verify_image(ctx, st, &img_cfg, &url).await?)
+    } else {
+        None
+    };
 
     // 2. BMC: boot the image with a new seed unless the node already runs it; power as
     //    configured.
-    let bmc = boot::bmc_client(ctx, st, Some(config))?;
+    let bmc = if adopted { None } else { Some(boot::bmc_client(ctx, st, Some(config))?) };
     let want_on = st.power.as_deref() != Some("off");
     let mut booted = None;
     // Powered on from its own disk in this run: if it does not answer, it is blank.
     let mut from_disk = false;
-    if verified.is_some() {
-        booted = Some(boot::boot_image(&node, &bmc, &url, config, prior, reimage).await?);
-        st.booted_image = Some(url.clone());
-    } else if want_on {
-        from_disk = boot::power_on_from_disk(&node, &bmc).await?;
-    }
-    if !want_on {
-        boot::power_off(&node, &bmc).await?;
-        st.power = Some("off".into());
-        return Ok(());
+    if let Some(bmc) = &bmc {
+        if verified.is_some() {
+            booted = Some(boot::boot_image(&node, bmc, &url, config, prior, reimage).await?);
+            st.booted_image = Some(url.clone());
+        } else if want_on {
+            from_disk = boot::power_on_from_disk(&node, bmc).await?;
+        }
+        if !want_on {
+            boot::power_off(&node, bmc).await?;
+            st.power = Some("off".into());
+            return Ok(node.take_warnings());
+        }
+    } else if !want_on {
+        return Err(boot::no_bmc_for_power());
     }
     st.power = Some("on".into());
 
@@ -513,7 +581,8 @@ async fn converge(
             Some(fp) => fp,
             // Disaster recovery: the machine powered on but nothing answers from its disk.
             None => {
-                let (v, b) = boot::reimage_blank(&node, &bmc, st, config, &img_cfg, &url).await?;
+                let bmc = bmc.as_ref().ok_or_else(boot::no_bmc_for_power)?;
+                let (v, b) = boot::reimage_blank(&node, bmc, st, config, &img_cfg, &url).await?;
                 verified = Some(v);
                 let fp = boot::wait_api(&node, &b.trust()).await?;
                 booted = Some(b);
@@ -536,7 +605,8 @@ async fn converge(
     };
     if let Some(b) = booted {
         let pve = trust::node_client(&address, &trusted, node.creds()?, false)?;
-        boot::confirm_boot(&node, &pve, &bmc, &url, &b).await?;
+        let bmc = bmc.as_ref().ok_or_else(boot::no_bmc_for_power)?;
+        boot::confirm_boot(&node, &pve, bmc, &url, &b).await?;
         if let boot::Boot::Seeded { seed, published } = b {
             // The seed served its purpose: the node applied it. Stop serving it, learn the
             // node's CA over the seed-pinned channel and retire the bootstrap certificate.
@@ -586,11 +656,11 @@ async fn converge(
         acme::converge(&node, &pve, a, st).await?;
     }
     // Done: eject the image and the seed so the next power cycle boots the disk.
-    if verified.is_some() {
-        boot::eject(&bmc).await?;
+    if let (Some(_), Some(bmc)) = (&verified, &bmc) {
+        boot::eject(bmc).await?;
     }
-    tracing::info!(node = %name, redfish_calls = bmc.calls(), "node converged");
-    Ok(())
+    tracing::info!(node = %name, adopted, redfish_calls = bmc.as_ref().map_or(0, |b| b.calls()), "node converged");
+    Ok(node.take_warnings())
 }
 
 /// A value the plan left unknown must be known by apply.
@@ -618,5 +688,21 @@ mod tests {
         validate_config(&c, &mut d);
         let paths: Vec<String> = d.0.iter().filter_map(|x| x.path.clone()).map(|p| p.to_string()).collect();
         assert_eq!(paths, vec!["power", "cluster.join"]);
+    }
+
+    #[test]
+    fn image_and_bmc_go_together_and_an_adopted_node_cannot_be_powered_off() {
+        let paths = |c: State| {
+            let mut d = Diagnostics::new();
+            validate_config(&c, &mut d);
+            d.0.iter().filter_map(|x| x.path.clone()).map(|p| p.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(paths(State { image: Some(Image::default()), ..Default::default() }), vec!["bmc"]);
+        assert_eq!(paths(State { bmc: Some(Bmc::default()), ..Default::default() }), vec!["image"]);
+        assert!(paths(State::default()).is_empty(), "an adopted node declares neither");
+        assert_eq!(paths(State { power: Some("off".into()), ..Default::default() }), vec!["power"]);
+        let create = boot::require_boot_blocks(&State::default()).err().unwrap_or_default();
+        let missing: Vec<String> = create.0.iter().filter_map(|x| x.path.clone()).map(|p| p.to_string()).collect();
+        assert_eq!(missing, vec!["image", "bmc"]);
     }
 }

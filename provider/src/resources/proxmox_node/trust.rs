@@ -211,11 +211,16 @@ pub(super) fn pin(st: &mut State, fingerprint: &str) {
 /// `None` — keep the last known configuration — when the node does not answer or presents a
 /// certificate the provider does not trust (the plan then shows the drift). A certificate the
 /// node's CA signed is not drift: it is what the provider trusts from now on.
-pub(super) async fn read(st: &mut State, name: &str, address: &str) -> Option<Trusted> {
+pub(super) async fn read(st: &mut State, name: &str, address: &str, warnings: &mut Diagnostics) -> Option<Trusted> {
     let seen = match probe_certificate(address, PVE_PORT, Duration::from_secs(5)).await {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(node = %name, error = %e, "node API not reachable; keeping the last known configuration");
+            warnings.warn_at(
+                AttrPath::root("address"),
+                "Node unreachable: not refreshed",
+                format!("{name}'s API ({address}) does not answer: {e}. Kept the last known configuration; drift on this node shows once it answers again."),
+            );
             return None;
         }
     };
@@ -229,6 +234,11 @@ pub(super) async fn read(st: &mut State, name: &str, address: &str) -> Option<Tr
         let t = expected(&State::default(), Some(st), None)?;
         if let Err(d) = t.check(name, address, &seen) {
             tracing::warn!(node = %name, reason = %d.0[0].detail, "node presents a certificate the provider does not trust");
+            warnings.warn_at(
+                AttrPath::root("tls_fingerprint"),
+                "Node not refreshed: certificate not trusted",
+                format!("{} Nothing was read through it; the plan shows the certificate change.", d.0[0].detail),
+            );
             return None;
         }
         t
@@ -240,14 +250,14 @@ pub(super) async fn read(st: &mut State, name: &str, address: &str) -> Option<Tr
 /// Plan, when what the node presents after apply cannot be known now (a create, a node that
 /// comes back, maybe rebuilt): the fingerprints, the CA and what the seed gives are unknown,
 /// unless a pin is configured.
-pub(super) fn plan_unknown(plan: &mut PlanCtx<State>, cfg: &State) {
+pub(super) fn plan_unknown(plan: &mut PlanCtx<State>, cfg: &State) -> Result<(), Diagnostics> {
     if cfg.tls_fingerprint.is_none() {
-        plan.set_unknown("tls_fingerprint");
+        plan.set_unknown("tls_fingerprint")?;
     }
-    plan.set_unknown("tls_fingerprint_trusted");
-    plan.set_unknown("cluster_ca_pem");
-    plan.set_unknown("seed_sha256");
-    plan.set_unknown("ssh_host_key");
+    for a in ["tls_fingerprint_trusted", "cluster_ca_pem", "seed_sha256", "ssh_host_key"] {
+        plan.set_unknown(a)?;
+    }
+    Ok(())
 }
 
 /// Plan: a node presenting a certificate the provider does not trust is drift (planned back to
