@@ -8,10 +8,12 @@
 mod datastore;
 mod jobs;
 mod snapshots;
+mod verify;
 
 pub use datastore::*;
 pub use jobs::*;
 pub use snapshots::*;
+pub use verify::*;
 
 use std::collections::BTreeMap;
 

@@ -8,6 +8,7 @@ mod backup;
 mod ceph;
 mod cluster;
 mod guests;
+mod maintenance;
 mod network;
 mod node;
 mod tasks;
