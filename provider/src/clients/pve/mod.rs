@@ -3,6 +3,7 @@
 //! that must tell "absent" or "already there" from a failure decide it with a follow-up read,
 //! never from the message text. Parameter names follow PVE's published API schema.
 
+mod access;
 mod acme;
 mod backup;
 mod ceph;
@@ -13,6 +14,7 @@ mod network;
 mod node;
 mod tasks;
 
+pub use access::*;
 pub use acme::*;
 pub use backup::*;
 pub use ceph::*;
