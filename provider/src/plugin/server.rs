@@ -165,6 +165,7 @@ impl EdgeProvider {
         };
         let ctx = self.ctx();
         let (mut listed, diags) = l.list(&ctx, &config).await;
+        let diags = under_config(diags);
         if let Ok(limit) = usize::try_from(r.limit) {
             if limit > 0 {
                 listed.truncate(limit);
@@ -222,6 +223,18 @@ impl EdgeProvider {
             generate_resource_config: false,
         }
     }
+}
+
+/// Terraform holds a list resource's configuration in the `config` block of its `list` block
+/// and resolves a diagnostic's path from the `list` block: a list resource's paths (relative to
+/// its configuration) start with `config`.
+fn under_config(mut d: Diagnostics) -> Diagnostics {
+    for x in &mut d.0 {
+        if let Some(p) = &mut x.path {
+            p.0.insert(0, crate::framework::diag::Step::Attr("config".into()));
+        }
+    }
+    d
 }
 
 /// Decodes the prior state, the new (proposed or planned) state and the configuration of a change.
@@ -712,7 +725,7 @@ impl Provider for EdgeProvider {
         let diags = (|| {
             let l = find(&self.lists, "list resource", &r.type_name)?;
             let v = wire::decode(r.config.as_ref(), &l.schema().value_type(), "list configuration")?;
-            Ok::<_, Diagnostics>(l.validate(&v))
+            Ok::<_, Diagnostics>(under_config(l.validate(&v)))
         })()
         .unwrap_or_else(|d| d);
         ok(pb::validate_list_resource_config::Response { diagnostics: wire::diagnostics(&diags) })

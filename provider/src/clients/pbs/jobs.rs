@@ -164,8 +164,9 @@ impl PbsClient {
         }
     }
 
-    /// Every job id of the collection, push sync jobs included.
-    async fn job_ids(&self, kind: JobKind) -> Result<Vec<String>, ClientError> {
+    /// Every job id of the collection, push sync jobs included (also what `terraform query`
+    /// lists).
+    pub async fn job_ids(&self, kind: JobKind) -> Result<Vec<String>, ClientError> {
         let jobs: Vec<JobRef> = if kind == JobKind::Sync && self.supports(PbsFeature::SyncDirection).await? {
             self.api.get_query(kind.path(), &[(SYNC_DIRECTION, "all")]).await?
         } else {
