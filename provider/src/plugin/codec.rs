@@ -3,6 +3,13 @@
 //! Follows cty's encoding: null is `nil`, unknown is extension 0, a refined unknown is
 //! extension 12 (its refinement payload is kept as raw bytes), numbers are ints, floats or — for
 //! numbers neither can hold exactly — strings, and a `dynamic` value is `[type-json, value]`.
+//!
+//! Decoding takes bytes from outside the process, so it is bounded whatever they hold: no
+//! panic, nesting at most [`MAX_DEPTH`] deep (a `dynamic` value whose type is `dynamic` again
+//! would otherwise recurse until the stack overflows), and at most [`VALUES_PER_BYTE`] values per
+//! input byte (an empty object expands to all of its type's attributes, so a large object type
+//! sent once and many empty objects would otherwise grow quadratically). `provider/tests/wire_fuzz.rs`
+//! fuzzes both decoders; provider/README.md says how to run it for longer.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +27,57 @@ pub enum CodecError {
     Invalid { path: String, msg: String },
     #[error("{0} bytes left over after the value")]
     Trailing(usize),
+    #[error("at {path}: value nests deeper than {MAX_DEPTH} levels")]
+    TooDeep { path: String },
+    #[error("value expands to more than {limit} values ({VALUES_PER_BYTE} per input byte), refusing it")]
+    TooLarge { limit: usize },
+}
+
+/// How deeply a decoded value may nest: every value is one level, each list, set, map, object,
+/// tuple or `dynamic` wrapper adds one for what it holds. Schemas nest a handful of levels;
+/// serde_json, which parses the types inside `dynamic` values, stops at the same depth.
+pub const MAX_DEPTH: usize = 128;
+
+/// Values (counting attributes filled in as null) a decode may produce per input byte, on top
+/// of [`VALUE_ALLOWANCE`]. Every value sent takes at least one byte, so only filled attributes
+/// go past one per byte: Terraform's msgpack has none, raw state from an older schema a few per
+/// object, each object many bytes long. This keeps memory and time linear in the input.
+pub const VALUES_PER_BYTE: usize = 2;
+pub const VALUE_ALLOWANCE: usize = 4096;
+
+/// go-cty refuses refinement payloads above 1 KiB ("might be an abusive attempt to allocate
+/// large amounts of memory"; zclconf/go-cty v1.18.1, cty/msgpack/unknown.go,
+/// `unmarshalUnknownValue`); so does this decoder.
+pub const MAX_REFINEMENTS: usize = 1024;
+
+/// What one decode has spent: how deep it is now, and how many values it may still produce.
+struct Limits {
+    depth: usize,
+    values: usize,
+    limit: usize,
+}
+
+impl Limits {
+    fn for_input(len: usize) -> Limits {
+        let limit = len.saturating_mul(VALUES_PER_BYTE).saturating_add(VALUE_ALLOWANCE);
+        Limits { depth: 0, values: limit, limit }
+    }
+    fn spend(&mut self, n: usize) -> Result<(), CodecError> {
+        self.values = self.values.checked_sub(n).ok_or(CodecError::TooLarge { limit: self.limit })?;
+        Ok(())
+    }
+    /// Enters one level (and counts the value about to be produced there).
+    fn enter(&mut self, path: &str) -> Result<(), CodecError> {
+        self.spend(1)?;
+        if self.depth >= MAX_DEPTH {
+            return Err(CodecError::TooDeep { path: display_path(path) });
+        }
+        self.depth += 1;
+        Ok(())
+    }
+    fn leave(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+    }
 }
 
 // ---------------------------------------------------------------- msgpack out
@@ -162,7 +220,7 @@ fn display_path(p: &str) -> String {
 // ---------------------------------------------------------------- msgpack in
 
 pub fn from_msgpack(bytes: &[u8], ty: &Type) -> Result<Value, CodecError> {
-    let mut r = Reader { buf: bytes, pos: 0 };
+    let mut r = Reader { buf: bytes, pos: 0, limits: Limits::for_input(bytes.len()) };
     let v = r.value(ty, &mut String::new())?;
     if r.pos != bytes.len() {
         return Err(CodecError::Trailing(bytes.len() - r.pos));
@@ -173,6 +231,7 @@ pub fn from_msgpack(bytes: &[u8], ty: &Type) -> Result<Value, CodecError> {
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    limits: Limits,
 }
 
 impl<'a> Reader<'a> {
@@ -233,7 +292,61 @@ impl<'a> Reader<'a> {
             .map_err(|_| CodecError::Invalid { path: display_path(path), msg: "string is not valid UTF-8".into() })
     }
 
+    /// Bytes not read yet: an upper bound on how many values can still follow (each takes one
+    /// at least), so a claimed element count never reserves more than the input could fill.
+    fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+
     fn value(&mut self, ty: &Type, path: &mut String) -> Result<Value, CodecError> {
+        self.limits.enter(path)?;
+        let v = self.value_here(ty, path);
+        self.limits.leave();
+        v
+    }
+
+    /// An extension value: cty's unknown. As go-cty (cty/msgpack/unknown.go,
+    /// `unmarshalUnknownValue`): a body of at most one byte is a plain unknown whatever the
+    /// type code; a longer one must be type 12 (refinements), at most [`MAX_REFINEMENTS`] bytes,
+    /// holding a msgpack map. Refinements on a `dynamic` unknown are dropped, as go-cty does.
+    fn unknown(&mut self, m: Marker, ty: &Type, path: &str) -> Result<Value, CodecError> {
+        let len = match m {
+            Marker::FixExt1 => 1,
+            Marker::FixExt2 => 2,
+            Marker::FixExt4 => 4,
+            Marker::FixExt8 => 8,
+            Marker::FixExt16 => 16,
+            Marker::Ext8 => self.be(1)? as usize,
+            Marker::Ext16 => self.be(2)? as usize,
+            _ => self.be(4)? as usize,
+        };
+        let code = self.u8()? as i8;
+        let invalid = |msg: String| CodecError::Invalid { path: display_path(path), msg };
+        if len > 1 && code != 12 {
+            return Err(invalid(format!("unsupported msgpack extension type {code} with {len} bytes")));
+        }
+        if len > MAX_REFINEMENTS {
+            return Err(invalid(format!(
+                "refinements of an unknown value take {len} bytes, more than the {MAX_REFINEMENTS} allowed"
+            )));
+        }
+        let payload = self.take(len)?;
+        if len <= 1 {
+            return Ok(Value::Unknown(None));
+        }
+        if !matches!(
+            payload.first().map(|b| Marker::from_u8(*b)),
+            Some(Marker::FixMap(_) | Marker::Map16 | Marker::Map32)
+        ) {
+            return Err(invalid("refinements of an unknown value are not a msgpack map".into()));
+        }
+        if matches!(ty, Type::Dynamic) {
+            return Ok(Value::Unknown(None));
+        }
+        Ok(Value::Unknown(Some(Refinements(payload.to_vec()))))
+    }
+
+    fn value_here(&mut self, ty: &Type, path: &mut String) -> Result<Value, CodecError> {
         let m = self.peek()?;
         match m {
             Marker::Null => {
@@ -249,42 +362,14 @@ impl<'a> Reader<'a> {
             | Marker::Ext16
             | Marker::Ext32 => {
                 self.pos += 1;
-                let len = match m {
-                    Marker::FixExt1 => 1,
-                    Marker::FixExt2 => 2,
-                    Marker::FixExt4 => 4,
-                    Marker::FixExt8 => 8,
-                    Marker::FixExt16 => 16,
-                    Marker::Ext8 => self.be(1)? as usize,
-                    Marker::Ext16 => self.be(2)? as usize,
-                    _ => self.be(4)? as usize,
-                };
-                let code = self.u8()? as i8;
-                let payload = self.take(len)?;
-                return match code {
-                    0 => Ok(Value::Unknown(None)),
-                    12 => Ok(Value::Unknown(Some(Refinements(payload.to_vec())))),
-                    other => Err(CodecError::Invalid {
-                        path: display_path(path),
-                        msg: format!("unsupported msgpack extension type {other}"),
-                    }),
-                };
+                return self.unknown(m, ty, path);
             }
             _ => {}
         }
+        // Each kind in a function of its own: unoptimised builds give a function one stack
+        // slot per temporary of every arm, and this recursion must stay shallow per level.
         match ty {
-            Type::Dynamic => {
-                let m = Marker::from_u8(self.u8()?);
-                if self.len_for(m)? != Some(2) || !matches!(m, Marker::FixArray(_) | Marker::Array16 | Marker::Array32)
-                {
-                    return Err(self.mismatch(path, ty, m));
-                }
-                let tb = self.bytes_or_str(path, ty)?;
-                let inner_ty =
-                    Type::from_json_bytes(tb).map_err(|msg| CodecError::Invalid { path: display_path(path), msg })?;
-                let v = self.value(&inner_ty, path)?;
-                Ok(Value::Dynamic(inner_ty, Box::new(v)))
-            }
+            Type::Dynamic => self.dynamic(path),
             Type::String => Ok(Value::String(self.string(path, ty)?)),
             Type::Bool => match Marker::from_u8(self.u8()?) {
                 Marker::True => Ok(Value::Bool(true)),
@@ -292,69 +377,88 @@ impl<'a> Reader<'a> {
                 m => Err(self.mismatch(path, ty, m)),
             },
             Type::Number => self.number(path, ty),
-            Type::List(et) | Type::Set(et) => {
-                let n = self.array_len(path, ty)?;
-                let mut items = Vec::with_capacity(n.min(4096));
-                for i in 0..n {
-                    let len = path.len();
-                    path.push_str(&format!("[{i}]"));
-                    items.push(self.value(et, path)?);
-                    path.truncate(len);
-                }
-                Ok(if matches!(ty, Type::List(_)) { Value::List(items) } else { Value::Set(items) })
-            }
-            Type::Tuple(ts) => {
-                let n = self.array_len(path, ty)?;
-                if n != ts.len() {
-                    return Err(CodecError::Invalid {
-                        path: display_path(path),
-                        msg: format!("tuple has {n} elements, type has {}", ts.len()),
-                    });
-                }
-                let mut items = Vec::with_capacity(n);
-                for t in ts {
-                    items.push(self.value(t, path)?);
-                }
-                Ok(Value::Tuple(items))
-            }
-            Type::Map(et) => {
-                let n = self.map_len(path, ty)?;
-                let mut out = BTreeMap::new();
-                for _ in 0..n {
-                    let k = self.string(path, &Type::String)?;
-                    let len = path.len();
-                    path.push_str(&format!("[{k:?}]"));
-                    let v = self.value(et, path)?;
-                    path.truncate(len);
-                    out.insert(k, v);
-                }
-                Ok(Value::Map(out))
-            }
-            Type::Object(attrs) => {
-                let n = self.map_len(path, ty)?;
-                let mut out = BTreeMap::new();
-                for _ in 0..n {
-                    let k = self.string(path, &Type::String)?;
-                    let Some(at) = attrs.get(&k) else {
-                        return Err(CodecError::Invalid {
-                            path: display_path(path),
-                            msg: format!("unexpected attribute {k:?}"),
-                        });
-                    };
-                    let len = path.len();
-                    path.push('.');
-                    path.push_str(&k);
-                    let v = self.value(at, path)?;
-                    path.truncate(len);
-                    out.insert(k, v);
-                }
-                // Attributes the sender left out are null, as in cty.
-                for k in attrs.keys() {
-                    out.entry(k.clone()).or_insert(Value::Null);
-                }
-                Ok(Value::Object(out))
-            }
+            Type::List(et) | Type::Set(et) => self.list(ty, et, path),
+            Type::Tuple(ts) => self.tuple(ty, ts, path),
+            Type::Map(et) => self.map(ty, et, path),
+            Type::Object(attrs) => self.object(ty, attrs, path),
         }
+    }
+
+    fn dynamic(&mut self, path: &mut String) -> Result<Value, CodecError> {
+        let m = Marker::from_u8(self.u8()?);
+        if self.len_for(m)? != Some(2) || !matches!(m, Marker::FixArray(_) | Marker::Array16 | Marker::Array32) {
+            return Err(self.mismatch(path, &Type::Dynamic, m));
+        }
+        let tb = self.bytes_or_str(path, &Type::Dynamic)?;
+        let inner_ty =
+            Type::from_json_bytes(tb).map_err(|msg| CodecError::Invalid { path: display_path(path), msg })?;
+        let v = self.value(&inner_ty, path)?;
+        Ok(Value::Dynamic(inner_ty, Box::new(v)))
+    }
+
+    fn list(&mut self, ty: &Type, et: &Type, path: &mut String) -> Result<Value, CodecError> {
+        let n = self.array_len(path, ty)?;
+        let mut items = Vec::with_capacity(n.min(self.remaining()));
+        for i in 0..n {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            items.push(self.value(et, path)?);
+            path.truncate(len);
+        }
+        Ok(if matches!(ty, Type::List(_)) { Value::List(items) } else { Value::Set(items) })
+    }
+
+    fn tuple(&mut self, ty: &Type, ts: &[Type], path: &mut String) -> Result<Value, CodecError> {
+        let n = self.array_len(path, ty)?;
+        if n != ts.len() {
+            return Err(CodecError::Invalid {
+                path: display_path(path),
+                msg: format!("tuple has {n} elements, type has {}", ts.len()),
+            });
+        }
+        let mut items = Vec::with_capacity(n);
+        for t in ts {
+            items.push(self.value(t, path)?);
+        }
+        Ok(Value::Tuple(items))
+    }
+
+    fn map(&mut self, ty: &Type, et: &Type, path: &mut String) -> Result<Value, CodecError> {
+        let n = self.map_len(path, ty)?;
+        let mut out = BTreeMap::new();
+        for _ in 0..n {
+            let k = self.string(path, &Type::String)?;
+            let len = path.len();
+            path.push_str(&format!("[{k:?}]"));
+            let v = self.value(et, path)?;
+            path.truncate(len);
+            out.insert(k, v);
+        }
+        Ok(Value::Map(out))
+    }
+
+    fn object(&mut self, ty: &Type, attrs: &BTreeMap<String, Type>, path: &mut String) -> Result<Value, CodecError> {
+        let n = self.map_len(path, ty)?;
+        let mut out = BTreeMap::new();
+        for _ in 0..n {
+            let k = self.string(path, &Type::String)?;
+            let Some(at) = attrs.get(&k) else {
+                return Err(CodecError::Invalid {
+                    path: display_path(path),
+                    msg: format!("unexpected attribute {k:?}"),
+                });
+            };
+            let len = path.len();
+            path.push('.');
+            path.push_str(&k);
+            let v = self.value(at, path)?;
+            path.truncate(len);
+            out.insert(k, v);
+        }
+        // Attributes the sender left out are null, as in cty (paid for first: they take no
+        // input bytes).
+        self.limits.spend(attrs.len() - out.len())?;
+        Ok(Value::Object(fill_nulls(attrs, out)))
     }
 
     fn array_len(&mut self, path: &str, ty: &Type) -> Result<usize, CodecError> {
@@ -407,6 +511,15 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// An object with every attribute of its type, null where `present` lacks it. Built in key
+/// order, which `BTreeMap` turns into one bulk build instead of an insert per attribute.
+fn fill_nulls(attrs: &BTreeMap<String, Type>, mut present: BTreeMap<String, Value>) -> BTreeMap<String, Value> {
+    if present.len() == attrs.len() {
+        return present;
+    }
+    attrs.keys().map(|k| (k.clone(), present.remove(k).unwrap_or(Value::Null))).collect()
+}
+
 fn float(f: f64, path: &str) -> Result<Number, CodecError> {
     Number::from_f64(f).ok_or_else(|| CodecError::Invalid {
         path: display_path(path),
@@ -422,76 +535,113 @@ pub fn from_json(bytes: &[u8], ty: &Type) -> Result<Value, CodecError> {
         .map_err(|_| CodecError::Invalid { path: "(root)".into(), msg: "JSON is not UTF-8".into() })?;
     let mut p = json::Parser::new(text);
     let j = p.parse().map_err(|msg| CodecError::Invalid { path: "(root)".into(), msg })?;
-    json_value(&j, ty, &mut String::new())
+    json_value(&j, ty, &mut String::new(), &mut Limits::for_input(bytes.len()))
 }
 
-fn json_value(j: &json::J, ty: &Type, path: &mut String) -> Result<Value, CodecError> {
+fn json_value(j: &json::J, ty: &Type, path: &mut String, limits: &mut Limits) -> Result<Value, CodecError> {
+    limits.enter(path)?;
+    let v = json_value_here(j, ty, path, limits);
+    limits.leave();
+    v
+}
+
+fn json_value_here(j: &json::J, ty: &Type, path: &mut String, limits: &mut Limits) -> Result<Value, CodecError> {
     use json::J;
     let mismatch = |path: &str| CodecError::Mismatch {
         path: display_path(path),
         expected: ty.to_json().to_string(),
         found: j.kind().into(),
     };
-    if let J::Null = j {
-        return Ok(Value::Null);
+    // Containers in functions of their own, as for msgpack: unoptimised builds give a function
+    // one stack slot per temporary of every arm, and this recursion must stay shallow per level.
+    match (ty, j) {
+        (_, J::Null) => Ok(Value::Null),
+        (Type::Dynamic, J::Obj(fields)) => json_dynamic(fields, path, limits)?.ok_or_else(|| mismatch(path)),
+        (Type::String, J::Str(s)) => Ok(Value::String(s.clone())),
+        (Type::Number, J::Num(n) | J::Str(n)) => Number::parse(n).map(Value::Number).ok_or_else(|| mismatch(path)),
+        (Type::Bool, J::Bool(b)) => Ok(Value::Bool(*b)),
+        (Type::List(et) | Type::Set(et), J::Arr(items)) => json_list(ty, et, items, path, limits),
+        (Type::Tuple(ts), J::Arr(items)) if ts.len() == items.len() => json_tuple(ts, items, path, limits),
+        (Type::Map(et), J::Obj(fields)) => json_map(et, fields, path, limits),
+        (Type::Object(attrs), J::Obj(fields)) => json_object(attrs, fields, path, limits),
+        _ => Err(mismatch(path)),
     }
-    Ok(match (ty, j) {
-        (Type::Dynamic, J::Obj(fields)) => {
-            let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v);
-            let (Some(t), Some(v)) = (get("type"), get("value")) else {
-                return Err(mismatch(path));
-            };
-            let inner_ty =
-                Type::from_json(&t.to_serde()).map_err(|msg| CodecError::Invalid { path: display_path(path), msg })?;
-            Value::Dynamic(inner_ty.clone(), Box::new(json_value(v, &inner_ty, path)?))
+}
+
+/// `{"type": …, "value": …}`; `None` when either is missing.
+fn json_dynamic(
+    fields: &[(String, json::J)],
+    path: &mut String,
+    limits: &mut Limits,
+) -> Result<Option<Value>, CodecError> {
+    let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+    let (Some(t), Some(v)) = (get("type"), get("value")) else {
+        return Ok(None);
+    };
+    let inner_ty =
+        Type::from_json(&t.to_serde()).map_err(|msg| CodecError::Invalid { path: display_path(path), msg })?;
+    let inner = json_value(v, &inner_ty, path, limits)?;
+    Ok(Some(Value::Dynamic(inner_ty, Box::new(inner))))
+}
+
+fn json_list(
+    ty: &Type,
+    et: &Type,
+    items: &[json::J],
+    path: &mut String,
+    limits: &mut Limits,
+) -> Result<Value, CodecError> {
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let len = path.len();
+        path.push_str(&format!("[{i}]"));
+        out.push(json_value(item, et, path, limits)?);
+        path.truncate(len);
+    }
+    Ok(if matches!(ty, Type::List(_)) { Value::List(out) } else { Value::Set(out) })
+}
+
+fn json_tuple(ts: &[Type], items: &[json::J], path: &mut String, limits: &mut Limits) -> Result<Value, CodecError> {
+    let mut out = Vec::with_capacity(items.len());
+    for (i, t) in items.iter().zip(ts) {
+        out.push(json_value(i, t, path, limits)?);
+    }
+    Ok(Value::Tuple(out))
+}
+
+fn json_map(
+    et: &Type,
+    fields: &[(String, json::J)],
+    path: &mut String,
+    limits: &mut Limits,
+) -> Result<Value, CodecError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in fields {
+        out.insert(k.clone(), json_value(v, et, path, limits)?);
+    }
+    Ok(Value::Map(out))
+}
+
+fn json_object(
+    attrs: &BTreeMap<String, Type>,
+    fields: &[(String, json::J)],
+    path: &mut String,
+    limits: &mut Limits,
+) -> Result<Value, CodecError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in fields {
+        // Raw state may hold attributes an older schema had; upgrades drop them.
+        if let Some(at) = attrs.get(k) {
+            let len = path.len();
+            path.push('.');
+            path.push_str(k);
+            out.insert(k.clone(), json_value(v, at, path, limits)?);
+            path.truncate(len);
         }
-        (Type::String, J::Str(s)) => Value::String(s.clone()),
-        (Type::Number, J::Num(n)) => Value::Number(Number::parse(n).ok_or_else(|| mismatch(path))?),
-        (Type::Number, J::Str(s)) => Value::Number(Number::parse(s).ok_or_else(|| mismatch(path))?),
-        (Type::Bool, J::Bool(b)) => Value::Bool(*b),
-        (Type::List(et), J::Arr(items)) | (Type::Set(et), J::Arr(items)) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                out.push(json_value(item, et, path)?);
-                path.truncate(len);
-            }
-            if matches!(ty, Type::List(_)) {
-                Value::List(out)
-            } else {
-                Value::Set(out)
-            }
-        }
-        (Type::Tuple(ts), J::Arr(items)) if ts.len() == items.len() => {
-            Value::Tuple(items.iter().zip(ts).map(|(i, t)| json_value(i, t, path)).collect::<Result<_, _>>()?)
-        }
-        (Type::Map(et), J::Obj(fields)) => {
-            let mut out = BTreeMap::new();
-            for (k, v) in fields {
-                out.insert(k.clone(), json_value(v, et, path)?);
-            }
-            Value::Map(out)
-        }
-        (Type::Object(attrs), J::Obj(fields)) => {
-            let mut out = BTreeMap::new();
-            for (k, v) in fields {
-                // Raw state may hold attributes an older schema had; upgrades drop them.
-                if let Some(at) = attrs.get(k) {
-                    let len = path.len();
-                    path.push('.');
-                    path.push_str(k);
-                    out.insert(k.clone(), json_value(v, at, path)?);
-                    path.truncate(len);
-                }
-            }
-            for k in attrs.keys() {
-                out.entry(k.clone()).or_insert(Value::Null);
-            }
-            Value::Object(out)
-        }
-        _ => return Err(mismatch(path)),
-    })
+    }
+    // Attributes left out are null (paid for first: they take no input bytes).
+    limits.spend(attrs.len() - out.len())?;
+    Ok(Value::Object(fill_nulls(attrs, out)))
 }
 
 /// A JSON reader that keeps numbers as text (serde_json would round them through f64).
@@ -571,7 +721,8 @@ pub mod json {
                 b'"' => Ok(J::Str(self.string()?)),
                 b'[' | b'{' => {
                     self.depth += 1;
-                    if self.depth > 256 {
+                    // The decoder's own bound: no deeper JSON can become a value anyway.
+                    if self.depth > super::MAX_DEPTH {
                         return Err("JSON nested too deeply".into());
                     }
                     let v = if c == b'[' { self.array() } else { self.object() };
