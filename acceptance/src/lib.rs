@@ -8,8 +8,70 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 pub use serde_json::{json, Value};
+
+/// Polls `f` with backoff until it returns `Some` (a peer settling, not a fixed sleep), or
+/// panics with `what` after `limit`.
+pub fn poll<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    let mut wait = Duration::from_millis(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_millis(500));
+    }
+}
+
+/// Percent-encodes `s` for a URL path segment or query value (RFC 3986 unreserved kept).
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Runs `cmd` to success and gives its trimmed stdout (panics with its stderr otherwise).
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The `edge-image` binary (`EDGE_IMAGE_BIN`, else the workspace's debug build).
+pub fn edge_image_bin() -> PathBuf {
+    let p = std::env::var_os("EDGE_IMAGE_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target"))
+            .join("debug/edge-image")
+    });
+    assert!(p.is_file(), "{} not found: build the workspace's bins first, or set EDGE_IMAGE_BIN", p.display());
+    p
+}
+
+/// An image signing key made by `edge-image keygen`: (secret file, public `name:base64`).
+pub fn image_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let secret = dir.join(format!("{name}.sec"));
+    let public = dir.join(format!("{name}.pub"));
+    run(Command::new(edge_image_bin())
+        .arg("keygen")
+        .arg(name)
+        .arg("--out-secret")
+        .arg(&secret)
+        .arg("--out-public")
+        .arg(&public));
+    (secret, std::fs::read_to_string(&public).expect("public key").trim().to_string())
+}
 
 /// The provider's version as the mirror publishes it.
 pub const PROVIDER_VERSION: &str = "0.1.0";
@@ -356,23 +418,33 @@ impl Lab {
         env
     }
 
-    /// A PVE call on node `node` of store 0 as root@pam (a ticket from the store's root
-    /// password), through curl trusting the lab CA; returns the answer's JSON. Nodes installed
-    /// from the image know no token, and what they know of root is their seed's password.
+    /// Calls a node's PVE API as root@pam (a ticket from the lab's seed root password), through
+    /// curl trusting the lab CA; returns the answer's JSON. Nodes installed from the image know
+    /// no token, and what they know of root is their seed's password.
     pub fn pve_root(&self, node: usize, method: &str, path: &str, form: &[(&str, &str)]) -> Value {
-        let endpoint = self.store(0)["nodes"][node]["endpoint"].as_str().expect("node endpoint").to_string();
-        let password = self.store(0)["pve"]["root_password"].as_str().expect("root password").to_string();
+        self.try_pve_root(node, method, path, form)
+            .unwrap_or_else(|| panic!("{method} {path} on node {node} as root: no answer (see curl's error above)"))
+    }
+
+    /// [`Lab::pve_root`] that gives `None` when the node does not answer (it is rebooting or
+    /// still starting): for polling.
+    pub fn try_pve_root(&self, node: usize, method: &str, path: &str, form: &[(&str, &str)]) -> Option<Value> {
+        let endpoint = self.store(0)["nodes"][node]["endpoint"].as_str()?.to_string();
+        let password = self.store(0)["pve"]["root_password"].as_str()?.to_string();
         let ca = self.dir.path().join("ca.pem");
-        let curl = |args: &[String]| -> Value {
+        let curl = |args: &[String]| -> Option<Value> {
             let out = Command::new("curl")
                 .args(["-sS", "--cacert"])
                 .arg(&ca)
                 .args(args)
                 .stdin(Stdio::null())
                 .output()
-                .expect("curl");
-            assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-            serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+                .ok()?;
+            if !out.status.success() {
+                eprintln!("curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+                return None;
+            }
+            Some(serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
         };
         let login = curl(&[
             "--data-urlencode".into(),
@@ -380,9 +452,9 @@ impl Lab {
             "--data-urlencode".into(),
             format!("password={password}"),
             format!("{endpoint}/api2/json/access/ticket"),
-        ]);
-        let ticket = login["data"]["ticket"].as_str().unwrap_or_else(|| panic!("root ticket: {login}")).to_string();
-        let csrf = login["data"]["CSRFPreventionToken"].as_str().unwrap_or_default().to_string();
+        ])?;
+        let ticket = login["data"]["ticket"].as_str()?.to_string();
+        let csrf = login["data"]["CSRFPreventionToken"].as_str()?.to_string();
         let mut args = vec![
             "-X".to_string(),
             method.to_string(),
@@ -400,6 +472,67 @@ impl Lab {
         }
         args.push(format!("{endpoint}/api2/json{path}"));
         curl(&args)
+    }
+
+    /// Starts a PVE task on node `node` as root (retried while the node does not answer) and
+    /// waits for it to end OK.
+    pub fn pve_root_task(&self, node: usize, path: &str, form: &[(&str, &str)]) {
+        let started =
+            poll(&format!("POST {path}"), Duration::from_secs(30), || self.try_pve_root(node, "POST", path, form));
+        let upid = started["data"].as_str().unwrap_or_else(|| panic!("POST {path}: no UPID: {started}")).to_string();
+        let on = upid.split(':').nth(1).expect("UPID node").to_string();
+        let status = poll(&format!("task {upid}"), Duration::from_secs(60), || {
+            let v = self.try_pve_root(node, "GET", &format!("/nodes/{on}/tasks/{}/status", url_encode(&upid)), &[])?;
+            (v["data"]["status"] == "stopped").then(|| v["data"].clone())
+        });
+        assert_eq!(status["exitstatus"], "OK", "{path}: {status}");
+    }
+
+    /// Forms store 0's three-node PVE cluster with a monitor and an OSD on every node, through
+    /// PVE's API as root (as an operator would by hand, not through Terraform).
+    pub fn form_ceph_cluster_by_hand(&self) {
+        self.pve_root_task(0, "/cluster/config", &[("clustername", "edge")]);
+        let first = &self.store(0)["nodes"][0];
+        let addr = first["address"].as_str().expect("address").to_string();
+        let fp = first["tls_fingerprint"].as_str().expect("fingerprint").to_string();
+        let pw = self.store(0)["pve"]["root_password"].as_str().expect("password").to_string();
+        for n in [1, 2] {
+            self.pve_root_task(
+                n,
+                "/cluster/config/join",
+                &[("hostname", &addr), ("fingerprint", &fp), ("password", &pw)],
+            );
+        }
+        poll("ceph init", Duration::from_secs(30), || self.try_pve_root(0, "POST", "/nodes/pve1/ceph/init", &[]));
+        for name in ["pve1", "pve2", "pve3"] {
+            self.pve_root_task(0, &format!("/nodes/{name}/ceph/mon/{name}"), &[]);
+            self.pve_root_task(0, &format!("/nodes/{name}/ceph/osd"), &[("dev", "/dev/sdb")]);
+        }
+    }
+
+    /// Calls store 0's PVE or PBS API (`product` is `pve` or `pbs`) with its API token, through
+    /// curl trusting the lab CA; panics on an error answer. `body` is a JSON object: the query
+    /// parameters of a GET, the JSON body of anything else.
+    pub fn api(&self, product: &str, method: &str, path: &str, body: &Value) -> Value {
+        let s = &self.store(0)[product];
+        let url = format!("{}/api2/json{path}", s["endpoint"].as_str().unwrap_or_default());
+        let scheme = if product == "pve" { "PVEAPIToken" } else { "PBSAPIToken" };
+        let auth = format!("Authorization: {scheme}={}", s["api_token"].as_str().unwrap_or_default());
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--fail-with-body", "--cacert"]).arg(self.dir.path().join("ca.pem"));
+        cmd.args(["-X", method, "-H", &auth]);
+        if method == "GET" {
+            cmd.arg("-G");
+            for (k, v) in body.as_object().into_iter().flatten() {
+                let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                cmd.args(["--data-urlencode", &format!("{k}={v}")]);
+            }
+        } else {
+            cmd.args(["-H", "Content-Type: application/json", "--data", &body.to_string()]);
+        }
+        let out = cmd.arg(&url).stdin(Stdio::null()).output().expect("curl");
+        assert!(out.status.success(), "{method} {path}: {}", String::from_utf8_lossy(&out.stdout));
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
     }
 
     /// Calls the lab admin API with curl-free std networking: `method path [json body]`.

@@ -6,9 +6,9 @@
 //! error is pinned too.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use edge_acceptance::{json, terraform_legacy_bin, Lab, Tf, Value};
+use edge_acceptance::{json, poll, terraform_legacy_bin, url_encode, Lab, Tf, Value};
 
 fn hcl(body: &str) -> String {
     format!(
@@ -29,60 +29,15 @@ fn tf_for(lab: &Lab, hcl: &str) -> Tf {
     tf
 }
 
-/// Polls `f` with backoff until it gives a value (a peer settling, not a fixed sleep).
-fn poll<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut delay = Duration::from_millis(50);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
-        std::thread::sleep(delay);
-        delay = (delay * 3 / 2).min(Duration::from_secs(1));
-    }
-}
-
-/// A PBS or PVE API call with curl and the store's token, trusting the lab CA.
-fn api(lab: &Lab, product: &str, method: &str, path: &str, form: &[(&str, &str)]) -> Value {
-    let s = &lab.store(0)[product];
-    let prefix = if product == "pbs" { "PBSAPIToken" } else { "PVEAPIToken" };
-    let auth = format!("Authorization: {prefix}={}", s["api_token"].as_str().unwrap_or_default());
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "--cacert"]).arg(lab.dir.path().join("ca.pem")).args(["-X", method, "-H", &auth]);
-    if method == "GET" {
-        cmd.arg("-G");
-    }
-    for (k, v) in form {
-        cmd.args(["--data-urlencode", &format!("{k}={v}")]);
-    }
-    let out =
-        cmd.arg(format!("{}/api2/json{path}", s["endpoint"].as_str().unwrap_or_default())).output().expect("curl");
-    assert!(out.status.success(), "{method} {path}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// The PBS tasks of worker type `wtype`, newest first (the PBS task list).
 fn pbs_tasks(lab: &Lab, wtype: &str) -> Vec<Value> {
-    let v = api(lab, "pbs", "GET", "/nodes/localhost/tasks", &[("typefilter", wtype), ("limit", "0")]);
+    let v = lab.api("pbs", "GET", "/nodes/localhost/tasks", &json!({"typefilter": wtype, "limit": "0"}));
     v["data"].as_array().cloned().unwrap_or_default()
 }
 
 /// The lines of a PBS task's log, without their time prefix.
 fn pbs_task_log(lab: &Lab, upid: &str) -> Vec<String> {
-    let v = api(lab, "pbs", "GET", &format!("/nodes/localhost/tasks/{}/log", enc(upid)), &[("limit", "0")]);
+    let v = lab.api("pbs", "GET", &format!("/nodes/localhost/tasks/{}/log", url_encode(upid)), &json!({"limit": "0"}));
     v["data"]
         .as_array()
         .into_iter()
@@ -94,7 +49,7 @@ fn pbs_task_log(lab: &Lab, upid: &str) -> Vec<String> {
 
 /// `TYPE/ID/TIME` → verify state, from the PBS snapshot list.
 fn verify_states(lab: &Lab, datastore: &str) -> Vec<(String, Value)> {
-    let v = api(lab, "pbs", "GET", &format!("/admin/datastore/{datastore}/snapshots"), &[]);
+    let v = lab.api("pbs", "GET", &format!("/admin/datastore/{datastore}/snapshots"), &json!({}));
     v["data"]
         .as_array()
         .into_iter()
@@ -222,76 +177,6 @@ fn action_blocks_on_terraform_1_0_3() {
     assert!(out.contains("Blocks of type \"action\" are not expected here"), "{out}");
 }
 
-/// A PVE call on node `n` as root@pam (a fresh ticket each time), through curl; `None` while
-/// the node's API restarts (cluster create and join restart it) or is down.
-fn try_root(lab: &Lab, n: usize, method: &str, path: &str, form: &[(&str, &str)]) -> Option<Value> {
-    let endpoint = lab.store(0)["nodes"][n]["endpoint"].as_str()?.to_string();
-    let password = lab.store(0)["pve"]["root_password"].as_str()?.to_string();
-    let curl = |args: &[String]| -> Option<Value> {
-        let out = Command::new("curl")
-            .args(["-sS", "--cacert"])
-            .arg(lab.dir.path().join("ca.pem"))
-            .args(args)
-            .output()
-            .ok()?;
-        out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
-    };
-    let login = curl(&[
-        "--data-urlencode".into(),
-        "username=root@pam".into(),
-        "--data-urlencode".into(),
-        format!("password={password}"),
-        format!("{endpoint}/api2/json/access/ticket"),
-    ])?;
-    let ticket = login["data"]["ticket"].as_str()?.to_string();
-    let csrf = login["data"]["CSRFPreventionToken"].as_str()?.to_string();
-    let mut args = vec![
-        "-X".to_string(),
-        method.to_string(),
-        "-H".into(),
-        format!("Cookie: PVEAuthCookie={ticket}"),
-        "-H".into(),
-        format!("CSRFPreventionToken: {csrf}"),
-    ];
-    if method == "GET" {
-        args.push("-G".into());
-    }
-    for (k, v) in form {
-        args.push("--data-urlencode".into());
-        args.push(format!("{k}={v}"));
-    }
-    args.push(format!("{endpoint}/api2/json{path}"));
-    curl(&args)
-}
-
-/// Starts a task on node `n` as root and waits for it to end OK.
-fn root_task(lab: &Lab, n: usize, path: &str, form: &[(&str, &str)]) {
-    let started = poll(&format!("POST {path}"), 30, || try_root(lab, n, "POST", path, form));
-    let upid = started["data"].as_str().unwrap_or_else(|| panic!("POST {path}: no UPID: {started}")).to_string();
-    let node = upid.split(':').nth(1).expect("UPID node").to_string();
-    let status = poll(&format!("task {upid}"), 60, || {
-        let v = try_root(lab, n, "GET", &format!("/nodes/{node}/tasks/{}/status", enc(&upid)), &[])?;
-        (v["data"]["status"] == "stopped").then(|| v["data"].clone())
-    });
-    assert_eq!(status["exitstatus"], "OK", "{path}: {status}");
-}
-
-/// A three-node cluster with a monitor and an OSD on every node, formed through PVE's API.
-fn ceph_cluster(lab: &Lab) {
-    root_task(lab, 0, "/cluster/config", &[("clustername", "edge")]);
-    let addr = lab.store(0)["nodes"][0]["address"].as_str().expect("address").to_string();
-    let fp = lab.store(0)["nodes"][0]["tls_fingerprint"].as_str().expect("fingerprint").to_string();
-    let pw = lab.store(0)["pve"]["root_password"].as_str().expect("password").to_string();
-    for n in [1, 2] {
-        root_task(lab, n, "/cluster/config/join", &[("hostname", &addr), ("fingerprint", &fp), ("password", &pw)]);
-    }
-    poll("ceph init", 30, || try_root(lab, 0, "POST", "/nodes/pve1/ceph/init", &[]));
-    for name in ["pve1", "pve2", "pve3"] {
-        root_task(lab, 0, &format!("/nodes/{name}/ceph/mon/{name}"), &[]);
-        root_task(lab, 0, &format!("/nodes/{name}/ceph/osd"), &[("dev", "/dev/sdb")]);
-    }
-}
-
 fn ceph(lab: &Lab, args: &[&str]) -> String {
     let conf = lab.json["ceph"]["conf"].as_str().expect("lab.json ceph.conf (--ceph)").to_string();
     let out = Command::new("ceph").args(["-c", &conf]).args(args).output().expect("ceph CLI");
@@ -352,7 +237,7 @@ action "edge_node_reboot" "ghost" {
 #[test]
 fn node_reboot_drains_ceph_and_waits() {
     let lab = Lab::up(&["--net", "212", "--ceph"]);
-    ceph_cluster(&lab);
+    lab.form_ceph_cluster_by_hand();
     let tf = tf_for(&lab, &reboot_hcl());
     let invoke = |name: &str| {
         tf.run(&["apply", "-auto-approve", "-no-color", &format!("-invoke=action.edge_node_reboot.{name}")])
@@ -400,7 +285,7 @@ fn node_reboot_drains_ceph_and_waits() {
         at += found + s.len();
     }
     assert_eq!(reboots(&lab, "pve2"), 1, "the lab saw one reboot");
-    let uptime = api(&lab, "pve", "GET", "/nodes/pve2/status", &[])["data"]["uptime"].as_u64().expect("uptime");
+    let uptime = lab.api("pve", "GET", "/nodes/pve2/status", &json!({}))["data"]["uptime"].as_u64().expect("uptime");
     assert!(uptime < 60, "pve2 runs a new boot: up {uptime} s");
     assert!(!osd_flags(&lab).contains(&"noout".to_string()), "noout unset: {:?}", osd_flags(&lab));
     let history: Vec<String> = flag_history(&lab).into_iter().skip(before).collect();
@@ -417,8 +302,8 @@ fn node_reboot_drains_ceph_and_waits() {
     assert!(out.contains("The noout flag was unset again"), "{out}");
     assert!(!osd_flags(&lab).contains(&"noout".to_string()), "noout unset after the failed wait");
     assert_eq!(reboots(&lab, "pve2"), 2);
-    poll("pve2 back", 60, || {
-        let v = api(&lab, "pve", "GET", "/cluster/status", &[]);
+    poll("pve2 back", Duration::from_secs(60), || {
+        let v = lab.api("pve", "GET", "/cluster/status", &json!({}));
         v["data"].as_array()?.iter().any(|e| e["name"] == "pve2" && e["online"] == 1).then_some(())
     });
 }

@@ -12,32 +12,12 @@ mod netns;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use edge_acceptance::{json, repo_root, terraform_legacy_bin, Lab, Tf, Value};
+use edge_acceptance::{edge_image_bin, image_keygen, json, poll, repo_root, run, terraform_legacy_bin, Lab, Tf, Value};
 use netns::Net;
 
 const HEADER: &str = "terraform {\n  required_providers { edge = { source = \"edgeform/edge\" } }\n}\n";
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Polls `f` with backoff until it gives a value (a peer settling, not a fixed sleep).
-fn poll<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut delay = Duration::from_millis(50);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
-        std::thread::sleep(delay);
-        delay = (delay * 3 / 2).min(Duration::from_secs(1));
-    }
-}
 
 /// Terraform's output on one line (it wraps long diagnostics).
 fn flat(s: &str) -> String {
@@ -246,7 +226,9 @@ resource "edge_wireguard_peer" "hub_to_store" {{
     // The keys are right both ways: each store's keepalive makes a real handshake.
     for s in ["store1", "store2"] {
         let k = key_of(s);
-        poll(&format!("handshake hub ↔ {s}"), 40, || (net.handshake("hub", &k) > 0).then_some(()));
+        poll(&format!("handshake hub ↔ {s}"), Duration::from_secs(40), || {
+            (net.handshake("hub", &k) > 0).then_some(())
+        });
     }
     // The handshakes changed `dark_stores` (an output built on refreshed values): record them.
     let r = tf.run(&["apply", "-refresh-only", "-auto-approve", "-no-color"]);
@@ -284,72 +266,6 @@ output "cluster" {{
 fn read_cluster(tf: &Tf) -> Value {
     tf.apply();
     tf.outputs()["cluster"]["value"].clone()
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// A PVE call on node `n` as root@pam (a fresh ticket each time), through curl; `None` while
-/// the node's API restarts (cluster create and join restart it) or is down.
-fn try_root(lab: &Lab, n: usize, method: &str, path: &str, form: &[(&str, &str)]) -> Option<Value> {
-    let endpoint = lab.store(0)["nodes"][n]["endpoint"].as_str()?.to_string();
-    let password = lab.store(0)["pve"]["root_password"].as_str()?.to_string();
-    let curl = |args: &[String]| -> Option<Value> {
-        let out = Command::new("curl")
-            .args(["-sS", "--cacert"])
-            .arg(lab.dir.path().join("ca.pem"))
-            .args(args)
-            .output()
-            .ok()?;
-        out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
-    };
-    let login = curl(&[
-        "--data-urlencode".into(),
-        "username=root@pam".into(),
-        "--data-urlencode".into(),
-        format!("password={password}"),
-        format!("{endpoint}/api2/json/access/ticket"),
-    ])?;
-    let ticket = login["data"]["ticket"].as_str()?.to_string();
-    let csrf = login["data"]["CSRFPreventionToken"].as_str()?.to_string();
-    let mut args = vec![
-        "-X".to_string(),
-        method.to_string(),
-        "-H".into(),
-        format!("Cookie: PVEAuthCookie={ticket}"),
-        "-H".into(),
-        format!("CSRFPreventionToken: {csrf}"),
-    ];
-    if method == "GET" {
-        args.push("-G".into());
-    }
-    for (k, v) in form {
-        args.push("--data-urlencode".into());
-        args.push(format!("{k}={v}"));
-    }
-    args.push(format!("{endpoint}/api2/json{path}"));
-    curl(&args)
-}
-
-/// Starts a task on node `n` as root and waits for it to end OK.
-fn root_task(lab: &Lab, n: usize, path: &str, form: &[(&str, &str)]) {
-    let started = poll(&format!("POST {path}"), 30, || try_root(lab, n, "POST", path, form));
-    let upid = started["data"].as_str().unwrap_or_else(|| panic!("POST {path}: no UPID: {started}")).to_string();
-    let node = upid.split(':').nth(1).expect("UPID node").to_string();
-    let status = poll(&format!("task {upid}"), 60, || {
-        let v = try_root(lab, n, "GET", &format!("/nodes/{node}/tasks/{}/status", enc(&upid)), &[])?;
-        (v["data"]["status"] == "stopped").then(|| v["data"].clone())
-    });
-    assert_eq!(status["exitstatus"], "OK", "{path}: {status}");
 }
 
 fn ceph(lab: &Lab, args: &[&str]) -> String {
@@ -393,23 +309,12 @@ fn proxmox_cluster_as_pve_tls_and_ceph_report_it() {
     );
 
     // The cluster and Ceph, formed through PVE's API as root.
-    root_task(&lab, 0, "/cluster/config", &[("clustername", "edge")]);
-    let addr = nodes[0]["address"].as_str().expect("address").to_string();
-    let fp = nodes[0]["tls_fingerprint"].as_str().expect("fingerprint").to_string();
-    let pw = lab.store(0)["pve"]["root_password"].as_str().expect("password").to_string();
-    for n in [1, 2] {
-        root_task(&lab, n, "/cluster/config/join", &[("hostname", &addr), ("fingerprint", &fp), ("password", &pw)]);
-    }
-    poll("ceph init", 30, || try_root(&lab, 0, "POST", "/nodes/pve1/ceph/init", &[]));
-    for name in ["pve1", "pve2", "pve3"] {
-        root_task(&lab, 0, &format!("/nodes/{name}/ceph/mon/{name}"), &[]);
-        root_task(&lab, 0, &format!("/nodes/{name}/ceph/osd"), &[("dev", "/dev/sdb")]);
-    }
+    lab.form_ceph_cluster_by_hand();
     let healthy = || {
         let h: Value = serde_json::from_str(&ceph(&lab, &["health", "-f", "json"])).ok()?;
         (h["status"] == "HEALTH_OK").then_some(())
     };
-    poll("Ceph HEALTH_OK", 120, healthy);
+    poll("Ceph HEALTH_OK", Duration::from_secs(120), healthy);
 
     let c = read_cluster(&tf);
     assert_eq!(
@@ -433,7 +338,8 @@ fn proxmox_cluster_as_pve_tls_and_ceph_report_it() {
     // Ceph's fsid as PVE reports it (asked with curl as root). The lab's PVE models
     // `pveceph init` making a new fsid; its real Ceph daemons were made with their own, so the
     // fsid is the one value here not compared with `ceph fsid`.
-    let pve_ceph = try_root(&lab, 0, "GET", &format!("/nodes/{}/ceph/status", c["node"].as_str().unwrap_or("")), &[])
+    let pve_ceph = lab
+        .try_pve_root(0, "GET", &format!("/nodes/{}/ceph/status", c["node"].as_str().unwrap_or("")), &[])
         .expect("ceph status");
     assert_eq!(c["ceph_fsid"], pve_ceph["data"]["fsid"], "{c}");
     assert!(c["ceph_fsid"].as_str().is_some_and(|f| f.len() == 36), "{c}");
@@ -466,31 +372,6 @@ fn proxmox_cluster_as_pve_tls_and_ceph_report_it() {
 
 // ---------------------------------------------------------------------------------------------
 // edge_image_manifest
-
-fn edge_image_bin() -> PathBuf {
-    let p = std::env::var_os("EDGE_IMAGE_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("target"))
-            .join("debug/edge-image")
-    });
-    assert!(p.is_file(), "{} not found: build the workspace's bins first, or set EDGE_IMAGE_BIN", p.display());
-    p
-}
-
-/// A signing key (secret file, public `name:base64`).
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
-    let secret = dir.join(format!("{name}.sec"));
-    let public = dir.join(format!("{name}.pub"));
-    run(Command::new(edge_image_bin())
-        .arg("keygen")
-        .arg(name)
-        .arg("--out-secret")
-        .arg(&secret)
-        .arg("--out-public")
-        .arg(&public));
-    (secret, std::fs::read_to_string(&public).expect("public key").trim().to_string())
-}
 
 const SYSTEM: &str = "/nix/store/8bzm6cq9q3wq0j1d8yq0f2vq3wf7b0a1-nixos-system-edge-26.05";
 
@@ -530,8 +411,8 @@ output "image" {{
 #[test]
 fn image_manifest_verified_at_plan_time() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (secret, public) = keygen(dir.path(), "edge-test-1");
-    let (rogue, _) = keygen(dir.path(), "rogue-1");
+    let (secret, public) = image_keygen(dir.path(), "edge-test-1");
+    let (rogue, _) = image_keygen(dir.path(), "rogue-1");
     let (manifest, files) = make_manifest(dir.path(), &secret, "2026.11.1");
     let mut tf = Tf::new(&manifest_hcl(&manifest));
     tf.env("EDGE_TRUSTED_IMAGE_KEYS", &public);
@@ -589,7 +470,7 @@ fn image_manifest_verified_at_plan_time() {
 #[test]
 fn image_manifest_with_terraform_1_0_3() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (secret, public) = keygen(dir.path(), "edge-test-1");
+    let (secret, public) = image_keygen(dir.path(), "edge-test-1");
     let (manifest, files) = make_manifest(dir.path(), &secret, "7");
     let hcl = format!(
         r#"{HEADER}provider "edge" {{}}

@@ -2,8 +2,6 @@
 //! (backup, sync, verify, prune, gc) is created, updated, drifted, imported and destroyed, then
 //! the whole chain is applied again under injected faults.
 
-use std::process::Command;
-
 use edge_acceptance::{assert_same_except, json, Lab, Tf, Value};
 
 const NET: &str = "72";
@@ -94,22 +92,6 @@ fn tf_for(lab: &Lab, hcl: &str) -> Tf {
     tf
 }
 
-/// An API call with curl, trusting the lab CA (set-up the resources do not cover).
-fn api(lab: &Lab, product: &str, method: &str, path: &str, body: &Value) -> Value {
-    let s = &lab.store(0)[product];
-    let url = format!("{}/api2/json{path}", s["endpoint"].as_str().unwrap_or_default());
-    let scheme = if product == "pve" { "PVEAPIToken" } else { "PBSAPIToken" };
-    let auth = format!("Authorization: {scheme}={}", s["api_token"].as_str().unwrap_or_default());
-    let out = Command::new("curl")
-        .args(["-sS", "--fail-with-body", "--cacert"])
-        .arg(lab.dir.path().join("ca.pem"))
-        .args(["-X", method, "-H", &auth, "-H", "Content-Type: application/json", "--data", &body.to_string(), &url])
-        .output()
-        .expect("curl");
-    assert!(out.status.success(), "{method} {path}: {}", String::from_utf8_lossy(&out.stdout));
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
 /// The next plan shows all of `expected`; applying it leaves nothing to change.
 fn plan_then_converge(tf: &Tf, expected: &[&str]) {
     let plan = tf.plan_output();
@@ -120,8 +102,7 @@ fn plan_then_converge(tf: &Tf, expected: &[&str]) {
 
 /// A remote on the lab's PBS (`/config/remote`), which the provider does not manage.
 fn add_remote(lab: &Lab, name: &str) {
-    api(
-        lab,
+    lab.api(
         "pbs",
         "POST",
         "/config/remote",
@@ -147,11 +128,10 @@ fn every_kind_lifecycle() {
     assert_eq!(lab.json["schema_validation"], true, "the lab must validate requests against the PVE/PBS schema");
     let pbs = lab.store(0)["pbs"].clone();
     // What the chain needs around it: a second datastore, and the PVE storage of type pbs.
-    api(&lab, "pbs", "POST", "/config/datastore", &json!({"name": "archive", "path": "/mnt/datastore/archive"}));
+    lab.api("pbs", "POST", "/config/datastore", &json!({"name": "archive", "path": "/mnt/datastore/archive"}));
     let token = pbs["api_token"].as_str().unwrap_or_default();
     let (user, secret) = token.rsplit_once(':').unwrap_or_default();
-    api(
-        &lab,
+    lab.api(
         "pve",
         "POST",
         "/storage",
@@ -204,7 +184,7 @@ fn every_kind_lifecycle() {
             Some(&json!({"kind": "pbs_job_field", "job_type": coll, "id": id, "field": "schedule", "value": "weekly"})),
         );
     }
-    api(&lab, "pbs", "PUT", "/config/datastore/store1", &json!({"gc-schedule": "weekly"}));
+    lab.api("pbs", "PUT", "/config/datastore/store1", &json!({"gc-schedule": "weekly"}));
     let plan = tf.plan_output();
     assert!(plan.contains("0 to add, 5 to change, 0 to destroy"), "{plan}");
     assert!(plan.contains("\"weekly\" -> \"*-*-* 01:15\""), "{plan}");

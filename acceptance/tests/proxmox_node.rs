@@ -10,38 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use edge_acceptance::{json, repo_root, terraform_legacy_bin, Lab, Tf, Value};
-
-fn edge_image_bin() -> PathBuf {
-    let p = std::env::var_os("EDGE_IMAGE_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo_root().join("target"))
-            .join("debug/edge-image")
-    });
-    assert!(p.is_file(), "{} not found: build edge-images first, or set EDGE_IMAGE_BIN", p.display());
-    p
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run command");
-    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A signing key (secret file, public `name:base64`).
-fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
-    let secret = dir.join(format!("{name}.sec"));
-    let public = dir.join(format!("{name}.pub"));
-    run(Command::new(edge_image_bin())
-        .arg("keygen")
-        .arg(name)
-        .arg("--out-secret")
-        .arg(&secret)
-        .arg("--out-public")
-        .arg(&public));
-    (secret, std::fs::read_to_string(&public).expect("public key").trim().to_string())
-}
+use edge_acceptance::{edge_image_bin, image_keygen, json, run, terraform_legacy_bin, Lab, Tf, Value};
 
 /// Writes `content` as `<artifacts>/<file>` and a manifest for it signed with `key`.
 fn make_image(lab: &Lab, file: &str, content: &[u8], key: &Path, version: &str) -> (String, PathBuf) {
@@ -175,7 +144,7 @@ fn three_nodes_from_powered_off_to_a_ceph_cluster_then_drift_is_repaired_on_pve_
 fn three_nodes_then_drift(net: &str, pve: &str) {
     let lab = Lab::up(&["--net", net, "--pve", pve, "--redfish", "--install-ms", "200"]);
     let keys = tempfile::tempdir().expect("temp dir");
-    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (secret, public) = image_keygen(keys.path(), "edge-test-1");
     let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "2026.11.1");
     let tf = tf_for(&lab, &nodes_hcl(&lab, 3, &url, &manifest, true), &public);
     tf.init();
@@ -296,8 +265,8 @@ fn three_nodes_then_drift(net: &str, pve: &str) {
 fn unsigned_tampered_and_untrusted_images_are_refused_and_nothing_powers_on() {
     let lab = Lab::up(&["--net", "82", "--redfish", "--install-ms", "200"]);
     let keys = tempfile::tempdir().expect("temp dir");
-    let (secret, public) = keygen(keys.path(), "edge-test-1");
-    let (rogue, _) = keygen(keys.path(), "rogue-1");
+    let (secret, public) = image_keygen(keys.path(), "edge-test-1");
+    let (rogue, _) = image_keygen(keys.path(), "rogue-1");
 
     // Signed by a key the provider does not trust: refused at plan time.
     let (url, manifest) = make_image(&lab, "rogue.img", b"rogue image\n", &rogue, "1");
@@ -335,7 +304,7 @@ fn unsigned_tampered_and_untrusted_images_are_refused_and_nothing_powers_on() {
 fn a_failed_join_resumes_into_one_cluster_without_trusting_on_first_use() {
     let lab = Lab::up(&["--net", "83", "--pve", "8.4", "--redfish", "--install-ms", "200"]);
     let keys = tempfile::tempdir().expect("temp dir");
-    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (secret, public) = image_keygen(keys.path(), "edge-test-1");
     let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "1");
     let tf = tf_for(&lab, &nodes_hcl(&lab, 2, &url, &manifest, false), &public);
     tf.init();
@@ -373,7 +342,7 @@ fn a_failed_join_resumes_into_one_cluster_without_trusting_on_first_use() {
 fn two_nodes_with_terraform_1_0_3_keep_the_write_only_password_sensitive_in_state() {
     let lab = Lab::up(&["--net", "84", "--pve", "8.4", "--redfish", "--install-ms", "200"]);
     let keys = tempfile::tempdir().expect("temp dir");
-    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (secret, public) = image_keygen(keys.path(), "edge-test-1");
     let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "1");
     let hcl = nodes_hcl(&lab, 2, &url, &manifest, false);
     let tf = with_env(&lab, Tf::with_terraform(&hcl, terraform_legacy_bin()), &public);
@@ -394,7 +363,7 @@ fn two_nodes_with_terraform_1_0_3_keep_the_write_only_password_sensitive_in_stat
 fn a_new_image_replaces_the_node_or_reimages_it_in_place() {
     let lab = Lab::up(&["--net", "85", "--redfish", "--install-ms", "200"]);
     let keys = tempfile::tempdir().expect("temp dir");
-    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (secret, public) = image_keygen(keys.path(), "edge-test-1");
     let (url, manifest) = make_image(&lab, "v1.img", b"edge node image v1\n", &secret, "1");
     let tf = tf_for(&lab, &nodes_hcl(&lab, 1, &url, &manifest, false), &public);
     tf.init();
@@ -438,7 +407,7 @@ fn a_changed_node_certificate_is_drift_refused_at_apply_until_pinned() {
     // Instant BMC: this test is about certificates, not about waiting for sushy's power delay.
     let lab = Lab::up(&["--net", "88", "--redfish", "--install-ms", "200", "--bmc-power-delay", "instant"]);
     let keys = tempfile::tempdir().expect("temp dir");
-    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (secret, public) = image_keygen(keys.path(), "edge-test-1");
     let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "1");
     let hcl = nodes_hcl(&lab, 1, &url, &manifest, false);
     let tf = tf_for(&lab, &hcl, &public);
@@ -485,7 +454,7 @@ fn a_changed_node_certificate_is_drift_refused_at_apply_until_pinned() {
 fn ceph_gets_its_monitor_address_and_wiped_disks_only_when_asked() {
     let lab = Lab::up(&["--net", "130", "--redfish", "--install-ms", "200", "--bmc-power-delay", "instant"]);
     let keys = tempfile::tempdir().expect("temp dir");
-    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (secret, public) = image_keygen(keys.path(), "edge-test-1");
     let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "1");
     // pve1 gets two addresses in the Ceph public network (vmbr1 10.2.0.11, vmbr2 10.2.0.12), and
     // its OSD goes on /dev/sde, which holds an old partition table on every fresh machine.
@@ -537,7 +506,7 @@ fn a_tampered_seed_is_refused_before_any_credential_is_sent() {
     let lab =
         Lab::up(&["--net", "88", "--pve", "8.4", "--redfish", "--install-ms", "200", "--bmc-power-delay", "instant"]);
     let keys = tempfile::tempdir().expect("temp dir");
-    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (secret, public) = image_keygen(keys.path(), "edge-test-1");
     let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "1");
     let tf = tf_for(&lab, &nodes_hcl(&lab, 1, &url, &manifest, false), &public);
     tf.init();
@@ -580,7 +549,7 @@ fn an_acme_certificate_is_ordered_verified_and_pinned() {
     let _turn = net88();
     let lab = Lab::up(&["--net", "88", "--redfish", "--install-ms", "200", "--bmc-power-delay", "instant"]);
     let keys = tempfile::tempdir().expect("temp dir");
-    let (secret, public) = keygen(keys.path(), "edge-test-1");
+    let (secret, public) = image_keygen(keys.path(), "edge-test-1");
     let (url, manifest) = make_image(&lab, "node.img", b"edge node image v1\n", &secret, "1");
     let hcl = nodes_hcl(&lab, 1, &url, &manifest, false);
     let tf = tf_for(&lab, &hcl, &public);

@@ -10,9 +10,9 @@
 
 use std::collections::BTreeSet;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use edge_acceptance::{json, terraform_legacy_bin, Lab, Run, Tf, Value};
+use edge_acceptance::{json, poll, terraform_legacy_bin, Lab, Run, Tf, Value};
 
 const HEADER: &str =
     "terraform {\n  required_providers { edge = { source = \"edgeform/edge\" } }\n}\nprovider \"edge\" {}\n";
@@ -33,102 +33,6 @@ list "edge_proxmox_node" "nodes" {
 }
 "#;
 
-/// Polls `f` with backoff until it gives a value (a peer settling, not a fixed sleep).
-fn poll<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut delay = Duration::from_millis(50);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
-        std::thread::sleep(delay);
-        delay = (delay * 3 / 2).min(Duration::from_secs(1));
-    }
-}
-
-fn curl(lab: &Lab, args: &[String]) -> Option<Value> {
-    let out =
-        Command::new("curl").args(["-sS", "--cacert"]).arg(lab.dir.path().join("ca.pem")).args(args).output().ok()?;
-    out.status.success().then(|| serde_json::from_slice(&out.stdout).ok()).flatten()
-}
-
-/// A PVE call on node `n` as root@pam (clustering is root@pam's alone); `None` while the
-/// node's API restarts (cluster create and join restart it).
-fn try_root(lab: &Lab, n: usize, method: &str, path: &str, form: &[(&str, &str)]) -> Option<Value> {
-    let endpoint = lab.store(0)["nodes"][n]["endpoint"].as_str()?.to_string();
-    let password = lab.store(0)["pve"]["root_password"].as_str()?.to_string();
-    let login = curl(
-        lab,
-        &[
-            "--data-urlencode".into(),
-            "username=root@pam".into(),
-            "--data-urlencode".into(),
-            format!("password={password}"),
-            format!("{endpoint}/api2/json/access/ticket"),
-        ],
-    )?;
-    let ticket = login["data"]["ticket"].as_str()?.to_string();
-    let csrf = login["data"]["CSRFPreventionToken"].as_str()?.to_string();
-    let mut args = vec![
-        "-X".to_string(),
-        method.to_string(),
-        "-H".into(),
-        format!("Cookie: PVEAuthCookie={ticket}"),
-        "-H".into(),
-        format!("CSRFPreventionToken: {csrf}"),
-    ];
-    if method == "GET" {
-        args.push("-G".into());
-    }
-    for (k, v) in form {
-        args.push("--data-urlencode".into());
-        args.push(format!("{k}={v}"));
-    }
-    args.push(format!("{endpoint}/api2/json{path}"));
-    curl(lab, &args)
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// Starts a task on node `n` as root and waits for it to end OK.
-fn root_task(lab: &Lab, n: usize, path: &str, form: &[(&str, &str)]) {
-    let started = poll(&format!("POST {path}"), 30, || try_root(lab, n, "POST", path, form));
-    let upid = started["data"].as_str().unwrap_or_else(|| panic!("POST {path}: no UPID: {started}")).to_string();
-    let node = upid.split(':').nth(1).expect("UPID node").to_string();
-    let status = poll(&format!("task {upid}"), 60, || {
-        let v = try_root(lab, n, "GET", &format!("/nodes/{node}/tasks/{}/status", enc(&upid)), &[])?;
-        (v["data"]["status"] == "stopped").then(|| v["data"].clone())
-    });
-    assert_eq!(status["exitstatus"], "OK", "{path}: {status}");
-}
-
-/// An API call with the store's API token (`pve` or `pbs`), JSON body.
-fn api(lab: &Lab, product: &str, method: &str, path: &str, body: &Value) -> Value {
-    let s = &lab.store(0)[product];
-    let url = format!("{}/api2/json{path}", s["endpoint"].as_str().unwrap_or_default());
-    let scheme = if product == "pve" { "PVEAPIToken" } else { "PBSAPIToken" };
-    let auth = format!("Authorization: {scheme}={}", s["api_token"].as_str().unwrap_or_default());
-    let out = Command::new("curl")
-        .args(["-sS", "--fail-with-body", "--cacert"])
-        .arg(lab.dir.path().join("ca.pem"))
-        .args(["-X", method, "-H", &auth, "-H", "Content-Type: application/json", "--data", &body.to_string(), &url])
-        .output()
-        .expect("curl");
-    assert!(out.status.success(), "{method} {path}: {}", String::from_utf8_lossy(&out.stdout));
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
 fn ceph(lab: &Lab, args: &[&str]) -> Value {
     let conf = lab.json["ceph"]["conf"].as_str().expect("lab.json ceph.conf (--ceph)").to_string();
     let out = Command::new("ceph").args(["-c", &conf]).args(args).args(["-f", "json"]).output().expect("ceph CLI");
@@ -140,19 +44,7 @@ fn ceph(lab: &Lab, args: &[&str]) -> Value {
 /// OSD), three pools, a PVE backup job to PBS, a PBS sync, verify and prune job and a gc
 /// schedule — all through the APIs, none through Terraform.
 fn build_store_by_hand(lab: &Lab) {
-    root_task(lab, 0, "/cluster/config", &[("clustername", "edge")]);
-    let first = &lab.store(0)["nodes"][0];
-    let addr = first["address"].as_str().expect("address").to_string();
-    let fp = first["tls_fingerprint"].as_str().expect("fingerprint").to_string();
-    let pw = lab.store(0)["pve"]["root_password"].as_str().expect("password").to_string();
-    for n in [1, 2] {
-        root_task(lab, n, "/cluster/config/join", &[("hostname", &addr), ("fingerprint", &fp), ("password", &pw)]);
-    }
-    poll("ceph init", 30, || try_root(lab, 0, "POST", "/nodes/pve1/ceph/init", &[]));
-    for name in ["pve1", "pve2", "pve3"] {
-        root_task(lab, 0, &format!("/nodes/{name}/ceph/mon/{name}"), &[]);
-        root_task(lab, 0, &format!("/nodes/{name}/ceph/osd"), &[("dev", "/dev/sdb")]);
-    }
+    lab.form_ceph_cluster_by_hand();
     for form in [
         &[("name", "vm-disks"), ("application", "rbd")][..],
         &[
@@ -165,46 +57,42 @@ fn build_store_by_hand(lab: &Lab) {
         ],
         &[("name", "fs-data"), ("application", "cephfs"), ("pg_num", "8"), ("target_size", "1G")],
     ] {
-        root_task(lab, 0, "/nodes/pve1/ceph/pool", form);
+        lab.pve_root_task(0, "/nodes/pve1/ceph/pool", form);
     }
 
-    api(
-        lab,
+    lab.api(
         "pve",
         "POST",
         "/cluster/backup",
         &json!({"id": "nightly", "schedule": "mon..fri 02:00", "storage": "pbs-store1", "vmid": "100,101",
                 "mode": "snapshot", "prune-backups": "keep-daily=7,keep-last=3", "comment": "guests to PBS"}),
     );
-    api(lab, "pbs", "POST", "/config/datastore", &json!({"name": "archive", "path": "/mnt/datastore/archive"}));
-    poll("datastore archive", 30, || {
-        let ds = api(lab, "pbs", "GET", "/config/datastore", &json!({}));
+    lab.api("pbs", "POST", "/config/datastore", &json!({"name": "archive", "path": "/mnt/datastore/archive"}));
+    poll("datastore archive", Duration::from_secs(30), || {
+        let ds = lab.api("pbs", "GET", "/config/datastore", &json!({}));
         ds["data"].as_array()?.iter().any(|d| d["name"] == "archive").then_some(())
     });
-    api(
-        lab,
+    lab.api(
         "pbs",
         "POST",
         "/config/sync",
         &json!({"id": "archive-sync", "schedule": "*-*-* 02:30", "store": "archive", "remote-store": "store1",
                 "remove-vanished": true}),
     );
-    api(
-        lab,
+    lab.api(
         "pbs",
         "POST",
         "/config/verify",
         &json!({"id": "verify-weekly", "schedule": "sat 15:00", "store": "store1", "ignore-verified": true,
                 "outdated-after": 30}),
     );
-    api(
-        lab,
+    lab.api(
         "pbs",
         "POST",
         "/config/prune",
         &json!({"id": "prune-daily", "schedule": "daily", "store": "store1", "keep-last": 3, "keep-daily": 7}),
     );
-    api(lab, "pbs", "PUT", "/config/datastore/store1", &json!({"gc-schedule": "sun 03:00"}));
+    lab.api("pbs", "PUT", "/config/datastore/store1", &json!({"gc-schedule": "sun 03:00"}));
 }
 
 fn tf_for(lab: &Lab, query: &str) -> Tf {
@@ -256,20 +144,20 @@ fn store_as_the_apis_report_it(lab: &Lab) -> BTreeSet<Identity> {
     let ids = |v: &Value, key: &str| -> Vec<String> {
         v["data"].as_array().into_iter().flatten().filter_map(|j| j[key].as_str().map(String::from)).collect()
     };
-    for id in ids(&api(lab, "pve", "GET", "/cluster/backup", &json!({})), "id") {
+    for id in ids(&lab.api("pve", "GET", "/cluster/backup", &json!({})), "id") {
         want.insert(expected("list.edge_pbs_job.jobs", &[("kind", "backup"), ("id", &id)]));
     }
     for kind in ["sync", "verify", "prune"] {
-        for id in ids(&api(lab, "pbs", "GET", &format!("/config/{kind}"), &json!({})), "id") {
+        for id in ids(&lab.api("pbs", "GET", &format!("/config/{kind}"), &json!({})), "id") {
             want.insert(expected("list.edge_pbs_job.jobs", &[("kind", kind), ("id", &id)]));
         }
     }
-    let stores = api(lab, "pbs", "GET", "/config/datastore", &json!({}));
+    let stores = lab.api("pbs", "GET", "/config/datastore", &json!({}));
     for d in stores["data"].as_array().into_iter().flatten().filter(|d| d["gc-schedule"].is_string()) {
         let name = d["name"].as_str().unwrap_or_default();
         want.insert(expected("list.edge_pbs_job.jobs", &[("kind", "gc"), ("id", name)]));
     }
-    let status = try_root(lab, 0, "GET", "/cluster/status", &[]).expect("cluster status");
+    let status = lab.try_pve_root(0, "GET", "/cluster/status", &[]).expect("cluster status");
     for n in status["data"].as_array().into_iter().flatten().filter(|e| e["type"] == "node") {
         want.insert(expected("list.edge_proxmox_node.nodes", &[("name", n["name"].as_str().unwrap_or_default())]));
     }
@@ -375,7 +263,7 @@ fn a_hand_built_store_is_adopted_with_imports_and_nothing_else() {
     assert!(plan.contains("timezone") && plan.contains("-> \"Europe/Berlin\""), "{plan}");
     assert!(plan.contains("0 to add, 1 to change, 0 to destroy"), "{plan}");
     tf.apply();
-    let time = try_root(&lab, 1, "GET", "/nodes/pve2/time", &[]).expect("pve2 time");
+    let time = lab.try_pve_root(1, "GET", "/nodes/pve2/time", &[]).expect("pve2 time");
     assert_eq!(time["data"]["timezone"], "Europe/Berlin", "{time}");
     tf.assert_no_changes();
 }

@@ -25,9 +25,8 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use common::{decode, TestLab};
+use common::{decode, poll, TestLab};
 use serde_json::Value;
 
 /// The methods the provider calls (its PVE clients in provider/src/clients/pve): the scope of
@@ -514,7 +513,7 @@ impl Fx {
     /// the manager list).
     fn mgr(&self) {
         self.ceph();
-        poll("the manager of the first monitor", || {
+        poll("the manager of the first monitor", 30, || {
             let (status, v) = self.call("GET", "/nodes/pve1/ceph/mgr", &[]);
             (status == 200 && v["data"].as_array().is_some_and(|a| a.iter().any(|m| m["name"] == "pve1"))).then_some(())
         });
@@ -581,20 +580,6 @@ impl Fx {
         self.ok("POST", "/cluster/acme/plugins", &[("id", "dns1"), ("type", "dns"), ("api", "pdns")]);
         self.ok("PUT", "/nodes/pve1/config", &[("acmedomain0", "domain=pve1.example.com,plugin=dns1")]);
         self.ok("DELETE", "/cluster/acme/plugins/dns1", &[]);
-    }
-}
-
-/// Retries `f` with backoff (20 ms doubling to 250 ms) until it gives a value, for up to 30 s.
-fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut delay = Duration::from_millis(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within 30 s");
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_millis(250));
     }
 }
 

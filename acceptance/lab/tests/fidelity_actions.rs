@@ -5,23 +5,10 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{decode, enc, TestLab};
+use common::{decode, enc, poll, TestLab};
 use serde_json::{json, Value};
-
-fn poll<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut delay = Duration::from_millis(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
-        std::thread::sleep(delay);
-        delay = (delay * 3 / 2).min(Duration::from_millis(500));
-    }
-}
 
 /// Waits for a PBS task; (exit status, log lines without their time prefix).
 fn pbs_task(lab: &TestLab, upid: &str) -> (String, Vec<String>) {

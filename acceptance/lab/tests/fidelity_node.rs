@@ -5,25 +5,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{decode, enc, TestLab};
+use common::{decode, enc, poll, TestLab};
 use serde_json::{json, Value};
 use sha2::Digest;
-
-/// Retries `f` with backoff until it gives a value (a restart window, a BMC's power change).
-fn poll<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut delay = Duration::from_millis(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_millis(250));
-    }
-}
 
 /// A client that takes any certificate and reports which one it saw, so a test can name the
 /// certificate a node presents by its fingerprint (what the provider pins).

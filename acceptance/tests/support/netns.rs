@@ -58,19 +58,7 @@ fn run(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Polls `f` with backoff until it returns `Some`, or panics with `what` after `limit`.
-pub fn poll<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    let mut wait = Duration::from_millis(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(wait);
-        wait = (wait * 2).min(Duration::from_millis(500));
-    }
-}
+pub use edge_acceptance::poll;
 
 impl Net {
     /// Builds hub + `stores` store nodes. Needs root, `ip`, `wireguard-go`, `wg`, `sshd`.

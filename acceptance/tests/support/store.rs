@@ -5,21 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use edge_acceptance::{json, repo_root, Lab, Tf, Value};
+use edge_acceptance::{edge_image_bin, image_keygen, json, repo_root, Lab, Tf, Value};
 
-fn edge_image_bin() -> PathBuf {
-    std::env::var_os("EDGE_IMAGE_BIN").map(PathBuf::from).unwrap_or_else(|| {
-        let target =
-            std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
-        target.join("debug/edge-image")
-    })
-}
-
-pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run command");
-    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use edge_acceptance::run;
 
 /// A lab for whole-store tests on PVE profile `pve`: real Ceph, the Redfish BMC (instant power),
 /// short installs.
@@ -30,12 +18,7 @@ pub fn store_lab(net: &str, pve: &str) -> Lab {
 /// A throwaway signing key and a signed test image in the lab's artifact dir:
 /// (image URL, manifest path, public key).
 pub fn signed_image(lab: &Lab, keys: &Path, version: &str) -> (String, String, String) {
-    let (sec, public) = (keys.join("drill.sec"), keys.join("drill.pub"));
-    run(Command::new(edge_image_bin())
-        .args(["keygen", "edge-drill-1", "--out-secret"])
-        .arg(&sec)
-        .arg("--out-public")
-        .arg(&public));
+    let (sec, key) = image_keygen(keys, "edge-drill-1");
     let art = PathBuf::from(lab.json["artifacts"]["dir"].as_str().expect("artifacts dir"));
     std::fs::create_dir_all(&art).expect("artifacts dir");
     std::fs::write(art.join("node.img"), vec![7u8; 1 << 16]).expect("image");
@@ -49,7 +32,6 @@ pub fn signed_image(lab: &Lab, keys: &Path, version: &str) -> (String, String, S
         .arg("--out")
         .arg(&manifest));
     let url = format!("{}/node.img", lab.json["artifacts"]["endpoint"].as_str().expect("artifacts endpoint"));
-    let key = std::fs::read_to_string(&public).expect("public key").trim().to_string();
     (url, manifest.display().to_string(), key)
 }
 

@@ -10,6 +10,21 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::{Client, Response};
 use serde_json::Value;
 
+/// Retries `f` with backoff (20 ms growing to 250 ms) until it gives a value (a restart window,
+/// a BMC's power change, a task ending), or panics with `what` after `secs`.
+pub fn poll<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {secs} s");
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_edge-lab");
 
 pub struct TestLab {
