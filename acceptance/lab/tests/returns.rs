@@ -120,6 +120,8 @@ fn walk_everything(pve_version: &str, pbs_version: &str, net: u8) {
     w.check(Pve, 0, "GET", "/access/users/root@pam/token", &[]);
     w.check(Pve, 0, "GET", "/access/users/root@pam/token/t1", &[]);
     w.check(Pve, 0, "PUT", "/access/users/root@pam/token/t1", &[("comment", "d")]);
+    w.check(Pve, 0, "PUT", "/access/acl", &[("path", "/"), ("roles", "PVEAuditor"), ("tokens", "root@pam!t1")]);
+    w.check(Pve, 0, "GET", "/access/acl", &[]);
     w.check(Pve, 0, "DELETE", "/access/users/root@pam/token/t1", &[]);
     w.check(Pve, 0, "GET", "/nodes", &[]);
     w.check(Pve, 0, "GET", "/nodes/pve1/status", &[]);
