@@ -2,9 +2,13 @@
   description = "edgeform: Terraform provider for edge stores, and their signed, reproducible NixOS node images";
 
   inputs = {
-    nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+    # The nixpkgs proxmox-nixos builds and tests PVE against (its README supports only its own
+    # pin): flake.lock pins both to the pair proxmox-nixos' own lock file names. nixos-25.11
+    # also brings rustc 1.91, which the locked crates need (>= 1.89).
+    nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.11";
     # Proxmox VE packaged for NixOS (module `proxmox-ve`, overlay with the PVE packages).
     proxmox-nixos.url = "github:SaumonNet/proxmox-nixos";
+    proxmox-nixos.inputs.nixpkgs-stable.follows = "nixpkgs";
   };
 
   outputs =
@@ -105,14 +109,18 @@
         };
       };
 
+      # The system that is signed, described by the SBOM and inside the disk image: one
+      # evaluation, used for all three.
       edge-node = lib.nixosSystem {
         inherit system;
         modules = [
           edgeNodeModule
           nodeConfig
+          ./images/nixos/disk.nix
         ];
       };
 
+      # Netboot is another system (tmpfs root over a squashfs store): it gets its own manifest.
       edge-node-netboot = lib.nixosSystem {
         inherit system;
         modules = [
@@ -122,7 +130,18 @@
         ];
       };
 
-      node-image = edge-node.config.system.build.images.raw-efi;
+      # make-disk-image over edge-node's own configuration, not `system.build.images.raw-efi`
+      # (that extends the configuration with the variant's modules: another toplevel than the
+      # one signed).
+      node-image = import (nixpkgs + "/nixos/lib/make-disk-image.nix") {
+        inherit lib pkgs;
+        config = edge-node.config;
+        name = "edge-node-image-${version}";
+        format = "raw";
+        partitionTableType = "efi";
+        diskSize = "auto";
+        additionalSpace = "2G";
+      };
 
       node-netboot =
         let
@@ -137,34 +156,31 @@
           ];
         };
 
-      # `nix run .#sign-image -- SECRET_KEY_FILE [OUT.json]`: build the image, then write a
-      # manifest naming the system, the image file, the netboot files and the closure, signed
-      # with the given Nix-format key (never stored in the Nix store), its CycloneDX SBOM
-      # (OUT.sbom.json) and the SBOM's signed attestation (OUT.sbom.intoto.json).
+      # `nix run .#sign-image -- SECRET_KEY_FILE [OUT.json]`: write OUT.json, the signed
+      # manifest of the disk image (system = edge-node's toplevel, file nixos.img, the closure),
+      # its CycloneDX SBOM (OUT.sbom.json) and the SBOM's signed attestation
+      # (OUT.sbom.intoto.json); and OUT.netboot.json, the same for the netboot system (bzImage,
+      # initrd, netboot.ipxe). The key is read from the file given, never stored in the Nix store.
       sign-image = pkgs.writeShellApplication {
         name = "edge-sign-image";
         runtimeInputs = [ edge-image ];
         text = ''
           key="''${1:?usage: sign-image SECRET_KEY_FILE [OUT.json]}"
           out="''${2:-edge-node-${version}.manifest.json}"
-          img="${node-image}/${node-image.passthru.filePath or "nixos.img"}"
-          sbom="''${out%.json}.sbom.json"
-          edge-image sbom ${edge-node.config.system.build.toplevel} --out "$sbom"
-          # The manifest, and the SBOM's in-toto attestation over it and its files
-          # (OUT.sbom.intoto.json; `edge-image verify-attestation` checks it).
-          edge-image manifest \
-            --system ${edge-node.config.system.build.toplevel} \
-            --version ${version}-${rev} \
-            --file "nixos.img=$img" \
-            --file "bzImage=${node-netboot}/bzImage" \
-            --file "initrd=${node-netboot}/initrd" \
-            --file "netboot.ipxe=${node-netboot}/netboot.ipxe" \
-            --meta "git_rev=${rev}" \
-            --meta "nixpkgs=${nixpkgs.rev or "unknown"}" \
-            --meta "image=${node-image}" \
-            --key "$key" \
-            --out "$out" \
-            --sbom "$sbom"
+          sign() { # SYSTEM OUT FILE...
+            local system=$1 out=$2; shift 2
+            local sbom="''${out%.json}.sbom.json" files=()
+            for f in "$@"; do files+=(--file "$f"); done
+            edge-image sbom "$system" --out "$sbom"
+            edge-image manifest --system "$system" --version ${version}-${rev} "''${files[@]}" \
+              --meta "git_rev=${rev}" --meta "nixpkgs=${nixpkgs.rev or "unknown"}" \
+              --key "$key" --out "$out" --sbom "$sbom"
+          }
+          sign ${edge-node.config.system.build.toplevel} "$out" \
+            "nixos.img=${node-image}/${node-image.passthru.filePath or "nixos.img"}"
+          sign ${edge-node-netboot.config.system.build.toplevel} "''${out%.json}.netboot.json" \
+            "bzImage=${node-netboot}/bzImage" "initrd=${node-netboot}/initrd" \
+            "netboot.ipxe=${node-netboot}/netboot.ipxe"
         '';
       };
     in
@@ -176,6 +192,7 @@
           edge-fleet
           node-image
           node-netboot
+          sign-image
           ;
         default = terraform-provider-edge;
       };

@@ -73,7 +73,8 @@ in
     nix.settings = {
       experimental-features = [ "nix-command" "flakes" ];
       require-sigs = true;
-      trusted-public-keys = cfg.trustedImageKeys;
+      # Added to nixpkgs' default (cache.nixos.org), not replacing it.
+      extra-trusted-public-keys = cfg.trustedImageKeys;
     };
 
     environment.systemPackages = with pkgs; [
@@ -82,6 +83,6 @@ in
       jq
     ];
 
-    system.stateVersion = "25.05";
+    system.stateVersion = "25.11";
   };
 }

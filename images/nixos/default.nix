@@ -1,6 +1,9 @@
 # The edge node: every module of the node image, plus the options the provider fills in.
-# Import this (or the flake's `nixosModules.edge-node`) and set `edge.node.*`; the store agent
-# (`services.edge-agent`, edge-agent.nix) is off unless enabled.
+# Proxmox VE comes from proxmox-nixos: import this together with its `proxmox-ve` module and
+# overlay — the flake's `nixosModules.edge-node` does both — not alone (the PVE options would
+# not exist). The disk layout of the image is ./disk.nix, imported by the flake's disk-image
+# configuration only. The store agent (`services.edge-agent`, edge-agent.nix) is off unless
+# enabled.
 { ... }:
 {
   imports = [

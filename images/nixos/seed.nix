@@ -29,6 +29,7 @@ let
     install -d -m 0700 ${stateDir}
     node=$(printf '%s' "$seed" | jq -er .node)
     printf '%s' "$node" > ${stateDir}/hostname
+    printf '%s' "$seed" | jq -er .address > ${stateDir}/address
     # Root's password hash: read by users.users.root.hashedPasswordFile at every activation,
     # and applied now for this boot.
     printf '%s' "$seed" | jq -er .root_password_hash > ${stateDir}/root.hash.new
@@ -43,6 +44,23 @@ let
     chmod 0600 ${stateDir}/pveproxy-ssl.key
     printf '%s' "$sha" > ${stateDir}/pending-cert
     touch ${stateDir}/applied-$sha
+  '';
+  # At every boot (the image's own host name and /etc/hosts are the same on every node): the
+  # node's name, and its address for that name, which PVE's cluster file system requires to be
+  # a non-loopback address.
+  identity = pkgs.writeShellScript "edge-seed-identity" ''
+    set -eu
+    export PATH=${lib.makeBinPath [ pkgs.coreutils pkgs.gnugrep ]}
+    [ -e ${stateDir}/hostname ] || exit 0
+    node=$(cat ${stateDir}/hostname)
+    addr=$(cat ${stateDir}/address)
+    addr=''${addr%%/*}
+    printf '%s' "$node" > /proc/sys/kernel/hostname
+    # Only an IP literal names the node's address (a DNS name resolves by itself).
+    case "$addr" in
+      *[!0-9a-fA-F.:]*) ;;
+      *[.:]*) grep -qx "$addr $node" /etc/hosts || printf '%s %s\n' "$addr" "$node" >> /etc/hosts ;;
+    esac
   '';
   installCert = pkgs.writeShellScript "edge-seed-cert" ''
     set -eu
@@ -79,8 +97,11 @@ in
       wantedBy = [ "multi-user.target" ];
       before = [ "sshd.service" "pve-cluster.service" ];
       after = [ "local-fs.target" "systemd-udev-settle.service" ];
-      serviceConfig = { Type = "oneshot"; RemainAfterExit = true; ExecStart = apply; };
+      serviceConfig = { Type = "oneshot"; RemainAfterExit = true; ExecStart = [ apply identity ]; };
     };
+    # A copy, not a link into the store, so edge-seed-identity can add the node's line; NixOS
+    # writes it afresh at each activation.
+    environment.etc.hosts.mode = "0644";
     systemd.services.edge-seed-cert = {
       description = "Install the seed's bootstrap certificate for pveproxy";
       wantedBy = [ "multi-user.target" ];

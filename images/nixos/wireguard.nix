@@ -1,5 +1,5 @@
 # WireGuard link of the node to the store's other nodes and the operations network.
-{ config, lib, ... }:
+{ config, lib, pkgs, ... }:
 let
   cfg = config.edge.node.wireguard;
 in
@@ -25,7 +25,7 @@ in
     privateKeyFile = lib.mkOption {
       type = lib.types.str;
       default = "/var/lib/wireguard/private.key";
-      description = "Private key file; generated on first boot if missing, never in the Nix store.";
+      description = "Private key file; made on the node at first boot if missing (edge-wireguard-key.service), never in the Nix store.";
     };
     peers = lib.mkOption {
       type = lib.types.listOf (
@@ -55,10 +55,32 @@ in
       ips = cfg.addresses;
       listenPort = cfg.listenPort;
       privateKeyFile = cfg.privateKeyFile;
-      generatePrivateKeyFile = true;
       peers = map (p: {
         inherit (p) publicKey allowedIPs endpoint persistentKeepalive;
       }) cfg.peers;
+    };
+    # The key is made on the node at first boot and never leaves it. nixpkgs' own
+    # generatePrivateKeyFile is refused by its networkd backend (base.nix uses networkd), so a
+    # unit of ours makes the key before either backend reads it.
+    systemd.services.edge-wireguard-key = {
+      description = "Make the WireGuard private key of ${cfg.interface} if missing";
+      wantedBy = [ "multi-user.target" ];
+      before = [
+        "systemd-networkd.service"
+        "wireguard-${cfg.interface}.service"
+      ];
+      requiredBy = [ "systemd-networkd.service" ];
+      unitConfig.ConditionPathExists = "!${cfg.privateKeyFile}";
+      serviceConfig = {
+        Type = "oneshot";
+        UMask = "0077";
+      };
+      path = [ pkgs.wireguard-tools pkgs.coreutils ];
+      script = ''
+        mkdir -p "$(dirname ${lib.escapeShellArg cfg.privateKeyFile})"
+        wg genkey > ${lib.escapeShellArg cfg.privateKeyFile}.new
+        mv ${lib.escapeShellArg cfg.privateKeyFile}.new ${lib.escapeShellArg cfg.privateKeyFile}
+      '';
     };
     networking.firewall.allowedUDPPorts = [ cfg.listenPort ];
     edge.node.firewall.trustedInterfaces = [ cfg.interface ];
