@@ -17,6 +17,8 @@ apt_pkgs=(
   postgresql                                       # Terraform pg backend for the fleet example
   xz-utils curl                                    # curl: lab setup steps in tests
   openssl                                          # independent signer of the Cosign-format tests (images/)
+  chromium                                         # headless browser that renders the hub's status page (fleet/tests)
+  prometheus                                       # promtool and a real Prometheus scraping the hub and agents (fleet/tests)
 )
 missing=()
 for p in "${apt_pkgs[@]}"; do

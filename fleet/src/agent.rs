@@ -79,6 +79,8 @@ pub struct Agent {
     /// Trusted Cosign keys (PEM P-256) for the same check: a manifest passes with a valid Cosign
     /// signature (`manifest.json.sig` beside it on the hub) by one of these instead.
     pub image_cosign_keys: Vec<edge_images::cosign::CosignPublicKey>,
+    /// Apply results and durations for the store's Prometheus (`agent run --metrics-listen`).
+    pub metrics: Option<std::sync::Arc<crate::metrics::AgentMetrics>>,
 }
 
 /// What a cycle reports, signed by the store's key.
@@ -166,7 +168,11 @@ impl Agent {
             }
             return Ok(Cycle::Deferred { version: channel.version, opens });
         }
+        let started = std::time::Instant::now();
         let (outcome, detail) = self.apply(&bundle, &channel.release)?;
+        if let Some(m) = &self.metrics {
+            m.applied(outcome, started.elapsed());
+        }
         let applied_path = self.state_dir.join("applied.json");
         if outcome == Outcome::Succeeded {
             // Applied is applied, whatever the checks say next: a store that is unhealthy

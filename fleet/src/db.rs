@@ -31,6 +31,7 @@ use crate::agent::SignedReport;
 use crate::evidence;
 use crate::hub::{self, HubError, RegisteredStore};
 use crate::rollout::{Decision, Report, Spec, State};
+use crate::status_page::{ReportView, RolloutStatus, Sources};
 
 /// Key of the advisory lock a step holds ("edgeform hub step" in ASCII, truncated to i64).
 const STEP_LOCK: i64 = 0x6564_6765_6875_6273;
@@ -348,11 +349,7 @@ impl Db {
                 .map_err(|e| DbError::Invalid(format!("report outcome: {e}")))?;
             reports.insert(r.get::<_, String>(0), Report { release: r.get(1), outcome });
         }
-        let mut channels = BTreeMap::new();
-        for r in tx.query("select store, version, release from edge_hub.channels", &[]).await? {
-            let v: i64 = r.get(1);
-            channels.insert(r.get::<_, String>(0), (u64::try_from(v).unwrap_or(0), r.get::<_, String>(2)));
-        }
+        let channels = channels(&tx).await?;
         let step = hub::decide(&spec, &registry, state, &reports, &channels, keys, lifetime, now)?;
         for p in &step.published {
             let version = i64::try_from(p.version).map_err(|_| DbError::Invalid("version out of range".into()))?;
@@ -387,6 +384,135 @@ impl Db {
         };
         let status: Option<serde_json::Value> = row.get(1);
         Ok(Some((row.get(0), status.map(parse).transpose()?.unwrap_or_default())))
+    }
+
+    /// What the hub's `/metrics` exposes ([`crate::metrics`]): per registered store its latest
+    /// report's arrival, the release of its latest succeeded report and its latest evidence
+    /// record; and the current rollout's spec and status. One probe per store of
+    /// `reports_by_store` and of the evidence key, as the step reads reports.
+    pub async fn fleet_view(&self) -> Result<crate::metrics::FleetView, DbError> {
+        let mut stores = Vec::new();
+        for r in self
+            .client
+            .query(
+                "select s.name, s.region, l.received_at, ok.release, e.record from edge_hub.stores s
+                 left join lateral (select received_at from edge_hub.reports
+                   where store = s.name order by id desc limit 1) l on true
+                 left join lateral (select release from edge_hub.reports
+                   where store = s.name and outcome = 'succeeded' order by id desc limit 1) ok on true
+                 left join lateral (select record from edge_hub.evidence
+                   where store = s.name order by day desc limit 1) e on true
+                 order by s.name",
+                &[],
+            )
+            .await?
+        {
+            stores.push(crate::metrics::StoreSeen {
+                name: r.get(0),
+                region: r.get(1),
+                last_report: r.get(2),
+                running: r.get(3),
+                evidence: r.get::<_, Option<serde_json::Value>>(4).map(parse).transpose()?,
+            });
+        }
+        let rollout =
+            match self.client.query_opt("select spec, status from edge_hub.rollouts where current", &[]).await? {
+                Some(row) => Some((
+                    parse(row.get(0))?,
+                    row.get::<_, Option<serde_json::Value>>(1).map(parse).transpose()?.unwrap_or_default(),
+                )),
+                None => None,
+            };
+        Ok(crate::metrics::FleetView { stores, rollout })
+    }
+
+    /// The current rollout as `edge-fleet hub status` prints it and the hub's status page shows
+    /// it ([`crate::status_page`]): the spec, every partition's status as of the last step and
+    /// when it opened, passed or halted, each store's channel and reports, the step that halted
+    /// it, and the last `history` decisions. `None`: no rollout started.
+    pub async fn rollout_status(&self, history: i64) -> Result<Option<RolloutStatus>, DbError> {
+        let Some(row) = self
+            .client
+            .query_opt("select release, spec, state, status, started_at from edge_hub.rollouts where current", &[])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let release: String = row.get(0);
+        let spec: Spec = parse(row.get(1))?;
+        let mut src = Sources {
+            state: row.get::<_, Option<serde_json::Value>>(2).map(parse).transpose()?,
+            status: row.get::<_, Option<serde_json::Value>>(3).map(parse).transpose()?.unwrap_or_default(),
+            registry: registry(&self.client).await?,
+            channels: channels(&self.client).await?,
+            ..Sources::default()
+        };
+        // Per store its latest report, and its latest on this release (one probe each of
+        // `reports_by_store`, as the step reads them).
+        for r in self
+            .client
+            .query(
+                "select s.name, l.release, l.outcome, l.reported_at, l.detail, n.outcome, n.reported_at, n.detail
+                 from edge_hub.stores s
+                 left join lateral (select release, outcome, reported_at, signed->'report'->'detail' as detail
+                   from edge_hub.reports where store = s.name order by id desc limit 1) l on true
+                 left join lateral (select outcome, reported_at, signed->'report'->'detail' as detail
+                   from edge_hub.reports where store = s.name and release = $1 order by id desc limit 1) n on true",
+                &[&release],
+            )
+            .await?
+        {
+            let store: String = r.get(0);
+            let view = |release: String, at: usize| -> Result<Option<ReportView>, DbError> {
+                let Some(outcome) = r.get::<_, Option<String>>(at) else { return Ok(None) };
+                Ok(Some(ReportView {
+                    release,
+                    outcome: parse(serde_json::Value::String(outcome))?,
+                    at: r.get(at + 1),
+                    detail: r.get::<_, Option<serde_json::Value>>(at + 2).map(parse).transpose()?.unwrap_or_default(),
+                }))
+            };
+            if let Some(v) = view(r.get::<_, Option<String>>(1).unwrap_or_default(), 2)? {
+                src.last.insert(store.clone(), v);
+            }
+            if let Some(v) = view(release.clone(), 5)? {
+                src.on_release.insert(store, v);
+            }
+        }
+        // When each partition first showed each phase (the decisions record every change).
+        for r in self
+            .client
+            .query(
+                "select p->>'name', case jsonb_typeof(p->'phase') when 'string' then p->>'phase'
+                   else (select min(k) from jsonb_object_keys(p->'phase') k) end, min(d.at)
+                 from edge_hub.decisions d cross join lateral jsonb_array_elements(d.status) p
+                 where d.release = $1 group by 1, 2",
+                &[&release],
+            )
+            .await?
+        {
+            if let (Some(name), Some(phase)) = (r.get::<_, Option<String>>(0), r.get::<_, Option<String>>(1)) {
+                src.phase_since.insert((name, phase), r.get(2));
+            }
+        }
+        // The step that stopped it: its verdicts are the reason (later ones only count the way back).
+        src.halted = match self
+            .client
+            .query_opt(
+                "select d.at, d.status from edge_hub.decisions d where d.release = $1 and exists
+                   (select 1 from jsonb_array_elements(d.status) p where p->>'phase' in ('halted', 'reverted'))
+                 order by d.id limit 1",
+                &[&release],
+            )
+            .await?
+        {
+            Some(r) => Some((r.get(0), parse(r.get(1))?)),
+            None => None,
+        };
+        src.history = self.history(history).await?.into_iter().map(|(at, _, d)| (at, d)).collect();
+        let status =
+            RolloutStatus::assemble(spec, row.get(4), src, OffsetDateTime::now_utc()).map_err(HubError::from)?;
+        Ok(Some(status))
     }
 
     /// The current rollout's recorded decisions, newest first: one per change of a partition's
@@ -477,6 +603,16 @@ const SELECT_STORES: &str = "select name, region, report_key from edge_hub.store
 /// The registry by name, on the connection or inside a step's transaction.
 async fn registry(c: &impl GenericClient) -> Result<Vec<RegisteredStore>, DbError> {
     Ok(c.query(&format!("{SELECT_STORES} order by name"), &[]).await?.iter().map(store_of).collect())
+}
+
+/// Per store: the last manifest version published and the release it names.
+async fn channels(c: &impl GenericClient) -> Result<BTreeMap<String, (u64, String)>, DbError> {
+    let mut out = BTreeMap::new();
+    for r in c.query("select store, version, release from edge_hub.channels", &[]).await? {
+        let v: i64 = r.get(1);
+        out.insert(r.get::<_, String>(0), (u64::try_from(v).unwrap_or(0), r.get::<_, String>(2)));
+    }
+    Ok(out)
 }
 
 fn store_of(r: &Row) -> RegisteredStore {

@@ -26,7 +26,10 @@
 //! - **Restore tests** ([`restore`]): each guest's latest PBS backup restored into an isolated
 //!   scratch VM, started, checked, timed (RTO) and aged (RPO), then destroyed.
 //! - **The hub** ([`hub`] decides; [`db`] keeps its state in PostgreSQL; [`serve`] is the
-//!   service): verified reports in, the controller's decision, per-store channel manifests out.
+//!   service): verified reports in, the controller's decision, per-store channel manifests out;
+//!   [`status_page`] shows where the rollout is, as `hub status` prints it.
+//! - **Metrics** ([`metrics`]): the hub's and the agent's facts in the Prometheus exposition
+//!   format, for the rules in `deploy/prometheus/` and the dashboard in `deploy/grafana/`.
 
 pub mod agent;
 pub mod audit;
@@ -38,9 +41,11 @@ pub mod files;
 pub mod health;
 pub mod hub;
 pub mod images;
+pub mod metrics;
 pub mod release;
 pub mod restore;
 pub mod rollout;
 pub mod serve;
 pub mod sim;
+pub mod status_page;
 pub mod window;

@@ -87,7 +87,9 @@ enum HubCmd {
         #[arg(long)]
         spec: PathBuf,
     },
-    /// Where the current rollout is, per partition, and the decisions that led there.
+    /// Where the current rollout is: per partition its phase, gate and verdict, what halted it,
+    /// each store's channel and reports, and the decisions that led there (what the hub's
+    /// status page, `GET /status`, shows).
     Status {
         #[arg(long, env = "EDGE_HUB_DATABASE")]
         database: String,
@@ -115,6 +117,14 @@ enum HubCmd {
         manifest_lifetime_s: i64,
         #[arg(long, default_value_t = 10)]
         step_every_s: u64,
+        /// The release catalogue (JSON list, oldest first: name, id, published, critical) that
+        /// /metrics names releases by and counts "releases behind" against.
+        #[arg(long)]
+        releases: Option<PathBuf>,
+        /// How often the stores' agents poll (their --interval-s), exposed for the rule that
+        /// calls a store silent.
+        #[arg(long, default_value_t = 60)]
+        store_poll_interval_s: u64,
     },
     /// One step: read the stores' reports, evaluate the rollout, publish manifests, print where
     /// every partition is and why.
@@ -153,6 +163,10 @@ enum AgentCmd {
         agent: AgentArgs,
         #[arg(long, default_value_t = 60)]
         interval_s: u64,
+        /// Serve GET /metrics (Prometheus exposition format) on this address, for the store's
+        /// local Prometheus: bind it to the store's LAN or loopback, never to the WAN.
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// The store's nightly evidence (a timer runs it): collect the record from the agent's
     /// working directory and the store's APIs, keep it as STATE/evidence/YYYY-MM-DD.json, sign
@@ -402,9 +416,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(code);
         }
         Cmd::Agent(AgentCmd::Evidence(args)) => return cli_audit::agent_evidence(args),
-        Cmd::Agent(AgentCmd::Run { agent: args, interval_s }) => {
-            let agent = agent(&args)?;
-            // The only listener: the image cache for the store's BMCs, on the LAN address given.
+        Cmd::Agent(AgentCmd::Run { agent: args, interval_s, metrics_listen }) => {
+            let mut agent = agent(&args)?;
+            if let Some(addr) = metrics_listen {
+                let m = std::sync::Arc::new(edge_fleet::metrics::AgentMetrics::new(
+                    &agent.store,
+                    &agent.state_dir,
+                    agent.key.public(),
+                    agent.health.as_ref().and_then(|h| h.wireguard.clone()),
+                ));
+                let bound = edge_fleet::metrics::serve_agent(addr, m.clone())
+                    .with_context(|| format!("--metrics-listen {addr}"))?;
+                tracing::info!(url = %format!("http://{bound}/metrics"), "serving metrics to the store's Prometheus");
+                agent.metrics = Some(m);
+            }
+            // The image cache for the store's BMCs, on the LAN address given (and the metrics
+            // above, when asked): nothing else listens.
             let _lan = match args.serve_images {
                 Some(addr) => {
                     let h = edge_fleet::images::serve(addr, &agent.state_dir.join("images"))?;
@@ -455,37 +482,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("rollout of {} started", spec.release);
         }
         Cmd::Hub(HubCmd::Status { database, history }) => {
-            let (current, h) = runtime()?.block_on(async {
-                let db = Db::connect(&database).await?;
-                Ok::<_, db::DbError>((db.current().await?, db.history(history).await?))
-            })?;
-            let Some((release, status)) = current else { bail!("no rollout has been started") };
-            println!("rollout of {release}");
-            for st in &status {
-                println!("  {:<10} {:?}: {}", st.name, st.phase, st.verdict);
-            }
-            if !h.is_empty() {
-                println!("decisions, newest first:");
-            }
-            for (at, _, d) in &h {
-                let at = at.format(&Rfc3339).unwrap_or_default();
-                let what: Vec<String> = d
-                    .status
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "{} {:?} ({} ok, {} failed, {} pending)",
-                            s.name, s.phase, s.succeeded, s.failed, s.pending
-                        )
-                    })
-                    .collect();
-                println!("  {at}  {}", what.join(", "));
-                for a in &d.actions {
-                    println!("  {at}    {}", describe(a));
-                }
-            }
+            // The same value the hub's status page renders (`GET /status`).
+            let status = runtime()?.block_on(async { Db::connect(&database).await?.rollout_status(history).await })?;
+            let Some(status) = status else { bail!("no rollout has been started") };
+            print!("{}", status.to_text());
         }
-        Cmd::Hub(HubCmd::Serve { database, listen, bundles, images, keys, manifest_lifetime_s, step_every_s }) => {
+        Cmd::Hub(HubCmd::Serve {
+            database,
+            listen,
+            bundles,
+            images,
+            keys,
+            manifest_lifetime_s,
+            step_every_s,
+            releases,
+            store_poll_interval_s,
+        }) => {
+            let catalogue = match &releases {
+                Some(p) => edge_fleet::drift::parse_catalogue(&read(p)?).with_context(|| p.display().to_string())?,
+                None => Vec::new(),
+            };
             let cfg = serve::Config {
                 listen,
                 database,
@@ -494,6 +510,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 keys: keys.iter().map(|k| secret(k)).collect::<Result<_>>()?,
                 manifest_lifetime: time::Duration::seconds(manifest_lifetime_s),
                 step_every: std::time::Duration::from_secs(step_every_s),
+                metrics: edge_fleet::metrics::HubOptions {
+                    catalogue,
+                    poll_interval: std::time::Duration::from_secs(store_poll_interval_s),
+                },
             };
             runtime()?.block_on(serve::serve(cfg, |addr| println!("hub listening on http://{addr}")))?;
         }
@@ -598,12 +618,17 @@ fn agent(a: &AgentArgs) -> Result<Agent> {
                     .with_context(|| format!("--trusted-cosign-key {}", f.display()))
             })
             .collect::<Result<_>>()?,
+        metrics: None,
     })
 }
 
 /// One agent cycle, said on stdout; the exit code `agent once` gives it.
 fn once(agent: &Agent) -> Result<ExitCode> {
-    match agent.cycle() {
+    let cycle = agent.cycle();
+    if let Some(m) = &agent.metrics {
+        m.cycle(&cycle);
+    }
+    match cycle {
         Ok(Cycle::UpToDate { version }) => println!("up to date (manifest version {version})"),
         Ok(Cycle::Deferred { version, opens }) => {
             let opens = opens.and_then(|t| t.format(&Rfc3339).ok()).unwrap_or_else(|| "never".into());
@@ -631,16 +656,6 @@ fn once(agent: &Agent) -> Result<ExitCode> {
         Err(e) => bail!("{e}"),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn describe(a: &Action) -> String {
-    match a {
-        Action::Publish { partition, release, stores } => {
-            // A wave of 200 is a count, a canary is names.
-            let to = if stores.len() <= 8 { stores.join(" ") } else { format!("{} stores", stores.len()) };
-            format!("publish {partition} -> {} to {to}", &release[..12.min(release.len())])
-        }
-    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

@@ -12,7 +12,9 @@
 //!   [`crate::evidence::sign_record`]); kept per store and day for `edge-fleet audit write
 //!   --database`;
 //! - `GET /v1/status` — the current rollout: per partition the gate's inputs and verdict, and the
-//!   decisions that led there.
+//!   decisions that led there;
+//! - `GET /status` — the same as a page for people ([`crate::status_page`]);
+//! - `GET /metrics` — the fleet in the Prometheus exposition format ([`crate::metrics`]).
 //!
 //! A ticker steps the current rollout every `step_every` (and a report wakes it early), in a
 //! transaction under an advisory lock: instances take turns, none publishes twice.
@@ -43,6 +45,8 @@ pub struct Config {
     pub keys: Vec<SecretKey>,
     pub manifest_lifetime: time::Duration,
     pub step_every: Duration,
+    /// `GET /metrics`: the release catalogue and the stores' poll interval.
+    pub metrics: crate::metrics::HubOptions,
 }
 
 struct App {
@@ -50,13 +54,15 @@ struct App {
     bundles: PathBuf,
     images: Option<PathBuf>,
     wake: Notify,
+    metrics: crate::metrics::HubLive,
 }
 
 /// Serves until the process is stopped. `ready` gets the bound address (port 0 picks one).
 pub async fn serve(cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), DbError> {
     let db = Db::connect(&cfg.database).await?;
     db.migrate().await?;
-    let app = Arc::new(App { db, bundles: cfg.bundles, images: cfg.images, wake: Notify::new() });
+    let live = crate::metrics::HubLive::new(cfg.metrics);
+    let app = Arc::new(App { db, bundles: cfg.bundles, images: cfg.images, wake: Notify::new(), metrics: live });
     let stepper = Db::connect(&cfg.database).await?;
     tokio::spawn(step_loop(stepper, app.clone(), cfg.keys, cfg.manifest_lifetime, cfg.step_every));
     let router = Router::new()
@@ -66,6 +72,8 @@ pub async fn serve(cfg: Config, ready: impl FnOnce(SocketAddr)) -> Result<(), Db
         .route("/v1/reports", post(report))
         .route("/v1/evidence", post(evidence))
         .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/status", get(|State(app): State<Arc<App>>| async move { crate::status_page::respond(&app.db).await }))
         // A report is a few KiB; nothing larger has any business here.
         .layer(DefaultBodyLimit::max(256 * 1024))
         .with_state(app);
@@ -97,7 +105,10 @@ async fn step_loop(mut db: Db, app: Arc<App>, keys: Vec<SecretKey>, lifetime: ti
 async fn channel(State(app): State<Arc<App>>, UrlPath(file): UrlPath<String>) -> Response {
     let Some(store) = file.strip_suffix(".json") else { return StatusCode::NOT_FOUND.into_response() };
     match app.db.manifest(store).await {
-        Ok(Some(m)) => ([(header::CONTENT_TYPE, "application/json")], m).into_response(),
+        Ok(Some(m)) => {
+            app.metrics.polled(store);
+            ([(header::CONTENT_TYPE, "application/json")], m).into_response()
+        }
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(e) => internal(e),
     }
@@ -132,10 +143,12 @@ async fn file(root: &Path, path: &str) -> Response {
 async fn report(State(app): State<Arc<App>>, Json(signed): Json<SignedReport>) -> Response {
     match app.db.upload(&signed).await {
         Ok(Upload::Accepted) => {
+            app.metrics.report(true);
             app.wake.notify_one();
             StatusCode::ACCEPTED.into_response()
         }
         Ok(Upload::Refused(why)) => {
+            app.metrics.report(false);
             tracing::warn!(%why, "report refused");
             (StatusCode::FORBIDDEN, why).into_response()
         }
@@ -146,8 +159,12 @@ async fn report(State(app): State<Arc<App>>, Json(signed): Json<SignedReport>) -
 /// A store's nightly evidence record, signed by the store (DSSE): kept for the day's audit file.
 async fn evidence(State(app): State<Arc<App>>, Json(env): Json<Envelope>) -> Response {
     match app.db.upload_evidence(&env).await {
-        Ok(Upload::Accepted) => StatusCode::ACCEPTED.into_response(),
+        Ok(Upload::Accepted) => {
+            app.metrics.evidence(true);
+            StatusCode::ACCEPTED.into_response()
+        }
         Ok(Upload::Refused(why)) => {
+            app.metrics.evidence(false);
             tracing::warn!(%why, "evidence refused");
             (StatusCode::FORBIDDEN, why).into_response()
         }
@@ -170,6 +187,17 @@ async fn status(State(app): State<Arc<App>>) -> Response {
                 .collect();
             let (release, status) = current.unzip();
             Json(serde_json::json!({"release": release, "status": status, "history": history})).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// The fleet's facts from the database and this instance's own, in the exposition format.
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    match app.db.fleet_view().await {
+        Ok(view) => {
+            let body = app.metrics.render(&view, OffsetDateTime::now_utc());
+            ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
         }
         Err(e) => internal(e),
     }

@@ -11,8 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{serve, terraform};
-use edge_fleet::release::Release;
+use common::{fleet_bin, serve, terraform};
 use edge_images::keys::SecretKey;
 use serde_json::json;
 
@@ -22,14 +21,6 @@ struct Fleet {
     stores: Vec<(String, SecretKey)>,
     hub_keys: Vec<PathBuf>,
     trusted: Vec<String>,
-}
-
-fn fleet_bin(args: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_edge-fleet")).args(args).output().expect("edge-fleet");
-    (
-        o.status.code().unwrap_or(-1),
-        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
-    )
 }
 
 fn s(p: &Path) -> &str {
@@ -70,20 +61,7 @@ impl Fleet {
     }
 
     fn release(&self, value: &str, ok: bool) -> String {
-        let cfg = self.dir.path().join(format!("cfg-{value}"));
-        std::fs::create_dir_all(&cfg).expect("dir");
-        std::fs::write(
-            cfg.join("main.tf"),
-            format!(
-                "variable \"ok\" {{ default = {ok} }}\nresource \"terraform_data\" \"release\" {{\n  input = \"{value}\"\n  lifecycle {{\n    precondition {{\n      condition     = var.ok\n      error_message = \"release {value} cannot apply here\"\n    }}\n  }}\n}}\noutput \"release\" {{ value = terraform_data.release.output }}\n"
-            ),
-        )
-        .expect("write");
-        std::fs::write(cfg.join(".terraform.lock.hcl"), "# built-in providers only\n").expect("write");
-        Release::from_dir(value, &cfg, &"a".repeat(64), &"b".repeat(64))
-            .expect("release")
-            .write_bundle(&cfg, &self.dir.path().join("tree/bundles"))
-            .expect("bundle")
+        common::release(self.dir.path(), &self.dir.path().join("tree/bundles"), value, ok)
     }
 
     fn spec(&self, release: &str, previous: &str) -> PathBuf {
