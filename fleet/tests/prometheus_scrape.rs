@@ -18,16 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{fleet_bin, release, terraform, Postgres};
+use common::{release, s, terraform, HubFleet, Postgres};
 use edge_acceptance::{poll, processes_mentioning, url_encode};
-use edge_images::keys::SecretKey;
 use serde_json::{json, Value};
 
 const STORES: [&str; 3] = ["store-001", "store-002", "store-003"];
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
 
 /// A port free now on 127.0.0.1 (Prometheus and the agent's listener take an address, and
 /// Prometheus does not say which port it bound for `:0`).
@@ -173,40 +168,7 @@ fn rules_for_the_test() -> String {
     out
 }
 
-struct Fleet {
-    work: tempfile::TempDir,
-    db: String,
-    hub_keys: Vec<PathBuf>,
-    trusted: Vec<String>,
-    /// Each store's report key (it signs the store's evidence records too).
-    keys: Vec<SecretKey>,
-}
-
-impl Fleet {
-    fn new(db: &str) -> Fleet {
-        let work = tempfile::tempdir().expect("tmp");
-        let mut keys = vec![];
-        for (i, name) in STORES.iter().enumerate() {
-            let k = SecretKey::generate(name).expect("key");
-            std::fs::write(work.path().join(format!("{name}.sec")), k.to_nix_string()).expect("write");
-            let region = format!("region-{}", i % 2 + 1);
-            let key = k.public().to_string();
-            let (code, out) =
-                fleet_bin(&["hub", "register", "--database", db, "--name", name, "--region", &region, "--key", &key]);
-            assert_eq!(code, 0, "{out}");
-            keys.push(k);
-        }
-        let (mut hub_keys, mut trusted) = (vec![], vec![]);
-        for name in ["hub-1", "hub-2"] {
-            let k = SecretKey::generate(name).expect("key");
-            let p = work.path().join(format!("{name}.sec"));
-            std::fs::write(&p, k.to_nix_string()).expect("write");
-            hub_keys.push(p);
-            trusted.push(k.public().to_string());
-        }
-        Fleet { work, db: db.to_string(), hub_keys, trusted, keys }
-    }
-
+impl HubFleet {
     /// `hub serve` stepping every second, naming releases from `catalogue`; its URL.
     fn hub(&self, bundles: &Path, catalogue: &Path) -> (Proc, String) {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge-fleet"));
@@ -241,19 +203,12 @@ impl Fleet {
         cmd.args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
         Proc::spawn(cmd.stdout(Stdio::null()), d.join(format!("agent-{store}.log")))
     }
-
-    fn start(&self, name: &str, spec: Value) {
-        let p = self.work.path().join(format!("spec-{name}.json"));
-        std::fs::write(&p, spec.to_string()).expect("write");
-        let (code, out) = fleet_bin(&["hub", "start", "--database", &self.db, "--spec", s(&p)]);
-        assert_eq!(code, 0, "{out}");
-    }
 }
 
 #[test]
 fn prometheus_scrapes_the_fleet_and_the_right_alerts_fire() {
     let pg = Postgres::start();
-    let f = Fleet::new(&pg.url);
+    let f = HubFleet::register(&pg.url, &STORES, |i| format!("region-{}", i % 2 + 1));
     let work = f.work.path().to_path_buf();
     let bundles = work.join("bundles");
     let v1 = release(&work, &bundles, "v1", true);
@@ -295,7 +250,7 @@ fn prometheus_scrapes_the_fleet_and_the_right_alerts_fire() {
     }
 
     // v1 on every store, through one partition.
-    f.start("v1", json!({"release": v1, "previous": v1, "on_failure": "halt", "partitions": [{"name": "all"}]}));
+    f.start("v1", &json!({"release": v1, "previous": v1, "on_failure": "halt", "partitions": [{"name": "all"}]}));
     until("three stores on v1, the partition passed, as Prometheus sees them", Duration::from_secs(300), diag, || {
         let on_v1 = prom.value("count(edge_store_info{job=\"edge-hub\",release=\"v1\"})");
         let passed = prom.value("edge_rollout_partition_phase{rollout=\"v1\",partition=\"all\",phase=\"passed\"}");
@@ -365,7 +320,7 @@ fn prometheus_scrapes_the_fleet_and_the_right_alerts_fire() {
     // The failure: a release whose apply fails, on a one-store canary with no failure budget.
     f.start(
         "v2-bad",
-        json!({"release": bad, "previous": v1, "on_failure": "halt_and_revert", "partitions": [
+        &json!({"release": bad, "previous": v1, "on_failure": "halt_and_revert", "partitions": [
             {"name": "canary", "stores": ["store-001"], "max_failed": 0},
             {"name": "rest", "soak_s": 0}]}),
     );

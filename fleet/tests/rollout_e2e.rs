@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{fleet_bin, serve, terraform};
+use common::{fleet_bin, s, serve, terraform};
 use edge_images::keys::SecretKey;
 use serde_json::json;
 
@@ -21,10 +21,6 @@ struct Fleet {
     stores: Vec<(String, SecretKey)>,
     hub_keys: Vec<PathBuf>,
     trusted: Vec<String>,
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 impl Fleet {
@@ -48,15 +44,7 @@ impl Fleet {
             .map(|(i, (n, k))| json!({"name": n, "region": format!("r{}", i % 2), "key": k.public().to_string()}))
             .collect();
         std::fs::write(dir.path().join("stores.json"), serde_json::to_vec(&registry).expect("json")).expect("write");
-        let mut hub_keys = vec![];
-        let mut trusted = vec![];
-        for name in ["hub-1", "hub-2"] {
-            let k = SecretKey::generate(name).expect("key");
-            let p = dir.path().join(format!("{name}.sec"));
-            std::fs::write(&p, k.to_nix_string()).expect("write");
-            hub_keys.push(p);
-            trusted.push(k.public().to_string());
-        }
+        let (hub_keys, trusted) = common::hub_keys(dir.path());
         Self { dir, url, stores, hub_keys, trusted }
     }
 

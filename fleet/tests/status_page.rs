@@ -18,11 +18,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{fleet_bin, release, terraform, Postgres};
+use common::{failing_release, fleet_bin, release, s, terraform, HubFleet, Postgres};
 use edge_acceptance::{poll, processes_mentioning};
-use edge_fleet::release::Release;
 use edge_fleet::status_page::PAGE_HISTORY;
-use edge_images::keys::SecretKey;
 use scraper::{ElementRef, Html, Selector};
 use serde_json::{json, Value};
 
@@ -35,10 +33,6 @@ const BAD_WORDS: &str = "v2-bad cannot apply: <b id=inj>bold</b> & <script>x()</
 /// The region store `i` is registered in: free text with markup and an entity in it.
 fn region(i: usize) -> String {
     format!("region-{} <i id=inj-region>&amp;</i>", i % 2 + 1)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// `edge-fleet hub serve` on a free port; killed when dropped.
@@ -93,44 +87,7 @@ impl Drop for Hub {
     }
 }
 
-struct Fleet {
-    work: tempfile::TempDir,
-    db: String,
-    hub_keys: Vec<PathBuf>,
-    trusted: Vec<String>,
-}
-
-impl Fleet {
-    /// The stores registered with their own report keys; two hub signing keys.
-    fn new(db: &str) -> Fleet {
-        let work = tempfile::tempdir().expect("tmp");
-        for (i, name) in STORES.iter().enumerate() {
-            let k = SecretKey::generate(name).expect("key");
-            std::fs::write(work.path().join(format!("{name}.sec")), k.to_nix_string()).expect("write");
-            let region = region(i);
-            let key = k.public().to_string();
-            let (code, out) =
-                fleet_bin(&["hub", "register", "--database", db, "--name", name, "--region", &region, "--key", &key]);
-            assert_eq!(code, 0, "{out}");
-        }
-        let (mut hub_keys, mut trusted) = (vec![], vec![]);
-        for name in ["hub-1", "hub-2"] {
-            let k = SecretKey::generate(name).expect("key");
-            let p = work.path().join(format!("{name}.sec"));
-            std::fs::write(&p, k.to_nix_string()).expect("write");
-            hub_keys.push(p);
-            trusted.push(k.public().to_string());
-        }
-        Fleet { work, db: db.to_string(), hub_keys, trusted }
-    }
-
-    fn start(&self, name: &str, spec: Value) {
-        let p = self.work.path().join(format!("spec-{name}.json"));
-        std::fs::write(&p, spec.to_string()).expect("write");
-        let (code, out) = fleet_bin(&["hub", "start", "--database", &self.db, "--spec", s(&p)]);
-        assert_eq!(code, 0, "{out}");
-    }
-
+impl HubFleet {
     /// One cycle of every store's agent that has a channel: pull, apply, report to the hub.
     fn agents(&self, hub: &Hub) {
         for store in STORES.iter().filter(|st| hub.has_channel(st)) {
@@ -277,29 +234,10 @@ fn phase_of(p: &Value) -> String {
     }
 }
 
-/// A release whose every apply fails with Terraform's precondition error `message` (markup
-/// included: it is the store's signed words the page must show as text).
-fn failing_release(work: &Path, bundles: &Path, value: &str, message: &str) -> String {
-    let cfg = work.join(format!("cfg-{value}"));
-    std::fs::create_dir_all(&cfg).expect("dir");
-    std::fs::write(
-        cfg.join("main.tf"),
-        format!(
-            "variable \"ok\" {{ default = false }}\nresource \"terraform_data\" \"release\" {{\n  input = \"{value}\"\n  lifecycle {{\n    precondition {{\n      condition     = var.ok\n      error_message = \"{message}\"\n    }}\n  }}\n}}\noutput \"release\" {{ value = terraform_data.release.output }}\n"
-        ),
-    )
-    .expect("write");
-    std::fs::write(cfg.join(".terraform.lock.hcl"), "# built-in providers only\n").expect("write");
-    Release::from_dir(value, &cfg, &"a".repeat(64), &"b".repeat(64))
-        .expect("release")
-        .write_bundle(&cfg, bundles)
-        .expect("bundle")
-}
-
 #[test]
 fn a_halted_rollout_its_reason_and_its_failed_stores_show_in_a_real_browser() {
     let pg = Postgres::start();
-    let f = Fleet::new(&pg.url);
+    let f = HubFleet::register(&pg.url, &STORES, region);
     let bundles = f.work.path().join("bundles");
     let v1 = release(f.work.path(), &bundles, "v1", true);
     let bad = failing_release(f.work.path(), &bundles, "v2-bad", BAD_WORDS);
@@ -309,11 +247,11 @@ fn a_halted_rollout_its_reason_and_its_failed_stores_show_in_a_real_browser() {
     let dom = rendered(&format!("{}/status", hub.url));
     assert_eq!(select(&dom, "#no-rollout").len(), 1, "{}", dom.html());
 
-    f.start("v1", json!({"release": v1, "previous": v1, "on_failure": "halt", "partitions": [{"name": "all"}]}));
+    f.start("v1", &json!({"release": v1, "previous": v1, "on_failure": "halt", "partitions": [{"name": "all"}]}));
     f.roll(&hub, "v1 on every store", |p| p == ["passed"]);
     f.start(
         "v2-bad",
-        json!({"release": bad, "previous": v1, "on_failure": "halt_and_revert", "partitions": [
+        &json!({"release": bad, "previous": v1, "on_failure": "halt_and_revert", "partitions": [
             {"name": "canary", "stores": ["store-001", "store-002"], "max_failed": 0},
             {"name": "rest", "soak_s": 0}]}),
     );

@@ -283,12 +283,23 @@ pub fn fleet_bin(args: &[&str]) -> (i32, String) {
 /// `ok` false its precondition fails every apply ("release VALUE cannot apply here"). Its
 /// sources go to `work/cfg-VALUE`. Returns the release id.
 pub fn release(work: &Path, bundles: &Path, value: &str, ok: bool) -> String {
+    release_with(work, bundles, value, ok, &format!("release {value} cannot apply here"))
+}
+
+/// A release whose every apply fails with Terraform's precondition error `message`, in the
+/// store's own words (markup included, for the pages that must show it as text).
+pub fn failing_release(work: &Path, bundles: &Path, value: &str, message: &str) -> String {
+    release_with(work, bundles, value, false, message)
+}
+
+/// The precondition `holds` or fails with `message`.
+fn release_with(work: &Path, bundles: &Path, value: &str, holds: bool, message: &str) -> String {
     let cfg = work.join(format!("cfg-{value}"));
     std::fs::create_dir_all(&cfg).expect("dir");
     std::fs::write(
         cfg.join("main.tf"),
         format!(
-            "variable \"ok\" {{ default = {ok} }}\nresource \"terraform_data\" \"release\" {{\n  input = \"{value}\"\n  lifecycle {{\n    precondition {{\n      condition     = var.ok\n      error_message = \"release {value} cannot apply here\"\n    }}\n  }}\n}}\noutput \"release\" {{ value = terraform_data.release.output }}\n"
+            "variable \"ok\" {{ default = {holds} }}\nresource \"terraform_data\" \"release\" {{\n  input = \"{value}\"\n  lifecycle {{\n    precondition {{\n      condition     = var.ok\n      error_message = \"{message}\"\n    }}\n  }}\n}}\noutput \"release\" {{ value = terraform_data.release.output }}\n"
         ),
     )
     .expect("write");
@@ -297,6 +308,72 @@ pub fn release(work: &Path, bundles: &Path, value: &str, ok: bool) -> String {
         .expect("release")
         .write_bundle(&cfg, bundles)
         .expect("bundle")
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// The two hub signing keys (`hub-1`, `hub-2`) written to `dir`: their files and the public keys
+/// agents trust.
+pub fn hub_keys(dir: &Path) -> (Vec<PathBuf>, Vec<String>) {
+    let (mut files, mut trusted) = (vec![], vec![]);
+    for name in ["hub-1", "hub-2"] {
+        let k = SecretKey::generate(name).expect("key");
+        let p = dir.join(format!("{name}.sec"));
+        std::fs::write(&p, k.to_nix_string()).expect("write");
+        files.push(p);
+        trusted.push(k.public().to_string());
+    }
+    (files, trusted)
+}
+
+/// A fleet registered with a hub on PostgreSQL: each store with its own report key (its file in
+/// `work`), two hub signing keys.
+pub struct HubFleet {
+    pub work: tempfile::TempDir,
+    pub db: String,
+    pub hub_keys: Vec<PathBuf>,
+    pub trusted: Vec<String>,
+    /// Each store's report key (it signs the store's evidence records too).
+    pub keys: Vec<SecretKey>,
+}
+
+impl HubFleet {
+    /// `hub register` for each store, store `i` in `region(i)`.
+    pub fn register(db: &str, stores: &[&str], region: impl Fn(usize) -> String) -> HubFleet {
+        let work = tempfile::tempdir().expect("tmp");
+        let mut keys = vec![];
+        for (i, name) in stores.iter().enumerate() {
+            let k = SecretKey::generate(name).expect("key");
+            std::fs::write(work.path().join(format!("{name}.sec")), k.to_nix_string()).expect("write");
+            let key = k.public().to_string();
+            let (code, out) = fleet_bin(&[
+                "hub",
+                "register",
+                "--database",
+                db,
+                "--name",
+                name,
+                "--region",
+                &region(i),
+                "--key",
+                &key,
+            ]);
+            assert_eq!(code, 0, "{out}");
+            keys.push(k);
+        }
+        let (hub_keys, trusted) = hub_keys(work.path());
+        HubFleet { work, db: db.to_string(), hub_keys, trusted, keys }
+    }
+
+    /// `hub start` of `spec` (kept as `spec-NAME.json`).
+    pub fn start(&self, name: &str, spec: &serde_json::Value) {
+        let p = self.work.path().join(format!("spec-{name}.json"));
+        std::fs::write(&p, spec.to_string()).expect("write");
+        let (code, out) = fleet_bin(&["hub", "start", "--database", &self.db, "--spec", s(&p)]);
+        assert_eq!(code, 0, "{out}");
+    }
 }
 
 /// A throwaway PostgreSQL cluster (the newest Debian server installed) on 127.0.0.1: user and
