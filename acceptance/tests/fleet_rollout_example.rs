@@ -3,7 +3,14 @@
 //! Terraform, v2 in waves with one store offline (pending, not failed), a bad v3 failing on the
 //! canary and reverted there by itself, no other store ever handed it, the lab and PostgreSQL
 //! holding exactly that, two hub instances on one database publishing once per decision, the
-//! node image over the WAN once per store, and nothing left behind.
+//! node image over the WAN once per store, and nothing left behind. The failure is also seen
+//! the way an operator sees it: Debian's `prometheus` scrapes both hub instances and every
+//! agent (`--metrics-listen`) with the fleet's rules (`for:` cut to 2 s) and its HTTP API must
+//! show `EdgeRolloutHalted` not firing before the bad release and firing for its canary after,
+//! every target up, the stores per release and the failed applies as the stores' own reports
+//! have them; headless `chromium` renders the hub's `/status` page and its DOM must show the
+//! rollout halted and reverted at the canary, naming exactly the stores whose signed reports
+//! failed, in their words. Without `prometheus` or `chromium` the check fails (it never skips).
 
 use std::process::Command;
 

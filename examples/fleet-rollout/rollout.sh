@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # examples/fleet-rollout/rollout.sh — patch waves on a fleet of lab stores: a hub on PostgreSQL,
 # a real agent process per store applying signed releases with real Terraform, waves gated on
-# the stores' signed reports, a bad release halted and reverted on its canary by itself.
+# the stores' signed reports, a bad release halted and reverted on its canary by itself, seen by
+# a real Prometheus scraping the hubs and agents (its alert fires) and on the hub's status page in
+# a real browser.
 #
 #   rollout.sh check    the whole story in a temp dir, self-checking, cleans up (exit != 0 = fail)
 #
 # Environment: STORES (8), NET (151: lab addresses 127.NET.S.N), binaries from
 # $CARGO_TARGET_DIR/debug or EDGE_PROVIDER_BIN / EDGE_LAB_BIN / EDGE_FLEET_BIN / EDGE_IMAGE_BIN, EDGE_TERRAFORM
-# (.tools/bin/terraform), KEEP=1 keeps the temp dir (logs, state) when it ends.
+# (.tools/bin/terraform), KEEP=1 keeps the temp dir (logs, state, the status page's screenshot)
+# when it ends. Needs Debian's prometheus and chromium (scripts/install-deps.sh); without them the
+# check fails.
 # Builds nothing: `cargo build -p terraform-provider-edge -p edge-lab -p edge-fleet -p edge-images` first.
 set -euo pipefail
 
@@ -23,11 +27,13 @@ TF=$EDGE_TERRAFORM
 STORES=${STORES:-8}
 NET=${NET:-151}
 VERSION=0.1.0
+PROMETHEUS=/usr/bin/prometheus
+PEERS=$HERE/peers.py
 
 say() { printf '[rollout %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() {
   say "FAIL: $*"
-  [ -n "${D:-}" ] && [ -d "$D/log" ] && for f in "$D"/log/hub-*.log "$D"/log/agent-*.log; do
+  [ -n "${D:-}" ] && [ -d "$D/log" ] && for f in "$D"/log/hub-*.log "$D"/log/agent-*.log "$D"/log/prometheus.log; do
     [ -f "$f" ] && { echo "--- $f (end)" >&2; tail -15 "$f" >&2; }
   done
   exit 1
@@ -101,7 +107,8 @@ start_agent() { # STORE
     exec "$FLEET" agent run --hub "${HUBS[$((10#$n % 2))]}" --store "$s" --trusted "$(pub "$D/keys/hub-1.sec")" \
       --trusted "$(pub "$D/keys/hub-2.sec")" --threshold 2 --state-dir "$D/agents/$s" \
       --terraform "$TF" --key "$D/keys/$s.sec" --interval-s 2 --health "$D/health/$s.json" \
-      --trusted-image-key "$(cat "$D/keys/image.pub")" --serve-images "127.0.0.1:${LAN_PORT[$s]}"
+      --trusted-image-key "$(cat "$D/keys/image.pub")" --serve-images "127.0.0.1:${LAN_PORT[$s]}" \
+      --metrics-listen "127.0.0.1:${METRICS_PORT[$s]}"
   ) >>"$D/log/agent-$s.log" 2>&1 &
   echo $! >"$D/agents/$s.pid"
 }
@@ -125,13 +132,72 @@ spec() { printf '%s\n' "$2" >"$D/specs/$1.json"; } # NAME SPEC-JSON
 start() { "$FLEET" hub start --database "$DB" --spec "$D/specs/$1.json" >/dev/null; } # NAME
 rollout() { spec "$@"; start "$1"; }
 
+# Prometheus scraping both hub instances and every store's agent each second, with the fleet's
+# rules, in $D/prometheus; its URL in PROM.
+start_prometheus() { # HUB-PORT...
+  local dir=$D/prometheus port hubs="" agents="" p s n
+  mkdir -p "$dir"
+  # The rules are deploy/prometheus's own with every `for:` cut to 2 s: the real ones (2 min for
+  # EdgeRolloutHalted) keep a blip from paging; here the condition holds from the halt to the end
+  # and the check should not wait minutes for it. Expressions, labels and annotations are
+  # untouched (deploy/prometheus/tests checks the real durations with promtool).
+  sed -E 's/^([[:space:]]*)for:[[:space:]].*$/\1for: 2s/' "$ROOT/deploy/prometheus/edge-fleet-rules.yml" >"$dir/rules.yml"
+  n=$(grep -c '^[[:space:]]*for:' "$ROOT/deploy/prometheus/edge-fleet-rules.yml")
+  if [ "$n" = 0 ] || [ "$(grep -c '^[[:space:]]*for: 2s$' "$dir/rules.yml")" != "$n" ]; then
+    die "rewriting the rules' for: durations"
+  fi
+  for p in "$@"; do hubs+="${hubs:+, }\"127.0.0.1:$p\""; done
+  for s in $(stores); do agents+="${agents:+, }\"127.0.0.1:${METRICS_PORT[$s]}\""; done
+  cat >"$dir/prometheus.yml" <<YML
+global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}
+rule_files: ["$dir/rules.yml"]
+scrape_configs:
+  - {job_name: edge-hub, static_configs: [{targets: [$hubs]}]}
+  - {job_name: edge-agent, static_configs: [{targets: [$agents]}]}
+YML
+  port=$(free_port)
+  PROM="http://127.0.0.1:$port"
+  "$PROMETHEUS" --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+    --web.listen-address="127.0.0.1:$port" >>"$D/log/prometheus.log" 2>&1 &
+  echo $! >"$D/prometheus.pid"
+}
+peers() { python3 "$PEERS" "$@"; }
+# Poll a peers.py check (with wait_for) until it holds or SECS pass; say what it printed, or
+# die with WHY and the check's last reason.
+check_peer() { # SECS WHY CHECK ARGS...
+  local secs=$1 why=$2
+  shift 2
+  wait_for "$secs" "" quietly "$@" || { cat "$D/log/peers.err" >&2; die "$why"; }
+  [ -s "$D/log/peers.out" ] && say "$(cat "$D/log/peers.out")"
+  return 0
+}
+quietly() { peers "$@" >"$D/log/peers.out" 2>"$D/log/peers.err"; }
+# Headless chromium with its profile and HOME in $D/chromium (it writes to both); chromium's
+# stdout. Bounded by timeout; whatever of it outlives the run is killed by pid.
+browse() { # URL FLAG...
+  local url=$1 rc=0
+  shift
+  mkdir -p "$D/chromium"
+  HOME="$D/chromium" XDG_CONFIG_HOME="$D/chromium/.config" XDG_CACHE_HOME="$D/chromium/.cache" \
+    timeout --kill-after=5 90 chromium --headless --no-sandbox --disable-gpu --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --user-data-dir="$D/chromium/profile" "$@" "$url" 2>>"$D/log/chromium.log" || rc=$?
+  kill_browser
+  return $rc
+}
+kill_browser() {
+  local p
+  for p in $(peers pids-mentioning "$D/chromium/profile"); do kill -KILL "$p" 2>/dev/null || true; done
+}
+
 release_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["release"])' "$D/agents/$1/applied.json"; }
 
 cleanup() {
   local p
-  for p in "$D"/agents/*.pid "$D"/hub-*.pid; do
+  for p in "$D"/agents/*.pid "$D"/hub-*.pid "$D"/prometheus.pid; do
     [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true
   done
+  [ -d "$D/chromium" ] && kill_browser
   wait 2>/dev/null || true
   FLEET_DIR="$D/fleet" "$ROOT/examples/fleet/fleet.sh" down >/dev/null 2>&1 || true
   if [ "${KEEP:-0}" = 1 ]; then say "kept $D"; else rm -rf "$D"; fi
@@ -139,6 +205,9 @@ cleanup() {
 
 cmd_check() {
   for b in "$EDGE_PROVIDER_BIN" "$EDGE_LAB_BIN" "$FLEET" "$IMAGE" "$TF"; do [ -x "$b" ] || die "missing $b (build it first)"; done
+  # The alert and the status page are checked on the real thing or the check fails: no skipping.
+  [ -x "$PROMETHEUS" ] || die "missing $PROMETHEUS (scripts/install-deps.sh installs Debian's prometheus)"
+  command -v chromium >/dev/null || die "missing chromium (scripts/install-deps.sh installs Debian's chromium)"
   D=$(mktemp -d /tmp/edge-rollout.XXXXXX)
   trap cleanup EXIT
   trap 'exit 130' INT TERM
@@ -179,7 +248,7 @@ EOF
   mkdir -p "$D/hub/images/$IMG_SHA"
   cp "$D/image-manifest.json" "$D/hub/images/$IMG_SHA/manifest.json"
   cp "$D/image/nixos.img" "$D/hub/images/$IMG_SHA/nixos.img"
-  declare -gA LAN_PORT
+  declare -gA LAN_PORT METRICS_PORT
   keygen hub-1 "$D/keys/hub-1.sec"
   keygen hub-2 "$D/keys/hub-2.sec"
   local p1 p2
@@ -205,7 +274,7 @@ PY
   done
   local s i=0
   for s in $(stores); do
-    LAN_PORT[$s]=$(free_port)
+    LAN_PORT[$s]=$(free_port) METRICS_PORT[$s]=$(free_port)
     keygen "$s" "$D/keys/$s.sec"
     "$FLEET" hub register --database "$DB" --name "$s" --region "region-$((i % 3 + 1))" --key "$(pub "$D/keys/$s.sec")" >>"$D/log/register.log"
     printf '%s{"name": "%s", "region": "region-%s"}' "$([ $i = 0 ] || echo ,)" "$s" $((i % 3 + 1)) >>"$D/inventory.part"
@@ -215,6 +284,7 @@ PY
   start_hub 1 "$p1"
   start_hub 2 "$p2"
   say "hub: two instances (${HUBS[*]}) on one database; $(stores | wc -l) stores registered, each with its own PostgreSQL role and state schema"
+  start_prometheus "$p1" "$p2"
 
   # 3. Releases.
   V1=$(build_release v1 "$HERE/releases/v1.tfvars")
@@ -222,8 +292,10 @@ PY
   V3=$(build_release v3-bad "$HERE/releases/v3-bad.tfvars")
   say "releases: v1 ${V1:0:12}, v2 ${V2:0:12}, v3-bad ${V3:0:12}"
 
-  # 4. Agents: one process per store, polling every 2 s.
+  # 4. Agents: one process per store, polling every 2 s, their metrics on a port each.
   for s in $(stores); do start_agent "$s"; done
+  wait_for 60 "prometheus: $PROM scrapes both hub instances and the $STORES agents every second" \
+    curl -sf -o /dev/null "$PROM/-/ready" || { cat "$D/log/prometheus.log" >&2; die "prometheus did not come up"; }
 
   # 5. v1 everywhere (the baseline).
   rollout v1 "{\"release\": \"$V1\", \"previous\": \"$V1\", \"on_failure\": \"halt\",
@@ -256,6 +328,13 @@ PY
   wait_for 300 "v2: $off came back, applied and reported; every partition passed" \
     phases_are "canary wave rest" "canary=passed wave=passed rest=passed" || die "v2 did not finish"
   for s in $(stores); do [ "$(release_of "$s")" = "$V2" ] || die "$s runs $(release_of "$s"), not v2"; done
+  # Prometheus before anything failed: the alert rule is loaded and evaluated, it has scraped
+  # v2's three partitions as passed, and EdgeRolloutHalted is neither pending nor firing.
+  check_peer 30 "prometheus has not loaded and evaluated EdgeRolloutHalted" rule "$PROM" EdgeRolloutHalted
+  check_peer 30 "prometheus does not see v2's three partitions passed" value "$PROM" \
+    "max by (partition) (edge_rollout_partition_phase{rollout=\"${V2:0:12}\",phase=\"passed\"}) == 1" 1 \
+    partition=canary partition=wave partition=rest
+  check_peer 0 "EdgeRolloutHalted before any failure" not-halted "$PROM" EdgeRolloutHalted
 
   # The hub takes only a store's own, newest reports: an old one replayed (store-003's v1
   # success) and one edited after signing (v2 turned into a failure) are refused.
@@ -284,6 +363,37 @@ PY
     bash -c "for s in store-001 store-002; do python3 -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))[\"release\"] != sys.argv[2])' $D/agents/\$s/applied.json $V2 2>/dev/null || exit 1; done" \
     || die "the canary is not back on v2"
   "$FLEET" hub status --database "$DB" --history 8
+
+  # - Prometheus, from the hubs' and agents' /metrics: EdgeRolloutHalted fires for v3's canary
+  #   and nothing else; every target is up; the hubs count all stores on v2 again; the agents
+  #   themselves say they run v2; the stores that counted a failed apply are exactly those whose
+  #   own signed reports say they failed on v3.
+  local failed
+  failed=$(peers failed-on "$D/agents" "$V3")
+  [ -n "$failed" ] || die "no store's own report says it failed on v3"
+  check_peer 60 "EdgeRolloutHalted is not firing for v3's canary" halted "$PROM" EdgeRolloutHalted "${V3:0:12}" canary
+  check_peer 30 "prometheus's targets" targets "$PROM" $((STORES + 2))
+  # The recording rule over the hubs' edge_store_info: one release, v2, with every store.
+  check_peer 30 "the hubs' edge_store_info does not put all $STORES stores on v2" \
+    value "$PROM" 'edge:stores:count_by_release' "$STORES" "release=${V2:0:12}"
+  # shellcheck disable=SC2046 # one store name per word
+  check_peer 30 "the agents' edge_agent_release_info does not name v2 on every store" \
+    value "$PROM" "edge_agent_release_info{release=\"${V2:0:12}\"}" 1 $(stores | sed 's/^/store=/')
+  # shellcheck disable=SC2046 # one store name per word
+  check_peer 30 "failed applies are not counted by exactly the stores that failed on v3 ($failed)" \
+    value "$PROM" 'sum by (store) (edge_agent_applies_total{result="failed"}) > 0' any $(printf 'store=%s\n' $failed)
+
+  # - the browser: headless chromium renders the hub's /status page; its DOM shows v3's rollout
+  #   halted and reverted at the canary, naming exactly the stores whose own reports failed on v3,
+  #   each with the words it signed. The screenshot stays in $D (KEEP=1 keeps it).
+  browse "$HUB/status" --dump-dom >"$D/status.html" || die "chromium --dump-dom $HUB/status"
+  check_peer 0 "the status page in chromium (its DOM: $D/status.html)" status-dom "$D/status.html" "$V3" canary "$D/agents"
+  browse "$HUB/status" --screenshot="$D/status-page.png" --window-size=1280,1600 >/dev/null \
+    || die "chromium --screenshot $HUB/status"
+  [ "$(head -c 8 "$D/status-page.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || die "$D/status-page.png is not a PNG"
+  # A blank 1280×1600 page compresses to a few KiB; this page's text does not.
+  [ "$(stat -c %s "$D/status-page.png")" -gt 50000 ] || die "$D/status-page.png is nearly empty: a blank page?"
+  say "status page: screenshot $D/status-page.png ($(stat -c %s "$D/status-page.png") bytes)"
 
   # Evidence from the peers themselves:
   # - PostgreSQL: only the canary ever reported on v3, and each failure says why;
@@ -387,14 +497,15 @@ print(f"[rollout] audit/edge/{day['date']}.json: {n} store records (release, sta
       f"{len(day['decisions'])} rollout decisions", file=sys.stderr)
 PY
 
-  local pids; pids=$(cat "$D"/agents/*.pid "$D"/hub-*.pid)
+  local pids; pids=$(cat "$D"/agents/*.pid "$D"/hub-*.pid "$D"/prometheus.pid)
   trap - EXIT
   cleanup
   for p in $pids; do kill -0 "$p" 2>/dev/null && die "process $p left running"; done
+  [ -z "$(peers pids-mentioning "$D/chromium/profile")" ] || die "chromium left running"
   say "check passed in $((SECONDS - t0)) s"
 }
 
 case ${1:-} in
   check) cmd_check ;;
-  *) sed -n '2,11p' "$0" >&2; exit 64 ;;
+  *) sed -n '2,15p' "$0" >&2; exit 64 ;;
 esac
