@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::health::{booted_image, parse_handshakes, Apis};
+use crate::health::{booted_image, latest_handshakes, Apis};
 use crate::restore::RestoreTest;
 
 /// Stands for a sensitive value wherever one was: the digest changes when a secret is added or
@@ -429,19 +429,7 @@ fn observe(
 fn handshakes(src: &Sources, now: OffsetDateTime, unobserved: &mut Vec<String>) -> Vec<Handshake> {
     let mut out = Vec::new();
     for iface in &src.wireguard {
-        let res = Command::new(&src.wg).args(["show", iface, "latest-handshakes"]).output();
-        let text = match res {
-            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-            Ok(o) => {
-                unobserved.push(format!("wg show {iface}: {}", String::from_utf8_lossy(&o.stderr).trim()));
-                continue;
-            }
-            Err(e) => {
-                unobserved.push(format!("{}: {e}", src.wg.display()));
-                continue;
-            }
-        };
-        match parse_handshakes(&text) {
+        match latest_handshakes(&src.wg, iface) {
             Ok(peers) => out.extend(peers.into_iter().map(|(peer, t)| Handshake {
                 interface: iface.clone(),
                 peer,

@@ -492,8 +492,23 @@ async fn wireguard(cfg: &WireguardCheck) -> CheckResult {
     }
 }
 
+/// Runs `WG show IFACE latest-handshakes` and parses it, blocking: the evidence collector and the
+/// agent's metrics read handshakes this way (the health check runs it on its runtime, with a
+/// timeout). `Err`: why there is nothing to read, in words for the caller's record or log.
+pub(crate) fn latest_handshakes(wg: &Path, iface: &str) -> Result<Vec<(String, i64)>, String> {
+    let o = std::process::Command::new(wg)
+        .args(["show", iface, "latest-handshakes"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("{}: {e}", wg.display()))?;
+    if !o.status.success() {
+        return Err(format!("wg show {iface}: {}", String::from_utf8_lossy(&o.stderr).trim()));
+    }
+    parse_handshakes(&String::from_utf8_lossy(&o.stdout))
+}
+
 /// `wg show IFACE latest-handshakes` output: `PUBKEY\tEPOCH` per peer (0: never).
-pub(crate) fn parse_handshakes(text: &str) -> Result<Vec<(String, i64)>, String> {
+fn parse_handshakes(text: &str) -> Result<Vec<(String, i64)>, String> {
     let mut peers = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let mut f = line.split_whitespace();

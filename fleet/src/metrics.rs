@@ -36,7 +36,7 @@ use time::OffsetDateTime;
 use crate::agent::{AgentError, Cycle};
 use crate::drift::{self, ReleaseInfo, Slo};
 use crate::evidence::{self, StoreEvidence};
-use crate::health::{parse_handshakes, WireguardCheck};
+use crate::health::{latest_handshakes, WireguardCheck};
 use crate::restore::RestoreOutcome;
 use crate::rollout::{Outcome, PartitionStatus, Phase, Spec};
 
@@ -516,27 +516,10 @@ impl AgentMetrics {
     }
 
     fn handshakes(&self, wg: &WireguardCheck) -> Vec<(String, i64)> {
-        let out = std::process::Command::new(&wg.command)
-            .args(["show", &wg.interface, "latest-handshakes"])
-            .stdin(std::process::Stdio::null())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => match parse_handshakes(&String::from_utf8_lossy(&o.stdout)) {
-                Ok(peers) => peers,
-                Err(why) => {
-                    tracing::warn!(%why, "wireguard handshakes not exposed");
-                    Vec::new()
-                }
-            },
-            Ok(o) => {
-                tracing::warn!(status = %o.status, stderr = %String::from_utf8_lossy(&o.stderr).trim(), "wg show failed");
-                Vec::new()
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, command = %wg.command.display(), "wg show failed");
-                Vec::new()
-            }
-        }
+        latest_handshakes(&wg.command, &wg.interface).unwrap_or_else(|why| {
+            tracing::warn!(%why, "wireguard handshakes not exposed");
+            Vec::new()
+        })
     }
 }
 
