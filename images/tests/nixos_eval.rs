@@ -16,10 +16,6 @@ use std::sync::OnceLock;
 use common::*;
 use serde_json::Value;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
-}
-
 fn eval_dir() -> PathBuf {
     repo_root().join("images/tests/nixos-eval")
 }

@@ -17,10 +17,6 @@ use std::process::{Command, Output, Stdio};
 use common::*;
 use serde_json::Value;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
-}
-
 fn fixtures() -> PathBuf {
     repo_root().join("images/tests/fixtures/pipeline")
 }
@@ -38,9 +34,7 @@ fn ci_tool(name: &str) -> PathBuf {
 
 /// The real binary NAME on PATH (the argv-recording wrappers exec it).
 fn on_path(name: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
-        .unwrap_or_else(|| panic!("`{name}` is not installed (scripts/install-deps.sh installs it)"))
+    find_on_path(name).unwrap_or_else(|| panic!("`{name}` is not installed (scripts/install-deps.sh installs it)"))
 }
 
 fn text(o: &Output) -> String {

@@ -8,11 +8,19 @@ use std::process::{Command, Output};
 pub const NIX_CONFIG: &str =
     "experimental-features = nix-command flakes\nsandbox = false\nbuild-users-group =\nsubstituters =";
 
+/// The repository's root (the tests run in `images/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+/// Where `tool` is on PATH.
+pub fn find_on_path(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(tool)).find(|f| f.is_file()))
+}
+
 fn require(tool: &str) {
-    let found =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false);
     assert!(
-        found,
+        find_on_path(tool).is_some(),
         "`{tool}` is not installed: these tests compare edge-images with the real Nix. \
          Install it with scripts/install-deps.sh (Debian package nix-bin)."
     );
